@@ -1,0 +1,1 @@
+"""Domain adapters for shadowdiff (the core in ``shadowdiff/`` never imports this package)."""

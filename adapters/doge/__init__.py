@@ -1,0 +1,1 @@
+"""The DOGE pair-reducer domain: reference reducer, expectations checker, adapters."""
