@@ -1,0 +1,77 @@
+"""Divergence kinds, signatures and clusters: pure functions of the differences found.
+
+A signature names what went wrong independently of where in a stream it happened:
+``kind|event_type|first path with list indices generalised`` (``transition.state|FillEvent|orders[*].price``);
+for failures ``kind|event_type``. Repeats of one signature form a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from .diff import generalise
+from .model import Difference, Divergence, FailureAt, Input
+
+
+def signature(kind: str, event_type: str, differences: Sequence[Difference]) -> str:
+    path = generalise(differences[0].path) if differences else ""
+    return f"{kind}|{event_type}|{path}"
+
+
+def divergence(
+    kind: str, step: int, slot: str, item: Input | None, differences: Sequence[Difference], seq: int | None = None
+) -> Divergence:
+    event_type = item.type if item is not None else "open"
+    return Divergence(kind, signature(kind, event_type, differences), step, slot, item, tuple(differences), seq)
+
+
+@attrs.frozen
+class Cluster:
+    signature: str
+    kind: str
+    event_type: str
+    count: int
+    first_step: int
+    last_step: int
+
+    def to_wire(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
+class Clusters:
+    """Counts per signature, in order of first appearance; deterministic."""
+
+    def __init__(self) -> None:
+        self._by_signature: dict[str, list[int | str]] = {}
+
+    def add(self, sig: str, kind: str, event_type: str, step: int) -> bool:
+        """Count one occurrence; True when the signature is new."""
+        entry = self._by_signature.get(sig)
+        if entry is None:
+            self._by_signature[sig] = [kind, event_type, 1, step, step]
+            return True
+        entry[2] = int(entry[2]) + 1
+        entry[3] = min(int(entry[3]), step)
+        entry[4] = max(int(entry[4]), step)
+        return False
+
+    def add_divergence(self, item: Divergence) -> bool:
+        return self.add(item.signature, item.kind, item.event_type, item.step)
+
+    def add_failure(self, item: FailureAt) -> bool:
+        return self.add(item.signature, item.kind, item.event_type, item.step)
+
+    def __len__(self) -> int:
+        return len(self._by_signature)
+
+    def __iter__(self) -> Iterable[Cluster]:  # type: ignore[override]
+        return iter(self.as_list())
+
+    def as_list(self) -> list[Cluster]:
+        clusters = [
+            Cluster(sig, str(k), str(e), int(c), int(first), int(last))
+            for sig, (k, e, c, first, last) in self._by_signature.items()
+        ]
+        return sorted(clusters, key=lambda c: (c.first_step, c.signature))

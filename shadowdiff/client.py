@@ -1,0 +1,514 @@
+"""A reducer that runs as a subprocess: PROTOCOL.md over msgpack, or the older JSON-lines transport.
+
+Requests are pipelined: ``submit`` encodes and buffers, ``poll`` reads what has arrived and hands back
+results in order. Against a server that offers sessions the state stays in the server and only events
+and deltas cross the pipe; otherwise (older servers, ``jsonl``) the client holds each slot's state and
+sends it whole. In lockstep the engine passes the authoritative delta as a hint, so even the whole-state
+path can send step n+1 before step n is answered.
+
+Every way a shadow can misbehave becomes a ``Failure`` value for the request it was serving: crash
+(stdout closed, process exited), timeout (no answer within the deadline; the process is killed),
+protocol (not msgpack/JSON, wrong id, missing field), error (the server answered ``error``). After a
+fatal one the process is restarted with bounded back-off; requests that were in flight behind the
+failed one come back as ``lost`` so the engine can send them again, never silently retried.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .codec import apply_delta, compute_delta
+from .domain import Domain
+from .errors import ShadowSetupError
+from .model import Call, Context, Event, Failure, Outcome, StepResult, WireMap
+from .reducer import Close, Open, Patch, Reducer, Request, Result, ShadowFailureError, Step, UnsupportedOp
+from .transport import FramingError, Process, ProcessGone, describe_exit
+
+PROTOCOL_VERSION = 1
+SESSION_OPS = frozenset({"open", "step", "patch", "get", "close"})
+LOST = "lost"
+
+
+@attrs.define
+class _Entry:
+    ticket: int
+    request: Request | None
+    parts: int = 0
+    result: Result = None
+    done: bool = False
+    pre: WireMap | None = None
+
+
+@attrs.define
+class _Wire:
+    entry: _Entry
+    op: str
+    rid: int | None
+    sent: float
+    state: WireMap | None = None  # the pre-state a whole-state transition was sent with
+
+
+class SubprocessReducer(Reducer):
+    """The shadow (or any reducer) as a child process. ``command`` is an argv list or a shell-like string."""
+
+    def __init__(
+        self,
+        command: Sequence[str] | str,
+        codec: str = "msgpack",
+        domain: Domain | None = None,
+        deadline: float = 10.0,
+        max_restarts: int = 8,
+        use_sessions: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.process = Process(command, codec)
+        self.codec = codec
+        self.domain = domain or Domain()
+        self.deadline = deadline
+        self.max_restarts = max_restarts
+        self.use_sessions = use_sessions
+        self.name = " ".join(self.process.argv)
+        self.ops: frozenset[str] = frozenset()
+        self.implementation = "unknown"
+        self.version = "unknown"
+        self.sessions = False
+        self.dead: str | None = None
+        self._restarts = 0
+        self._failures_in_a_row = 0
+        self._entries: collections.deque[_Entry] = collections.deque()
+        self._wires: collections.deque[_Wire] = collections.deque()
+        self._session_ids: dict[str, int] = {}
+        self._next_session = 1
+        self._next_id = 1
+        self._started = False
+        self._start()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            self.process.start()
+        except FileNotFoundError as exc:
+            raise ShadowSetupError(f"shadow executable not found: {self.process.argv[0]}") from exc
+        except PermissionError as exc:
+            raise ShadowSetupError(f"shadow executable is not executable: {self.process.argv[0]}") from exc
+        self._next_id = 1
+        self._session_ids.clear()
+        self._held.clear()
+        if self.codec == "msgpack":
+            self._handshake()
+        else:
+            self.sessions = False
+        self._started = True
+
+    def _handshake(self) -> None:
+        self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION})
+        self.process.flush()
+        try:
+            reply = self._receive_one(self.deadline)
+        except (ProcessGone, FramingError) as exc:
+            tail = " | ".join(self.process.tail()[-3:])
+            self.process.stop(grace=0)
+            raise ShadowSetupError(f"handshake failed: {exc}" + (f"; stderr: {tail}" if tail else "")) from exc
+        ok = reply.get("ok") if isinstance(reply, dict) else None
+        if not isinstance(ok, dict) or reply.get("id") != 0:
+            self.process.stop(grace=0)
+            raise ShadowSetupError(f"handshake failed: unexpected answer to hello: {str(reply)[:120]}")
+        if ok.get("protocol") != PROTOCOL_VERSION:
+            self.process.stop(grace=0)
+            raise ShadowSetupError(
+                f"protocol mismatch: shadowdiff speaks protocol {PROTOCOL_VERSION}, "
+                f"the shadow speaks protocol {ok.get('protocol')}"
+            )
+        self.ops = frozenset(str(op) for op in ok.get("ops", ()))
+        self.implementation = str(ok.get("implementation", "unknown"))
+        self.version = str(ok.get("version", "unknown"))
+        offered = SESSION_OPS <= self.ops
+        self.sessions = offered if self.use_sessions is None else (self.use_sessions and offered)
+
+    def _receive_one(self, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.process.receive(max(0.0, deadline - time.monotonic()))
+            if got:
+                return got[0]
+            if time.monotonic() >= deadline:
+                raise ProcessGone(None) if not self.process.running else FramingError("no answer to hello")
+
+    def _ensure_running(self) -> None:
+        if self.process.running and self._started:
+            return
+        while self.dead is None:
+            if self._failures_in_a_row > self.max_restarts:
+                self.dead = f"gave up after {self.max_restarts} restarts in a row"
+                return
+            time.sleep(min(2.0, 0.02 * (2 ** min(self._failures_in_a_row, 7))))
+            try:
+                self._start()
+                self._restarts += 1
+                return
+            except ShadowSetupError:
+                self._failures_in_a_row += 1
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    def describe(self) -> str:
+        how = "sessions" if self.sessions else "whole states"
+        return f"{self.name} ({self.codec}, {how}, {self.implementation} {self.version})"
+
+    def close(self) -> None:
+        self.process.stop()
+
+    # -- submitting -------------------------------------------------------------------------------
+    def submit(self, request: Request) -> int:
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        entry = _Entry(ticket, request)
+        self._entries.append(entry)
+        self._ensure_running()
+        if self.dead is not None:
+            self._resolve(entry, Failure("crash", f"shadow {self.dead}"))
+            return ticket
+        try:
+            if self.sessions:
+                self._submit_session(entry, request)
+            else:
+                self._submit_whole(entry, request)
+        except ProcessGone as exc:
+            self._fatal("crash", f"shadow {exc}", exc.exit_code)
+        if entry.parts == 0 and not entry.done:
+            self._resolve(entry, None)
+        return ticket
+
+    def _send(self, entry: _Entry, message: WireMap, op: str, state: WireMap | None = None) -> None:
+        rid = None
+        if self.codec == "msgpack":
+            rid = self._next_id
+            self._next_id += 1
+            message["id"] = rid
+        self.process.send(message)
+        self._wires.append(_Wire(entry, op, rid, time.monotonic(), state))
+        entry.parts += 1
+
+    def _submit_session(self, entry: _Entry, request: Request) -> None:
+        if isinstance(request, Open):
+            if request.slot in self._session_ids:
+                self._send(entry, {"op": "close", "session": self._session_ids[request.slot]}, "close")
+            sid = self._session_ids[request.slot] = self._next_session
+            self._next_session += 1
+            self._send(entry, {"op": "open", "session": sid, "state": request.state}, "open")
+            return
+        sid = self._session_ids.get(request.slot)
+        if sid is None:
+            self._resolve(entry, Failure("error", f"slot {request.slot!r} was never opened on the shadow"))
+            return
+        if isinstance(request, Step):
+            item = request.input
+            if isinstance(item, Call):
+                msg = {"op": "call", "session": sid, "function": item.function, "args": item.args}
+                self._send(entry, msg, "call")
+            else:
+                ctx = request.context
+                msg = {
+                    "op": "step",
+                    "session": sid,
+                    "event": {"type": item.type, "payload": item.payload},
+                    "config": ctx.config,
+                    "order_size_usd": ctx.order_size_usd,
+                    "order_sizes": ctx.order_sizes,
+                    "with_invariants": request.with_invariants,
+                }
+                self._send(entry, msg, "step")
+        elif isinstance(request, Patch):
+            self._send(entry, {"op": "patch", "session": sid, "delta": request.delta}, "patch")
+        elif isinstance(request, Close):
+            del self._session_ids[request.slot]
+            self._send(entry, {"op": "close", "session": sid}, "close")
+
+    def _submit_whole(self, entry: _Entry, request: Request) -> None:
+        if isinstance(request, Open):
+            self._held[request.slot] = request.state
+            return
+        if isinstance(request, Close):
+            self._held.pop(request.slot, None)
+            return
+        pre = self._known_state(request.slot)
+        if pre is None:
+            self._resolve(entry, Failure("error", f"slot {request.slot!r} was never opened on the shadow"))
+            return
+        if isinstance(request, Patch):
+            self._held[request.slot] = apply_delta(pre, request.delta)
+            return
+        entry.pre = pre
+        item = request.input
+        if isinstance(item, Call):
+            if self.codec == "msgpack":
+                msg = {"op": "call", "function": item.function, "args": {"state": pre, **item.args}}
+            else:
+                msg = {"method": item.function, "params": {"state": pre, **item.args}}
+            self._send(entry, msg, "call", pre)
+        else:
+            ctx = request.context
+            msg = {
+                "state": pre,
+                "config": ctx.config,
+                "order_size_usd": ctx.order_size_usd,
+                "order_sizes": ctx.order_sizes,
+            }
+            if self.codec == "msgpack":
+                msg.update(op="transition", event=item.to_wire(), with_invariants=request.with_invariants)
+            else:
+                msg.update(method="transition", event=item.payload)
+            self._send(entry, msg, "transition", pre)
+        if request.hint is not None:
+            self._held[request.slot] = apply_delta(pre, request.hint)
+        else:
+            self._held.pop(request.slot, None)  # known again once this step is answered
+
+    def _known_state(self, slot: str) -> WireMap | None:
+        while slot not in self._held and self._wires and any(w.entry.request is not None for w in self._wires):
+            if not self._pump(wait=True):
+                break
+        return self._held.get(slot)
+
+    # -- receiving --------------------------------------------------------------------------------
+    def flush(self) -> None:
+        try:
+            self.process.flush()
+        except ProcessGone as exc:
+            self._fatal("crash", f"shadow {exc}", exc.exit_code)
+
+    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
+        if wait and self._entries and not self._entries[0].done:
+            self._pump(wait=True)
+        elif self._wires:
+            self._pump(wait=False)
+        out = []
+        while self._entries and self._entries[0].done:
+            entry = self._entries.popleft()
+            out.append((entry.ticket, entry.result))
+        return out
+
+    def pending(self) -> int:
+        return len(self._entries)
+
+    def _pump(self, wait: bool) -> bool:
+        """Read what the shadow has said; with ``wait``, up to the head request's deadline."""
+        try:
+            self.process.flush()
+            timeout = 0.0
+            if wait and self._wires:
+                timeout = max(0.0, self._wires[0].sent + self.deadline - time.monotonic())
+            got = self.process.receive(timeout)
+            if not got and wait and self._wires and time.monotonic() >= self._wires[0].sent + self.deadline:
+                self._fatal("timeout", f"no answer within {self.deadline:g}s; killed", None)
+                return True
+            for obj in got:
+                if not self._wires:
+                    raise FramingError(f"an answer nobody asked for: {str(obj)[:80]}")
+                self._answer(self._wires.popleft(), obj)
+            return bool(got)
+        except ProcessGone as exc:
+            self._fatal("crash", f"shadow {exc}", exc.exit_code)
+        except FramingError as exc:
+            self._fatal("protocol", str(exc), None)
+        except _ProtocolViolation as exc:
+            self._fatal("protocol", str(exc), None)
+        return True
+
+    def _answer(self, wire: _Wire, obj: Any) -> None:
+        entry = wire.entry
+        if not isinstance(obj, dict):
+            raise _ProtocolViolation(f"answer is not a map: {str(obj)[:80]}")
+        if self.codec == "msgpack":
+            if obj.get("id") != wire.rid:
+                raise _ProtocolViolation(f"answer id {obj.get('id')!r} where {wire.rid} was due")
+            if "error" in obj:
+                err = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+                self._part_failed(entry, wire, f"{err.get('kind', 'error')}: {err.get('message', '')}")
+                return
+            if not isinstance(obj.get("ok"), dict):
+                raise _ProtocolViolation(f"answer to request {wire.rid} has neither 'ok' nor 'error'")
+            body = obj["ok"]
+        else:
+            if "error" in obj:
+                self._part_failed(entry, wire, str(obj["error"]))
+                return
+            body = obj
+        self._failures_in_a_row = 0
+        entry.parts -= 1
+        if entry.done:  # an earlier part failed; the rest only keep the stream in step
+            return
+        self._record(entry, wire, body)
+        if entry.parts == 0 and not entry.done:
+            self._resolve(entry, entry.result)
+
+    def _record(self, entry: _Entry, wire: _Wire, body: dict[str, Any]) -> None:
+        request = entry.request
+        op = wire.op
+        if op in ("open", "patch", "close"):
+            return
+        assert isinstance(request, Step)
+        if op == "step":
+            actions, delta = _field(body, "actions", list, wire), _field(body, "delta", dict, wire)
+            violations = _field(body, "violations", list, wire) if request.with_invariants else None
+            self.answered["transition"] += 1
+            self.answered["invariants"] += violations is not None
+            entry.result = StepResult(actions, delta, violations)
+        elif op == "call":
+            self.answered["call"] += 1
+            if "delta" in body:
+                entry.result = StepResult([], _field(body, "delta", dict, wire), None)
+            else:
+                state = _field(body, "state", dict, wire)
+                self._settle(entry, wire, state)
+                entry.result = StepResult([], compute_delta(wire.state or {}, state), None)
+        elif op == "transition":
+            state = _field(body, "state", dict, wire)
+            actions = [self._typed_action(a) for a in _field(body, "actions", list, wire)]
+            self.answered["transition"] += 1
+            violations = None
+            if request.with_invariants:
+                if self.codec == "msgpack":
+                    violations = _field(body, "violations", list, wire)
+                    self.answered["invariants"] += 1
+                else:  # the JSON-lines server checks invariants in a request of its own
+                    self._send(entry, {"method": "check_invariants", "state": state}, "check_invariants")
+            self._settle(entry, wire, state)
+            entry.result = StepResult(actions, compute_delta(wire.state or {}, state), violations)
+        elif op == "check_invariants":
+            self.answered["invariants"] += 1
+            assert isinstance(entry.result, StepResult)
+            entry.result = attrs.evolve(entry.result, violations=_field(body, "violations", list, wire))
+
+    def _settle(self, entry: _Entry, wire: _Wire, state: WireMap) -> None:
+        request = entry.request
+        if isinstance(request, Step) and request.hint is None and request.slot not in self._held:
+            self._held[request.slot] = state
+
+    def _typed_action(self, action: Any) -> WireMap:
+        if isinstance(action, dict) and "type" in action and "payload" in action:
+            return action
+        if not isinstance(action, dict):
+            raise _ProtocolViolation(f"an action is not a map: {str(action)[:80]}")
+        kind = self.domain.action_type_of(action)
+        if kind is None:
+            raise _ProtocolViolation(f"cannot tell the type of an action with keys {sorted(action)}")
+        return {"type": kind, "payload": action}
+
+    def _part_failed(self, entry: _Entry, wire: _Wire, message: str) -> None:
+        self._failures_in_a_row = 0
+        entry.parts -= 1
+        if not entry.done:
+            self._resolve(entry, Failure("error", message, wire.rid, self.process.tail()))
+
+    def _resolve(self, entry: _Entry, result: Result) -> None:
+        entry.result = result
+        entry.done = True
+
+    def _fatal(self, kind: str, message: str, exit_code: int | None) -> None:
+        """The process can no longer be trusted: fail the oldest request, mark the rest lost, kill."""
+        head = next((w for w in self._wires), None)
+        tail = self.process.tail()
+        code = self.process.stop(grace=0)
+        if exit_code is None and kind == "crash":
+            exit_code = code
+        if kind == "crash":
+            message = f"shadow exited with {describe_exit(exit_code)}"
+        failure = Failure(kind, message, head.rid if head else None, tail, exit_code)
+        failed = False
+        for entry in self._entries:
+            if entry.done:
+                continue
+            if not failed and entry.parts > 0:
+                self._resolve(entry, failure)
+                failed = True
+            else:
+                self._resolve(entry, Failure(LOST, "in flight when the shadow failed"))
+        self._wires.clear()
+        self._session_ids.clear()
+        self._held.clear()
+        self._started = False
+        self._failures_in_a_row += 1
+
+    # -- synchronous operations (whole states) ----------------------------------------------------
+    def _sync(self, message: WireMap, op: str, state: WireMap | None = None) -> dict[str, Any]:
+        entry = _Entry(-1, None)
+        self._ensure_running()
+        if self.dead is not None:
+            raise ShadowFailureError(Failure("crash", f"shadow {self.dead}"))
+        self._entries.append(entry)
+        self._send(entry, message, op, state)
+        captured: dict[str, Any] = {}
+        entry.result = None
+
+        def keep(_entry: _Entry, _wire: _Wire, body: dict[str, Any]) -> None:
+            captured.update(body)
+
+        original = self._record
+        self._record = keep  # type: ignore[method-assign]
+        try:
+            while not entry.done:
+                self._pump(wait=True)
+        finally:
+            self._record = original  # type: ignore[method-assign]
+            self._entries.remove(entry)
+        if isinstance(entry.result, Failure):
+            raise ShadowFailureError(entry.result)
+        return captured
+
+    def transition(self, state: WireMap, event: Event, context: Context, with_invariants: bool = False) -> Outcome:
+        if self.codec == "msgpack":
+            msg = {"op": "transition", "state": state, "event": event.to_wire(), **context.to_wire()}
+            msg["with_invariants"] = with_invariants
+        else:
+            msg = {"method": "transition", "state": state, "event": event.payload, **context.to_wire()}
+        body = self._sync(msg, "transition")
+        actions = [self._typed_action(a) for a in body.get("actions", [])]
+        violations = body.get("violations") if with_invariants and self.codec == "msgpack" else None
+        if with_invariants and violations is None:
+            violations = self.check_invariants(body["state"])
+        return Outcome(body["state"], actions, violations)
+
+    def check_invariants(self, state: WireMap) -> list[str]:
+        key = "op" if self.codec == "msgpack" else "method"
+        body = self._sync({key: "check_invariants", "state": state}, "check_invariants")
+        return list(body.get("violations", []))
+
+    def call(self, function: str, state: WireMap, args: Mapping[str, Any]) -> WireMap:
+        if self.codec == "msgpack":
+            if "call" not in self.ops:
+                raise UnsupportedOp(f"the shadow offers no 'call' op (ops: {sorted(self.ops)})")
+            body = self._sync({"op": "call", "function": function, "args": {"state": state, **args}}, "call")
+        else:
+            body = self._sync({"method": function, "params": {"state": state, **args}}, "call")
+        result: WireMap = body["state"]
+        return result
+
+    def get(self, slot: str) -> WireMap:
+        if not self.sessions:
+            return super().get(slot)
+        sid = self._session_ids.get(slot)
+        if sid is None:
+            raise ShadowFailureError(Failure("error", f"slot {slot!r} is not open on the shadow"))
+        body = self._sync({"op": "get", "session": sid}, "get")
+        state: WireMap = body["state"]
+        return state
+
+
+class _ProtocolViolation(Exception):
+    pass
+
+
+def _field(body: dict[str, Any], name: str, kind: type, wire: _Wire) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind):
+        where = f"request {wire.rid}" if wire.rid is not None else f"a {wire.op} answer"
+        raise _ProtocolViolation(f"{where}: result field {name!r} missing or not a {kind.__name__}")
+    return value

@@ -1,0 +1,114 @@
+"""Wire encodings (msgpack, JSON) and the canonical state delta of PROTOCOL.md.
+
+A delta is ``{"set": {field: value}, "append": {field: [items]}}`` over a state's top-level fields.
+``append`` is used for a list field exactly when the new list is the old one with items added at its
+end; any other change is a ``set``. Equal deltas from equal pre-states mean equal post-states, so the
+engine never needs to compare whole states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgpack
+
+from .model import WireMap
+
+EMPTY_DELTA: WireMap = {}
+
+
+def packb(value: Any) -> bytes:
+    """msgpack bytes: str as UTF-8 str, floats as float64, bytes as bin."""
+    out: bytes = msgpack.packb(value, use_bin_type=True)
+    return out
+
+
+def unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def make_unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=1 << 30)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"not a wire value: {type(value).__name__}")
+
+
+def dumps_json(value: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
+    """JSON for files: NaN and infinities kept (Python's json reads them back), bytes as hex."""
+    return json.dumps(value, indent=indent, sort_keys=sort_keys, default=_json_default, ensure_ascii=False)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality as the diff sees it at its fast path: ints and floats by value, NaN equal to NaN."""
+    if a == b:
+        return True
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+
+
+def compute_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> WireMap:
+    """The canonical delta from ``old`` to ``new`` (both whole wire states). O(state); the fallback path."""
+    sets: WireMap = {}
+    appends: WireMap = {}
+    for key, value in new.items():
+        if key not in old:
+            sets[key] = value
+            continue
+        before = old[key]
+        if same_value(before, value):
+            continue
+        if isinstance(before, list) and isinstance(value, list) and len(value) > len(before):
+            n = len(before)
+            if all(same_value(x, y) for x, y in zip(before, value[:n], strict=True)):
+                appends[key] = value[n:]
+                continue
+        sets[key] = value
+    return make_delta(sets, appends)
+
+
+def make_delta(sets: Mapping[str, Any], appends: Mapping[str, Any]) -> WireMap:
+    delta: WireMap = {}
+    if sets:
+        delta["set"] = dict(sets)
+    if appends:
+        delta["append"] = dict(appends)
+    return delta
+
+
+def delta_fields(delta: Mapping[str, Any]) -> set[str]:
+    return set(delta.get("set", ())) | set(delta.get("append", ()))
+
+
+def apply_delta(state: WireMap, delta: Mapping[str, Any], *, in_place: bool = False) -> WireMap:
+    """``state`` changed by ``delta``. With ``in_place`` appended lists grow where they are (O(delta)),
+    otherwise a new top-level map is returned and lists that grow are copied."""
+    if not delta:
+        return state
+    out = state if in_place else dict(state)
+    for key, value in delta.get("set", {}).items():
+        out[key] = value
+    for key, items in delta.get("append", {}).items():
+        current = out.get(key)
+        if not isinstance(current, list):
+            current = []
+        if in_place:
+            current.extend(items)
+            out[key] = current
+        else:
+            out[key] = [*current, *items]
+    return out
+
+
+def merge_fields(deltas: Iterable[Mapping[str, Any]]) -> set[str]:
+    fields: set[str] = set()
+    for delta in deltas:
+        fields |= delta_fields(delta)
+    return fields

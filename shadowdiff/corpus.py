@@ -1,0 +1,317 @@
+"""Corpus readers and writers: scenario JSON files, JSONL and msgpack event logs, findings files.
+
+Everything is streamed: a log is read record by record, so memory stays flat however long it is. A
+reader yields what it could read and raises ``BadInput`` (naming the file and line, or byte offset) at
+the first thing it cannot, so a caller has already replayed every valid record before it. Formats:
+docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import msgpack
+
+from .codec import dumps_json, make_unpacker, packb
+from .errors import BadInput
+from .model import Context, Scenario, StepResult, WireMap, input_from_wire
+from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
+
+LOG_FORMAT = "shadowdiff-log"
+LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")
+READ_CHUNK = 1 << 16
+
+
+class TornRecordWarning(UserWarning):
+    """A log ends in the middle of a record (a writer died); the partial record is skipped."""
+
+
+def is_log(path: Path) -> bool:
+    return path.name.endswith(LOG_SUFFIXES)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and every scenario or log below a directory named, sorted by path."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and (p.suffix == ".json" or is_log(p)))
+            if not found:
+                raise BadInput("no scenario (*.json) or log files in this directory", str(path))
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise BadInput("no such file or directory", str(path))
+    return out
+
+
+def read_items(paths: Iterable[str | Path]) -> Iterator[LogItem]:
+    """All records of all the named corpora, in order."""
+    for path in expand(paths):
+        yield from read_file(path)
+
+
+def read_file(path: Path) -> Iterator[LogItem]:
+    if path.name.endswith((".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")):
+        yield from read_msgpack_log(path)
+    elif path.name.endswith((".jsonl", ".jsonl.gz")):
+        yield from read_jsonl(path)
+    elif path.suffix == ".json":
+        yield from scenario_items(load_scenario(path), str(path))
+    else:
+        raise BadInput("unknown corpus type (expected .json, .jsonl[.gz] or .msgpack[.gz])", str(path))
+
+
+# -- scenarios ---------------------------------------------------------------------------------------
+def load_scenario(path: Path) -> Scenario:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}", str(path)) from exc
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"not valid JSON: {exc.msg}", f"{path}:{exc.lineno}") from exc
+    return scenario_from_wire(data, str(path), default_name=path.stem)
+
+
+def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") -> Scenario:
+    if not isinstance(data, Mapping):
+        raise BadInput("a scenario must be a JSON object", where)
+    for key in ("initial_state", "events"):
+        if key not in data:
+            raise BadInput(f"a scenario needs {key!r}", where)
+    if not isinstance(data["initial_state"], Mapping):
+        raise BadInput("'initial_state' must be an object", where)
+    if not isinstance(data["events"], list):
+        raise BadInput("'events' must be a list", where)
+    inputs = []
+    for i, raw in enumerate(data["events"]):
+        try:
+            inputs.append(input_from_wire(raw))
+        except ValueError as exc:
+            raise BadInput(str(exc), f"{where}: events[{i}]") from exc
+    context = Context(
+        config=dict(data.get("config") or {}),
+        order_size_usd=data.get("order_size_usd", 0.0),
+        order_sizes=data.get("order_sizes"),
+    )
+    meta = data.get("shadowdiff")
+    return Scenario(
+        name=str(data.get("name") or default_name),
+        context=context,
+        initial_state=dict(data["initial_state"]),
+        inputs=tuple(inputs),
+        expected=data.get("expected"),
+        meta=dict(meta) if isinstance(meta, Mapping) else {},
+    )
+
+
+def scenario_items(scenario: Scenario, where: str = "", slot: str | None = None) -> Iterator[LogItem]:
+    name = slot or scenario.name
+    yield Snapshot(name, scenario.initial_state, scenario.context, where)
+    for i, item in enumerate(scenario.inputs):
+        yield Record(name, item, i, None, None, f"{where}: events[{i}]")
+
+
+def write_scenario(scenario: Scenario, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_json(scenario.to_wire(), indent=2) + "\n", encoding="utf-8")
+
+
+# -- logs --------------------------------------------------------------------------------------------
+def _open_binary(path: Path) -> IO[bytes]:
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}", str(path)) from exc
+    return gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw  # type: ignore[return-value]
+
+
+def read_jsonl(path: Path) -> Iterator[LogItem]:
+    """A JSONL log, or a findings file (lines with ``pre_state``)."""
+    with _open_binary(path) as stream:
+        reader = _LogReader(str(path))
+        try:
+            for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    if not line.endswith("\n"):
+                        warnings.warn(f"{where}: torn last record skipped", TornRecordWarning, stacklevel=2)
+                        return
+                    raise BadInput(f"not valid JSON: {exc.msg}", where) from exc
+                yield from reader.item(value, where)
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read on: {exc}", str(path)) from exc
+
+
+def read_msgpack_log(path: Path) -> Iterator[LogItem]:
+    with _open_binary(path) as stream:
+        unpacker = make_unpacker()
+        reader = _LogReader(str(path))
+        offset = 0
+        while True:
+            try:
+                chunk = stream.read(READ_CHUNK)
+            except (OSError, EOFError) as exc:
+                raise BadInput(f"cannot read on: {exc}", f"{path}: byte {offset}") from exc
+            if not chunk:
+                break
+            unpacker.feed(chunk)
+            while True:
+                start = unpacker.tell()
+                try:
+                    value = unpacker.unpack()
+                except msgpack.OutOfData:
+                    break
+                except (ValueError, msgpack.exceptions.StackError) as exc:
+                    raise BadInput(f"not msgpack: {exc}", f"{path}: byte {start}") from exc
+                yield from reader.item(value, f"{path}: byte {start}")
+            offset += len(chunk)
+        if unpacker.tell() < offset:
+            warnings.warn(
+                f"{path}: byte {unpacker.tell()}: torn last record skipped ({offset - unpacker.tell()} bytes)",
+                TornRecordWarning,
+                stacklevel=2,
+            )
+
+
+class _LogReader:
+    """Turns log (or findings) records into replay items, checking each one's shape."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.findings = 0
+        self.first = True
+
+    def item(self, value: Any, where: str) -> Iterator[LogItem]:
+        if not isinstance(value, Mapping):
+            raise BadInput("a record must be a map", where)
+        first, self.first = self.first, False
+        if "kind" not in value and "pre_state" in value:
+            yield from self._finding(value, where)
+            return
+        kind = value.get("kind")
+        if first and kind != "header":
+            raise BadInput("a log starts with a 'header' record", where)
+        try:
+            if kind == "header":
+                if value.get("format") != LOG_FORMAT:
+                    raise BadInput(f"header format must be {LOG_FORMAT!r}", where)
+                for slot, spec in _map(value, "slots").items():
+                    spec = spec if isinstance(spec, Mapping) else {}
+                    yield Snapshot(str(slot), _map(spec, "state"), _context(spec.get("context")), where)
+            elif kind == "snapshot":
+                yield Snapshot(_slot(value), _map(value, "state"), _context(value.get("context")), where)
+            elif kind == "context":
+                yield ContextChange(_slot(value), _map(value, "context"), where)
+            elif kind in ("step", "call"):
+                if kind == "step":
+                    item = input_from_wire(value.get("event"))
+                else:
+                    item = input_from_wire({"call": value.get("call"), "args": value.get("args", {})})
+                outcome = value.get("outcome")
+                context = value.get("context")
+                if context is not None and not isinstance(context, Mapping):
+                    raise ValueError("'context' must be a map")
+                yield Record(_slot(value), item, value.get("seq"), context, _outcome(outcome), where)
+            elif kind == "patch":
+                yield PatchRecord(_slot(value), _map(value, "delta"), where)
+            elif kind == "gap":
+                slot = value.get("slot")
+                yield Gap(None if slot is None else str(slot), int(value.get("dropped", 0)), str(value.get("reason", "")), where)
+            elif kind == "meta":
+                return
+            else:
+                raise BadInput(f"unknown record kind {kind!r}", where)
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, BadInput):
+                raise
+            raise BadInput(str(exc), where) from exc
+
+    def _finding(self, value: Mapping[str, Any], where: str) -> Iterator[LogItem]:
+        self.findings += 1
+        if value.get("event") is None:
+            return  # a load divergence or a failure on open: nothing to step
+        slot = f"{self.name}#{self.findings}"
+        try:
+            item = input_from_wire(value["event"])
+            yield Snapshot(slot, _map(value, "pre_state"), _context(value.get("context")), where)
+        except ValueError as exc:
+            raise BadInput(str(exc), where) from exc
+        yield Record(slot, item, value.get("seq"), None, None, where)
+
+
+def _slot(value: Mapping[str, Any]) -> str:
+    slot = value.get("slot")
+    if slot is None:
+        raise ValueError("record has no 'slot'")
+    return str(slot)
+
+
+def _map(value: Mapping[str, Any], key: str) -> WireMap:
+    got = value.get(key)
+    if not isinstance(got, Mapping):
+        raise ValueError(f"'{key}' must be a map")
+    return dict(got)
+
+
+def _context(value: Any) -> Context:
+    if value is None:
+        return Context()
+    if not isinstance(value, Mapping):
+        raise ValueError("'context' must be a map")
+    return Context().updated(value)
+
+
+def _outcome(value: Any) -> StepResult | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("delta", {}), Mapping):
+        raise ValueError("'outcome' must be a map with a 'delta' map")
+    violations = value.get("violations")
+    return StepResult(list(value.get("actions", [])), dict(value.get("delta", {})), violations)
+
+
+class LogWriter:
+    """Writes log records (msgpack or JSONL, gzip by file name); a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.path.open("wb")
+        self._stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if self.path.name.endswith(".gz") else raw
+        self._raw = raw
+        self._json = ".jsonl" in self.path.name
+        self.records = 0
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self._json:
+            self._stream.write(dumps_json(record).encode("utf-8") + b"\n")
+        else:
+            self._stream.write(packb(record))
+        self.records += 1
+
+    def header(self, slots: Mapping[str, Mapping[str, Any]], provenance: Mapping[str, Any]) -> None:
+        self.write({"kind": "header", "format": LOG_FORMAT, "version": 1, "provenance": dict(provenance), "slots": dict(slots)})
+
+    def close(self) -> None:
+        self._stream.close()
+        if self._stream is not self._raw:
+            self._raw.close()
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

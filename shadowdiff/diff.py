@@ -1,0 +1,194 @@
+"""Structural diff of wire values, with paths and per-path comparison rules.
+
+Paths read the way a person points at a value: ``orders[1].price``, ``actions[0].payload.net_profit``.
+Rules match paths with list indices generalised to ``[*]`` and shell-style wildcards, first match wins:
+
+    exact (default)  ints and floats compare by value (1001 == 1001.0), NaN equals NaN, bool is not int
+    abs  tolerance   |a - b| <= tolerance
+    rel  tolerance   |a - b| <= tolerance * max(|a|, |b|)
+    ulp  tolerance   a and b at most ``tolerance`` representable doubles apart
+    ignore           never a difference
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import re
+import struct
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import BadInput
+from .model import Difference
+
+RULE_KINDS = ("exact", "abs", "rel", "ulp", "ignore")
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def generalise(path: str) -> str:
+    """``orders[3].price`` -> ``orders[*].price``: the shape of a path, for rules and signatures."""
+    return _INDEX.sub("[*]", path)
+
+
+@attrs.frozen
+class Rule:
+    pattern: str
+    kind: str = "exact"
+    tolerance: float = 0.0
+
+    def matches(self, general_path: str) -> bool:
+        return fnmatch.fnmatchcase(general_path, self.pattern)
+
+
+@attrs.frozen
+class Rules:
+    """An ordered list of rules; the first whose pattern matches a path decides how it compares."""
+
+    rules: tuple[Rule, ...] = ()
+
+    def for_path(self, path: str) -> Rule | None:
+        if not self.rules:
+            return None
+        general = generalise(path)
+        for rule in self.rules:
+            if rule.matches(general):
+                return rule
+        return None
+
+    def plus(self, other: Rules) -> Rules:
+        return Rules(self.rules + other.rules)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "rules") -> Rules:
+        entries = data.get("rule", data.get("rules", []))
+        if not isinstance(entries, list):
+            raise BadInput("'rule' must be a list of tables", where)
+        rules = []
+        for i, entry in enumerate(entries):
+            here = f"{where}: rule {i + 1}"
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+                raise BadInput("each rule needs a 'path' pattern", here)
+            kind = entry.get("kind", "exact")
+            if kind not in RULE_KINDS:
+                raise BadInput(f"unknown rule kind {kind!r} (one of {', '.join(RULE_KINDS)})", here)
+            tolerance = entry.get("tolerance", 0.0)
+            if not isinstance(tolerance, int | float) or tolerance < 0:
+                raise BadInput("'tolerance' must be a number >= 0", here)
+            rules.append(Rule(entry["path"], kind, float(tolerance)))
+        return cls(tuple(rules))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Rules:
+        """Rules from a TOML (``[[rule]]`` tables) or JSON (``{"rules": [...]}``) file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except OSError as exc:
+            raise BadInput(f"cannot read rules: {exc.strerror}", str(p)) from exc
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise BadInput(f"not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}", str(p)) from exc
+        return cls.from_mapping(data, str(p))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _ulps_apart(a: float, b: float) -> int:
+    def ordinal(x: float) -> int:
+        (bits,) = struct.unpack("<q", struct.pack("<d", x))
+        return bits if bits >= 0 else -(bits & 0x7FFFFFFFFFFFFFFF)
+
+    return abs(ordinal(a) - ordinal(b))
+
+
+def numbers_agree(a: Any, b: Any, rule: Rule | None) -> bool:
+    kind = rule.kind if rule else "exact"
+    if kind == "ignore":
+        return True
+    fa, fb = float(a), float(b)
+    if math.isnan(fa) or math.isnan(fb):
+        return math.isnan(fa) and math.isnan(fb)
+    if kind == "exact" or rule is None:
+        return bool(a == b)
+    if math.isinf(fa) or math.isinf(fb):
+        return fa == fb
+    if kind == "abs":
+        return abs(fa - fb) <= rule.tolerance
+    if kind == "rel":
+        return abs(fa - fb) <= rule.tolerance * max(abs(fa), abs(fb))
+    return _ulps_apart(fa, fb) <= rule.tolerance
+
+
+def diff(authoritative: Any, shadow: Any, path: str = "", rules: Rules = Rules()) -> list[Difference]:
+    """Every place where the two values differ, outermost first, in document order."""
+    return list(_walk(authoritative, shadow, path, rules))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _walk(a: Any, b: Any, path: str, rules: Rules) -> Iterator[Difference]:
+    rule = rules.for_path(path) if path else None
+    if rule is not None and rule.kind == "ignore":
+        return
+    if _is_number(a) and _is_number(b):
+        if not numbers_agree(a, b, rule):
+            yield Difference(path, a, b, rule.kind if rule else "exact")
+        return
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in a:
+            if key in b:
+                yield from _walk(a[key], b[key], _join(path, str(key)), rules)
+            elif not _ignored(_join(path, str(key)), rules):
+                yield Difference(_join(path, str(key)), a[key], _MISSING)
+        for key in b:
+            if key not in a and not _ignored(_join(path, str(key)), rules):
+                yield Difference(_join(path, str(key)), _MISSING, b[key])
+        return
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            yield from _walk(x, y, f"{path}[{i}]", rules)
+        if len(a) != len(b):
+            yield Difference(f"{path}.length" if path else "length", len(a), len(b))
+        return
+    if type(a) is not type(b) or a != b:
+        yield Difference(path, a, b, rule.kind if rule else "exact")
+
+
+def _ignored(path: str, rules: Rules) -> bool:
+    rule = rules.for_path(path)
+    return rule is not None and rule.kind == "ignore"
+
+
+class _Missing:
+    """Stands for a key one side has and the other lacks; shows as ``<missing>``."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Missing)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_MISSING = _Missing()
+
+
+def to_plain(value: Any) -> Any:
+    """A difference value ready for JSON: the missing marker becomes the string ``<missing>``."""
+    return "<missing>" if isinstance(value, _Missing) else value
+
+
+def first_paths(differences: Iterable[Difference], limit: int = 3) -> list[str]:
+    return [d.path for _, d in zip(range(limit), differences, strict=False)]

@@ -1,0 +1,40 @@
+"""What a domain tells the domain-free core: names, hot paths, tolerances, the older JSON shapes.
+
+The core never imports a domain. A domain is handed in (the CLI finds the DOGE one in ``adapters``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .diff import Rules
+from .model import Context, WireMap
+
+
+class Domain:
+    """Defaults describe a domain that needs nothing special; the DOGE domain overrides what it must."""
+
+    name = "generic"
+    event_types: tuple[str, ...] = ()
+    action_types: tuple[str, ...] = ()
+    call_functions: tuple[str, ...] = ()
+    hot_path_events: frozenset[str] = frozenset()
+
+    def default_rules(self) -> Rules:
+        return Rules()
+
+    def default_context(self) -> Context:
+        return Context()
+
+    # The older JSON-lines transport sends bare payloads and answers bare actions: the types are read
+    # from the key sets, which only the domain knows.
+    def event_type_of(self, payload: Mapping[str, Any]) -> str | None:
+        return None
+
+    def action_type_of(self, payload: Mapping[str, Any]) -> str | None:
+        return None
+
+    def describe_state(self, state: WireMap) -> str:
+        """A one-line summary of a state for people (e.g. the phase and open orders)."""
+        return f"{len(state)} fields"

@@ -1,0 +1,485 @@
+"""Lockstep and free-running replay of records through an authoritative reducer and a shadow.
+
+The authoritative side runs synchronously (in-process, or its outcome is read from a recorded log); the
+shadow is pipelined: up to ``window`` requests are in flight while the authoritative side computes the
+next steps, so the two overlap instead of adding up. Results are compared in order, per slot, against
+the authoritative delta: equal deltas from equal pre-states mean equal states, so the cost of a step does
+not depend on how large the state's history has grown.
+
+The engine keeps, per slot, a *mirror* of the authoritative state as of the last compared step (deltas
+applied in place). After a divergence (lockstep, or free with resync) or an error reply, the shadow's
+slot is reopened from the mirror and the steps in flight behind it are sent again; after a crash,
+timeout or protocol failure every slot is reopened that way. A lockstep divergence therefore always
+concerns one event from the authoritative pre-state, as in the bot's own shadow mode.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from .classify import Clusters, divergence
+from .codec import apply_delta, same_value
+from .diff import Rules, diff
+from .errors import ShadowdiffError
+from .model import Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
+from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
+from .reducer import Close, Open, Patch, Reducer, Request, Result, Step
+
+MODES = ("lockstep", "free")
+FATAL = frozenset({"crash", "timeout", "protocol"})
+
+
+@attrs.frozen
+class ReplayOptions:
+    mode: str = "lockstep"
+    resync: bool = False
+    rules: Rules = Rules()
+    fail_fast: bool = False
+    window: int = 256
+    max_kept: int = 1000
+    check_load: bool = True
+    verify_final: bool = True
+
+
+@attrs.define
+class _Slot:
+    name: str
+    context: Context
+    mirror: WireMap
+    open_on_shadow: bool = True
+    diverged: bool = False
+    steps: int = 0
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """One request in flight, in the order the engine must process it."""
+
+    kind: str  # "step", "open", "reopen", "patch"
+    slot: str
+    request: Request | None
+    step: int = -1
+    seq: int | None = None
+    auth: StepResult | None = None
+    ticket: int | None = None
+    result: Result = None
+    answered: bool = False
+    stale: bool = False
+
+
+@attrs.define
+class ReplayResult:
+    divergences: list[Divergence] = attrs.field(factory=list)
+    failures: list[FailureAt] = attrs.field(factory=list)
+    breaches: list[dict[str, Any]] = attrs.field(factory=list)
+    errors: list[dict[str, str]] = attrs.field(factory=list)
+    clusters: Clusters = attrs.field(factory=Clusters)
+    counts: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    by_kind: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    failures_by_kind: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    authoritative_checks: dict[str, int] = attrs.field(factory=dict)
+    shadow_checks: dict[str, int] = attrs.field(factory=dict)
+    slots: int = 0
+    elapsed_s: float = 0.0
+    shadow_restarts: int = 0
+    unchecked: int = 0
+
+    @property
+    def divergence_count(self) -> int:
+        return sum(self.by_kind.values())
+
+    @property
+    def failure_count(self) -> int:
+        return sum(self.failures_by_kind.values())
+
+
+Finding = Callable[[dict[str, Any]], None]
+
+
+class Replay:
+    """Feed it records (``run`` or ``feed`` one by one), then ``finish`` for the result."""
+
+    def __init__(
+        self,
+        shadow: Reducer,
+        authoritative: Reducer | None,
+        options: ReplayOptions = ReplayOptions(),
+        on_finding: Finding | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        if options.mode not in MODES:
+            raise ShadowdiffError(f"unknown mode {options.mode!r} (lockstep or free)")
+        self.shadow = shadow
+        self.authoritative = authoritative
+        self.options = options
+        self.on_finding = on_finding
+        self.on_progress = on_progress
+        self.result = ReplayResult()
+        self._slots: dict[str, _Slot] = {}
+        self._window: collections.deque[_Pending] = collections.deque()
+        self._by_ticket: dict[int, _Pending] = {}
+        self._steps = 0
+        self._auth_checks = {"transition": 0, "invariants": 0, "call": 0}
+        self._started = time.perf_counter()
+        self._stopped = False
+        self._gave_up = False
+
+    # -- feeding -----------------------------------------------------------------------------------
+    def run(self, items: Iterable[LogItem]) -> ReplayResult:
+        for item in items:
+            if self._stopped:
+                break
+            self.feed(item)
+        return self.finish()
+
+    def feed(self, item: LogItem) -> None:
+        if isinstance(item, Record):
+            self._record(item)
+        elif isinstance(item, Snapshot):
+            self._snapshot(item)
+        elif isinstance(item, PatchRecord):
+            self._patch(item)
+        elif isinstance(item, ContextChange):
+            self._slot(item.slot, item.where).context = self._slot(item.slot, item.where).context.updated(
+                item.changes
+            )
+        elif isinstance(item, Gap):
+            self.result.counts["gap_dropped"] += item.dropped
+        self._drain(block=len(self._window) >= self.options.window)
+
+    def _slot(self, name: str, where: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise ShadowdiffError(f"slot {name!r} has no header or snapshot before its first record", where) from None
+
+    def _snapshot(self, snap: Snapshot) -> None:
+        auth = self.authoritative
+        if auth is not None:
+            auth.open(snap.slot, snap.state)
+            mirror = copy_state(auth.get(snap.slot))
+        else:
+            mirror = copy_state(snap.state)
+        fresh = snap.slot not in self._slots
+        slot = self._slots[snap.slot] = _Slot(snap.slot, snap.context, mirror)
+        if fresh:
+            self.result.slots += 1
+        if self._gave_up:
+            return
+        raw_differs = auth is not None and not same_value(snap.state, mirror)
+        sessions = bool(getattr(self.shadow, "sessions", True))
+        sent = copy_state(snap.state if sessions else mirror)
+        self._submit(_Pending("open", slot.name, Open(slot.name, sent)))
+        if raw_differs and sessions and self.options.check_load:
+            self._check_load(slot)
+
+    def _check_load(self, slot: _Slot) -> None:
+        """The shadow read a raw state: does it hold what the authority's own loading made of it?"""
+        self._drain(block=False, until_empty=True)
+        try:
+            loaded = self.shadow.get(slot.name)
+        except ShadowdiffError:
+            return  # the failure surfaces on the next step
+        differences = diff(slot.mirror, loaded, "", self.options.rules)
+        if differences:
+            found = divergence("load", self._steps, slot.name, None, differences)
+            self._divergence(found, slot, None)
+            if self._resyncs():
+                self._reopen(slot)
+            else:
+                slot.diverged = True
+
+    def _patch(self, patch: PatchRecord) -> None:
+        slot = self._slot(patch.slot, patch.where)
+        if self.authoritative is not None:
+            self.authoritative.patch(patch.slot, patch.delta)
+        pending = _Pending("patch", slot.name, Patch(slot.name, patch.delta))
+        pending.auth = StepResult([], patch.delta, None)
+        if slot.diverged or self._gave_up:
+            self._window.append(pending)  # keeps the mirror in order; nothing to send
+            pending.answered = True
+        else:
+            self._submit(pending)
+
+    def _record(self, rec: Record) -> None:
+        slot = self._slot(rec.slot, rec.where)
+        if rec.context:
+            slot.context = slot.context.updated(rec.context)
+        auth_result = self._authoritative_step(rec, slot)
+        self._steps += 1
+        self.result.counts["events" if _is_event(rec.input) else "calls"] += 1
+        pending = _Pending("step", slot.name, None, self._steps - 1, rec.seq, auth_result)
+        hint = auth_result.delta if self.options.mode == "lockstep" else None
+        pending.request = Step(slot.name, rec.input, slot.context, True, hint)
+        if slot.diverged or self._gave_up:
+            pending.answered = True
+            self.result.unchecked += 1
+            self._window.append(pending)
+        else:
+            self._submit(pending)
+        if self.on_progress is not None and self._steps % 1000 == 0:
+            self.on_progress(self._steps)
+        if self.options.fail_fast and (self.result.divergence_count or self.result.failure_count):
+            self._stopped = True
+
+    def _authoritative_step(self, rec: Record, slot: _Slot) -> StepResult:
+        if rec.outcome is not None:
+            result = rec.outcome
+        elif self.authoritative is not None:
+            result = self.authoritative.step(Step(slot.name, rec.input, slot.context, True))
+        else:
+            raise ShadowdiffError(
+                "this record carries no recorded outcome; name an authoritative reducer", rec.where
+            )
+        self._auth_checks["call" if not _is_event(rec.input) else "transition"] += 1
+        if result.violations is not None:
+            self._auth_checks["invariants"] += 1
+        return result
+
+    def _submit(self, pending: _Pending) -> None:
+        assert pending.request is not None
+        pending.ticket = self.shadow.submit(pending.request)
+        self._by_ticket[pending.ticket] = pending
+        self._window.append(pending)
+
+    # -- draining ----------------------------------------------------------------------------------
+    def _drain(self, block: bool, until_empty: bool = False) -> None:
+        while True:
+            self._take(self.shadow.poll(wait=False))
+            self._advance()
+            if not self._window:
+                return
+            if not (block or until_empty):
+                return
+            if block and not until_empty and len(self._window) < self.options.window:
+                return
+            self.shadow.flush()
+            self._take(self.shadow.poll(wait=True))
+            self._advance()
+
+    def _take(self, results: list[tuple[int, Result]]) -> None:
+        for ticket, result in results:
+            pending = self._by_ticket.pop(ticket, None)
+            if pending is not None:
+                pending.result = result
+                pending.answered = True
+
+    def _advance(self) -> None:
+        window = self._window
+        while window and (window[0].answered or window[0].stale):
+            pending = window.popleft()
+            if pending.stale:
+                continue
+            self._process(pending)
+
+    def _process(self, pending: _Pending) -> None:
+        slot = self._slots[pending.slot]
+        result = pending.result
+        if isinstance(result, Failure) and result.kind != "lost":
+            self._failure(pending, slot, result)
+            return
+        if pending.kind == "step":
+            assert pending.auth is not None
+            resync = False
+            if isinstance(result, StepResult) and not slot.diverged:
+                resync = self._compare(pending, slot, pending.auth, result)
+            slot.steps += 1
+            apply_delta(slot.mirror, pending.auth.delta, in_place=True)
+            if resync:
+                self._reopen(slot)
+        elif pending.kind == "patch":
+            assert pending.auth is not None
+            apply_delta(slot.mirror, pending.auth.delta, in_place=True)
+
+    # -- comparing ---------------------------------------------------------------------------------
+    def _compare(self, pending: _Pending, slot: _Slot, auth: StepResult, shadow: StepResult) -> bool:
+        """Record what differs; True when the shadow's slot must be set back to the authoritative state."""
+        rules = self.options.rules
+        assert isinstance(pending.request, Step)
+        item = pending.request.input
+        found: list[Divergence] = []
+        state_same = auth.delta == shadow.delta
+        if not state_same:
+            differences = state_differences(slot.mirror, auth.delta, shadow.delta, rules)
+            if differences:
+                found.append(divergence("transition.state", pending.step, slot.name, item, differences, pending.seq))
+        if auth.actions != shadow.actions:
+            differences = diff(auth.actions, shadow.actions, "actions", rules)
+            if differences:
+                found.append(divergence("transition.actions", pending.step, slot.name, item, differences, pending.seq))
+        if auth.violations is not None and shadow.violations is not None:
+            if auth.violations != shadow.violations:
+                differences = diff(auth.violations, shadow.violations, "violations")
+                found.append(divergence("invariant", pending.step, slot.name, item, differences, pending.seq))
+            elif auth.violations:
+                self._breach(pending, slot, auth.violations)
+        for item_found in found:
+            self._divergence(item_found, slot, pending, shadow)
+        if found and not self._resyncs():
+            slot.diverged = True
+            return False
+        # in lockstep even a tolerated difference resets the shadow: each step starts from the authority
+        return bool(found) or not state_same
+
+    def _resyncs(self) -> bool:
+        return self.options.mode == "lockstep" or self.options.resync
+
+    def _divergence(
+        self, found: Divergence, slot: _Slot, pending: _Pending | None, shadow: StepResult | None = None
+    ) -> None:
+        result = self.result
+        result.by_kind[found.kind] += 1
+        result.clusters.add_divergence(found)
+        if len(result.divergences) < self.options.max_kept:
+            result.divergences.append(found)
+        if self.on_finding is not None:
+            record = found.to_wire()
+            record["pre_state"] = copy_state(slot.mirror)
+            record["context"] = slot.context.to_wire()
+            if pending is not None and pending.auth is not None:
+                record["outcome"] = {
+                    "authoritative": pending.auth.to_wire(),
+                    "shadow": shadow.to_wire() if shadow is not None else None,
+                }
+            self.on_finding(record)
+
+    def _breach(self, pending: _Pending, slot: _Slot, violations: list[str]) -> None:
+        self.result.counts["invariant_breaches"] += 1
+        if len(self.result.breaches) < self.options.max_kept:
+            item = pending.request.input if isinstance(pending.request, Step) else None
+            self.result.breaches.append(
+                {
+                    "step": pending.step,
+                    "slot": slot.name,
+                    "event_type": item.type if item is not None else "open",
+                    "violations": list(violations),
+                }
+            )
+
+    def _failure(self, pending: _Pending, slot: _Slot, failure: Failure) -> None:
+        item = pending.request.input if isinstance(pending.request, Step) else None
+        placed = FailureAt(failure, pending.step if pending.step >= 0 else self._steps, slot.name, item, pending.seq)
+        result = self.result
+        result.failures_by_kind[failure.kind] += 1
+        result.clusters.add_failure(placed)
+        if len(result.failures) < self.options.max_kept:
+            result.failures.append(placed)
+        if self.on_finding is not None:
+            record = placed.to_wire()
+            record["pre_state"] = copy_state(slot.mirror)
+            record["context"] = slot.context.to_wire()
+            self.on_finding(record)
+        if pending.kind in ("step", "patch") and pending.auth is not None:
+            apply_delta(slot.mirror, pending.auth.delta, in_place=True)
+        if pending.kind == "step":
+            slot.steps += 1
+        if getattr(self.shadow, "dead", None):
+            self._give_up(str(getattr(self.shadow, "dead")))
+            return
+        if failure.kind in FATAL:
+            self._reopen_all()
+        else:
+            self._reopen(slot)
+
+    def _give_up(self, why: str) -> None:
+        if self._gave_up:
+            return
+        self._gave_up = True
+        self.result.errors.append({"where": f"step {self._steps}", "message": f"shadow {why}; rest unchecked"})
+        for pending in self._window:
+            if not pending.answered and pending.kind == "step":
+                self.result.unchecked += 1
+            pending.stale = pending.stale or not pending.answered
+
+    def _reopen(self, slot: _Slot) -> None:
+        """Set the shadow's slot to the mirror and send again what was in flight behind it."""
+        behind = [p for p in self._window if p.slot == slot.name and not p.stale and p.request is not None]
+        for p in behind:
+            p.stale = True
+            if p.ticket is not None:
+                self._by_ticket.pop(p.ticket, None)
+        self._submit(_Pending("reopen", slot.name, Open(slot.name, copy_state(slot.mirror))))
+        for p in behind:
+            self._submit(attrs.evolve(p, ticket=None, result=None, answered=False, stale=False))
+
+    def _reopen_all(self) -> None:
+        behind = [p for p in self._window if not p.stale and p.request is not None]
+        for p in behind:
+            p.stale = True
+            if p.ticket is not None:
+                self._by_ticket.pop(p.ticket, None)
+        for slot in self._slots.values():
+            if not slot.diverged:
+                self._submit(_Pending("reopen", slot.name, Open(slot.name, copy_state(slot.mirror))))
+        for p in behind:
+            self._submit(attrs.evolve(p, ticket=None, result=None, answered=False, stale=False))
+
+    # -- finishing ---------------------------------------------------------------------------------
+    def finish(self) -> ReplayResult:
+        self.shadow.flush()
+        self._drain(block=True, until_empty=True)
+        if self.options.verify_final and not self._gave_up and getattr(self.shadow, "sessions", False):
+            for slot in self._slots.values():
+                if slot.diverged:
+                    continue
+                try:
+                    held = self.shadow.get(slot.name)
+                except ShadowdiffError:
+                    continue
+                differences = diff(slot.mirror, held, "", self.options.rules)
+                if differences:
+                    found = divergence("transition.state", self._steps, slot.name, None, differences)
+                    self._divergence(attrs.evolve(found, signature=found.signature.replace("|open|", "|final|")), slot, None)
+        result = self.result
+        result.elapsed_s = time.perf_counter() - self._started
+        result.authoritative_checks = dict(self._auth_checks)
+        result.shadow_checks = dict(self.shadow.answered)
+        result.shadow_restarts = self.shadow.restarts
+        result.counts["steps"] = self._steps
+        return result
+
+
+def _is_event(item: Input) -> bool:
+    return not hasattr(item, "function")
+
+
+def copy_state(state: WireMap) -> WireMap:
+    """A copy whose top-level map and lists are our own, so in-place appends never reach the original."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in state.items()}
+
+
+def state_differences(mirror: WireMap, auth: WireMap, shadow: WireMap, rules: Rules) -> list[Difference]:
+    """Where the two post-states differ, given the shared pre-state and both deltas.
+
+    Fields appended on both sides compare only the appended items (no whole-history walk)."""
+    a_set, a_app = auth.get("set", {}), auth.get("append", {})
+    s_set, s_app = shadow.get("set", {}), shadow.get("append", {})
+    fields = list(dict.fromkeys([*a_set, *a_app, *s_set, *s_app]))
+    out: list[Difference] = []
+    for field in fields:
+        if field in a_app and field in s_app:
+            offset = len(mirror.get(field) or [])
+            a_items, s_items = a_app[field], s_app[field]
+            for i, (x, y) in enumerate(zip(a_items, s_items, strict=False)):
+                out.extend(diff(x, y, f"{field}[{offset + i}]", rules))
+            if len(a_items) != len(s_items):
+                out.append(Difference(f"{field}.length", offset + len(a_items), offset + len(s_items)))
+            continue
+        before = mirror.get(field)
+        a_new = _new_value(before, field, a_set, a_app)
+        s_new = _new_value(before, field, s_set, s_app)
+        out.extend(diff(a_new, s_new, field, rules))
+    return out
+
+
+def _new_value(before: Any, field: str, sets: WireMap, appends: WireMap) -> Any:
+    if field in sets:
+        return sets[field]
+    if field in appends:
+        return [*(before or []), *appends[field]]
+    return before

@@ -1,0 +1,261 @@
+"""A child process on three non-blocking pipes, and the framings spoken over them.
+
+The process layer knows bytes, deadlines and exits; the framings turn bytes into objects
+(msgpack back to back, or JSON lines); the protocol on top lives in ``client.py``. Writes and reads
+happen on the caller's thread without blocking: requests are buffered and written whenever the pipe
+takes them, answers are read whenever they are there, so both sides never stall on full pipes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import select
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from .codec import make_unpacker
+
+READ_CHUNK = 1 << 16
+WRITE_THRESHOLD = 1 << 15
+
+
+class FramingError(Exception):
+    """Bytes on the shadow's stdout that are not a well-formed stream of protocol objects."""
+
+
+class MsgpackFraming:
+    name = "msgpack"
+
+    def __init__(self) -> None:
+        self._unpacker = make_unpacker()
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    def encode(self, value: Any) -> bytes:
+        out: bytes = self._packer.pack(value)
+        return out
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._unpacker.feed(data)
+        try:
+            return list(self._unpacker)
+        except (msgpack.exceptions.ExtraData, ValueError, msgpack.exceptions.StackError) as exc:
+            raise FramingError(f"stdout is not msgpack: {exc}") from exc
+
+
+class JsonLinesFraming:
+    name = "jsonl"
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
+    def feed(self, data: bytes) -> list[Any]:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        out = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError as exc:
+                shown = line[:80].decode("utf-8", "replace")
+                raise FramingError(f"stdout line is not JSON ({exc.msg}): {shown!r}") from exc
+        return out
+
+
+def make_framing(codec: str) -> MsgpackFraming | JsonLinesFraming:
+    if codec == "msgpack":
+        return MsgpackFraming()
+    if codec == "jsonl":
+        return JsonLinesFraming()
+    raise ValueError(f"unknown codec {codec!r} (msgpack or jsonl)")
+
+
+class ProcessGone(Exception):
+    """The child closed its stdout or exited."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        self.exit_code = exit_code
+        super().__init__(f"exited with {describe_exit(exit_code)}")
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+class Process:
+    """One running child with non-blocking stdin/stdout/stderr, killed and reaped on ``stop``."""
+
+    def __init__(self, argv: Sequence[str] | str, codec: str, stderr_lines: int = 20) -> None:
+        self.argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+        self.codec = codec
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
+        self._stderr_partial = b""
+        self._out = bytearray()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.framing = make_framing(self.codec)
+        self._out.clear()
+        self.stderr_tail.clear()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+        )
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self._stdin = self.proc.stdin.fileno()
+        self._stdout = self.proc.stdout.fileno()
+        self._stderr = self.proc.stderr.fileno()
+        for fd in (self._stdin, self._stdout, self._stderr):
+            os.set_blocking(fd, False)
+        self._poller = select.poll()
+        self._poller.register(self._stdout, select.POLLIN)
+        self._poller.register(self._stderr, select.POLLIN)
+        self._stdin_registered = False
+        self._stdout_open = True
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, value: Any) -> None:
+        self._out += self.framing.encode(value)
+        if len(self._out) >= WRITE_THRESHOLD:
+            self._write()
+
+    def flush(self) -> None:
+        if self._out:
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            written = os.write(self._stdin, self._out)
+        except BlockingIOError:
+            written = 0
+        except BrokenPipeError as exc:
+            raise ProcessGone(self._exit_code()) from exc
+        if written:
+            del self._out[:written]
+        if self._out and not self._stdin_registered:
+            self._poller.register(self._stdin, select.POLLOUT)
+            self._stdin_registered = True
+        elif not self._out and self._stdin_registered:
+            self._poller.unregister(self._stdin)
+            self._stdin_registered = False
+
+    def receive(self, timeout: float) -> list[Any]:
+        """Objects that arrived, waiting up to ``timeout`` seconds for the first (0: do not wait)."""
+        got = self._read_stdout()
+        if got or timeout <= 0:
+            self._drain_stderr()
+            return got
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            events = self._poller.poll(remaining * 1000)
+            for fd, _mask in events:
+                if fd == self._stdin:
+                    self._write()
+                elif fd == self._stderr:
+                    self._drain_stderr()
+            got = self._read_stdout()
+            if got:
+                return got
+
+    def _read_stdout(self) -> list[Any]:
+        objects: list[Any] = []
+        while True:
+            try:
+                data = os.read(self._stdout, READ_CHUNK)
+            except BlockingIOError:
+                return objects
+            if not data:
+                self._drain_stderr()
+                if objects:
+                    return objects
+                raise ProcessGone(self._exit_code())
+            objects.extend(self.framing.feed(data))
+            if len(data) < READ_CHUNK:
+                return objects
+
+    def _drain_stderr(self) -> None:
+        while True:
+            try:
+                data = os.read(self._stderr, READ_CHUNK)
+            except (BlockingIOError, ValueError, OSError):
+                return
+            if not data:
+                return
+            lines = (self._stderr_partial + data).split(b"\n")
+            self._stderr_partial = lines.pop()[-4096:]
+            for line in lines:
+                if line.strip():
+                    self.stderr_tail.append(line.decode("utf-8", "replace")[:500])
+
+    def _exit_code(self) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def tail(self) -> tuple[str, ...]:
+        self._drain_stderr()
+        return tuple(self.stderr_tail)
+
+    def stop(self, grace: float = 1.0) -> int | None:
+        """Close stdin (a polite EOF), wait ``grace`` seconds, then kill; always reap."""
+        proc = self.proc
+        if proc is None:
+            return None
+        self.proc = None
+        code: int | None = None
+        try:
+            if grace > 0 and proc.poll() is None:
+                try:
+                    os.set_blocking(self._stdin, True)
+                    if self._out:
+                        os.write(self._stdin, self._out)
+                except OSError:
+                    pass
+                proc.stdin.close()  # type: ignore[union-attr]
+                try:
+                    code = proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    pass
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+        finally:
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
+        return code
