@@ -1,0 +1,613 @@
+"""The shadow gate as a pure function: status samples, findings and triage in, a verdict out.
+
+The runbook's three criteria, each PASS, REVIEW or FAIL with its measured figure and the sample seqs that
+decided it:
+
+- ``coverage``: the window spans the policy's hours, no hole between samples is longer than allowed, the
+  shadow was ``enabled`` and ``executable_available`` in every sample, and ``transition_checks`` kept
+  growing (no stall longer than allowed).
+- ``shadow_failures``: none is PASS; all within a start-up window (the first minutes of a segment) and few
+  is REVIEW; any outside a start-up window, or too many, is FAIL.
+- ``divergences``: none is PASS; a cluster repeating on a hot-path event is FAIL; anything else is REVIEW,
+  and that REVIEW carries an action only once every cluster has a triage entry.
+
+The staging rule then decides: ACCEPT when every criterion passes or exactly one is in REVIEW with an
+action; REJECT when any fails; EXTEND otherwise (two or more in REVIEW, or one with nothing done about it).
+
+A counter that goes down means the bot restarted: the window splits into segments there and deltas are
+taken within a segment, never across. Counts already present in a segment's first sample are counted as
+having happened at that sample (the bot's start-up), so nothing before the first sample is silently lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from shadowdiff.errors import BadInput
+
+__all__ = [
+    "COUNTERS",
+    "Cluster",
+    "Criterion",
+    "GateResult",
+    "Policy",
+    "Sample",
+    "Segment",
+    "judge",
+    "load_policy",
+    "parse_sample",
+    "read_jsonl",
+]
+
+Status = Literal["PASS", "REVIEW", "FAIL"]
+Verdict = Literal["ACCEPT", "EXTEND", "REJECT"]
+COUNTERS = (
+    "transition_checks",
+    "invariant_checks",
+    "total_divergences",
+    "transition_divergences",
+    "invariant_divergences",
+    "shadow_failures",
+)
+FAILURE_KINDS = frozenset({"crash", "timeout", "protocol", "error"})
+_RANK = {"PASS": 0, "REVIEW": 1, "FAIL": 2}
+
+
+@attrs.frozen
+class Policy:
+    """Thresholds; the defaults are the runbook's (and ``shadowdiff/default_policy.toml``'s)."""
+
+    window_hours: float = 48.0
+    span_slack_minutes: float = 1.0
+    max_gap_minutes: float = 5.0
+    short_window: Literal["extend", "fail"] = "extend"
+    long_gap: Literal["extend", "fail"] = "extend"
+    stall_minutes: float = 15.0
+    startup_minutes: float = 30.0
+    startup_max_failures: int = 3
+    startup_action: str = "start-up failures only, none since: record last_shadow_error in the triage notes"
+    hot_path_events: tuple[str, ...] = ("FillEvent", "PriceTick", "TimerTick")
+    hot_path_repeat: int = 2
+
+
+_POLICY_KEYS: dict[tuple[str, str], tuple[str, type | tuple[type, ...]]] = {
+    ("window", "hours"): ("window_hours", (int, float)),
+    ("window", "span_slack_minutes"): ("span_slack_minutes", (int, float)),
+    ("window", "max_gap_minutes"): ("max_gap_minutes", (int, float)),
+    ("window", "short_window"): ("short_window", str),
+    ("window", "long_gap"): ("long_gap", str),
+    ("shadow", "stall_minutes"): ("stall_minutes", (int, float)),
+    ("failures", "startup_minutes"): ("startup_minutes", (int, float)),
+    ("failures", "startup_max_failures"): ("startup_max_failures", int),
+    ("failures", "startup_action"): ("startup_action", str),
+    ("divergences", "hot_path_events"): ("hot_path_events", list),
+    ("divergences", "hot_path_repeat"): ("hot_path_repeat", int),
+}
+
+
+def load_policy(text: str, where: str = "policy") -> Policy:
+    """A :class:`Policy` from TOML text; unknown keys are errors (a typo must not loosen the gate)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"not TOML: {exc}", where=where) from exc
+    values: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise BadInput(f"top-level key {section!r} must be a [section]", where=where)
+        for key, value in table.items():
+            if (section, key) not in _POLICY_KEYS:
+                raise BadInput(f"unknown policy key [{section}] {key}", where=where)
+            field, kind = _POLICY_KEYS[(section, key)]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise BadInput(f"[{section}] {key} has the wrong type: {value!r}", where=where)
+            if field in ("short_window", "long_gap") and value not in ("extend", "fail"):
+                raise BadInput(f'[{section}] {key} must be "extend" or "fail"', where=where)
+            if field == "hot_path_events":
+                assert isinstance(value, list)
+                if not all(isinstance(item, str) for item in value):
+                    raise BadInput(f"[{section}] {key} must list event names", where=where)
+                value = tuple(sorted(value))
+            values[field] = float(value) if kind == (int, float) else value
+    return Policy(**values)
+
+
+def read_jsonl(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, record)`` for each non-blank line; a line that is not a JSON object raises BadInput."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise BadInput(f"not JSON ({exc})", where=where) from exc
+        if not isinstance(record, dict):
+            raise BadInput(f"expected a JSON object, got {type(record).__name__}", where=where)
+        yield where, record
+
+
+@attrs.frozen
+class Sample:
+    """One status sample as the gate reads it (``t`` is epoch seconds, parsed from ``ts``)."""
+
+    seq: int
+    t: float
+    ts: str
+    gap: bool
+    counters: Mapping[str, int | None] = attrs.field(factory=dict, repr=False)
+    enabled: bool = False
+    executable_available: bool = False
+    last_kind: str | None = None
+    last_event: str | None = None
+    last_error: str | None = None
+    synthetic: bool = False
+
+
+def _parse_ts(value: object, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return moment.timestamp()
+            raise BadInput(f"ts {value!r} has no time zone", where=where)
+    raise BadInput(f"ts must be ISO 8601 with a zone or epoch seconds, got {value!r}", where=where)
+
+
+def parse_sample(record: Mapping[str, Any], where: str) -> Sample:
+    seq = record.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise BadInput(f"seq must be an integer, got {seq!r}", where=where)
+    t = _parse_ts(record.get("ts"), where)
+    ts = str(record["ts"])
+    provenance = record.get("provenance")
+    synthetic = isinstance(provenance, Mapping) and provenance.get("synthetic") is True
+    if record.get("gap") is True:
+        return Sample(seq, t, ts, True, synthetic=synthetic)
+    shadow = record.get("state_machine_shadow")
+    if shadow is None:
+        return Sample(seq, t, ts, False, {name: None for name in COUNTERS}, synthetic=synthetic)
+    if not isinstance(shadow, Mapping):
+        raise BadInput("state_machine_shadow must be an object or null", where=where)
+    counters: dict[str, int | None] = {}
+    for name in COUNTERS:
+        value = shadow.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise BadInput(f"state_machine_shadow.{name} must be a count, got {value!r}", where=where)
+        counters[name] = value
+
+    def text(key: str) -> str | None:
+        value = shadow.get(key)
+        return None if value is None else str(value)
+
+    return Sample(
+        seq,
+        t,
+        ts,
+        False,
+        counters,
+        enabled=shadow.get("enabled") is True,
+        executable_available=shadow.get("executable_available") is True,
+        last_kind=text("last_divergence_kind"),
+        last_event=text("last_divergence_event"),
+        last_error=text("last_shadow_error"),
+        synthetic=synthetic,
+    )
+
+
+@attrs.frozen
+class Criterion:
+    name: str
+    status: Status
+    figure: str
+    seqs: tuple[int, ...]
+    action: str | None = None
+    advice: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False) | {"seqs": list(self.seqs)}
+
+
+@attrs.frozen
+class Segment:
+    """A run of samples between counter resets (one bot process lifetime, as far as the window shows)."""
+
+    index: int
+    first_seq: int
+    last_seq: int
+    start: str
+    end: str
+    samples: int
+    max: Mapping[str, int] = attrs.field(factory=dict)
+    last: Mapping[str, int] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False) | {"max": dict(self.max), "last": dict(self.last)}
+
+
+@attrs.frozen
+class Cluster:
+    """Divergences (or failures) sharing a signature, from the findings file or from the bot's counters."""
+
+    signature: str
+    kind: str
+    event_type: str
+    count: int
+    first: str
+    last: str
+    source: Literal["findings", "counters"]
+    failure: bool = False
+    hot_path: bool = False
+    seqs: tuple[int, ...] = ()
+    reproducer: str | None = None
+    triage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self, recurse=False) | {"seqs": list(self.seqs)}
+
+
+@attrs.frozen
+class GateResult:
+    verdict: Verdict
+    criteria: tuple[Criterion, ...]
+    segments: tuple[Segment, ...]
+    clusters: tuple[Cluster, ...]
+    window: Mapping[str, Any]
+    policy: Policy
+    series: tuple[Sample, ...] = attrs.field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        policy = attrs.asdict(self.policy, recurse=False)
+        policy["hot_path_events"] = list(self.policy.hot_path_events)
+        return {
+            "shadowdiff": {"gate": 1},
+            "verdict": self.verdict,
+            "exit_code": {"ACCEPT": 0, "REJECT": 1, "EXTEND": 3}[self.verdict],
+            "criteria": [criterion.to_dict() for criterion in self.criteria],
+            "segments": [segment.to_dict() for segment in self.segments],
+            "clusters": [cluster.to_dict() for cluster in self.clusters],
+            "window": dict(self.window),
+            "policy": policy,
+        }
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _segments(good: list[Sample]) -> list[list[Sample]]:
+    segments: list[list[Sample]] = []
+    for sample in good:
+        if segments:
+            previous = segments[-1][-1]
+            reset = any(
+                (now := sample.counters.get(name)) is not None
+                and (before := previous.counters.get(name)) is not None
+                and now < before
+                for name in COUNTERS
+            )
+            if not reset:
+                segments[-1].append(sample)
+                continue
+        segments.append([sample])
+    return segments
+
+
+def _increments(segment: list[Sample], name: str) -> Iterator[tuple[Sample, int]]:
+    """Positive growth of one counter within a segment; a segment's first sample counts from zero."""
+    before = 0
+    for sample in segment:
+        value = sample.counters.get(name)
+        if value is None:
+            continue
+        if value > before:
+            yield sample, value - before
+        before = value
+
+
+def _coverage(records: list[Sample], segments: list[list[Sample]], policy: Policy) -> Criterion:
+    good = [sample for segment in segments for sample in segment]
+    if not good:
+        return Criterion(
+            "coverage", "FAIL", "no status samples, only gaps", tuple(r.seq for r in records[:10])
+        )
+    checks: list[tuple[Status, str, tuple[int, ...], str]] = []
+    span = good[-1].t - good[0].t
+    need = policy.window_hours * 3600
+    if span < need - policy.span_slack_minutes * 60:
+        status: Status = "FAIL" if policy.short_window == "fail" else "REVIEW"
+        advice = f"extend the watch by {_hours(need - span)}"
+        checks.append(
+            (
+                status,
+                f"window {_hours(span)} < {policy.window_hours:g} h",
+                (good[0].seq, good[-1].seq),
+                advice,
+            )
+        )
+    longest, pair = 0.0, (good[0].seq, good[0].seq)
+    for before, after in itertools.pairwise(good):
+        if after.t - before.t > longest:
+            longest, pair = after.t - before.t, (before.seq, after.seq)
+    if longest > policy.max_gap_minutes * 60:
+        status = "FAIL" if policy.long_gap == "fail" else "REVIEW"
+        advice = "extend the watch so the window has no hole (or restart it and judge a fresh window)"
+        checks.append((status, f"gap of {_minutes(longest)} > {policy.max_gap_minutes:g} min", pair, advice))
+    off = [s.seq for s in good if not (s.enabled and s.executable_available)]
+    if off:
+        advice = "the shadow was not running: check DOGE_CORE_SHADOW and DOGE_CORE_EXE"
+        checks.append(
+            ("FAIL", f"shadow off or executable missing in {len(off)} samples", tuple(off[:20]), advice)
+        )
+    stall, stall_pair = 0.0, (good[0].seq, good[0].seq)
+    for segment in segments:
+        grew_at = segment[0]
+        seen = segment[0].counters.get("transition_checks")
+        for sample in segment[1:]:
+            now = sample.counters.get("transition_checks")
+            if now is not None and seen is not None and now > seen:
+                grew_at = sample
+            elif sample.t - grew_at.t > stall:
+                stall, stall_pair = sample.t - grew_at.t, (grew_at.seq, sample.seq)
+            seen = now if now is not None else seen
+    if stall > policy.stall_minutes * 60:
+        advice = "transition_checks stopped growing: is the trading loop calling the shadow?"
+        checks.append(("FAIL", f"checks stalled for {_minutes(stall)}", stall_pair, advice))
+    summary = (
+        f"window {_hours(span)} (need {policy.window_hours:g} h), longest gap {_minutes(longest)} "
+        f"(max {policy.max_gap_minutes:g}), longest stall {_minutes(stall)} (max {policy.stall_minutes:g}), "
+        f"shadow on in {len(good) - len(off)}/{len(good)} samples, {len(records) - len(good)} gap samples, "
+        f"{len(segments)} segment(s)"
+    )
+    if not checks:
+        return Criterion("coverage", "PASS", summary, (good[0].seq, good[-1].seq))
+    worst = max(checks, key=lambda check: _RANK[check[0]])[0]
+    deciding = tuple(sorted({seq for status, _, seqs, _ in checks if status == worst for seq in seqs}))
+    problems = "; ".join(text for status, text, _, _ in checks if status == worst)
+    return Criterion(
+        "coverage", worst, f"{problems} | {summary}", deciding, None, "; ".join(c[3] for c in checks)
+    )
+
+
+def _failures(segments: list[list[Sample]], finding_failures: int, policy: Policy) -> Criterion:
+    events = [
+        (sample, inc, sample.t - segment[0].t <= policy.startup_minutes * 60)
+        for segment in segments
+        for sample, inc in _increments(segment, "shadow_failures")
+    ]
+    total = sum(inc for _, inc, _ in events)
+    seqs = tuple(sample.seq for sample, _, _ in events)
+    if total == 0:
+        if finding_failures:
+            figure = f"0 in the counters, but {finding_failures} failure(s) in the findings"
+            return Criterion("shadow_failures", "REVIEW", figure, (), None, "explain the findings' failures")
+        return Criterion("shadow_failures", "PASS", "0 shadow failures", ())
+    late = [sample.seq for sample, _, startup in events if not startup]
+    errors = sorted({s.last_error for s, _, _ in events if s.last_error})
+    said = f"; last_shadow_error: {' | '.join(errors)}" if errors else ""
+    if late:
+        figure = f"{total} shadow failure(s), {len(late)} sample(s) saw them after start-up{said}"
+        return Criterion(
+            "shadow_failures", "FAIL", figure, tuple(late[:20]), None, "fix the shadow's failures"
+        )
+    if total > policy.startup_max_failures:
+        figure = f"{total} shadow failures at start-up (max {policy.startup_max_failures}){said}"
+        return Criterion("shadow_failures", "FAIL", figure, seqs[:20], None, "fix the shadow's start-up")
+    figure = f"{total} shadow failure(s), all within {policy.startup_minutes:g} min of start-up{said}"
+    return Criterion("shadow_failures", "REVIEW", figure, seqs, policy.startup_action or None, "")
+
+
+def _finding_clusters(findings: Iterable[Mapping[str, Any]], policy: Policy) -> list[Cluster]:
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for finding in findings:
+        grouped.setdefault(str(finding.get("signature", "unsigned")), []).append(finding)
+    clusters = []
+    for signature, members in sorted(grouped.items()):
+        kind = str(members[0].get("kind", "unknown"))
+        event_type = str(members[0].get("event_type", "unknown"))
+        steps = sorted(int(m["step"]) for m in members if isinstance(m.get("step"), int))
+        reproducers = sorted(str(m["reproducer"]) for m in members if m.get("reproducer"))
+        clusters.append(
+            Cluster(
+                signature,
+                kind,
+                event_type,
+                len(members),
+                f"step {steps[0]}" if steps else "?",
+                f"step {steps[-1]}" if steps else "?",
+                "findings",
+                failure=kind in FAILURE_KINDS,
+                hot_path=event_type in policy.hot_path_events,
+                reproducer=reproducers[0] if reproducers else None,
+            )
+        )
+    return clusters
+
+
+def _counter_clusters(segments: list[list[Sample]], policy: Policy) -> list[Cluster]:
+    """Attribute each growth of total_divergences to the sample's last_divergence_event (an estimate:
+    several divergences between two samples all go to the last one's event)."""
+    found: dict[str, list[tuple[Sample, int]]] = {}
+    for segment in segments:
+        for sample, inc in _increments(segment, "total_divergences"):
+            signature = f"counters|{sample.last_kind or 'unknown'}|{sample.last_event or 'unknown'}"
+            found.setdefault(signature, []).append((sample, inc))
+    clusters = []
+    for signature, hits in sorted(found.items()):
+        _, kind, event_type = signature.split("|", 2)
+        clusters.append(
+            Cluster(
+                signature,
+                kind,
+                event_type,
+                sum(inc for _, inc in hits),
+                hits[0][0].ts,
+                hits[-1][0].ts,
+                "counters",
+                hot_path=event_type in policy.hot_path_events,
+                seqs=tuple(sample.seq for sample, _ in hits),
+            )
+        )
+    return clusters
+
+
+def _divergences(clusters: list[Cluster], policy: Policy) -> Criterion:
+    judged = [cluster for cluster in clusters if not cluster.failure]
+    total = sum(cluster.count for cluster in judged)
+    if not judged:
+        return Criterion("divergences", "PASS", "0 divergences", ())
+    bad = [c for c in judged if c.hot_path and c.count >= policy.hot_path_repeat]
+    if bad:
+        names = ", ".join(f"{c.signature} x{c.count}" for c in bad)
+        figure = f"{total} divergence(s); repeating on the hot path: {names}"
+        seqs = tuple(sorted({seq for c in bad for seq in c.seqs}))
+        return Criterion("divergences", "FAIL", figure, seqs[:20], None, "fix the port before it takes over")
+    untriaged = [c.signature for c in judged if c.triage is None]
+    figure = f"{total} divergence(s) in {len(judged)} cluster(s), {len(untriaged)} untriaged"
+    seqs = tuple(sorted({seq for c in judged for seq in c.seqs}))[:20]
+    if untriaged:
+        return Criterion("divergences", "REVIEW", figure, seqs, None, "triage: " + ", ".join(untriaged))
+    return Criterion("divergences", "REVIEW", figure, seqs, f"all {len(judged)} cluster(s) triaged", "")
+
+
+def judge(
+    samples: Iterable[Mapping[str, Any]],
+    findings: Iterable[Mapping[str, Any]] = (),
+    triage: Mapping[str, str] | None = None,
+    policy: Policy | None = None,
+) -> GateResult:
+    """The gate's verdict on a window of status samples (in the order they were taken)."""
+    policy = policy if policy is not None else Policy()
+    triage = triage or {}
+    records: list[Sample] = []
+    for index, record in enumerate(samples):
+        sample = parse_sample(record, f"sample {index + 1}")
+        if records and sample.t < records[-1].t:
+            raise BadInput(
+                f"ts goes backwards ({sample.ts} after {records[-1].ts})", where=f"seq {sample.seq}"
+            )
+        records.append(sample)
+    good = [sample for sample in records if not sample.gap]
+    segments = _segments(good)
+    finding_clusters = _finding_clusters(findings, policy)
+    covered = {c.event_type for c in finding_clusters if not c.failure}
+    clusters = finding_clusters + [
+        c for c in _counter_clusters(segments, policy) if c.event_type not in covered
+    ]
+    clusters = sorted(
+        (attrs.evolve(c, triage=triage.get(c.signature)) for c in clusters),
+        key=lambda c: (c.failure, c.signature),
+    )
+    criteria = (
+        _coverage(records, segments, policy),
+        _failures(segments, sum(c.count for c in clusters if c.failure), policy),
+        _divergences(clusters, policy),
+    )
+    reviews = [criterion for criterion in criteria if criterion.status == "REVIEW"]
+    verdict: Verdict
+    if any(criterion.status == "FAIL" for criterion in criteria):
+        verdict = "REJECT"
+    elif not reviews or (len(reviews) == 1 and reviews[0].action):
+        verdict = "ACCEPT"
+    else:
+        verdict = "EXTEND"
+    window = {
+        "start": good[0].ts if good else None,
+        "end": good[-1].ts if good else None,
+        "hours": round((good[-1].t - good[0].t) / 3600, 3) if good else 0.0,
+        "samples": len(good),
+        "gap_samples": len(records) - len(good),
+        "synthetic": any(sample.synthetic for sample in records),
+    }
+    return GateResult(
+        verdict,
+        criteria,
+        tuple(_segment(index, segment) for index, segment in enumerate(segments)),
+        tuple(clusters),
+        window,
+        policy,
+        tuple(records),
+    )
+
+
+def _segment(index: int, segment: list[Sample]) -> Segment:
+    names = ("total_divergences", "shadow_failures", "transition_checks")
+    values = {name: [v for s in segment if (v := s.counters.get(name)) is not None] for name in names}
+    return Segment(
+        index,
+        segment[0].seq,
+        segment[-1].seq,
+        segment[0].ts,
+        segment[-1].ts,
+        len(segment),
+        {name: max(found) if found else 0 for name, found in values.items()},
+        {name: found[-1] if found else 0 for name, found in values.items()},
+    )
+
+
+def render_markdown(result: GateResult) -> str:
+    """The verdict for a sign-off document: criteria table, segments, clusters."""
+    window = result.window
+    lines = [f"# Shadow gate: {result.verdict}", ""]
+    if window.get("synthetic"):
+        lines += ["**SYNTHETIC DATA**: these samples were made by a demo or a test, not by production.", ""]
+    lines += [
+        f"Window: {window.get('start')} .. {window.get('end')} ({window.get('hours')} h, "
+        f"{window.get('samples')} samples, {window.get('gap_samples')} gap samples)",
+        "",
+        "| criterion | status | measured | deciding seqs | action |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in result.criteria:
+        seqs = ", ".join(str(seq) for seq in c.seqs[:10]) + (" ..." if len(c.seqs) > 10 else "")
+        action = c.action or (f"(none yet) {c.advice}" if c.status != "PASS" else "")
+        lines.append(f"| {c.name} | {c.status} | {_cell(c.figure)} | {seqs} | {_cell(action)} |")
+    lines += ["", "## Segments (split at counter resets)", ""]
+    lines += [
+        "| # | seqs | from | to | samples | divergences max/last | failures max/last |",
+        "| --- " * 7 + "|",
+    ]
+    for s in result.segments:
+        div = f"{s.max['total_divergences']}/{s.last['total_divergences']}"
+        fail = f"{s.max['shadow_failures']}/{s.last['shadow_failures']}"
+        lines.append(
+            f"| {s.index} | {s.first_seq}-{s.last_seq} | {s.start} | {s.end} | {s.samples} | {div} | {fail} |"
+        )
+    lines += ["", "## Clusters", ""]
+    if not result.clusters:
+        lines.append("None.")
+    else:
+        lines += ["| signature | count | first | last | hot path | triage |", "| --- " * 6 + "|"]
+        for cl in result.clusters:
+            hot = "yes" if cl.hot_path else "no"
+            note = _cell(cl.triage or "untriaged")
+            lines.append(
+                f"| `{_cell(cl.signature)}` | {cl.count} | {cl.first} | {cl.last} | {hot} | {note} |"
+            )
+    lines += [
+        "",
+        "Staging rule: ACCEPT when every criterion passes or exactly one is in REVIEW with an action; "
+        "REJECT when any fails; EXTEND otherwise.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
