@@ -228,10 +228,15 @@ class Replay:
             self._stopped = True
 
     def _authoritative_step(self, rec: Record, slot: _Slot) -> StepResult:
-        if rec.outcome is not None:
+        if self.authoritative is not None:
+            try:
+                result = self.authoritative.step(Step(slot.name, rec.input, slot.context, True))
+            except ShadowdiffError as exc:
+                if exc.where is None:
+                    exc = type(exc)(exc.what, rec.where)
+                raise exc from None
+        elif rec.outcome is not None:
             result = rec.outcome
-        elif self.authoritative is not None:
-            result = self.authoritative.step(Step(slot.name, rec.input, slot.context, True))
         else:
             raise ShadowdiffError(
                 "this record carries no recorded outcome; name an authoritative reducer", rec.where

@@ -1,0 +1,229 @@
+"""The in-process reducer: any upstream-compatible module (DOGE_REDUCER.md section 1) as a Reducer.
+
+Give it an import name (``state_machine``, ``adapters.doge.reference.state_machine``) or a path to a
+``.py`` file (the real bot's ``state_machine.py``). Wire values are converted to the module's classes at
+the edge and back.
+
+Cost per step does not grow with the state's history: the module's values are frozen, so a field whose
+object is the very object of the previous state is unchanged, and a tuple whose old items are all
+still there (by identity) at its front was appended to. The delta is computed from that, converting only
+what changed; the whole state is converted only when someone asks for it (``get``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from shadowdiff.codec import apply_delta, compute_delta, make_delta
+from shadowdiff.errors import BadInput, ShadowSetupError
+from shadowdiff.model import Call, Context, Event, Outcome, StepResult, WireMap
+from shadowdiff.reducer import Reducer, Step
+
+from .domain import EVENT_TYPES
+
+REQUIRED = (
+    "EngineConfig", "PairState", "transition", "check_invariants", "to_dict", "from_dict", "derive_phase",
+    *EVENT_TYPES,
+)  # fmt: skip
+
+
+def load_module(spec: str) -> ModuleType:
+    """Import an upstream-compatible module by import name or by path to a .py file."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise ShadowSetupError(f"no such module file: {spec}")
+        name = f"_shadowdiff_authoritative_{abs(hash(str(path.resolve()))):x}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ShadowSetupError(f"cannot load {spec} as a Python module")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # dataclasses need the module registered while it executes
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ShadowSetupError(f"importing {spec} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise ShadowSetupError(f"cannot import {spec}: {exc}") from exc
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if missing:
+        raise ShadowSetupError(f"{spec} is not upstream-compatible: it lacks {', '.join(missing)}")
+    return module
+
+
+class InProcessReducer(Reducer):
+    """An upstream-compatible Python module, driven in this process."""
+
+    def __init__(self, module: ModuleType | str) -> None:
+        super().__init__()
+        self.module = load_module(module) if isinstance(module, str) else module
+        self.name = getattr(self.module, "__file__", None) or self.module.__name__
+        m = self.module
+        self._transition = m.transition
+        self._check = m.check_invariants
+        self._events = {name: getattr(m, name) for name in EVENT_TYPES}
+        self._config_fields = {f.name for f in dataclasses.fields(m.EngineConfig)}
+        self._state_fields = tuple(f.name for f in dataclasses.fields(m.PairState))
+        self._states: dict[str, Any] = {}
+        self._configs: dict[int, tuple[Mapping[str, Any], Any]] = {}
+        self._item_fields: dict[type, tuple[str, ...]] = {}
+        self._generic_ok: bool | None = None
+
+    # -- conversions -------------------------------------------------------------------------------
+    def _config(self, config: Mapping[str, Any]) -> Any:
+        cached = self._configs.get(id(config))
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        try:
+            built = self.module.EngineConfig(**{k: v for k, v in config.items() if k in self._config_fields})
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"the authoritative EngineConfig rejected the config: {exc}") from exc
+        if len(self._configs) > 64:
+            self._configs.clear()
+        self._configs[id(config)] = (config, built)
+        return built
+
+    def _event(self, event: Event) -> Any:
+        cls = self._events.get(event.type)
+        if cls is None:
+            raise BadInput(f"unknown event type {event.type!r} (one of {', '.join(EVENT_TYPES)})")
+        try:
+            return cls(**event.payload)
+        except TypeError as exc:
+            raise BadInput(f"bad {event.type} payload: {exc}") from exc
+
+    def _load(self, state: Mapping[str, Any]) -> Any:
+        try:
+            return self.module.from_dict(dict(state))
+        except Exception as exc:
+            raise BadInput(f"the authoritative from_dict rejected the state: {type(exc).__name__}: {exc}") from exc
+
+    def _wire_item(self, item: Any) -> Any:
+        names = self._item_fields.get(type(item))
+        if names is None:
+            if not dataclasses.is_dataclass(item):
+                return item
+            names = self._item_fields[type(item)] = tuple(f.name for f in dataclasses.fields(item))
+        return {name: getattr(item, name) for name in names}
+
+    def _wire_action(self, action: Any) -> WireMap:
+        return {"type": type(action).__name__, "payload": self._wire_item(action)}
+
+    def _check_generic(self, state: Any) -> None:
+        """Field-by-field conversion must equal the module's own ``to_dict``; else take the slow path."""
+        if self._generic_ok is None:
+            generic = {}
+            for name in self._state_fields:
+                value = getattr(state, name)
+                generic[name] = [self._wire_item(x) for x in value] if isinstance(value, tuple) else value
+            self._generic_ok = generic == self.module.to_dict(state)
+
+    def _delta(self, pre: Any, post: Any) -> WireMap:
+        if pre is post:
+            return {}
+        if not self._generic_ok:
+            return compute_delta(self.module.to_dict(pre), self.module.to_dict(post))
+        sets: WireMap = {}
+        appends: WireMap = {}
+        wire = self._wire_item
+        for name in self._state_fields:
+            old = getattr(pre, name)
+            new = getattr(post, name)
+            if old is new:
+                continue
+            if isinstance(new, tuple) and isinstance(old, tuple):
+                n = len(old)
+                if len(new) >= n and all(a is b for a, b in zip(old, new, strict=False)):
+                    if len(new) > n:
+                        appends[name] = [wire(x) for x in new[n:]]
+                    continue
+                if new == old:
+                    continue
+                sets[name] = [wire(x) for x in new]
+            elif not (old == new and type(old) is type(new)):
+                sets[name] = new
+        return make_delta(sets, appends)
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def open(self, slot: str, state: WireMap) -> None:
+        loaded = self._load(state)
+        self._check_generic(loaded)
+        self._states[slot] = loaded
+
+    def step(self, request: Step) -> StepResult:
+        pre = self._states[request.slot]
+        item = request.input
+        if isinstance(item, Call):
+            post = self._call(item.function, pre, item.args)
+            self.answered["call"] += 1
+            self._states[request.slot] = post
+            return StepResult([], self._delta(pre, post), None)
+        ctx = request.context
+        event = self._event(item)
+        post, actions = self._transition(pre, event, self._config(ctx.config), ctx.order_size_usd, ctx.order_sizes)
+        self.answered["transition"] += 1
+        violations = None
+        if request.with_invariants:
+            violations = list(self._check(post))
+            self.answered["invariants"] += 1
+        self._states[request.slot] = post
+        return StepResult([self._wire_action(a) for a in actions], self._delta(pre, post), violations)
+
+    def patch(self, slot: str, delta: WireMap) -> None:
+        current = self._states[slot]
+        touched = set(delta.get("set", ())) | set(delta.get("append", ()))
+        keep = {
+            name: getattr(current, name)
+            for name in self._state_fields
+            if name not in touched and isinstance(getattr(current, name), tuple)
+        }
+        # convert only the fields the patch touches (plus the scalars), never the untouched history
+        light = dataclasses.replace(current, **{name: () for name in keep})
+        patched = self._load(apply_delta(self.module.to_dict(light), delta))
+        self._states[slot] = dataclasses.replace(patched, **keep) if keep else patched
+
+    def get(self, slot: str) -> WireMap:
+        state: WireMap = self.module.to_dict(self._states[slot])
+        return state
+
+    def close_slot(self, slot: str) -> None:
+        self._states.pop(slot, None)
+
+    # -- stateless ---------------------------------------------------------------------------------
+    def _call(self, function: str, state: Any, args: Mapping[str, Any]) -> Any:
+        fn = getattr(self.module, function, None) if not function.startswith("_") else None
+        if fn is None:
+            raise BadInput(f"the authoritative module has no function {function!r}")
+        try:
+            return fn(state, **args)
+        except TypeError as exc:
+            raise BadInput(f"bad arguments for {function}: {exc}") from exc
+
+    def transition(self, state: WireMap, event: Event, context: Context, with_invariants: bool = False) -> Outcome:
+        post, actions = self._transition(
+            self._load(state), self._event(event), self._config(context.config), context.order_size_usd,
+            context.order_sizes,
+        )  # fmt: skip
+        violations = list(self._check(post)) if with_invariants else None
+        return Outcome(self.module.to_dict(post), [self._wire_action(a) for a in actions], violations)
+
+    def check_invariants(self, state: WireMap) -> list[str]:
+        return list(self._check(self._load(state)))
+
+    def call(self, function: str, state: WireMap, args: Mapping[str, Any]) -> WireMap:
+        result: WireMap = self.module.to_dict(self._call(function, self._load(state), args))
+        return result
+
+    def normalize(self, state: WireMap) -> WireMap:
+        result: WireMap = self.module.to_dict(self._load(state))
+        return result
