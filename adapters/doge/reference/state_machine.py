@@ -813,7 +813,7 @@ def transition(
     """The pure reducer: one event in, the next state and the actions to carry out."""
     kind = type(event)
     if kind is PriceTick:
-        ts = event.timestamp  # type: ignore[union-attr]
+        ts = event.timestamp
         state = _evolve(state, now=ts, market_price=event.price, last_price_update_at=ts)  # type: ignore[union-attr]
         return _refresh_stale_entry(state, cfg, order_size_usd, order_sizes)
     if kind is TimerTick:
