@@ -1,0 +1,64 @@
+"""shadowdiff: differential shadow testing of a reducer against its authoritative twin.
+
+The public surface is what ``__all__`` lists; everything else may change.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .classify import Cluster, Clusters, signature  # noqa: E402
+from .client import SubprocessReducer  # noqa: E402
+from .corpus import LogWriter, load_scenario, read_items, scenario_items, write_scenario  # noqa: E402
+from .diff import Rule, Rules, diff  # noqa: E402
+from .domain import Domain  # noqa: E402
+from .engine import Replay, ReplayOptions, ReplayResult  # noqa: E402
+from .errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError  # noqa: E402
+from .model import (  # noqa: E402
+    Call,
+    Context,
+    Difference,
+    Divergence,
+    Event,
+    Failure,
+    FailureAt,
+    Outcome,
+    Scenario,
+    StepResult,
+)
+from .reducer import Reducer  # noqa: E402
+
+__all__ = [
+    "BadInput",
+    "Call",
+    "Cluster",
+    "Clusters",
+    "Context",
+    "Difference",
+    "Divergence",
+    "Domain",
+    "Event",
+    "Failure",
+    "FailureAt",
+    "LogWriter",
+    "Outcome",
+    "Reducer",
+    "Replay",
+    "ReplayOptions",
+    "ReplayResult",
+    "Rule",
+    "Rules",
+    "Scenario",
+    "ShadowSetupError",
+    "ShadowdiffError",
+    "StepResult",
+    "SubprocessReducer",
+    "UsageError",
+    "__version__",
+    "diff",
+    "load_scenario",
+    "read_items",
+    "scenario_items",
+    "signature",
+    "write_scenario",
+]

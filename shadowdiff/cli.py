@@ -1,0 +1,294 @@
+"""The shadowdiff command line: the only place that prints or exits.
+
+Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gate: REJECT);
+2 bad usage or bad input; 3 gate EXTEND.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .codec import dumps_json
+from .corpus import TornRecordWarning, read_items
+from .diff import Rules
+from .domain import Domain
+from .engine import MODES, Replay, ReplayOptions, ReplayResult
+from .errors import ShadowdiffError, ShadowSetupError
+from .records import LogItem
+from .reducer import Reducer
+from .report import build_report, summary_lines
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND = 0, 1, 2, 3
+DOMAIN_DEFAULTS = "adapters.doge.defaults"
+
+EPILOG = """\b
+Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
+failures (or a shadow that answered nothing); 2 bad usage or bad input.
+"""
+
+
+def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
+    click.echo(f"shadowdiff: error: {message}", err=True)
+    sys.exit(code)
+
+
+def domain_defaults() -> Any:
+    """The DOGE wiring (reference reducer, reference executable, strategies), imported lazily so the
+    engine never depends on a domain."""
+    return importlib.import_module(DOMAIN_DEFAULTS)
+
+
+def make_authoritative(spec: str | None) -> Reducer | None:
+    if spec == "recorded":
+        return None
+    from adapters.doge.inprocess import InProcessReducer
+
+    return InProcessReducer(spec or "adapters.doge.reference.state_machine")
+
+
+def make_shadow(
+    command: str | None, codec: str, domain: Domain, deadline: float, sessions: bool | None
+) -> Reducer:
+    from .client import SubprocessReducer
+
+    if command is None:
+        from adapters.doge.domain import BUILD_SCRIPT, DEFAULT_EXE, default_shadow_command
+
+        if not DEFAULT_EXE.exists():
+            raise ShadowSetupError(
+                f"the reference shadow {DEFAULT_EXE} is not built; build it with: bash {BUILD_SCRIPT}"
+            )
+        argv: Sequence[str] | str = default_shadow_command()
+        if codec == "jsonl":
+            argv = [str(DEFAULT_EXE), "--server"]
+    else:
+        argv = command
+    return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions)
+
+
+def default_corpus() -> list[str]:
+    from adapters.doge.domain import HERE
+
+    bundled = HERE.parent.parent / "corpora" / "sample"
+    return [str(bundled)]
+
+
+def _guarded(items: Iterator[LogItem], errors: list[dict[str, str]]) -> Iterator[LogItem]:
+    """Stop at the first bad record, remembering it: everything before it is still replayed."""
+    try:
+        yield from items
+    except ShadowdiffError as exc:
+        errors.append({"where": exc.where or "", "message": exc.what})
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, steps: int) -> None:
+        if self.enabled and steps % 10_000 == 0:
+            rate = steps / max(1e-9, time.perf_counter() - self.started)
+            click.echo(f"\r  replayed {steps:,} steps ({rate:,.0f}/s)", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.enabled:
+            click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+
+
+def run_replay(
+    corpora: Sequence[str],
+    shadow: Reducer,
+    authoritative: Reducer | None,
+    options: ReplayOptions,
+    findings: Path | None = None,
+    progress: bool = False,
+) -> tuple[ReplayResult, list[dict[str, str]]]:
+    errors: list[dict[str, str]] = []
+    sink = findings.open("a", encoding="utf-8") if findings else None
+
+    def on_finding(record: dict[str, Any]) -> None:
+        assert sink is not None
+        sink.write(dumps_json(record) + "\n")
+        sink.flush()
+
+    meter = _Progress(progress)
+    replay = Replay(shadow, authoritative, options, on_finding if sink else None, meter)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TornRecordWarning)
+            try:
+                result = replay.run(_guarded(read_items(corpora), errors))
+            except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
+                errors.append({"where": exc.where or "", "message": exc.what})
+                result = replay.finish()
+        for warning in caught:
+            click.echo(f"shadowdiff: warning: {warning.message}", err=True)
+    finally:
+        meter.done()
+        if sink:
+            sink.close()
+    result.errors.extend(errors)
+    return result, errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="shadowdiff")
+def main() -> None:
+    """Differential shadow testing: run a shadow reducer beside its authoritative twin, and find,
+    explain and shrink every difference.
+
+    \b
+    Start here:
+      shadowdiff replay                      the reference pair on the bundled corpus
+      shadowdiff replay ../shared/upstream-fixtures --shadow "doge-core-exe --msgpack"
+      shadowdiff fuzz --seed 1               generate streams until the shadow diverges
+      shadowdiff demo live                   the live sidecar against a simulated bot
+    """
+
+
+@main.command(epilog=EPILOG)
+@click.argument("corpus", nargs=-1, type=click.Path())
+@click.option("--authoritative", metavar="MODULE|PATH|recorded",
+              help="Upstream-compatible Python module (import name or .py path); 'recorded' checks "
+                   "against the outcomes a recorded log carries. Default: the reference reducer.")
+@click.option("--shadow", metavar='"CMD ARGS"',
+              help="Shadow executable and arguments. Default: the reference Haskell doge-core-exe.")
+@click.option("--codec", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True,
+              help="msgpack: PROTOCOL.md; jsonl: the older JSON-lines --server transport.")
+@click.option("--mode", type=click.Choice(MODES), default="lockstep", show_default=True,
+              help="lockstep: every step starts from the authoritative pre-state; free: each side "
+                   "evolves its own state (first divergence per slot).")
+@click.option("--resync", is_flag=True, help="Free mode: after a divergence copy the authoritative state "
+              "to the shadow and go on.")
+@click.option("--rules", type=click.Path(dir_okay=False), help="Comparison rules (TOML [[rule]] or JSON).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.option("--findings", type=click.Path(dir_okay=False), help="Append one self-contained JSONL record "
+              "per divergence or failure (replayable with replay and shrink).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML (a test case per cluster).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first divergence or failure.")
+@click.option("--deadline", type=float, default=10.0, show_default=True, help="Seconds the shadow may take per request.")
+@click.option("--window", type=int, default=256, show_default=True, help="Requests in flight to the shadow.")
+@click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
+@click.option("--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons).")
+@click.option("--twice", is_flag=True, help="Run the replay twice in fresh processes with different "
+              "PYTHONHASHSEED values and compare the reports byte for byte.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
+def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
+           resync: bool, rules: str | None, report_path: str | None, findings: str | None,
+           html_path: str | None, junit_path: str | None, fail_fast: bool, deadline: float, window: int,
+           no_sessions: bool, deterministic: bool, twice: bool, quiet: bool) -> None:  # fmt: skip
+    """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files)
+    through the authoritative reducer and the shadow, and report every difference.
+
+    \b
+    Examples:
+      shadowdiff replay
+      shadowdiff replay ../shared/upstream-fixtures --report out/report.json
+      shadowdiff replay prod.msgpack.gz --authoritative recorded --shadow "./doge-core-exe --msgpack"
+      shadowdiff replay findings.jsonl --shadow "./doge-core-exe --server" --codec jsonl
+    """
+    if twice:
+        from .determinism import run_twice
+
+        argv = [a for a in sys.argv[1:] if a != "--twice"]
+        outcome = run_twice(argv)
+        click.echo(dumps_json(outcome, indent=2))
+        sys.exit(EXIT_CLEAN if outcome["identical"] else EXIT_FOUND)
+    corpora = list(corpus) or default_corpus()
+    try:
+        from adapters.doge.domain import DogeDomain
+
+        domain = DogeDomain()
+        loaded_rules = domain.default_rules().plus(Rules.load(rules)) if rules else domain.default_rules()
+        if resync and mode != "free":
+            raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
+        auth = make_authoritative(authoritative)
+        shadow_reducer = make_shadow(shadow, codec, domain, deadline, False if no_sessions else None)
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    options = ReplayOptions(mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window)
+    try:
+        with shadow_reducer:
+            result, errors = run_replay(
+                corpora, shadow_reducer, auth, options, Path(findings) if findings else None,
+                progress=not quiet and sys.stderr.isatty(),
+            )  # fmt: skip
+            shadow_name = shadow_reducer.describe()
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    run = {
+        "mode": mode,
+        "codec": codec,
+        "authoritative": authoritative or "reference",
+        "shadow": shadow or "reference doge-core-exe",
+        "corpora": corpora,
+        "sessions": bool(getattr(shadow_reducer, "sessions", False)),
+    }
+    report = build_report(result, run, deterministic=deterministic)
+    write_outputs(report, report_path, html_path, junit_path)
+    if not quiet:
+        click.echo(f"shadowdiff replay: {shadow_name}")
+        for line in summary_lines(report):
+            click.echo(line)
+    for error in errors:
+        where = f"{error['where']}: " if error["where"] else ""
+        click.echo(f"shadowdiff: error: {where}{error['message']}", err=True)
+    verdict = report["summary"]["verdict"]
+    click.echo(f"verdict: {verdict}")
+    if errors:
+        sys.exit(EXIT_BAD)
+    sys.exit(EXIT_CLEAN if verdict == "pass" else EXIT_FOUND)
+
+
+def write_outputs(report: dict[str, Any], report_path: str | None, html_path: str | None,
+                  junit_path: str | None) -> None:  # fmt: skip
+    if report_path:
+        _write(report_path, dumps_json(report, indent=2, sort_keys=True) + "\n")
+    if html_path:
+        from .html import render_report
+
+        _write(html_path, render_report(report))
+    if junit_path:
+        from .junit import junit_xml
+
+        _write(junit_path, junit_xml(report))
+
+
+def _write(path: str, text: str) -> None:
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"{path}: cannot write: {exc.strerror}")
+
+
+def _register_extensions() -> None:
+    for name in ("runbook_cli", "fuzz_cli", "sidecar_cli"):
+        try:
+            module = importlib.import_module(f"shadowdiff.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"shadowdiff.{name}":
+                raise
+            continue
+        module.register(main)
+
+
+_register_extensions()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    main()
