@@ -1,0 +1,49 @@
+"""Shared fixtures: where the bot's fixtures live, the reference pair, shadow commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM = Path(os.environ.get("SHADOWDIFF_UPSTREAM_FIXTURES", ROOT.parent / "shared" / "upstream-fixtures"))
+EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
+BUILD = ROOT / "adapters" / "doge" / "haskell" / "build.sh"
+PY_SERVER = [sys.executable, "-m", "adapters.doge.pyserver"]
+MISBEHAVING = [sys.executable, str(ROOT / "tests" / "servers" / "misbehaving.py")]
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Path:
+    if not UPSTREAM.is_dir():
+        pytest.fail(f"the bot's fixtures are missing: {UPSTREAM} (set SHADOWDIFF_UPSTREAM_FIXTURES)")
+    return UPSTREAM
+
+
+@pytest.fixture(scope="session")
+def haskell_exe() -> Path:
+    """The reference Haskell port, built if needed; a missing toolchain fails, never skips."""
+    done = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not EXE.exists():
+        pytest.fail(f"cannot build doge-core-exe: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return EXE
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (or zombie) child processes of ``pid``, from /proc."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out

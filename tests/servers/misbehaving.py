@@ -1,0 +1,65 @@
+"""A real PROTOCOL.md server (the Python reference) that misbehaves on cue, for the fault tests.
+
+    python tests/servers/misbehaving.py --crash-at N | --hang-at N | --garbage-at N | --error-at N
+                                        [--every] [--mutate-price-at N]
+
+N counts step/transition requests (1-based). With --every, every Nth one misbehaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from adapters.doge.inprocess import InProcessReducer
+from shadowdiff.codec import make_unpacker, packb
+from shadowdiff.serve import MsgpackServer
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    for name in ("crash-at", "hang-at", "garbage-at", "error-at", "mutate-price-at"):
+        p.add_argument(f"--{name}", type=int, default=0)
+    p.add_argument("--every", action="store_true")
+    args = p.parse_args()
+    server = MsgpackServer(InProcessReducer("adapters.doge.reference.state_machine"))
+    unpacker = make_unpacker()
+    steps = 0
+    out = sys.stdout.buffer
+
+    def due(n: int) -> bool:
+        return n > 0 and (steps % n == 0 if args.every else steps == n)
+
+    while chunk := sys.stdin.buffer.read1(1 << 16):
+        unpacker.feed(chunk)
+        for req in unpacker:
+            if req.get("op") in ("step", "transition"):
+                steps += 1
+                if due(args.crash_at):
+                    print("misbehaving: crashing on purpose", file=sys.stderr, flush=True)
+                    os._exit(7)
+                if due(args.hang_at):
+                    print("misbehaving: hanging on purpose", file=sys.stderr, flush=True)
+                    time.sleep(3600)
+                if due(args.garbage_at):
+                    out.write(b"\xc1\xc1 this is not msgpack \xc1")
+                    out.flush()
+                    continue
+                if due(args.error_at):
+                    out.write(packb({"id": req["id"], "error": {"kind": "internal", "message": "boom"}}))
+                    out.flush()
+                    continue
+            reply = server.handle(req)
+            if req.get("op") == "step" and due(args.mutate_price_at) and "ok" in reply:
+                for action in reply["ok"]["actions"]:
+                    if "price" in action["payload"]:
+                        action["payload"]["price"] += 1e-6
+            out.write(packb(reply))
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
