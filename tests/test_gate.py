@@ -8,8 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from shadowdiff import runbook_cli
 from shadowdiff.errors import BadInput
 from shadowdiff.gate import GateResult, Policy, judge, load_policy, read_jsonl, render_markdown
 from shadowdiff.watch import format_ts
@@ -288,3 +291,58 @@ def test_sample_without_zone_or_seq_is_bad_input() -> None:
         judge([{"ts": "2026-01-01T00:00:00Z"}])
     with pytest.raises(BadInput, match="zone"):
         judge([{"ts": "2026-01-01T00:00:00", "seq": 1}])
+
+
+def run_gate(tmp_path: Path, samples: list[dict[str, Any]], *extra: str) -> Any:
+    path = tmp_path / "w.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    main = click.Group("shadowdiff")
+    runbook_cli.register(main)
+    return CliRunner().invoke(main, ["gate", str(path), *extra])
+
+
+@pytest.mark.parametrize(
+    ("shape", "code", "verdict"),
+    [
+        (None, 0, "ACCEPT"),
+        (divergences_at([5, 9], "FillEvent"), 1, "REJECT"),
+        (failures_at([1]), 0, "ACCEPT"),
+    ],
+)
+def test_gate_cli_exit_codes(tmp_path: Path, shape: Shape | None, code: int, verdict: str) -> None:
+    done = run_gate(tmp_path, window(shape=shape))
+    assert done.exit_code == code, done.output
+    assert done.stdout.startswith(f"verdict: {verdict}\n")
+
+
+def test_gate_cli_extend_is_three_and_writes_every_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--report", str(out / "g.json"), "--markdown", str(out / "g.md"), "--html", str(out / "g.html")]
+    done = run_gate(tmp_path, window(hours=40), *args)
+    assert done.exit_code == 3
+    assert json.loads((out / "g.json").read_text())["verdict"] == "EXTEND"
+    assert (out / "g.md").read_text().startswith("# Shadow gate: EXTEND")
+    assert "<svg" in (out / "g.html").read_text()
+
+
+def test_gate_cli_names_a_malformed_line_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    lines = [json.dumps(s) for s in window(hours=1)]
+    lines[2] = lines[2][:-5]
+    path.write_text("\n".join(lines) + "\n")
+    main = click.Group("shadowdiff")
+    runbook_cli.register(main)
+    done = CliRunner().invoke(main, ["gate", str(path)])
+    assert done.exit_code == 2
+    assert done.stderr.startswith(f"error: {path}:3: not JSON (")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_gate_cli_policy_file_and_bad_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text("[window]\nhours = 40\n")
+    assert run_gate(tmp_path, window(hours=40), "--policy", str(policy)).exit_code == 0
+    policy.write_text("[window]\nhorus = 40\n")
+    done = run_gate(tmp_path, window(hours=40), "--policy", str(policy))
+    assert done.exit_code == 2
+    assert done.stderr == f"error: {policy}: unknown policy key [window] horus\n"

@@ -1,0 +1,382 @@
+"""Self-contained HTML: one file, inline CSS and SVG, no script and no network, readable offline forever.
+
+Two pages: a replay/fuzz report (summary, a timeline of checks, divergences and failures binned over the
+step index, the cluster table, each divergence with both values side by side and the differing part
+marked) and a gate result (verdict, criteria, segments, clusters, the shadow's counters over time).
+Everything from the data is escaped; the output depends only on the input (no clock, no dict order).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from shadowdiff.gate import GateResult, Sample
+
+__all__ = ["highlight_difference", "render_gate", "render_report"]
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+main{max-width:1200px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d8dce3}
+table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0}
+th,td{border:1px solid #d8dce3;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#eef1f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+code,pre{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",monospace}
+pre{margin:0;white-space:pre-wrap;word-break:break-all}
+.badge{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:700;color:#fff}
+.PASS,.ACCEPT,.pass{background:#1f883d}.REVIEW,.EXTEND,.diverged{background:#bf8700}
+.FAIL,.REJECT,.failed{background:#cf222e}.no-shadow{background:#6e7781}
+.banner{background:#cf222e;color:#fff;padding:8px 12px;font-weight:700;margin:8px 0}
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#fff;border:1px solid #d8dce3;padding:8px 14px}
+.card b{display:block;font-size:20px}mark{background:#ffd6d6;color:#82071e;border-radius:2px}
+.side{display:grid;grid-template-columns:1fr 1fr;gap:6px}
+.side>div{background:#fff;border:1px solid #d8dce3;padding:6px}
+.muted{color:#656d76}svg{background:#fff;border:1px solid #d8dce3}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: Iterable[str]) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head><body><main>\n" + "\n".join(body) + "\n</main></body></html>\n"
+    )
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
+    """``rows`` hold already-escaped cells (so cells may carry markup)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge {_e(status)}">{_e(status)}</span>'
+
+
+def _wire(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def highlight_difference(authoritative: str, shadow: str) -> tuple[str, str]:
+    """Both texts escaped, with what lies between their common prefix and common suffix in ``<mark>``."""
+    limit = min(len(authoritative), len(shadow))
+    prefix = 0
+    while prefix < limit and authoritative[prefix] == shadow[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and authoritative[-1 - suffix] == shadow[-1 - suffix]:
+        suffix += 1
+
+    def mark(text: str) -> str:
+        middle = text[prefix : len(text) - suffix]
+        marked = f"<mark>{_e(middle)}</mark>" if middle else ""
+        return _e(text[:prefix]) + marked + _e(text[len(text) - suffix :])
+
+    return mark(authoritative), mark(shadow)
+
+
+def _bars(rows: Sequence[tuple[str, np.ndarray, str]], edges: np.ndarray, width: int = 1100) -> str:
+    """One bar chart per row, sharing the x axis (step index)."""
+    left, row_h, gap = 110, 70, 16
+    height = len(rows) * (row_h + gap) + 28
+    plot_w = width - left - 20
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    bins = len(edges) - 1
+    for index, (label, counts, colour) in enumerate(rows):
+        top = 8 + index * (row_h + gap)
+        peak = int(counts.max()) if counts.size and counts.max() > 0 else 0
+        out.append(f'<text x="8" y="{top + 30}" font-size="12">{_e(label)}</text>')
+        out.append(f'<text x="8" y="{top + 46}" font-size="11" fill="#656d76">max/bin {peak}</text>')
+        out.append(
+            f'<line x1="{left}" y1="{top + row_h}" x2="{left + plot_w}" y2="{top + row_h}" stroke="#999"/>'
+        )
+        for b in range(bins):
+            if counts[b] <= 0:
+                continue
+            bar_h = max(1.0, row_h * float(counts[b]) / peak)
+            x = left + plot_w * b / bins
+            out.append(
+                f'<rect x="{x:.1f}" y="{top + row_h - bar_h:.1f}" width="{max(1.0, plot_w / bins - 1):.1f}" '
+                f'height="{bar_h:.1f}" fill="{colour}"><title>steps {edges[b]:.0f}-{edges[b + 1]:.0f}: '
+                f"{int(counts[b])}</title></rect>"
+            )
+    axis_y = height - 8
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + plot_w * frac
+        step = edges[0] + (edges[-1] - edges[0]) * frac
+        out.append(
+            f'<text x="{x:.1f}" y="{axis_y}" font-size="11" text-anchor="middle">step {step:.0f}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _timeline(report: Mapping[str, Any]) -> str:
+    summary = report.get("summary", {})
+    divergences = report.get("divergences", [])
+    failures = report.get("failures", [])
+    div_steps = np.array(
+        [d.get("step", 0) for d in divergences if isinstance(d.get("step"), int)], dtype=float
+    )
+    fail_steps = np.array([f.get("step", 0) for f in failures if isinstance(f.get("step"), int)], dtype=float)
+    last = max(
+        [
+            int(summary.get("steps", 0) or 0),
+            *(int(s) + 1 for s in div_steps),
+            *(int(s) + 1 for s in fail_steps),
+            1,
+        ]
+    )
+    bins = min(60, last)
+    edges = np.linspace(0.0, float(last), bins + 1)
+    # One check per step on each side: binning the step indices gives the checks per bin exactly.
+    checks, _ = np.histogram(np.arange(last, dtype=float), bins=edges)
+    div_counts, _ = np.histogram(div_steps, bins=edges)
+    fail_counts, _ = np.histogram(fail_steps, bins=edges)
+    shown = (
+        ""
+        if len(divergences) >= int(summary.get("divergences", 0) or 0)
+        else " (divergences listed in the report)"
+    )
+    chart = _bars(
+        [
+            ("checks", checks, "#0969da"),
+            ("divergences", div_counts, "#bf8700"),
+            ("failures", fail_counts, "#cf222e"),
+        ],
+        edges,
+    )
+    return f"<h2>Timeline{_e(shown)}</h2>{chart}"
+
+
+def _divergence(index: int, divergence: Mapping[str, Any]) -> str:
+    where = f"step {divergence.get('step')} · slot {divergence.get('slot')} · {divergence.get('event_type')}"
+    parts = [
+        f"<h3>#{index} <code>{_e(divergence.get('signature', ''))}</code></h3>",
+        f'<p class="muted">{_e(where)} · {_e(divergence.get("kind", ""))}</p>',
+    ]
+    for difference in divergence.get("differences", []) or []:
+        auth, shadow = highlight_difference(
+            _wire(difference.get("authoritative")), _wire(difference.get("shadow"))
+        )
+        parts.append(
+            f"<p><code>{_e(difference.get('path', ''))}</code> "
+            f'<span class="muted">rule {_e(difference.get("rule", "exact"))}</span></p>'
+            f'<div class="side"><div><b>authoritative</b><pre>{auth}</pre></div>'
+            f"<div><b>shadow</b><pre>{shadow}</pre></div></div>"
+        )
+    return "\n".join(parts)
+
+
+def render_report(report: Mapping[str, Any], max_divergences: int = 200) -> str:
+    """A replay or fuzz report (docs/formats.md) as one HTML page."""
+    summary = report.get("summary", {})
+    run = report.get("run", {})
+    verdict = str(summary.get("verdict", "unknown"))
+    cards = [
+        ("events", summary.get("events", 0)),
+        ("steps", summary.get("steps", 0)),
+        ("divergences", summary.get("divergences", 0)),
+        ("failures", summary.get("failures", 0)),
+        ("invariant breaches", summary.get("invariant_breaches", 0)),
+        ("clusters", summary.get("clusters", 0)),
+        ("shadow restarts", summary.get("shadow_restarts", 0)),
+    ]
+    checks = summary.get("checks", {})
+    body = [
+        f"<h1>shadowdiff replay report {_badge(verdict)}</h1>",
+        f'<p class="muted">mode {_e(run.get("mode", "?"))}'
+        f" · authoritative {_e(run.get('authoritative', '?'))} · shadow {_e(run.get('shadow', '?'))}"
+        f" · corpora {_e(', '.join(map(str, run.get('corpora', []))))}</p>",
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards)
+        + "</div>",
+        _table(
+            ["side", "transition", "invariants", "call"],
+            (
+                [
+                    _e(side),
+                    *(_e(checks.get(side, {}).get(k, 0)) for k in ("transition", "invariants", "call")),
+                ]
+                for side in ("authoritative", "shadow")
+            ),
+            numeric=(1, 2, 3),
+        ),
+        _timeline(report),
+        "<h2>Clusters</h2>",
+        _table(
+            ["signature", "kind", "event", "count", "first step", "last step"],
+            (
+                [f"<code>{_e(c.get('signature'))}</code>", _e(c.get("kind")), _e(c.get("event_type"))]
+                + [_e(c.get(k)) for k in ("count", "first_step", "last_step")]
+                for c in report.get("clusters", [])
+            ),
+            numeric=(3, 4, 5),
+        )
+        if report.get("clusters")
+        else "<p>No clusters.</p>",
+    ]
+    failures = report.get("failures", [])
+    if failures:
+        body.append("<h2>Shadow failures</h2>")
+        body.append(
+            _table(
+                ["step", "kind", "event", "message", "stderr tail"],
+                (
+                    [
+                        *(_e(f.get(key)) for key in ("step", "kind", "event_type", "message")),
+                        f"<pre>{_e(chr(10).join(map(str, f.get('stderr_tail', []) or [])))}</pre>",
+                    ]
+                    for f in failures[:max_divergences]
+                ),
+            )
+        )
+    divergences = report.get("divergences", [])
+    if divergences:
+        body.append(
+            f"<h2>Divergences ({len(divergences)} listed of {_e(summary.get('divergences', '?'))})</h2>"
+        )
+        body += [_divergence(i + 1, d) for i, d in enumerate(divergences[:max_divergences])]
+    for error in report.get("errors", []) or []:
+        body.append(
+            f'<p class="banner">input error at {_e(error.get("where"))}: {_e(error.get("message"))}</p>'
+        )
+    return _page(f"shadowdiff report: {verdict}", body)
+
+
+def _counter_plot(series: Sequence[Sample], width: int = 1100) -> str:
+    """The shadow's counters over time, one panel each; lines break at gaps and counter resets."""
+    good = [s for s in series if not s.gap]
+    if not good:
+        return "<p>No status samples.</p>"
+    t0, t1 = series[0].t, max(series[-1].t, series[0].t + 1.0)
+    left, panel_h, gap = 130, 90, 18
+    names = [
+        ("transition_checks", "#0969da"),
+        ("total_divergences", "#bf8700"),
+        ("shadow_failures", "#cf222e"),
+    ]
+    height = len(names) * (panel_h + gap) + 30
+    plot_w = width - left - 20
+
+    def x_of(t: float) -> float:
+        return left + plot_w * (t - t0) / (t1 - t0)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    for index, (name, colour) in enumerate(names):
+        top = 8 + index * (panel_h + gap)
+        values = [v for s in good if (v := s.counters.get(name)) is not None]
+        peak = max(values, default=0) or 1
+        out.append(f'<text x="8" y="{top + 36}" font-size="12">{_e(name)}</text>')
+        out.append(
+            f'<text x="8" y="{top + 52}" font-size="11" fill="#656d76">max {max(values, default=0)}</text>'
+        )
+        out.append(
+            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{panel_h}" fill="none" stroke="#d8dce3"/>'
+        )
+        for sample in series:
+            if sample.gap:
+                out.append(
+                    f'<line x1="{x_of(sample.t):.1f}" y1="{top}" x2="{x_of(sample.t):.1f}" '
+                    f'y2="{top + panel_h}" stroke="#cf222e" stroke-opacity="0.35"/>'
+                )
+        runs: list[list[str]] = [[]]
+        previous: int | None = None
+        stride = max(1, len(good) // 1500)
+        for position, sample in enumerate(good):
+            value = sample.counters.get(name)
+            if value is None or (previous is not None and value < previous):
+                runs.append([])
+            if value is not None and (position % stride == 0 or position == len(good) - 1 or not runs[-1]):
+                y = top + panel_h - panel_h * value / peak
+                runs[-1].append(f"{x_of(sample.t):.1f},{y:.1f}")
+            previous = value if value is not None else previous
+        for points in runs:
+            if points:
+                joined = " ".join(points)
+                out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{joined}"/>')
+    axis_y = height - 8
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        hours = (t1 - t0) * frac / 3600
+        x = left + plot_w * frac
+        out.append(
+            f'<text x="{x:.1f}" y="{axis_y}" font-size="11" text-anchor="middle">+{hours:.1f} h</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def render_gate(result: GateResult) -> str:
+    """A gate result as one HTML page (the evidence bundle's stand-in for a dashboard screenshot)."""
+    window = result.window
+    body = [f"<h1>Shadow gate {_badge(result.verdict)}</h1>"]
+    if window.get("synthetic"):
+        body.append('<p class="banner">SYNTHETIC DATA: made by a demo or a test, not by production.</p>')
+    body.append(
+        f'<p class="muted">{_e(window.get("start"))} .. {_e(window.get("end"))}'
+        f" · {_e(window.get('hours'))} h · {_e(window.get('samples'))} samples"
+        f" · {_e(window.get('gap_samples'))} gap samples</p>"
+    )
+    body.append("<h2>Criteria</h2>")
+    body.append(
+        _table(
+            ["criterion", "status", "measured", "deciding seqs", "action"],
+            (
+                [
+                    _e(c.name),
+                    _badge(c.status),
+                    _e(c.figure),
+                    _e(", ".join(map(str, c.seqs[:10])) + (" ..." if len(c.seqs) > 10 else "")),
+                    _e(c.action or (f"(none yet) {c.advice}" if c.status != "PASS" else "")),
+                ]
+                for c in result.criteria
+            ),
+        )
+    )
+    body.append("<h2>Counters over time</h2>" + _counter_plot(result.series))
+    body.append("<h2>Segments (split at counter resets)</h2>")
+    body.append(
+        _table(
+            ["#", "seqs", "from", "to", "samples", "divergences max/last", "failures max/last"],
+            (
+                [_e(s.index), _e(f"{s.first_seq}-{s.last_seq}"), _e(s.start), _e(s.end), _e(s.samples)]
+                + [_e(f"{s.max[k]}/{s.last[k]}") for k in ("total_divergences", "shadow_failures")]
+                for s in result.segments
+            ),
+            numeric=(4,),
+        )
+    )
+    body.append("<h2>Clusters</h2>")
+    body.append(
+        _table(
+            ["signature", "count", "first", "last", "hot path", "triage"],
+            (
+                [
+                    f"<code>{_e(c.signature)}</code>",
+                    *(_e(value) for value in (c.count, c.first, c.last)),
+                    _e("yes" if c.hot_path else "no"),
+                    _e(c.triage or "untriaged"),
+                ]
+                for c in result.clusters
+            ),
+            numeric=(1,),
+        )
+        if result.clusters
+        else "<p>No clusters.</p>"
+    )
+    return _page(f"shadow gate: {result.verdict}", body)
