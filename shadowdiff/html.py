@@ -72,22 +72,36 @@ def _wire(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def highlight_difference(authoritative: str, shadow: str) -> tuple[str, str]:
-    """Both texts escaped, with what lies between their common prefix and common suffix in ``<mark>``."""
+def highlight_difference(authoritative: str, shadow: str, suffix: bool = True) -> tuple[str, str]:
+    """Both texts escaped, with what lies between their common prefix and common suffix in ``<mark>``.
+
+    For numbers pass ``suffix=False``: 1.25 against 1.5 should mark "25" and "5", not "2" and nothing.
+    """
     limit = min(len(authoritative), len(shadow))
     prefix = 0
     while prefix < limit and authoritative[prefix] == shadow[prefix]:
         prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and authoritative[-1 - suffix] == shadow[-1 - suffix]:
-        suffix += 1
+    tail = 0
+    while suffix and tail < limit - prefix and authoritative[-1 - tail] == shadow[-1 - tail]:
+        tail += 1
 
     def mark(text: str) -> str:
-        middle = text[prefix : len(text) - suffix]
+        middle = text[prefix : len(text) - tail]
         marked = f"<mark>{_e(middle)}</mark>" if middle else ""
-        return _e(text[:prefix]) + marked + _e(text[len(text) - suffix :])
+        return _e(text[:prefix]) + marked + _e(text[len(text) - tail :])
 
     return mark(authoritative), mark(shadow)
+
+
+def _svg_open(width: int, height: int, label: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'style="max-width:{width}px" role="img" aria-label="{_e(label)}">'
+    )
+
+
+def _anchor(frac: float) -> str:
+    return "start" if frac == 0 else "end" if frac == 1 else "middle"
 
 
 def _bars(rows: Sequence[tuple[str, np.ndarray, str]], edges: np.ndarray, width: int = 1100) -> str:
@@ -95,7 +109,7 @@ def _bars(rows: Sequence[tuple[str, np.ndarray, str]], edges: np.ndarray, width:
     left, row_h, gap = 110, 70, 16
     height = len(rows) * (row_h + gap) + 28
     plot_w = width - left - 20
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    out = [_svg_open(width, height, "steps checked, divergences and failures per bin of steps")]
     bins = len(edges) - 1
     for index, (label, counts, colour) in enumerate(rows):
         top = 8 + index * (row_h + gap)
@@ -119,8 +133,9 @@ def _bars(rows: Sequence[tuple[str, np.ndarray, str]], edges: np.ndarray, width:
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = left + plot_w * frac
         step = edges[0] + (edges[-1] - edges[0]) * frac
+        anchor = _anchor(frac)
         out.append(
-            f'<text x="{x:.1f}" y="{axis_y}" font-size="11" text-anchor="middle">step {step:.0f}</text>'
+            f'<text x="{x:.1f}" y="{axis_y}" font-size="11" text-anchor="{anchor}">step {step:.0f}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -171,9 +186,9 @@ def _divergence(index: int, divergence: Mapping[str, Any]) -> str:
         f'<p class="muted">{_e(where)} · {_e(divergence.get("kind", ""))}</p>',
     ]
     for difference in divergence.get("differences", []) or []:
-        auth, shadow = highlight_difference(
-            _wire(difference.get("authoritative")), _wire(difference.get("shadow"))
-        )
+        values = (difference.get("authoritative"), difference.get("shadow"))
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        auth, shadow = highlight_difference(_wire(values[0]), _wire(values[1]), suffix=not numbers)
         parts.append(
             f"<p><code>{_e(difference.get('path', ''))}</code> "
             f'<span class="muted">rule {_e(difference.get("rule", "exact"))}</span></p>'
@@ -259,8 +274,8 @@ def render_report(report: Mapping[str, Any], max_divergences: int = 200) -> str:
     return _page(f"shadowdiff report: {verdict}", body)
 
 
-def _counter_plot(series: Sequence[Sample], width: int = 1100) -> str:
-    """The shadow's counters over time, one panel each; lines break at gaps and counter resets."""
+def _counter_plot(series: Sequence[Sample], starts: frozenset[int], width: int = 1100) -> str:
+    """The shadow's counters over time, one panel each; lines break where a segment ``starts``."""
     good = [s for s in series if not s.gap]
     if not good:
         return "<p>No status samples.</p>"
@@ -277,7 +292,7 @@ def _counter_plot(series: Sequence[Sample], width: int = 1100) -> str:
     def x_of(t: float) -> float:
         return left + plot_w * (t - t0) / (t1 - t0)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    out = [_svg_open(width, height, "shadow counters over time")]
     for index, (name, colour) in enumerate(names):
         top = 8 + index * (panel_h + gap)
         values = [v for s in good if (v := s.counters.get(name)) is not None]
@@ -296,16 +311,14 @@ def _counter_plot(series: Sequence[Sample], width: int = 1100) -> str:
                     f'y2="{top + panel_h}" stroke="#cf222e" stroke-opacity="0.35"/>'
                 )
         runs: list[list[str]] = [[]]
-        previous: int | None = None
         stride = max(1, len(good) // 1500)
         for position, sample in enumerate(good):
             value = sample.counters.get(name)
-            if value is None or (previous is not None and value < previous):
+            if value is None or (sample.seq in starts and runs[-1]):
                 runs.append([])
             if value is not None and (position % stride == 0 or position == len(good) - 1 or not runs[-1]):
                 y = top + panel_h - panel_h * value / peak
                 runs[-1].append(f"{x_of(sample.t):.1f},{y:.1f}")
-            previous = value if value is not None else previous
         for points in runs:
             if points:
                 joined = " ".join(points)
@@ -313,9 +326,9 @@ def _counter_plot(series: Sequence[Sample], width: int = 1100) -> str:
     axis_y = height - 8
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         hours = (t1 - t0) * frac / 3600
-        x = left + plot_w * frac
+        x, anchor = left + plot_w * frac, _anchor(frac)
         out.append(
-            f'<text x="{x:.1f}" y="{axis_y}" font-size="11" text-anchor="middle">+{hours:.1f} h</text>'
+            f'<text x="{x:.1f}" y="{axis_y}" font-size="11" text-anchor="{anchor}">+{hours:.1f} h</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -348,7 +361,10 @@ def render_gate(result: GateResult) -> str:
             ),
         )
     )
-    body.append("<h2>Counters over time</h2>" + _counter_plot(result.series))
+    body.append(
+        "<h2>Counters over time</h2>"
+        + _counter_plot(result.series, frozenset(s.first_seq for s in result.segments))
+    )
     body.append("<h2>Segments (split at counter resets)</h2>")
     body.append(
         _table(
