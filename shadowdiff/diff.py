@@ -12,7 +12,6 @@ Rules match paths with list indices generalised to ``[*]`` and shell-style wildc
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import re
@@ -36,14 +35,24 @@ def generalise(path: str) -> str:
     return _INDEX.sub("[*]", path)
 
 
+def _compile(pattern: str) -> re.Pattern[str]:
+    """``[*]`` stands for any list index (paths are generalised first); any other ``*`` for any text."""
+    parts = [re.escape(piece).replace(r"\*", ".*") for piece in pattern.split("[*]")]
+    return re.compile(r"\[\*\]".join(parts) + r"\Z")
+
+
 @attrs.frozen
 class Rule:
     pattern: str
     kind: str = "exact"
     tolerance: float = 0.0
+    _regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_regex", _compile(self.pattern))
 
     def matches(self, general_path: str) -> bool:
-        return fnmatch.fnmatchcase(general_path, self.pattern)
+        return self._regex.match(general_path) is not None
 
 
 @attrs.frozen

@@ -1,7 +1,7 @@
 """A real PROTOCOL.md server (the Python reference) that misbehaves on cue, for the fault tests.
 
     python tests/servers/misbehaving.py --crash-at N | --hang-at N | --garbage-at N | --error-at N
-                                        [--every] [--mutate-price-at N]
+                                        [--every] [--once MARKER] [--mutate-price-at N]
 
 N counts step/transition requests (1-based). With --every, every Nth one misbehaves.
 """
@@ -20,9 +20,12 @@ from shadowdiff.serve import MsgpackServer
 
 def main() -> int:
     p = argparse.ArgumentParser()
+    p.add_argument("--mutate-price-ts-mod", type=int, default=0,
+                   help="mutate prices of events whose int(timestamp) %% N == 0 (independent of resends)")
     for name in ("crash-at", "hang-at", "garbage-at", "error-at", "mutate-price-at"):
         p.add_argument(f"--{name}", type=int, default=0)
     p.add_argument("--every", action="store_true")
+    p.add_argument("--once", metavar="MARKER", help="misbehave only while MARKER does not exist (across restarts)")
     args = p.parse_args()
     server = MsgpackServer(InProcessReducer("adapters.doge.reference.state_machine"))
     unpacker = make_unpacker()
@@ -30,7 +33,12 @@ def main() -> int:
     out = sys.stdout.buffer
 
     def due(n: int) -> bool:
-        return n > 0 and (steps % n == 0 if args.every else steps == n)
+        hit = n > 0 and (steps % n == 0 if args.every else steps == n)
+        if hit and args.once:
+            if os.path.exists(args.once):
+                return False
+            open(args.once, "w").close()
+        return hit
 
     while chunk := sys.stdin.buffer.read1(1 << 16):
         unpacker.feed(chunk)
@@ -52,7 +60,9 @@ def main() -> int:
                     out.flush()
                     continue
             reply = server.handle(req)
-            if req.get("op") == "step" and due(args.mutate_price_at) and "ok" in reply:
+            stamp = int(((req.get("event") or {}).get("payload") or {}).get("timestamp", 1) or 1)
+            by_stamp = args.mutate_price_ts_mod and stamp % args.mutate_price_ts_mod == 0
+            if req.get("op") == "step" and (due(args.mutate_price_at) or by_stamp) and "ok" in reply:
                 for action in reply["ok"]["actions"]:
                     if "price" in action["payload"]:
                         action["payload"]["price"] += 1e-6

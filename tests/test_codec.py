@@ -1,0 +1,44 @@
+"""Canonical deltas and msgpack round trips (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shadowdiff.codec import apply_delta, compute_delta, packb, unpackb
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+                    st.floats(allow_nan=False), st.text(max_size=8))  # fmt: skip
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=12)
+states = st.dictionaries(st.sampled_from(["a", "b", "orders", "history", "now"]), values, min_size=1)
+
+
+@given(values)
+def test_msgpack_round_trip(value: object) -> None:
+    assert unpackb(packb(value)) == value
+
+
+@given(states, states)
+def test_delta_takes_old_to_new(old: dict, new: dict) -> None:
+    new = {**old, **new}  # the protocol's deltas never remove fields
+    assert apply_delta(old, compute_delta(old, new)) == new
+
+
+@given(st.lists(values, max_size=5), st.lists(values, min_size=1, max_size=3))
+def test_growing_list_is_an_append(prefix: list, added: list) -> None:
+    delta = compute_delta({"history": prefix}, {"history": prefix + added})
+    assert delta == {"append": {"history": added}}
+
+
+def test_changed_prefix_is_a_set_and_no_change_is_empty() -> None:
+    assert compute_delta({"h": [1, 2]}, {"h": [9, 2, 3]}) == {"set": {"h": [9, 2, 3]}}
+    assert compute_delta({"x": 1001, "h": [1]}, {"x": 1001.0, "h": [1]}) == {}
+
+
+def test_in_place_apply_grows_the_same_list() -> None:
+    history = [1]
+    state = {"h": history}
+    apply_delta(state, {"append": {"h": [2]}}, in_place=True)
+    assert history == [1, 2] and state["h"] is history
+    copy = apply_delta(state, {"append": {"h": [3]}})
+    assert history == [1, 2] and copy["h"] == [1, 2, 3]

@@ -1,0 +1,169 @@
+"""The engine end to end over real subprocesses speaking PROTOCOL.md (Python servers with known answers).
+
+The Haskell port has its own integration tests (test_pair.py); these pin the engine's behaviour:
+counting, classification, resync, faults, slots, patches, recorded outcomes, free mode.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import MISBEHAVING, PY_SERVER, ROOT, children_of
+
+from adapters.doge.corpusgen import generate
+from adapters.doge.domain import DogeDomain
+from adapters.doge.inprocess import InProcessReducer
+from shadowdiff.client import SubprocessReducer
+from shadowdiff.corpus import LogWriter, read_items
+from shadowdiff.engine import Replay, ReplayOptions
+from shadowdiff.report import build_report
+
+REFERENCE = "adapters.doge.reference.state_machine"
+
+
+def replay(items, command, codec="msgpack", authoritative=True, deadline=10.0, **options):
+    shadow = SubprocessReducer(command, codec=codec, domain=DogeDomain(), deadline=deadline,
+                               use_sessions=options.pop("sessions", None))  # fmt: skip
+    auth = InProcessReducer(REFERENCE) if authoritative else None
+    try:
+        return Replay(shadow, auth, ReplayOptions(**options)).run(items), shadow
+    finally:
+        shadow.close()
+
+
+def test_fixtures_check_every_transition_on_both_sides(upstream) -> None:
+    result, _ = replay(read_items([upstream]), [*PY_SERVER, "--msgpack"])
+    assert result.counts["steps"] == 27
+    assert result.authoritative_checks["transition"] == result.shadow_checks["transition"] == 27
+    assert result.shadow_checks["invariants"] == 27
+    assert result.divergence_count == 0 and result.failure_count == 0
+    assert result.counts["invariant_breaches"] == 9  # fixtures that end in a deliberately broken phase
+
+
+@pytest.mark.parametrize(
+    "command,codec,sessions",
+    [([*PY_SERVER, "--msgpack"], "msgpack", False), ([*PY_SERVER, "--server"], "jsonl", None)],
+)
+def test_whole_state_paths_give_the_same_report_as_sessions(tmp_path, command, codec, sessions) -> None:
+    log = tmp_path / "mixed.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(1500, slots=3, seed=5):
+            writer.write(record)
+    with_sessions, _ = replay(read_items([log]), [*PY_SERVER, "--msgpack"])
+    other, shadow = replay(read_items([log]), command, codec=codec, sessions=sessions)
+    assert not shadow.sessions
+    strip = lambda r: {k: v for k, v in build_report(r, {}, deterministic=True).items() if k != "run"}  # noqa: E731
+    assert strip(other) == strip(with_sessions)
+    assert with_sessions.counts["calls"] > 0 and with_sessions.divergence_count == 0
+
+
+def test_interleaved_slots_with_patches_replay_clean_and_count_calls(tmp_path) -> None:
+    log = tmp_path / "slots.jsonl.gz"
+    with LogWriter(log) as writer:
+        records = list(generate(4000, slots=4, seed=3))
+        for record in records:
+            writer.write(record)
+    kinds = {r["kind"] for r in records}
+    assert {"patch", "call", "step"} <= kinds
+    result, _ = replay(read_items([log]), [*PY_SERVER, "--msgpack"])
+    assert result.slots == 4 and result.divergence_count == 0 and result.failure_count == 0
+    assert result.shadow_checks["call"] == result.counts["calls"] > 0
+
+
+def test_a_mutated_answer_is_located_with_both_values(upstream) -> None:
+    result, _ = replay(read_items([upstream]), [*MISBEHAVING, "--mutate-price-at", "2"])
+    [found] = result.divergences
+    assert found.kind == "transition.actions" and found.step == 1 and found.event_type == "FillEvent"
+    first = found.differences[0]
+    assert first.path.startswith("actions[") and first.path.endswith(".payload.price")
+    assert first.shadow == pytest.approx(first.authoritative + 1e-6)
+    assert found.signature == "transition.actions|" + found.event_type + "|actions[*].payload.price"
+
+
+@pytest.mark.parametrize(
+    "flag,kind", [("--crash-at", "crash"), ("--garbage-at", "protocol"), ("--error-at", "error"), ("--hang-at", "timeout")]
+)
+def test_faults_are_classified_and_the_replay_finishes(upstream, tmp_path, flag, kind) -> None:
+    before = set(children_of(os.getpid()))
+    command = [*MISBEHAVING, flag, "5", "--once", str(tmp_path / "marker")]
+    result, shadow = replay(read_items([upstream]), command, deadline=1.0)
+    assert dict(result.failures_by_kind) == {kind: 1}
+    failure = result.failures[0]
+    assert failure.step == 4 and failure.signature == f"{kind}|{failure.event_type}"
+    assert result.divergence_count == 0
+    # every other step was still checked by the (restarted) shadow
+    assert result.shadow_checks["transition"] == 26
+    if kind == "crash":
+        assert failure.failure.exit_code == 7
+        assert any("crashing on purpose" in line for line in failure.failure.stderr_tail)
+    assert (shadow.restarts >= 1) == (kind != "error")
+    assert set(children_of(os.getpid())) <= before
+
+
+def test_a_shadow_that_keeps_dying_is_given_up_and_reported(upstream) -> None:
+    result, shadow = replay(read_items([upstream]), [*MISBEHAVING, "--crash-at", "1", "--every"], deadline=1.0)
+    assert result.failures_by_kind["crash"] >= 1
+    assert result.errors and "gave up" in result.errors[0]["message"]
+    assert result.unchecked > 0
+
+
+def test_recorded_outcomes_need_no_python_module() -> None:
+    log = ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"
+    result, _ = replay(read_items([log]), [*PY_SERVER, "--msgpack"], authoritative=False)
+    assert result.counts["steps"] == result.shadow_checks["transition"] + result.shadow_checks["call"] > 2000
+    assert result.authoritative_checks["invariants"] == result.shadow_checks["invariants"]
+    assert result.divergence_count == 0
+    mutated, _ = replay(read_items([log]), [*MISBEHAVING, "--mutate-price-at", "50", "--every"], authoritative=False)
+    assert mutated.by_kind["transition.actions"] > 0
+
+
+def test_free_mode_reports_the_first_divergence_per_slot_and_resync_goes_on(tmp_path) -> None:
+    log = tmp_path / "free.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(3000, slots=2, seed=9):
+            writer.write(record)
+    command = [*MISBEHAVING, "--mutate-price-ts-mod", "7"]
+    free, _ = replay(read_items([log]), command, mode="free")
+    assert free.divergence_count == 2 and free.unchecked > 0  # one per slot, then that slot stops
+    resynced, _ = replay(read_items([log]), command, mode="free", resync=True)
+    lockstep, _ = replay(read_items([log]), command)
+    assert resynced.divergence_count == lockstep.divergence_count > 2
+    assert resynced.unchecked == 0
+
+
+def test_in_process_adapter_loads_a_module_by_file_path(upstream) -> None:
+    path = ROOT / "adapters" / "doge" / "reference" / "state_machine.py"
+    auth = InProcessReducer(str(path))
+    shadow = SubprocessReducer([*PY_SERVER, "--msgpack"], domain=DogeDomain())
+    with shadow:
+        result = Replay(shadow, auth, ReplayOptions()).run(read_items([upstream]))
+    assert result.counts["steps"] == 27 and result.divergence_count == 0
+    assert auth.module.__file__ == str(path)
+
+
+def test_a_raw_state_loaded_differently_is_a_load_divergence(tmp_path) -> None:
+    import json
+
+    scenario = {"name": "raw", "config": {}, "order_size_usd": 2.0, "order_sizes": None,
+                "initial_state": {"market_price": "0.1", "mode_source": " Balance ", "orders": [7]},
+                "events": [{"type": "TimerTick", "payload": {"timestamp": 5.0}}]}  # fmt: skip
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps(scenario))
+    # the Python server reads raw input exactly as the authority does: no divergence
+    result, _ = replay(read_items([path]), [*PY_SERVER, "--msgpack"])
+    assert result.divergence_count == 0 and result.shadow_checks["transition"] == 1
+
+
+def test_progress_and_window_do_not_change_results(tmp_path) -> None:
+    log = tmp_path / "w.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(800, slots=2, seed=1):
+            writer.write(record)
+    small, _ = replay(read_items([log]), [*MISBEHAVING, "--mutate-price-ts-mod", "7"], window=1)
+    large, _ = replay(read_items([log]), [*MISBEHAVING, "--mutate-price-ts-mod", "7"], window=1024)
+    def listed(result):
+        return build_report(result, {}, deterministic=True)["divergences"]
+
+    assert listed(small) == listed(large)
+    assert small.divergence_count > 0
