@@ -1,0 +1,497 @@
+{-# LANGUAGE BangPatterns, OverloadedStrings #-}
+-- | The DOGE pair reducer (DOGE_REDUCER.md sections 3-5, 8), ported from the
+-- Python module. Where the spec is silent the upstream Python's choices are
+-- kept: a trade id other than "A" goes down the B branch (`trade_id == "A"`
+-- tests), a side other than "buy" down the sell branch, a role other than
+-- "entry" counts as an exit when filled, and removing an order removes every
+-- order with that local_id. The project's reference (adapters/doge/reference) agrees.
+module Reducer
+  ( Env(..), transition, checkInvariants, applyOrderRegime, derivePhase
+  ) where
+
+import qualified Data.Text as T
+import Data.Text (Text)
+import qualified Data.Sequence as Seq
+import Data.List (sortBy, find)
+import Data.Ord (comparing)
+import Value
+import Types
+import Mutants
+import Sabotage
+
+data Env = Env
+  { eCfg :: Config
+  , eSize :: Double                  -- order_size_usd
+  , eSizes :: Maybe [(Text, V)]      -- order_sizes (None = not given)
+  , eMut :: Maybe Mutant }
+
+-- A state + actions + error monad.
+data R = R { rSt :: !St, rActs :: [Action] }
+newtype Red a = Red { runRed :: Env -> R -> Either String (a, R) }
+
+instance Functor Red where
+  fmap f (Red g) = Red $ \e r -> case g e r of
+    Left err -> Left err
+    Right (a, r') -> Right (f a, r')
+instance Applicative Red where
+  pure a = Red $ \_ r -> Right (a, r)
+  Red f <*> Red g = Red $ \e r -> case f e r of
+    Left err -> Left err
+    Right (h, r') -> case g e r' of
+      Left err -> Left err
+      Right (a, r'') -> Right (h a, r'')
+instance Monad Red where
+  Red g >>= k = Red $ \e r -> case g e r of
+    Left err -> Left err
+    Right (a, r') -> runRed (k a) e r'
+
+getSt :: Red St
+getSt = Red $ \_ r -> Right (rSt r, r)
+modSt :: (St -> St) -> Red ()
+modSt f = Red $ \_ r -> let !s = f (rSt r) in Right ((), r { rSt = s })
+emit :: Action -> Red ()
+emit a = Red $ \_ r -> Right ((), r { rActs = a : rActs r })
+cfgR :: Red Config
+cfgR = Red $ \e r -> Right (eCfg e, r)
+isMut :: Mutant -> Red Bool
+isMut m = Red $ \e r -> Right (eMut e == Just m, r)
+failR :: String -> Red a
+failR msg = Red $ \_ _ -> Left msg
+liftE :: Either String a -> Red a
+liftE = either failR pure
+envR :: Red Env
+envR = Red $ \e r -> Right (e, r)
+-- | Run a pure sabotage on the state (failure mutants).
+sabotage :: (St -> St) -> Red ()
+sabotage = modSt
+
+-- Helpers -------------------------------------------------------------------------
+
+isA :: Text -> Bool
+isA t = t == "A"
+
+derivePhase :: St -> Phase
+derivePhase st
+  | bx && sx = S2
+  | bx = S1a
+  | sx = S1b
+  | otherwise = S0
+  where
+    os = sOrders st
+    bx = any (\o -> oSide o == "buy" && oRole o == "exit") os
+    sx = any (\o -> oSide o == "sell" && oRole o == "exit") os
+
+clearS2UnlessS2 :: Red ()
+clearS2UnlessS2 = do
+  m <- isMut S2KeptAfterFill
+  if m then pure () else modSt $ \st -> case sS2EnteredAt st of
+    VNil -> st
+    _ | derivePhase st == S2 -> st
+      | otherwise -> st { sS2EnteredAt = VNil }
+
+roundPrice :: Double -> Red Double
+roundPrice x = do
+  c <- cfgR
+  m <- isMut RoundScaledDouble
+  let n = cPriceDecimals c
+  pure $ if m && n >= 0 && n <= 15
+    then let s = 10 ^ n :: Double in fromInteger (round (x * s)) / s
+    else pyRound n x
+
+entryDistance :: Config -> Maybe Mutant -> Text -> Double
+entryDistance c mut trade =
+  let over | isA trade = cEntryPctA c
+           | mut == Just EntryPctBIgnored = cEntryPctA c
+           | otherwise = cEntryPctB c
+      d = case over of
+        Just x | x > 0 -> x
+        _ -> cEntryPct c
+  in if d <= 0 then cEntryPct c else d
+
+backoff :: Config -> Maybe Mutant -> Integer -> Double
+backoff c mut n
+  | n < cLossBackoffStart c = 1.0
+  | otherwise =
+      let k = n - cLossBackoffStart c + (if mut == Just BackoffOffByOne then 0 else 1)
+          mul = 1.0 + cBackoffFactor c * fromInteger k
+      in pyMin (cBackoffMaxMult c) mul
+
+orderVolume :: Double -> Double -> Red (Maybe Double)
+orderVolume p s = do
+  c <- cfgR
+  if p <= 0 || s <= 0 || (cMinCostUsd c > 0 && s < cMinCostUsd c) then pure Nothing else do
+    let raw = s / p
+    halfUp <- isMut VolumeRoundHalfUp
+    vol <- if cVolumeDecimals c <= 0
+      then if halfUp && not (isNaN raw || isInfinite raw)
+             then pure (fromInteger (let f = floor raw in if raw - fromInteger f >= 0.5 then f + 1 else f))
+             else fromInteger <$> liftE (pyRoundInt raw)
+      else pure (pyRound (cVolumeDecimals c) raw)
+    pure $ if vol < cMinVolume c || (cMinCostUsd c > 0 && vol * p < cMinCostUsd c) then Nothing else Just vol
+
+effectiveSize :: Text -> Red Double
+effectiveSize trade = do
+  e <- envR
+  case eSizes e of
+    Just kvs | Just v <- lookup trade kvs -> case vNum v of
+      Just d -> pure d
+      Nothing -> failR ("order_sizes[" ++ T.unpack trade ++ "]: expected a number")
+    _ -> pure (eSize e)
+
+-- | Place a new entry; nothing happens when no valid volume comes out.
+placeEntry :: Text -> Text -> Integer -> Double -> Text -> Red ()
+placeEntry side trade cyc size reason = do
+  c <- cfgR
+  e <- envR
+  st <- getSt
+  let mut = eMut e
+      d = entryDistance c mut trade
+      market = sMarket st
+      isBuy = side == "buy"
+      losses = if isA trade then sLossesA st else sLossesB st
+      mult = backoff c mut losses
+  p1 <- roundPrice (if isBuy then market * (1 - d * mult / 100) else market * (1 + d * mult / 100))
+  price <- if p1 <= 0 then roundPrice (if isBuy then market * (1 - d / 100) else market * (1 + d / 100))
+           else pure p1
+  mvol <- orderVolume price size
+  case mvol of
+    Nothing -> pure ()
+    Just vol -> do
+      let lid = sNextOrderId st
+          o = Order { oLocalId = lid, oSide = side, oRole = "entry", oPrice = price, oVolume = vol
+                    , oTradeId = trade, oCycle = cyc, oTxid = "", oPlacedAt = sNow st, oEntryPrice = 0
+                    , oEntryFee = 0, oEntryFilledAt = 0, oRegime = Nothing }
+      modSt $ \s -> s { sNextOrderId = lid + 1, sOrders = sOrders s ++ [o] }
+      emit (PlaceOrder lid side "entry" price vol trade cyc reason)
+
+followUp :: Text -> Double -> Text -> Red ()
+followUp trade size reason = do
+  st <- getSt
+  if isA trade
+    then if sLongOnly st || sNow st < sCooldownA st then pure ()
+         else placeEntry "sell" "A" (sCycleA st) size reason
+    else if sShortOnly st || sNow st < sCooldownB st then pure ()
+         else placeEntry "buy" "B" (sCycleB st) size reason
+
+-- | The exit-like thing a cycle is booked from.
+data Exitish = Exitish { xTrade :: Text, xCycle :: Integer, xVolume :: Double, xEntryPrice :: Double
+                       , xEntryFee :: Double, xEntryTime :: Double, xRegime :: Maybe Integer }
+
+bookCycle :: Exitish -> Double -> Double -> Double -> Bool -> Red Double
+bookCycle x px fx t fromRec = do
+  swapped <- isMut QuoteFeeSwappedRecovery
+  let trade = xTrade x
+      gross = if isA trade then (xEntryPrice x - px) * xVolume x else (px - xEntryPrice x) * xVolume x
+      ef = xEntryFee x
+      fees = ef + fx
+      net = gross - fees
+      quote | swapped && fromRec = if isA trade then fx else ef
+            | otherwise = if isA trade then ef else fx
+      settled = gross - quote
+      rec = Cycle { yTradeId = trade, yCycle = xCycle x, yEntryPrice = xEntryPrice x, yExitPrice = px
+                  , yVolume = xVolume x, yGross = gross, yFees = fees, yNet = net, yEntryFee = ef
+                  , yExitFee = fx, yQuoteFee = quote, ySettled = settled, yEntryTime = xEntryTime x
+                  , yExitTime = t, yFromRecovery = fromRec, yRegime = xRegime x }
+  modSt $ \s -> s { sCycles = sCycles s Seq.|> rec, sTotalProfit = sTotalProfit s + net
+                  , sTotalSettled = sTotalSettled s + settled, sTotalFees = sTotalFees s + fx
+                  , sTodayLoss = if net < 0 then sTodayLoss s + abs net else sTodayLoss s
+                  , sRoundTrips = sRoundTrips s + 1 }
+  lossCounters trade net
+  emit (BookCycle trade (xCycle x) net gross fees settled fromRec)
+  pure net
+
+lossCounters :: Text -> Double -> Red ()
+lossCounters trade net = do
+  c <- cfgR
+  breakEven <- isMut BreakEvenCountsAsLoss
+  offByOne <- isMut LossCooldownOffByOne
+  let isLoss = if breakEven then net <= 0 else net < 0
+      reached n = if offByOne then n > cLossCooldownStart c else n >= cLossCooldownStart c
+  modSt $ \s ->
+    let now = sNow s
+        reentry cd = if cReentryBaseCooldown c > 0 then pyMax cd (now + cReentryBaseCooldown c) else cd
+    in if isA trade
+      then let cd0 = reentry (sCooldownA s)
+               n = if isLoss then sLossesA s + 1 else 0
+               cd = if reached n then pyMax cd0 (now + cLossCooldownSec c) else cd0
+           in s { sLossesA = n, sCooldownA = cd }
+      else let cd0 = reentry (sCooldownB s)
+               n = if isLoss then sLossesB s + 1 else 0
+               cd = if reached n then pyMax cd0 (now + cLossCooldownSec c) else cd0
+           in s { sLossesB = n, sCooldownB = cd }
+
+removeOrder :: Integer -> St -> St
+removeOrder lid s = s { sOrders = filter ((/= lid) . oLocalId) (sOrders s) }
+
+-- | Orphan an exit order into the recovery book (with the recovery cap).
+orphan :: Order -> Text -> Red ()
+orphan o reason = do
+  c <- cfgR
+  st <- getSt
+  newestFirst <- isMut EvictNewestFirst
+  let recs = sRecs st
+      market = sMarket st
+      overflow = toInteger (length recs) + 1 - max 1 (cMaxRecoverySlots c)
+      dist r = if market > 0 then abs (rPrice r - market) / market else 0
+      key (i, r) = (negate (dist r), if newestFirst then negate (rOrphanedAt r) else rOrphanedAt r, rRecoveryId r, i :: Int)
+      ranked = sortBy (comparing key) (zip [0 ..] recs)
+      evictIdx = map fst (take (fromInteger (max 0 overflow)) ranked)
+      indexed = zip [0 ..] recs
+      evicted = [r | (i, r) <- indexed, i `elem` evictIdx]
+      kept = [r | (i, r) <- indexed, i `notElem` evictIdx]
+  if overflow > 0
+    then do
+      modSt $ \s -> s { sRecs = kept }
+      mapM_ evict evicted
+    else pure ()
+  st1 <- getSt
+  let rid = sNextRecoveryId st1
+      r = Recovery { rRecoveryId = rid, rSide = oSide o, rPrice = oPrice o, rVolume = oVolume o
+                   , rTradeId = oTradeId o, rCycle = oCycle o, rEntryPrice = oEntryPrice o
+                   , rOrphanedAt = sNow st1, rEntryFee = oEntryFee o, rEntryFilledAt = oEntryFilledAt o
+                   , rTxid = oTxid o, rReason = reason, rRegime = oRegime o }
+  modSt $ \s -> removeOrder (oLocalId o) s { sRecs = sRecs s ++ [r], sNextRecoveryId = rid + 1 }
+  emit (OrphanOrder (oLocalId o) rid reason)
+  let trade = oTradeId o
+  modSt $ \s ->
+    let reentry cd = if cReentryBaseCooldown c > 0 then pyMax cd (sNow s + cReentryBaseCooldown c) else cd
+    in if isA trade then s { sCooldownA = reentry (sCooldownA s), sCycleA = sCycleA s + 1 }
+       else s { sCooldownB = reentry (sCooldownB s), sCycleB = sCycleB s + 1 }
+  size <- effectiveSize trade
+  followUp trade size (if isA trade then "orphan_A" else "orphan_B")
+  where
+    evict r = do
+      c <- cfgR
+      s <- getSt
+      if T.null (rTxid r) then pure ()
+        else emit (CancelOrder (negate (rRecoveryId r)) (rTxid r) "recovery_cap_evict_priority")
+      let x0 = sMarket s
+          x1 = if x0 > 0 then x0 else rPrice r
+          x = if x1 > 0 then x1 else if rEntryPrice r > 0 then rEntryPrice r else 0.0
+          fee = pyMax 0 (x * rVolume r * cMakerFeePct c / 100)
+      _ <- bookCycle (recExitish r) x fee (sNow s) True
+      pure ()
+
+recExitish :: Recovery -> Exitish
+recExitish r = Exitish { xTrade = rTradeId r, xCycle = rCycle r, xVolume = rVolume r
+                       , xEntryPrice = rEntryPrice r, xEntryFee = rEntryFee r
+                       , xEntryTime = if rEntryFilledAt r /= 0 then rEntryFilledAt r else rOrphanedAt r
+                       , xRegime = rRegime r }
+
+-- Python's `==` between an int field and an event's id value.
+idMatches :: V -> Integer -> Bool
+idMatches v i = case v of
+  VInt j -> i == j
+  VFloat d -> not (isNaN d || isInfinite d) && toRational d == fromInteger i
+  VBool b -> i == (if b then 1 else 0)
+  _ -> False
+
+-- Events ---------------------------------------------------------------------------
+
+step :: Event -> Red ()
+step ev = case ev of
+  PriceTick price ts -> do
+    modSt $ \s -> s { sNow = ts, sMarket = price, sLastPriceUpdateAt = VFloat ts }
+    hang <- isMut HangPriceAtOrder
+    st <- getSt
+    if hang && any ((== price) . oPrice) (sOrders st) then sabotage hangOn else pure ()
+    refresh
+  TimerTick ts -> do
+    modSt $ \s -> s { sNow = ts }
+    c <- cfgR
+    if cSticky c then modSt (\s -> s { sS2EnteredAt = VNil }) else timer
+  FillEvent lidV txid price vol fee ts -> do
+    modSt $ \s -> s { sNow = ts }
+    st <- getSt
+    case find (idMatches lidV . oLocalId) (sOrders st) of
+      Nothing -> pure ()
+      Just o -> do
+        garbage <- isMut GarbageNonAsciiTxid
+        if garbage && nonAscii txid then sabotage garbageThen else pure ()
+        modSt (removeOrder (oLocalId o))
+        if oRole o == "entry" then entryFilled o price vol fee ts else exitFilled o price fee ts
+        clearS2UnlessS2
+  RecoveryFillEvent ridV txid price _vol fee ts -> do
+    modSt $ \s -> s { sNow = ts }
+    st <- getSt
+    case find (idMatches ridV . rRecoveryId) (sRecs st) of
+      Nothing -> pure ()
+      Just r -> do
+        garbage <- isMut GarbageNonAsciiTxid
+        if garbage && nonAscii txid then sabotage garbageThen else pure ()
+        modSt $ \s -> s { sRecs = filter ((/= rRecoveryId r) . rRecoveryId) (sRecs s) }
+        _ <- bookCycle (recExitish r) price fee ts True
+        clearS2UnlessS2
+  RecoveryCancelEvent ridV ts -> do
+    modSt $ \s -> s { sNow = ts, sRecs = filter (not . idMatches ridV . rRecoveryId) (sRecs s) }
+    clearS2UnlessS2
+  where
+    nonAscii (VStr t) = T.any (> '\x7f') t
+    nonAscii _ = False
+
+entryFilled :: Order -> Double -> Double -> Double -> Double -> Red ()
+entryFilled o price vol fee ts = do
+  c <- cfgR
+  st <- getSt
+  let exitSide = if oSide o == "buy" then "sell" else "buy"
+      p = if sProfitPctRuntime st /= 0 then sProfitPctRuntime st else cProfitPct c
+      market = sMarket st
+  xp <- if exitSide == "sell"
+          then roundPrice (pyMax (price * (1 + p / 100)) (market * (1 + cEntryPct c / 100)))
+          else roundPrice (pyMin (price * (1 - p / 100)) (market * (1 - cEntryPct c / 100)))
+  let lid = sNextOrderId st
+      x = Order { oLocalId = lid, oSide = exitSide, oRole = "exit", oPrice = xp, oVolume = vol
+                , oTradeId = oTradeId o, oCycle = oCycle o, oTxid = "", oPlacedAt = ts, oEntryPrice = price
+                , oEntryFee = fee, oEntryFilledAt = ts, oRegime = oRegime o }
+  modSt $ \s -> s { sTotalFees = sTotalFees s + fee, sOrders = sOrders s ++ [x], sNextOrderId = lid + 1 }
+  emit (PlaceOrder lid exitSide "exit" xp vol (oTradeId o) (oCycle o) "entry_fill_exit")
+
+exitFilled :: Order -> Double -> Double -> Double -> Red ()
+exitFilled o price fee ts = do
+  crash <- isMut CrashZeroFeeExit
+  if crash && fee == 0 then sabotage (crashWith "Ratio has zero denominator (fee share)") else pure ()
+  let x = Exitish { xTrade = oTradeId o, xCycle = oCycle o, xVolume = oVolume o, xEntryPrice = oEntryPrice o
+                  , xEntryFee = oEntryFee o, xEntryTime = oEntryFilledAt o, xRegime = oRegime o }
+  _ <- bookCycle x price fee ts False
+  noMax <- isMut CycleMaxDropped
+  let trade = oTradeId o
+      next cur = if noMax then oCycle o + 1 else max cur (oCycle o + 1)
+  modSt $ \s -> if isA trade then s { sCycleA = next (sCycleA s) } else s { sCycleB = next (sCycleB s) }
+  size <- effectiveSize trade
+  followUp trade size "cycle_complete"
+
+refresh :: Red ()
+refresh = do
+  st <- getSt
+  c <- cfgR
+  strictDrift <- isMut RefreshDriftStrict
+  let market = sMarket st
+      drift o = if market > 0 then abs (oPrice o - market) / market * 100 else 0
+      stale o = oRole o == "entry"
+             && not (if strictDrift then drift o < cRefreshPct c else drift o <= cRefreshPct c)
+             && not (sNow st < cooldownOf (oTradeId o) st)
+  case find stale (sOrders st) of
+    Nothing -> pure ()
+    Just o -> refreshOne c o
+  where
+    cooldownOf t s = if isA t then sRefreshCooldownA s else sRefreshCooldownB s
+
+refreshOne :: Config -> Order -> Red ()
+refreshOne c o = do
+  keepCd <- isMut AntiChaseKeepsCooldown
+  ignoreDir <- isMut RefreshIgnoresDirection
+  st0 <- getSt
+  let a = isA (oTradeId o)
+      maxc = cMaxConsecRefreshes c
+      (cnt0, cd0) = if a then (sRefreshesA st0, sRefreshCooldownA st0) else (sRefreshesB st0, sRefreshCooldownB st0)
+      (cnt, cd) = if cnt0 >= maxc && cd0 > 0 then (0, if keepCd then cd0 else 0) else (cnt0, cd0)
+      market = sMarket st0
+      dir :: Text
+      dir | oSide o == "buy" = if market < oPrice o then "down" else "up"
+          | otherwise = if market > oPrice o then "up" else "down"
+      prevDir = if a then sLastDirA st0 else sLastDirB st0
+      sameDir = case prevDir of
+        VStr t -> t == dir
+        _ -> False
+      count = if sameDir || (ignoreDir && cnt > 0) then cnt + 1 else 1
+      setCounters s cdv = if a then s { sRefreshesA = count, sLastDirA = VStr dir, sRefreshCooldownA = cdv }
+                               else s { sRefreshesB = count, sLastDirB = VStr dir, sRefreshCooldownB = cdv }
+  if count >= maxc
+    then modSt $ \s -> setCounters s (sNow s + cRefreshCooldownSec c)
+    else do
+      modSt (removeOrder (oLocalId o))
+      emit (CancelOrder (oLocalId o) (oTxid o) "stale_entry")
+      size <- effectiveSize (oTradeId o)
+      placeEntry (oSide o) (oTradeId o) (oCycle o) size "refresh_entry"
+      modSt $ \s -> setCounters s cd
+
+timer :: Red ()
+timer = do
+  st0 <- getSt
+  c <- cfgR
+  let ph = derivePhase st0
+  if ph /= S2 then modSt (\s -> s { sS2EnteredAt = VNil }) else pure ()
+  st <- getSt
+  let market = sMarket st
+      now = sNow st
+  case ph of
+    _ | ph == S1a || ph == S1b -> do
+      s1Strict <- isMut S1TimeoutStrict
+      case find ((== "exit") . oRole) (sOrders st) of
+        Nothing -> pure ()
+        Just ex -> do
+          let base | oEntryFilledAt ex /= 0 = oEntryFilledAt ex
+                   | oPlacedAt ex /= 0 = oPlacedAt ex
+                   | otherwise = now
+              age = now - base
+              moved = (oSide ex == "sell" && market < oPrice ex) || (oSide ex == "buy" && market > oPrice ex)
+              old = if s1Strict then age > cS1OrphanAfter c else age >= cS1OrphanAfter c
+          if old && moved then orphan ex "s1_timeout" else pure ()
+    S2 -> case sS2EnteredAt st of
+      VNil -> modSt (\s -> s { sS2EnteredAt = VFloat now })
+      v -> do
+        t <- case vNum v of
+          Just d -> pure d
+          Nothing -> failR "TypeError: s2_entered_at is not a number"
+        s2Strict <- isMut S2TimeoutStrict
+        tieBuy <- isMut S2WorseLegTieBuy
+        let elapsed = now - t
+            due = if s2Strict then elapsed > cS2OrphanAfter c else elapsed >= cS2OrphanAfter c
+            exits = filter ((== "exit") . oRole) (sOrders st)
+            bx = find ((== "buy") . oSide) exits
+            sx = find ((== "sell") . oSide) exits
+        case (bx, sx) of
+          (Just b, Just s) | due && market > 0 -> do
+            let db = abs (oPrice b - market) / market
+                ds = abs (oPrice s - market) / market
+                worse = if (if tieBuy then db >= ds else db > ds) then b else s
+            orphan worse "s2_timeout"
+            modSt (\st' -> st' { sS2EnteredAt = VNil })
+          _ -> pure ()
+    _ -> pure ()
+
+-- | transition(state, event, cfg, order_size_usd, order_sizes)
+transition :: Env -> St -> Event -> Either String (St, [Action])
+transition env st ev = case runRed (step ev) env (R st []) of
+  Left e -> Left e
+  Right (_, r) -> Right (rSt r, reverse (rActs r))
+
+-- Invariants -------------------------------------------------------------------------
+
+checkInvariants :: Maybe Mutant -> St -> [Text]
+checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
+  where
+    os = sOrders st
+    ph = derivePhase st
+    entries = filter ((== "entry") . oRole) os
+    exits = filter ((== "exit") . oRole) os
+    cnt side = length . filter ((== side) . oSide)
+    be = cnt "buy" entries; se = cnt "sell" entries
+    bx = cnt "buy" exits; sx = cnt "sell" exits
+    ids = map oLocalId os
+    dup = ["duplicate order local_id" | hasDup ids]
+    hasDup xs = length xs /= length (uniq xs)
+    uniq = foldr (\x acc -> if x `elem` acc then acc else x : acc) []
+    phaseV = case ph of
+      S0 | sLongOnly st -> ["S0 long_only must be exactly one buy entry" | be /= 1 || se > 0 || not (null exits)]
+         | sShortOnly st -> ["S0 short_only must be exactly one sell entry" | se /= 1 || be > 0 || not (null exits)]
+         | otherwise -> ["S0 must be exactly A sell entry + B buy entry" | be /= 1 || se /= 1 || not (null exits)]
+      S1a | sShortOnly st -> ["S1a short_only must have one buy exit" | bx /= 1]
+          | otherwise -> ["S1a must be one buy exit + one buy entry" | bx /= 1 || be /= 1 || se > 0 || sx > 0]
+      S1b | sLongOnly st -> ["S1b long_only must have one sell exit" | sx /= 1]
+          | otherwise -> ["S1b must be one sell exit + one sell entry" | sx /= 1 || se /= 1 || be > 0 || bx > 0]
+      S2 -> ["S2 must be one buy exit + one sell exit only" | bx /= 1 || sx /= 1 || not (null entries)]
+    s2V = case sS2EnteredAt st of
+      VNil -> []
+      _ | ph /= S2 -> [if mut == Just InvariantTypo then "s2_entered_at must be None outside S2"
+                       else "s2_entered_at must be null outside S2"]
+        | otherwise -> []
+    perOrder = concatMap (\o -> ["order cycle must be >= 1" | oCycle o < 1]
+                             ++ ["exit must carry entry_price" | oRole o == "exit" && oEntryPrice o <= 0]
+                             ++ ["order volume must be > 0" | oVolume o <= 0]) os
+    counters = ["cycle counters must be >= 1" | sCycleA st < 1 || sCycleB st < 1]
+
+-- | apply_order_regime_at_entry with int(local_id) and an already normalised regime.
+applyOrderRegime :: Integer -> Maybe Integer -> St -> St
+applyOrderRegime lid reg st = st { sOrders = map f (sOrders st) }
+  where f o = if oLocalId o == lid then o { oRegime = reg } else o

@@ -1,0 +1,300 @@
+{-# LANGUAGE BangPatterns, OverloadedStrings, ScopedTypeVariables #-}
+-- | The two transports: msgpack (PROTOCOL.md, with sessions) and the older JSON
+-- lines of DOGE_REDUCER.md section 7 (plus its one-shot form).
+module Server (serveMsgpack, serveJsonLines, serveJsonOnce) where
+
+import qualified Data.ByteString as B
+import qualified Data.ByteString.Char8 as BC
+import qualified Data.ByteString.Lazy as L
+import qualified Data.ByteString.Builder as BB
+import qualified Data.Map.Strict as M
+import qualified Data.Text as T
+import Data.Text (Text)
+import Data.Binary.Get (Decoder(..), runGetIncremental, pushChunk)
+import Control.Exception
+import System.IO
+import System.Exit
+import Value
+import MsgPack
+import Json
+import Types
+import Wire
+import Reducer
+import Mutants
+
+type Mut = Maybe Mutant
+type Sessions = M.Map Integer St
+
+data Err = BadRequest String | Unsupported String | Internal String
+
+type H = Either Err
+
+bad :: Either String a -> H a
+bad = either (Left . BadRequest) Right
+
+field :: Text -> [(Text, V)] -> H V
+field k m = case lookup k m of
+  Just v -> Right v
+  Nothing -> Left (BadRequest ("missing field " ++ show (T.unpack k)))
+
+optField :: Text -> [(Text, V)] -> Maybe V
+optField k m = case lookup k m of
+  Just VNil -> Nothing
+  r -> r
+
+version :: Text
+version = "0.1.0"
+
+opsList :: [Text]
+opsList = ["hello", "transition", "check_invariants", "call", "open", "step", "patch", "get", "close", "echo"]
+
+-- | Env from a request's config, order_size_usd and order_sizes.
+envFrom :: Mut -> [(Text, V)] -> H Env
+envFrom mut m = do
+  cfg <- bad (parseConfig (maybe VNil id (lookup "config" m)))
+  size <- case optField "order_size_usd" m of
+    Nothing -> Right (cOrderSizeUsd cfg)
+    Just v -> bad (numField "order_size_usd" v)
+  sizes <- case optField "order_sizes" m of
+    Nothing -> Right Nothing
+    Just (VMap kvs) -> Right (Just kvs)
+    Just _ -> Left (BadRequest "order_sizes must be a map or nil")
+  pure Env { eCfg = cfg, eSize = size, eSizes = sizes, eMut = mut }
+
+typedEvent :: V -> H Event
+typedEvent (VMap e) = do
+  ty <- field "type" e
+  p <- field "payload" e
+  case ty of
+    VStr t -> bad (parseEvent t p)
+    _ -> Left (BadRequest "event type must be a string")
+typedEvent _ = Left (BadRequest "event must be a map with type and payload")
+
+withInv :: [(Text, V)] -> Bool
+withInv m = maybe False truthy (lookup "with_invariants" m)
+
+violationsV :: Mut -> St -> V
+violationsV mut st = VArr (map VStr (checkInvariants mut st))
+
+sessionId :: [(Text, V)] -> H Integer
+sessionId m = field "session" m >>= \v -> case v of
+  VInt i -> Right i
+  _ -> Left (BadRequest "session must be an int")
+
+getSession :: Sessions -> Integer -> H St
+getSession ss i = maybe (Left (BadRequest ("unknown session " ++ show i))) Right (M.lookup i ss)
+
+stateArg :: Mut -> [(Text, V)] -> H St
+stateArg mut m = field "state" m >>= bad . fromDict mut
+
+-- | apply_order_regime_at_entry on a state, with the arguments in m.
+regimeCall :: Mut -> [(Text, V)] -> St -> H St
+regimeCall mut m st = do
+  lid <- field "local_id" m >>= bad . pyInt
+  reg <- bad (normRegime mut (maybe VNil id (lookup "regime_at_entry" m)))
+  pure (applyOrderRegime lid reg st)
+
+-- | One msgpack request -> new sessions and the result.
+handleOp :: Mut -> Sessions -> Text -> [(Text, V)] -> (Sessions, H V)
+handleOp mut ss op m = case op of
+  "hello" -> (ss, Right (VMap [("protocol", VInt 1), ("implementation", VStr "doge-core-exe (shadowdiff haskell port)")
+                              , ("version", VStr version), ("ops", VArr (map VStr opsList))]))
+  "transition" -> (ss, do
+    st <- stateArg mut m
+    ev <- field "event" m >>= typedEvent
+    env <- envFrom mut m
+    (st', acts) <- bad (transition env st ev)
+    pure (VMap ([("state", toDict st'), ("actions", VArr (map actionTyped acts))]
+                ++ [("violations", violationsV mut st') | withInv m])))
+  "check_invariants" -> (ss, (\st -> VMap [("violations", violationsV mut st)]) <$> stateArg mut m)
+  "echo" -> (ss, Right (VMap [("value", maybe VNil id (lookup "value" m))]))
+  "call" -> case callArgs of
+    Left e -> (ss, Left e)
+    Right args -> case lookup "state" args of
+      Just _ -> (ss, do st <- stateArg mut args; st' <- regimeCall mut args st; pure (VMap [("state", toDict st')]))
+      Nothing -> withSession $ \i st -> do
+        st' <- regimeCall mut args st
+        pure (M.insert i st' ss, VMap [("delta", stateDelta st st')])
+  "open" -> either (\e -> (ss, Left e)) id $ do
+    i <- sessionId m
+    st <- stateArg mut m
+    pure (M.insert i st ss, Right (VMap []))
+  "step" -> withSession $ \i st -> do
+    ev <- field "event" m >>= typedEvent
+    env <- envFrom mut m
+    (st', acts) <- bad (transition env st ev)
+    pure (M.insert i st' ss, VMap ([("actions", VArr (map actionTyped acts)), ("delta", stateDelta st st')]
+                                   ++ [("violations", violationsV mut st') | withInv m]))
+  "patch" -> withSession $ \i st -> do
+    d <- field "delta" m
+    st' <- bad (applyDelta mut d st)
+    pure (M.insert i st' ss, VMap [])
+  "get" -> withSession $ \_ st -> pure (ss, VMap [("state", toDict st)])
+  "close" -> withSession $ \i _ -> pure (M.delete i ss, VMap [])
+  _ -> (ss, Left (Unsupported ("unsupported op " ++ show (T.unpack op))))
+  where
+    withSession k = case sessionId m >>= \i -> getSession ss i >>= k i of
+      Left e -> (ss, Left e)
+      Right (ss', v) -> (ss', Right v)
+    callArgs = do
+      fn <- field "function" m
+      case fn of
+        VStr "apply_order_regime_at_entry" -> pure ()
+        VStr f -> Left (Unsupported ("unknown function " ++ show (T.unpack f)))
+        _ -> Left (BadRequest "function must be a string")
+      a <- field "args" m
+      case a of
+        VMap args -> pure args
+        _ -> Left (BadRequest "args must be a map")
+
+respond :: V -> H V -> V
+respond rid r = case r of
+  Right ok -> VMap [("id", rid), ("ok", ok)]
+  Left e -> let (k, msg) = case e of
+                  BadRequest s -> ("bad_request", s)
+                  Unsupported s -> ("unsupported_op", s)
+                  Internal s -> ("internal", s)
+            in VMap [("id", rid), ("error", VMap [("kind", VStr k), ("message", VStr (T.pack msg))])]
+
+handleRequest :: Mut -> Sessions -> V -> (Sessions, V)
+handleRequest mut ss req = case req of
+  VMap m ->
+    let rid = maybe VNil id (lookup "id" m) in
+    case lookup "op" m of
+      Just (VStr op) -> let (ss', r) = handleOp mut ss op m in (ss', respond rid r)
+      Just _ -> (ss, respond rid (Left (BadRequest "op must be a string")))
+      Nothing -> (ss, respond rid (Left (BadRequest "missing field \"op\"")))
+  VBad e -> (ss, respond VNil (Left (BadRequest e)))
+  _ -> (ss, respond VNil (Left (BadRequest "a request must be a map")))
+
+-- | Encode a response, turning pure exceptions into internal errors (the
+-- failure mutants' ExitCode passes through and ends the process).
+safeEncode :: Sessions -> Sessions -> V -> V -> IO (Sessions, L.ByteString)
+safeEncode old new rid resp = do
+  r <- try $ do
+    let resp' = if encodable resp then resp
+                else respondInternal "an integer does not fit msgpack's 64 bits"
+        bs = BB.toLazyByteString (encV resp')
+    _ <- evaluate (L.length bs)
+    _ <- evaluate new
+    pure bs
+  case r of
+    Right bs -> pure (new, bs)
+    Left (ex :: SomeException) -> case fromException ex of
+      Just (ec :: ExitCode) -> throwIO ec
+      Nothing -> pure (old, BB.toLazyByteString (encV (respondInternal (show ex))))
+  where
+    respondInternal msg = respond rid (Left (Internal msg))
+
+serveMsgpack :: Mut -> IO ()
+serveMsgpack mut = do
+  hSetBinaryMode stdin True
+  hSetBinaryMode stdout True
+  hSetBuffering stdout (BlockBuffering (Just 65536))
+  readMore M.empty fresh False
+  where
+    fresh = runGetIncremental getV
+    readMore ss dec pending = do
+      chunk <- B.hGetSome stdin 65536
+      if B.null chunk
+        then if pending
+          then do hFlush stdout; hPutStrLn stderr "doge-core-exe: truncated msgpack object at end of input"; exitWith (ExitFailure 2)
+          else do hFlush stdout; exitSuccess
+        else go ss (pushChunk dec chunk)
+    go !ss dec = case dec of
+      Done rest _ v -> do
+        let rid = case v of
+              VMap m -> maybe VNil id (lookup "id" m)
+              _ -> VNil
+            (ss', resp) = handleRequest mut ss v
+        (ss'', bs) <- safeEncode ss ss' rid resp
+        L.hPut stdout bs
+        if B.null rest then do hFlush stdout; readMore ss'' fresh False
+        else go ss'' (pushChunk fresh rest)
+      Partial _ -> do hFlush stdout; readMore ss dec True
+      Fail _ off msg -> do
+        hFlush stdout
+        hPutStrLn stderr ("doge-core-exe: input is not msgpack (" ++ msg ++ " at byte " ++ show off ++ " of the object)")
+        exitWith (ExitFailure 2)
+
+------------------------------------------------------------------------------
+-- JSON transport
+
+jsonHandle :: Mut -> V -> Either String V
+jsonHandle mut req = case req of
+  VMap m -> case lookup "method" m of
+    Just (VStr "transition") -> do
+      st <- getF "state" m >>= fromDict mut
+      ev <- getF "event" m >>= inferEvent
+      env <- either errStr Right (envFrom mut m)
+      (st', acts) <- transition env st ev
+      pure (VMap [("state", toDict st'), ("actions", VArr (map (snd . actionPayload) acts))])
+    Just (VStr "check_invariants") -> do
+      st <- getF "state" m >>= fromDict mut
+      pure (VMap [("violations", violationsV mut st)])
+    Just (VStr "apply_order_regime_at_entry") -> do
+      let p = case lookup "params" m of
+            Just (VMap pm) -> pm
+            _ -> m
+      st <- getF "state" p >>= fromDict mut
+      st' <- either errStr Right (regimeCall mut p st)
+      pure (VMap [("state", toDict st')])
+    Just (VStr other) -> Left ("unknown method " ++ show (T.unpack other))
+    _ -> Left "missing method"
+  _ -> Left "request must be a JSON object"
+  where
+    getF k m = maybe (Left ("missing field " ++ show (T.unpack k))) Right (lookup k m)
+    errStr e = Left $ case e of
+      BadRequest s -> s
+      Unsupported s -> s
+      Internal s -> s
+
+jsonLine :: Mut -> B.ByteString -> IO (Bool, BB.Builder)
+jsonLine mut line = do
+  let out = case parseJson line of
+        Left e -> Left ("invalid JSON: " ++ e)
+        Right v -> jsonHandle mut v
+      render (Left e) = encJson (VMap [("error", VStr (T.pack e))])
+      render (Right v) = encJson v
+  r <- try (evaluate (let bs = BB.toLazyByteString (render out) in L.length bs `seq` bs))
+  case r of
+    Right bs -> pure (either (const False) (const True) out, BB.lazyByteString bs)
+    Left (ex :: SomeException) -> case fromException ex of
+      Just (ec :: ExitCode) -> throwIO ec
+      Nothing -> pure (False, encJson (VMap [("error", VStr (T.pack ("internal: " ++ show ex)))]))
+
+serveJsonLines :: Mut -> IO ()
+serveJsonLines mut = do
+  hSetBinaryMode stdin True
+  hSetBinaryMode stdout True
+  hSetBuffering stdout (BlockBuffering (Just 65536))
+  loop B.empty
+  where
+    loop buf = do
+      chunk <- B.hGetSome stdin 65536
+      if B.null chunk
+        then do
+          if B.all (`elem` [32, 9, 13]) buf then pure () else emit buf
+          hFlush stdout
+        else do
+          rest <- lines' (buf <> chunk)
+          hFlush stdout
+          loop rest
+    lines' b = case BC.elemIndex '\n' b of
+      Nothing -> pure b
+      Just i -> do
+        let line = B.take i b
+        if BC.all (`elem` (" \t\r" :: String)) line then pure () else emit line
+        lines' (B.drop (i + 1) b)
+    emit line = do
+      (_, out) <- jsonLine mut line
+      BB.hPutBuilder stdout (out <> BB.char7 '\n')
+
+serveJsonOnce :: Mut -> IO ()
+serveJsonOnce mut = do
+  hSetBinaryMode stdin True
+  input <- B.getContents
+  (ok, out) <- jsonLine mut (BC.dropWhileEnd (`elem` (" \t\r\n" :: String)) input)
+  BB.hPutBuilder stdout (out <> BB.char7 '\n')
+  hFlush stdout
+  if ok then exitSuccess else exitWith (ExitFailure 1)

@@ -1,0 +1,80 @@
+{-# LANGUAGE StrictData, OverloadedStrings #-}
+-- | The reducer's typed data: config, state, events, actions.
+module Types where
+
+import Data.Text (Text)
+import qualified Data.Sequence as Seq
+import Value (V)
+
+data Config = Config
+  { cEntryPct :: Double, cEntryPctA :: Maybe Double, cEntryPctB :: Maybe Double
+  , cProfitPct :: Double, cRefreshPct :: Double, cOrderSizeUsd :: Double
+  , cPriceDecimals :: Integer, cVolumeDecimals :: Integer
+  , cMinVolume :: Double, cMinCostUsd :: Double, cMakerFeePct :: Double
+  , cStalePriceMaxAge :: Double, cS1OrphanAfter :: Double, cS2OrphanAfter :: Double
+  , cLossBackoffStart :: Integer, cLossCooldownStart :: Integer, cLossCooldownSec :: Double
+  , cReentryBaseCooldown :: Double, cBackoffFactor :: Double, cBackoffMaxMult :: Double
+  , cMaxConsecRefreshes :: Integer, cRefreshCooldownSec :: Double, cMaxRecoverySlots :: Integer
+  , cSticky :: Bool
+  }
+
+defaultConfig :: Config
+defaultConfig = Config
+  { cEntryPct = 0.2, cEntryPctA = Nothing, cEntryPctB = Nothing, cProfitPct = 1.0, cRefreshPct = 1.0
+  , cOrderSizeUsd = 2.0, cPriceDecimals = 6, cVolumeDecimals = 0, cMinVolume = 13.0, cMinCostUsd = 0.0
+  , cMakerFeePct = 0.25, cStalePriceMaxAge = 60.0, cS1OrphanAfter = 1350.0, cS2OrphanAfter = 1800.0
+  , cLossBackoffStart = 3, cLossCooldownStart = 5, cLossCooldownSec = 900.0, cReentryBaseCooldown = 0.0
+  , cBackoffFactor = 0.5, cBackoffMaxMult = 5.0, cMaxConsecRefreshes = 3, cRefreshCooldownSec = 300.0
+  , cMaxRecoverySlots = 2, cSticky = False }
+
+data Order = Order
+  { oLocalId :: Integer, oSide :: Text, oRole :: Text, oPrice :: Double, oVolume :: Double
+  , oTradeId :: Text, oCycle :: Integer, oTxid :: Text, oPlacedAt :: Double, oEntryPrice :: Double
+  , oEntryFee :: Double, oEntryFilledAt :: Double, oRegime :: Maybe Integer }
+  deriving (Eq, Show)
+
+data Recovery = Recovery
+  { rRecoveryId :: Integer, rSide :: Text, rPrice :: Double, rVolume :: Double, rTradeId :: Text
+  , rCycle :: Integer, rEntryPrice :: Double, rOrphanedAt :: Double, rEntryFee :: Double
+  , rEntryFilledAt :: Double, rTxid :: Text, rReason :: Text, rRegime :: Maybe Integer }
+  deriving (Eq, Show)
+
+data Cycle = Cycle
+  { yTradeId :: Text, yCycle :: Integer, yEntryPrice :: Double, yExitPrice :: Double, yVolume :: Double
+  , yGross :: Double, yFees :: Double, yNet :: Double, yEntryFee :: Double, yExitFee :: Double
+  , yQuoteFee :: Double, ySettled :: Double, yEntryTime :: Double, yExitTime :: Double
+  , yFromRecovery :: Bool, yRegime :: Maybe Integer }
+  deriving (Eq, Show)
+
+data St = St
+  { sMarket :: Double, sNow :: Double
+  , sOrders :: [Order], sRecs :: [Recovery], sCycles :: Seq.Seq Cycle
+  , sCycleA :: Integer, sCycleB :: Integer, sNextOrderId :: Integer, sNextRecoveryId :: Integer
+  , sTotalProfit :: Double, sTotalSettled :: Double, sTotalFees :: Double, sTodayLoss :: Double
+  , sRoundTrips :: Integer, sS2EnteredAt :: V, sLastPriceUpdateAt :: V
+  , sLossesA :: Integer, sLossesB :: Integer, sCooldownA :: Double, sCooldownB :: Double
+  , sLongOnly :: Bool, sShortOnly :: Bool, sModeSource :: Text
+  , sRefreshesA :: Integer, sRefreshesB :: Integer, sLastDirA :: V, sLastDirB :: V
+  , sRefreshCooldownA :: Double, sRefreshCooldownB :: Double, sProfitPctRuntime :: Double }
+
+data Event
+  = PriceTick Double Double                     -- price, timestamp
+  | TimerTick Double
+  | FillEvent V V Double Double Double Double      -- order_local_id, txid, price, volume, fee, timestamp
+  | RecoveryFillEvent V V Double Double Double Double -- recovery_id, txid, price, volume, fee, timestamp
+  | RecoveryCancelEvent V Double                 -- recovery_id, timestamp
+
+eventName :: Event -> Text
+eventName e = case e of
+  PriceTick{} -> "PriceTick"; TimerTick{} -> "TimerTick"; FillEvent{} -> "FillEvent"
+  RecoveryFillEvent{} -> "RecoveryFillEvent"; RecoveryCancelEvent{} -> "RecoveryCancelEvent"
+
+data Action
+  = PlaceOrder Integer Text Text Double Double Text Integer Text
+      -- local_id side role price volume trade_id cycle reason (post_only is always True)
+  | CancelOrder Integer Text Text              -- local_id txid reason
+  | OrphanOrder Integer Integer Text           -- local_id recovery_id reason
+  | BookCycle Text Integer Double Double Double Double Bool
+      -- trade_id cycle net gross fees settled from_recovery
+
+data Phase = S0 | S1a | S1b | S2 deriving (Eq, Show)
