@@ -278,7 +278,7 @@ def build_bundle(
     write("counts.json", _dump(counts))
     verdict = result.to_dict() | {"allow_synthetic": allow_synthetic}
     write("gate.json", _dump(verdict))
-    write("gate.md", gate.render_markdown(result))
+    write("gate.md", html.render_gate_markdown(result))
     write("triage.md", _triage_notes(result, copied))
     write("report.html", html.render_gate(result))
     if report is not None:

@@ -1,9 +1,10 @@
-"""Self-contained HTML: one file, inline CSS and SVG, no script and no network, readable offline forever.
+"""Reports for people. Self-contained HTML: one file, inline CSS and SVG, no script, no network.
 
 Two pages: a replay/fuzz report (summary, a timeline of checks, divergences and failures binned over the
 step index, the cluster table, each divergence with both values side by side and the differing part
 marked) and a gate result (verdict, criteria, segments, clusters, the shadow's counters over time).
 Everything from the data is escaped; the output depends only on the input (no clock, no dict order).
+The gate result also renders as Markdown, for sign-off documents and pull requests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from shadowdiff.gate import GateResult, Sample
 
-__all__ = ["highlight_difference", "render_gate", "render_report"]
+__all__ = ["highlight_difference", "render_gate", "render_gate_markdown", "render_report"]
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -396,3 +397,55 @@ def render_gate(result: GateResult) -> str:
         else "<p>No clusters.</p>"
     )
     return _page(f"shadow gate: {result.verdict}", body)
+
+
+def render_gate_markdown(result: GateResult) -> str:
+    """The verdict for a sign-off document: criteria table, segments, clusters."""
+    window = result.window
+    lines = [f"# Shadow gate: {result.verdict}", ""]
+    if window.get("synthetic"):
+        lines += ["**SYNTHETIC DATA**: these samples were made by a demo or a test, not by production.", ""]
+    lines += [
+        f"Window: {window.get('start')} .. {window.get('end')} ({window.get('hours')} h, "
+        f"{window.get('samples')} samples, {window.get('gap_samples')} gap samples)",
+        "",
+        "| criterion | status | measured | deciding seqs | action |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in result.criteria:
+        seqs = ", ".join(str(seq) for seq in c.seqs[:10]) + (" ..." if len(c.seqs) > 10 else "")
+        action = c.action or (f"(none yet) {c.advice}" if c.status != "PASS" else "")
+        lines.append(f"| {c.name} | {c.status} | {_cell(c.figure)} | {seqs} | {_cell(action)} |")
+    lines += ["", "## Segments (split at counter resets)", ""]
+    lines += [
+        "| # | seqs | from | to | samples | divergences max/last | failures max/last |",
+        "| --- " * 7 + "|",
+    ]
+    for s in result.segments:
+        div = f"{s.max['total_divergences']}/{s.last['total_divergences']}"
+        fail = f"{s.max['shadow_failures']}/{s.last['shadow_failures']}"
+        lines.append(
+            f"| {s.index} | {s.first_seq}-{s.last_seq} | {s.start} | {s.end} | {s.samples} | {div} | {fail} |"
+        )
+    lines += ["", "## Clusters", ""]
+    if not result.clusters:
+        lines.append("None.")
+    else:
+        lines += ["| signature | count | first | last | hot path | triage |", "| --- " * 6 + "|"]
+        for cl in result.clusters:
+            hot = "yes" if cl.hot_path else "no"
+            note = _cell(cl.triage or "untriaged")
+            lines.append(
+                f"| `{_cell(cl.signature)}` | {cl.count} | {cl.first} | {cl.last} | {hot} | {note} |"
+            )
+    lines += [
+        "",
+        "Staging rule: ACCEPT when every criterion passes or exactly one is in REVIEW with an action; "
+        "REJECT when any fails; EXTEND otherwise.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -157,7 +157,7 @@ def gate_command(
     if report:
         _write(report, json.dumps(result.to_dict(), sort_keys=True, indent=2) + "\n")
     if markdown:
-        _write(markdown, gate.render_markdown(result))
+        _write(markdown, html.render_gate_markdown(result))
     if html_out:
         _write(html_out, html.render_gate(result))
     click.echo(f"verdict: {result.verdict}")

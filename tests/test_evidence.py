@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +232,33 @@ def test_bad_inputs_are_one_line_errors(samples: Path, tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "full")
     with pytest.raises(BadInput, match="SHA256SUMS"):
         verify_bundle(tmp_path)
+
+
+def test_replay_report_is_included_and_rendered(samples: Path, tmp_path: Path) -> None:
+    replay = tmp_path / "replay.json"
+    replay.write_text(
+        json.dumps({"summary": {"steps": 10, "verdict": "pass"}, "clusters": [], "divergences": []})
+    )
+    bundle = build_bundle(tmp_path / "b", samples=[samples], replay_report=replay)
+    assert {"replay-report.json", "replay.html"} <= set(bundle.files)
+    assert "badge pass" in (bundle.directory / "replay.html").read_text()
+    replay.write_text("[]")
+    with pytest.raises(BadInput, match="not a replay report"):
+        build_bundle(tmp_path / "c", samples=[samples], replay_report=replay)
+
+
+def test_bundle_bytes_do_not_depend_on_the_hash_seed(samples: Path, tmp_path: Path) -> None:
+    """Built in fresh processes under different PYTHONHASHSEED values, through the real command line."""
+    root = Path(__file__).resolve().parent.parent
+    script = (
+        "import click; from shadowdiff import runbook_cli; g = click.Group('s'); runbook_cli.register(g); g()"
+    )
+    sums = []
+    for seed in ("0", "4242"):
+        out = tmp_path / f"seed-{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        argv = [sys.executable, "-c", script, "evidence", "build", str(out), "--samples", str(samples)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        sums.append((out / "SHA256SUMS").read_bytes())
+    assert sums[0] == sums[1]

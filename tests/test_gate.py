@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from shadowdiff import runbook_cli
 from shadowdiff.errors import BadInput
-from shadowdiff.gate import GateResult, Policy, judge, load_policy, read_jsonl, render_markdown
+from shadowdiff.gate import GateResult, Policy, judge, load_policy, read_jsonl
+from shadowdiff.html import render_gate_markdown
 from shadowdiff.watch import format_ts
 
 START = 1_790_000_000.0  # a fixed instant, so every window is the same bytes on every run
@@ -245,7 +246,7 @@ def test_markdown_and_json_are_deterministic_and_carry_the_verdict() -> None:
     samples = window(shape=divergences_at([100], "TimerTick"))
     first, second = judge(samples), judge(list(samples))
     assert json.dumps(first.to_dict(), sort_keys=True) == json.dumps(second.to_dict(), sort_keys=True)
-    text = render_markdown(first)
+    text = render_gate_markdown(first)
     assert text.startswith("# Shadow gate: EXTEND")
     assert "SYNTHETIC DATA" in text
     assert r"`counters\|transition\|TimerTick`" in text  # pipes escaped inside the table
