@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import sys
+import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -84,8 +85,6 @@ def load_triage(path: Path) -> dict[str, str]:
         except ValueError as exc:
             raise BadInput(f"not JSON ({exc})", where=str(path)) from exc
     else:
-        import tomllib
-
         try:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
