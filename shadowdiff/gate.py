@@ -126,7 +126,7 @@ def read_jsonl(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, d
             continue
         where = f"{name}:{number}"
         try:
-            record = json.loads(line)
+            record = json.loads(line.strip())
         except ValueError as exc:
             raise BadInput(f"not JSON ({exc})", where=where) from exc
         if not isinstance(record, dict):
@@ -284,7 +284,9 @@ class GateResult:
 
 
 def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h"
+    if seconds >= 360:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def _minutes(seconds: float) -> str:
