@@ -30,6 +30,7 @@ from .reducer import Close, Open, Patch, Reducer, Request, Result, ShadowFailure
 from .transport import FramingError, Process, ProcessGone, describe_exit
 
 PROTOCOL_VERSION = 1
+HANDSHAKE_SECONDS = 20.0  # start-up (an interpreter importing its modules) is not a request
 SESSION_OPS = frozenset({"open", "step", "patch", "get", "close"})
 LOST = "lost"
 
@@ -109,7 +110,7 @@ class SubprocessReducer(Reducer):
         self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION})
         self.process.flush()
         try:
-            reply = self._receive_one(self.deadline)
+            reply = self._receive_one(max(self.deadline, HANDSHAKE_SECONDS))
         except (ProcessGone, FramingError) as exc:
             tail = " | ".join(self.process.tail()[-3:])
             self.process.stop(grace=0)
@@ -172,8 +173,8 @@ class SubprocessReducer(Reducer):
         entry = _Entry(ticket, request)
         self._entries.append(entry)
         self._ensure_running()
-        if self.dead is not None:
-            self._resolve(entry, Failure("crash", f"shadow {self.dead}"))
+        if self.dead is not None:  # not a new failure: the engine stops checking and says why
+            self._resolve(entry, Failure(LOST, f"shadow {self.dead}"))
             return ticket
         try:
             if self.sessions:

@@ -285,9 +285,14 @@ class Replay:
     def _process(self, pending: _Pending) -> None:
         slot = self._slots[pending.slot]
         result = pending.result
-        if isinstance(result, Failure) and result.kind != "lost":
-            self._failure(pending, slot, result)
-            return
+        if isinstance(result, Failure):
+            if result.kind != "lost":
+                self._failure(pending, slot, result)
+                return
+            if getattr(self.shadow, "dead", None):
+                self._give_up(str(getattr(self.shadow, "dead")))
+                if pending.kind == "step":
+                    self.result.unchecked += 1
         if pending.kind == "step":
             assert pending.auth is not None
             resync = False

@@ -1,0 +1,114 @@
+"""The command line: exit codes, one-line errors, reports; through CliRunner and once as a real process."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from conftest import MISBEHAVING, PY_SERVER, ROOT
+
+from adapters.doge.corpusgen import generate
+from shadowdiff.cli import main
+from shadowdiff.corpus import LogWriter
+
+SHADOW = " ".join([*PY_SERVER, "--msgpack"])
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_replay_fixtures_clean_then_mutated_with_report(upstream, tmp_path) -> None:
+    clean = run("replay", str(upstream), "--shadow", SHADOW, "--report", str(tmp_path / "r.json"))
+    assert clean.exit_code == 0, clean.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["checks"]["shadow"]["transition"] == 27
+    assert report["summary"]["verdict"] == "pass"
+    mutated = run("replay", str(upstream), "--shadow", " ".join([*MISBEHAVING, "--mutate-price-at", "2"]),
+                  "--report", str(tmp_path / "m.json"))  # fmt: skip
+    assert mutated.exit_code == 1
+    [d] = json.loads((tmp_path / "m.json").read_text())["divergences"]
+    assert d["step"] == 1 and d["differences"][0]["path"] == "actions[0].payload.price"
+    assert "step 1 (entry_fill_then_timer, FillEvent): transition.actions" in mutated.output
+
+
+def test_bad_input_names_the_line_and_keeps_what_came_before(tmp_path) -> None:
+    log = tmp_path / "broken.jsonl"
+    lines = [json.dumps(r) for r in generate(60, slots=1, seed=2)]
+    lines.insert(31, '{"kind": "step", "slot": "slot-0", "event": {"type": "PriceTick", "payload": ')
+    log.write_text("\n".join(lines) + "\n")
+    out = run("replay", str(log), "--shadow", SHADOW, "--report", str(tmp_path / "r.json"))
+    assert out.exit_code == 2
+    assert f"{log}:32: not valid JSON" in out.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["steps"] >= 25 and report["errors"][0]["where"] == f"{log}:32"
+
+
+def test_unknown_event_type_is_bad_input_with_its_place(tmp_path) -> None:
+    log = tmp_path / "unknown.jsonl"
+    records = list(generate(10, slots=1, seed=2))
+    records.append({"kind": "step", "slot": "slot-0", "seq": 99, "event": {"type": "MoonEvent", "payload": {}}})
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = run("replay", str(log), "--shadow", SHADOW)
+    assert out.exit_code == 2
+    assert f"{log}:{len(records)}: unknown event type 'MoonEvent'" in out.output
+
+
+def test_torn_last_msgpack_record_is_skipped_with_a_warning(tmp_path) -> None:
+    log = tmp_path / "torn.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(40, slots=1, seed=4):
+            writer.write(record)
+    data = log.read_bytes()
+    log.write_bytes(data[:-7])
+    out = CliRunner().invoke(main, ["replay", str(log), "--shadow", SHADOW])
+    assert out.exit_code == 0, out.output
+    assert "torn last record skipped" in out.output
+
+
+def test_missing_shadow_and_bad_options_are_one_line_usage_errors(upstream) -> None:
+    out = run("replay", str(upstream), "--shadow", "/nonexistent/doge-core-exe --msgpack")
+    assert out.exit_code == 2 and "shadow executable not found: /nonexistent/doge-core-exe" in out.output
+    assert "Traceback" not in out.output
+    out = run("replay", str(upstream), "--shadow", SHADOW, "--resync")
+    assert out.exit_code == 2
+    out = run("replay", "/nonexistent/corpus")
+    assert out.exit_code == 2 and "no such file or directory" in out.output
+
+
+def test_a_shadow_that_answers_nothing_is_never_a_pass(tmp_path) -> None:
+    # a shadow that handshakes then dies on every request: no transition answered
+    out = run("replay", str(ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"),
+              "--shadow", " ".join([*MISBEHAVING, "--crash-at", "1", "--every"]), "--deadline", "5", "--fail-fast")  # fmt: skip
+    assert out.exit_code == 1 and "verdict: failed" in out.output
+
+
+def test_findings_file_replays_alone(upstream, tmp_path) -> None:
+    findings = tmp_path / "findings.jsonl"
+    command = " ".join([*MISBEHAVING, "--mutate-price-at", "2"])
+    assert run("replay", str(upstream), "--shadow", command, "--findings", str(findings)).exit_code == 1
+    [line] = findings.read_text().splitlines()
+    record = json.loads(line)
+    assert record["pre_state"]["orders"] and record["signature"].startswith("transition.actions|FillEvent")
+    again = run("replay", str(findings), "--shadow", " ".join([*MISBEHAVING, "--mutate-price-at", "1"]))
+    assert again.exit_code == 1 and record["signature"] in again.output
+    assert run("replay", str(findings), "--shadow", SHADOW).exit_code == 0
+
+
+def test_real_process_end_to_end_on_a_gzipped_log(tmp_path) -> None:
+    log = tmp_path / "log.jsonl.gz"
+    with gzip.open(log, "wt") as fh:
+        for record in generate(300, slots=2, seed=8):
+            fh.write(json.dumps(record) + "\n")
+    done = subprocess.run([sys.executable, "-m", "shadowdiff", "replay", str(log), "--shadow", SHADOW],
+                          capture_output=True, text=True, check=False, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "verdict: pass" in done.stdout and "transitions" in done.stdout
+
+
+def test_help_teaches_exit_codes() -> None:
+    out = run("replay", "--help")
+    assert "Exit codes: 0 no divergence" in out.output and "Examples:" in out.output
