@@ -198,7 +198,7 @@ class _LogReader:
         if not isinstance(value, Mapping):
             raise BadInput("a record must be a map", where)
         first, self.first = self.first, False
-        if "kind" not in value and "pre_state" in value:
+        if "pre_state" in value and "signature" in value:  # a findings line (its kind is a divergence kind)
             yield from self._finding(value, where)
             return
         kind = value.get("kind")
