@@ -7,14 +7,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .classify import Cluster, Clusters, signature  # noqa: E402
-from .client import SubprocessReducer  # noqa: E402
-from .corpus import LogWriter, load_scenario, read_items, scenario_items, write_scenario  # noqa: E402
-from .diff import Rule, Rules, diff  # noqa: E402
-from .domain import Domain  # noqa: E402
-from .engine import Replay, ReplayOptions, ReplayResult  # noqa: E402
-from .errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError  # noqa: E402
-from .model import (  # noqa: E402
+from .classify import Cluster, Clusters, signature
+from .client import SubprocessReducer
+from .corpus import LogWriter, load_scenario, read_items, scenario_items, write_scenario
+from .diff import Rule, Rules, diff
+from .domain import Domain
+from .engine import Replay, ReplayOptions, ReplayResult
+from .errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
+from .model import (
     Call,
     Context,
     Difference,
@@ -26,7 +26,7 @@ from .model import (  # noqa: E402
     Scenario,
     StepResult,
 )
-from .reducer import Reducer  # noqa: E402
+from .reducer import Reducer
 
 __all__ = [
     "BadInput",

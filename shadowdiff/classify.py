@@ -7,7 +7,7 @@ for failures ``kind|event_type``. Repeats of one signature form a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -21,10 +21,17 @@ def signature(kind: str, event_type: str, differences: Sequence[Difference]) -> 
 
 
 def divergence(
-    kind: str, step: int, slot: str, item: Input | None, differences: Sequence[Difference], seq: int | None = None
+    kind: str,
+    step: int,
+    slot: str,
+    item: Input | None,
+    differences: Sequence[Difference],
+    seq: int | None = None,
 ) -> Divergence:
     event_type = item.type if item is not None else "open"
-    return Divergence(kind, signature(kind, event_type, differences), step, slot, item, tuple(differences), seq)
+    return Divergence(
+        kind, signature(kind, event_type, differences), step, slot, item, tuple(differences), seq
+    )
 
 
 @attrs.frozen
@@ -66,7 +73,7 @@ class Clusters:
     def __len__(self) -> int:
         return len(self._by_signature)
 
-    def __iter__(self) -> Iterable[Cluster]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Cluster]:
         return iter(self.as_list())
 
     def as_list(self) -> list[Cluster]:

@@ -159,31 +159,71 @@ def main() -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("corpus", nargs=-1, type=click.Path())
-@click.option("--authoritative", metavar="MODULE|PATH|recorded",
-              help="Upstream-compatible Python module (import name or .py path); 'recorded' checks "
-                   "against the outcomes a recorded log carries. Default: the reference reducer.")
-@click.option("--shadow", metavar='"CMD ARGS"',
-              help="Shadow executable and arguments. Default: the reference Haskell doge-core-exe.")
-@click.option("--codec", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True,
-              help="msgpack: PROTOCOL.md; jsonl: the older JSON-lines --server transport.")
-@click.option("--mode", type=click.Choice(MODES), default="lockstep", show_default=True,
-              help="lockstep: every step starts from the authoritative pre-state; free: each side "
-                   "evolves its own state (first divergence per slot).")
-@click.option("--resync", is_flag=True, help="Free mode: after a divergence copy the authoritative state "
-              "to the shadow and go on.")
+@click.option(
+    "--authoritative",
+    metavar="MODULE|PATH|recorded",
+    help="Upstream-compatible Python module (import name or .py path); 'recorded' checks "
+    "against the outcomes a recorded log carries. Default: the reference reducer.",
+)
+@click.option(
+    "--shadow",
+    metavar='"CMD ARGS"',
+    help="Shadow executable and arguments. Default: the reference Haskell doge-core-exe.",
+)
+@click.option(
+    "--codec",
+    type=click.Choice(["msgpack", "jsonl"]),
+    default="msgpack",
+    show_default=True,
+    help="msgpack: PROTOCOL.md; jsonl: the older JSON-lines --server transport.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="lockstep",
+    show_default=True,
+    help="lockstep: every step starts from the authoritative pre-state; free: each side "
+    "evolves its own state (first divergence per slot).",
+)
+@click.option(
+    "--resync",
+    is_flag=True,
+    help="Free mode: after a divergence copy the authoritative state to the shadow and go on.",
+)
 @click.option("--rules", type=click.Path(dir_okay=False), help="Comparison rules (TOML [[rule]] or JSON).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
-@click.option("--findings", type=click.Path(dir_okay=False), help="Append one self-contained JSONL record "
-              "per divergence or failure (replayable with replay and shrink).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML (a test case per cluster).")
+@click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON."
+)
+@click.option(
+    "--findings",
+    type=click.Path(dir_okay=False),
+    help="Append one self-contained JSONL record "
+    "per divergence or failure (replayable with replay and shrink).",
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    help="Write JUnit XML (a test case per cluster).",
+)
 @click.option("--fail-fast", is_flag=True, help="Stop at the first divergence or failure.")
-@click.option("--deadline", type=float, default=10.0, show_default=True, help="Seconds the shadow may take per request.")
+@click.option(
+    "--deadline", type=float, default=10.0, show_default=True, help="Seconds the shadow may take per request."
+)
 @click.option("--window", type=int, default=256, show_default=True, help="Requests in flight to the shadow.")
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
-@click.option("--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons).")
-@click.option("--twice", is_flag=True, help="Run the replay twice in fresh processes with different "
-              "PYTHONHASHSEED values and compare the reports byte for byte.")
+@click.option(
+    "--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons)."
+)
+@click.option(
+    "--twice",
+    is_flag=True,
+    help="Run the replay twice in fresh processes with different "
+    "PYTHONHASHSEED values and compare the reports byte for byte.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,

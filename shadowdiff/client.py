@@ -43,6 +43,7 @@ class _Entry:
     result: Result = None
     done: bool = False
     pre: WireMap | None = None
+    capture: dict[str, Any] | None = None  # a synchronous request keeps the raw answer here
 
 
 @attrs.define
@@ -114,7 +115,9 @@ class SubprocessReducer(Reducer):
         except (ProcessGone, FramingError) as exc:
             tail = " | ".join(self.process.tail()[-3:])
             self.process.stop(grace=0)
-            raise ShadowSetupError(f"handshake failed: {exc}" + (f"; stderr: {tail}" if tail else "")) from exc
+            raise ShadowSetupError(
+                f"handshake failed: {exc}" + (f"; stderr: {tail}" if tail else "")
+            ) from exc
         ok = reply.get("ok") if isinstance(reply, dict) else None
         if not isinstance(ok, dict) or reply.get("id") != 0:
             self.process.stop(grace=0)
@@ -128,7 +131,7 @@ class SubprocessReducer(Reducer):
         self.ops = frozenset(str(op) for op in ok.get("ops", ()))
         self.implementation = str(ok.get("implementation", "unknown"))
         self.version = str(ok.get("version", "unknown"))
-        offered = SESSION_OPS <= self.ops
+        offered = self.ops >= SESSION_OPS
         self.sessions = offered if self.use_sessions is None else (self.use_sessions and offered)
 
     def _receive_one(self, timeout: float) -> Any:
@@ -188,7 +191,7 @@ class SubprocessReducer(Reducer):
         return ticket
 
     def _send(self, entry: _Entry, message: WireMap, op: str, state: WireMap | None = None) -> None:
-        rid = None
+        rid: int | None = None
         if self.codec == "msgpack":
             rid = self._next_id
             self._next_id += 1
@@ -201,9 +204,9 @@ class SubprocessReducer(Reducer):
         if isinstance(request, Open):
             if request.slot in self._session_ids:
                 self._send(entry, {"op": "close", "session": self._session_ids[request.slot]}, "close")
-            sid = self._session_ids[request.slot] = self._next_session
+            new_sid = self._session_ids[request.slot] = self._next_session
             self._next_session += 1
-            self._send(entry, {"op": "open", "session": sid, "state": request.state}, "open")
+            self._send(entry, {"op": "open", "session": new_sid, "state": request.state}, "open")
             return
         sid = self._session_ids.get(request.slot)
         if sid is None:
@@ -248,6 +251,7 @@ class SubprocessReducer(Reducer):
             return
         entry.pre = pre
         item = request.input
+        msg: WireMap
         if isinstance(item, Call):
             if self.codec == "msgpack":
                 msg = {"op": "call", "function": item.function, "args": {"state": pre, **item.args}}
@@ -273,7 +277,9 @@ class SubprocessReducer(Reducer):
             self._held.pop(request.slot, None)  # known again once this step is answered
 
     def _known_state(self, slot: str) -> WireMap | None:
-        while slot not in self._held and self._wires and any(w.entry.request is not None for w in self._wires):
+        while (
+            slot not in self._held and self._wires and any(w.entry.request is not None for w in self._wires)
+        ):
             if not self._pump(wait=True):
                 break
         return self._held.get(slot)
@@ -347,7 +353,10 @@ class SubprocessReducer(Reducer):
         entry.parts -= 1
         if entry.done:  # an earlier part failed; the rest only keep the stream in step
             return
-        self._record(entry, wire, body)
+        if entry.capture is not None:
+            entry.capture.update(body)
+        else:
+            self._record(entry, wire, body)
         if entry.parts == 0 and not entry.done:
             self._resolve(entry, entry.result)
 
@@ -441,31 +450,28 @@ class SubprocessReducer(Reducer):
 
     # -- synchronous operations (whole states) ----------------------------------------------------
     def _sync(self, message: WireMap, op: str, state: WireMap | None = None) -> dict[str, Any]:
-        entry = _Entry(-1, None)
+        """Send one request behind whatever is in flight and wait for its answer."""
         self._ensure_running()
         if self.dead is not None:
             raise ShadowFailureError(Failure("crash", f"shadow {self.dead}"))
+        entry = _Entry(-1, None, capture={})
         self._entries.append(entry)
-        self._send(entry, message, op, state)
-        captured: dict[str, Any] = {}
-        entry.result = None
-
-        def keep(_entry: _Entry, _wire: _Wire, body: dict[str, Any]) -> None:
-            captured.update(body)
-
-        original = self._record
-        self._record = keep  # type: ignore[method-assign]
         try:
+            self._send(entry, message, op, state)
             while not entry.done:
                 self._pump(wait=True)
+        except ProcessGone as exc:
+            self._fatal("crash", f"shadow {exc}", exc.exit_code)
         finally:
-            self._record = original  # type: ignore[method-assign]
             self._entries.remove(entry)
         if isinstance(entry.result, Failure):
             raise ShadowFailureError(entry.result)
-        return captured
+        assert entry.capture is not None
+        return entry.capture
 
-    def transition(self, state: WireMap, event: Event, context: Context, with_invariants: bool = False) -> Outcome:
+    def transition(
+        self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
+    ) -> Outcome:
         if self.codec == "msgpack":
             msg = {"op": "transition", "state": state, "event": event.to_wire(), **context.to_wire()}
             msg["with_invariants"] = with_invariants

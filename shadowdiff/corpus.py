@@ -180,7 +180,8 @@ def read_msgpack_log(path: Path) -> Iterator[LogItem]:
             offset += len(chunk)
         if unpacker.tell() < offset:
             warnings.warn(
-                f"{path}: byte {unpacker.tell()}: torn last record skipped ({offset - unpacker.tell()} bytes)",
+                f"{path}: byte {unpacker.tell()}: torn last record skipped "
+                f"({offset - unpacker.tell()} bytes)",
                 TornRecordWarning,
                 stacklevel=2,
             )
@@ -224,12 +225,14 @@ class _LogReader:
                 context = value.get("context")
                 if context is not None and not isinstance(context, Mapping):
                     raise ValueError("'context' must be a map")
-                yield Record(_slot(value), item, value.get("seq"), context, _outcome(outcome), where)
+                yield Record(_slot(value), item, value.get("seq"), dict(context) if context else None,
+                             _outcome(outcome), where)  # fmt: skip
             elif kind == "patch":
                 yield PatchRecord(_slot(value), _map(value, "delta"), where)
             elif kind == "gap":
-                slot = value.get("slot")
-                yield Gap(None if slot is None else str(slot), int(value.get("dropped", 0)), str(value.get("reason", "")), where)
+                gap_slot = value.get("slot")
+                yield Gap(None if gap_slot is None else str(gap_slot), int(value.get("dropped", 0)),
+                          str(value.get("reason", "")), where)  # fmt: skip
             elif kind == "meta":
                 return
             else:
@@ -290,7 +293,9 @@ class LogWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         raw = self.path.open("wb")
-        self._stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if self.path.name.endswith(".gz") else raw
+        self._stream: IO[bytes] = (
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if self.path.name.endswith(".gz") else raw  # type: ignore[assignment]
+        )
         self._raw = raw
         self._json = ".jsonl" in self.path.name
         self.records = 0
@@ -303,7 +308,15 @@ class LogWriter:
         self.records += 1
 
     def header(self, slots: Mapping[str, Mapping[str, Any]], provenance: Mapping[str, Any]) -> None:
-        self.write({"kind": "header", "format": LOG_FORMAT, "version": 1, "provenance": dict(provenance), "slots": dict(slots)})
+        self.write(
+            {
+                "kind": "header",
+                "format": LOG_FORMAT,
+                "version": 1,
+                "provenance": dict(provenance),
+                "slots": dict(slots),
+            }
+        )
 
     def close(self) -> None:
         self._stream.close()

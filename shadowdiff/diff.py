@@ -112,7 +112,7 @@ def _is_number(value: Any) -> bool:
 
 def _ulps_apart(a: float, b: float) -> int:
     def ordinal(x: float) -> int:
-        (bits,) = struct.unpack("<q", struct.pack("<d", x))
+        bits: int = struct.unpack("<q", struct.pack("<d", x))[0]
         return bits if bits >= 0 else -(bits & 0x7FFFFFFFFFFFFFFF)
 
     return abs(ordinal(a) - ordinal(b))

@@ -28,7 +28,7 @@ from .diff import Rules, diff
 from .errors import ShadowdiffError
 from .model import Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
-from .reducer import Close, Open, Patch, Reducer, Request, Result, Step
+from .reducer import Open, Patch, Reducer, Request, Result, Step
 
 MODES = ("lockstep", "free")
 FATAL = frozenset({"crash", "timeout", "protocol"})
@@ -38,7 +38,7 @@ FATAL = frozenset({"crash", "timeout", "protocol"})
 class ReplayOptions:
     mode: str = "lockstep"
     resync: bool = False
-    rules: Rules = Rules()
+    rules: Rules = attrs.field(factory=Rules)
     fail_fast: bool = False
     window: int = 256
     max_kept: int = 1000
@@ -156,7 +156,9 @@ class Replay:
         try:
             return self._slots[name]
         except KeyError:
-            raise ShadowdiffError(f"slot {name!r} has no header or snapshot before its first record", where) from None
+            raise ShadowdiffError(
+                f"slot {name!r} has no header or snapshot before its first record", where
+            ) from None
 
     def _snapshot(self, snap: Snapshot) -> None:
         auth = self.authoritative
@@ -172,7 +174,7 @@ class Replay:
         if self._gave_up:
             return
         raw_differs = auth is not None and not same_value(snap.state, mirror)
-        sessions = bool(getattr(self.shadow, "sessions", True))
+        sessions = self.shadow.sessions
         sent = copy_state(snap.state if sessions else mirror)
         self._submit(_Pending("open", slot.name, Open(slot.name, sent)))
         if raw_differs and sessions and self.options.check_load:
@@ -289,8 +291,8 @@ class Replay:
             if result.kind != "lost":
                 self._failure(pending, slot, result)
                 return
-            if getattr(self.shadow, "dead", None):
-                self._give_up(str(getattr(self.shadow, "dead")))
+            if self.shadow.dead:
+                self._give_up(str(self.shadow.dead))
                 if pending.kind == "step":
                     self.result.unchecked += 1
         if pending.kind == "step":
@@ -317,11 +319,15 @@ class Replay:
         if not state_same:
             differences = state_differences(slot.mirror, auth.delta, shadow.delta, rules)
             if differences:
-                found.append(divergence("transition.state", pending.step, slot.name, item, differences, pending.seq))
+                found.append(
+                    divergence("transition.state", pending.step, slot.name, item, differences, pending.seq)
+                )
         if auth.actions != shadow.actions:
             differences = diff(auth.actions, shadow.actions, "actions", rules)
             if differences:
-                found.append(divergence("transition.actions", pending.step, slot.name, item, differences, pending.seq))
+                found.append(
+                    divergence("transition.actions", pending.step, slot.name, item, differences, pending.seq)
+                )
         if auth.violations is not None and shadow.violations is not None:
             if auth.violations != shadow.violations:
                 differences = diff(auth.violations, shadow.violations, "violations")
@@ -373,7 +379,9 @@ class Replay:
 
     def _failure(self, pending: _Pending, slot: _Slot, failure: Failure) -> None:
         item = pending.request.input if isinstance(pending.request, Step) else None
-        placed = FailureAt(failure, pending.step if pending.step >= 0 else self._steps, slot.name, item, pending.seq)
+        placed = FailureAt(
+            failure, pending.step if pending.step >= 0 else self._steps, slot.name, item, pending.seq
+        )
         result = self.result
         result.failures_by_kind[failure.kind] += 1
         result.clusters.add_failure(placed)
@@ -388,8 +396,8 @@ class Replay:
             apply_delta(slot.mirror, pending.auth.delta, in_place=True)
         if pending.kind == "step":
             slot.steps += 1
-        if getattr(self.shadow, "dead", None):
-            self._give_up(str(getattr(self.shadow, "dead")))
+        if self.shadow.dead:
+            self._give_up(str(self.shadow.dead))
             return
         if failure.kind in FATAL:
             self._reopen_all()
@@ -400,7 +408,9 @@ class Replay:
         if self._gave_up:
             return
         self._gave_up = True
-        self.result.errors.append({"where": f"step {self._steps}", "message": f"shadow {why}; rest unchecked"})
+        self.result.errors.append(
+            {"where": f"step {self._steps}", "message": f"shadow {why}; rest unchecked"}
+        )
         for pending in self._window:
             if not pending.answered and pending.kind == "step":
                 self.result.unchecked += 1
@@ -433,7 +443,7 @@ class Replay:
     def finish(self) -> ReplayResult:
         self.shadow.flush()
         self._drain(block=True, until_empty=True)
-        if self.options.verify_final and not self._gave_up and getattr(self.shadow, "sessions", False):
+        if self.options.verify_final and not self._gave_up and self.shadow.sessions:
             for slot in self._slots.values():
                 if slot.diverged:
                     continue
@@ -444,7 +454,11 @@ class Replay:
                 differences = diff(slot.mirror, held, "", self.options.rules)
                 if differences:
                     found = divergence("transition.state", self._steps, slot.name, None, differences)
-                    self._divergence(attrs.evolve(found, signature=found.signature.replace("|open|", "|final|")), slot, None)
+                    self._divergence(
+                        attrs.evolve(found, signature=found.signature.replace("|open|", "|final|")),
+                        slot,
+                        None,
+                    )
         result = self.result
         result.elapsed_s = time.perf_counter() - self._started
         result.authoritative_checks = dict(self._auth_checks)

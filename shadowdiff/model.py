@@ -77,7 +77,7 @@ class Context:
         return Context(
             config=dict(changes["config"]) if "config" in changes else self.config,
             order_size_usd=changes.get("order_size_usd", self.order_size_usd),
-            order_sizes=changes["order_sizes"] if "order_sizes" in changes else self.order_sizes,
+            order_sizes=changes.get("order_sizes", self.order_sizes),
         )
 
 
@@ -149,7 +149,12 @@ class Difference:
     rule: str = "exact"
 
     def to_wire(self) -> WireMap:
-        return {"path": self.path, "authoritative": self.authoritative, "shadow": self.shadow, "rule": self.rule}
+        return {
+            "path": self.path,
+            "authoritative": self.authoritative,
+            "shadow": self.shadow,
+            "rule": self.rule,
+        }
 
 
 DIVERGENCE_KINDS = ("transition.state", "transition.actions", "invariant", "load")

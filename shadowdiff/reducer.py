@@ -81,6 +81,10 @@ class Reducer(ABC):
     """
 
     name = "reducer"
+    dead: str | None = None
+    """Why the reducer gave up for good (e.g. too many restarts in a row); None while it works."""
+    sessions = False
+    """True when the state is held by the reducer itself (server-side sessions)."""
 
     def __init__(self) -> None:
         self._held: dict[str, WireMap] = {}
@@ -90,7 +94,9 @@ class Reducer(ABC):
 
     # -- stateless operations -------------------------------------------------------------------
     @abstractmethod
-    def transition(self, state: WireMap, event: Event, context: Context, with_invariants: bool = False) -> Outcome:
+    def transition(
+        self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
+    ) -> Outcome:
         """The next state, the actions, and (when asked) the violations of the next state."""
 
     @abstractmethod

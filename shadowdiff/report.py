@@ -29,7 +29,12 @@ def verdict(result: ReplayResult) -> str:
 
 
 def _difference(d: Difference) -> dict[str, Any]:
-    return {"path": d.path, "authoritative": to_plain(d.authoritative), "shadow": to_plain(d.shadow), "rule": d.rule}
+    return {
+        "path": d.path,
+        "authoritative": to_plain(d.authoritative),
+        "shadow": to_plain(d.shadow),
+        "rule": d.rule,
+    }
 
 
 def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bool = False) -> dict[str, Any]:
@@ -49,7 +54,10 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
             "steps": steps,
             "calls": result.counts.get("calls", 0),
             "slots": result.slots,
-            "checks": {"authoritative": dict(result.authoritative_checks), "shadow": dict(result.shadow_checks)},
+            "checks": {
+                "authoritative": dict(result.authoritative_checks),
+                "shadow": dict(result.shadow_checks),
+            },
             "divergences": result.divergence_count,
             "by_kind": dict(sorted(result.by_kind.items())),
             "failures": result.failure_count,
@@ -90,7 +98,7 @@ def summary_lines(report: Mapping[str, Any], limit: int = 10) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in s["by_kind"].items()),
         f"{'shadow failures':<22}{s['failures']:>12,}   "
         + ", ".join(f"{k} {v}" for k, v in s["failures_by_kind"].items()),
-        f"{'invariant breaches':<22}{s['invariant_breaches']:>12,}   (both sides agree; a finding about the reducer)",
+        f"{'invariant breaches':<22}{s['invariant_breaches']:>12,}   (both sides agree: about the reducer)",
         f"{'clusters':<22}{s['clusters']:>12,}",
         f"{'shadow restarts':<22}{s['shadow_restarts']:>12,}",
     ]

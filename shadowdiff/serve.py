@@ -34,7 +34,9 @@ def _need(request: dict[str, Any], key: str, kind: type) -> Any:
 
 
 def _context(request: dict[str, Any]) -> Context:
-    return Context(request.get("config") or {}, request.get("order_size_usd", 0.0), request.get("order_sizes"))
+    return Context(
+        request.get("config") or {}, request.get("order_size_usd", 0.0), request.get("order_sizes")
+    )
 
 
 class MsgpackServer:
@@ -61,7 +63,12 @@ class MsgpackServer:
         r = self.reducer
         if op == "hello":
             ops = OPS if self.sessions else OPS[:3]
-            return {"protocol": 1, "implementation": f"shadowdiff.serve({r.name})", "version": "1", "ops": ops}
+            return {
+                "protocol": 1,
+                "implementation": f"shadowdiff.serve({r.name})",
+                "version": "1",
+                "ops": ops,
+            }
         if op == "transition":
             event = _need(req, "event", dict)
             outcome = r.transition(
@@ -80,7 +87,11 @@ class MsgpackServer:
             if "session" in req and "state" not in args:
                 slot = self._slot(req)
                 return {"delta": r.step(Step(slot, Call(function, args), Context(), False)).delta}
-            return {"state": r.call(function, _need(args, "state", dict), {k: v for k, v in args.items() if k != "state"})}
+            return {
+                "state": r.call(
+                    function, _need(args, "state", dict), {k: v for k, v in args.items() if k != "state"}
+                )
+            }
         if op in ("open", "step", "patch", "get", "close") and self.sessions:
             if op == "open":
                 slot = str(_need(req, "session", int))
@@ -91,7 +102,9 @@ class MsgpackServer:
             if op == "step":
                 event = _need(req, "event", dict)
                 wi = bool(req.get("with_invariants"))
-                res = r.step(Step(slot, Event(event.get("type", ""), event.get("payload") or {}), _context(req), wi))
+                res = r.step(
+                    Step(slot, Event(event.get("type", ""), event.get("payload") or {}), _context(req), wi)
+                )
                 return res.to_wire() if wi else {"actions": res.actions, "delta": res.delta}
             if op == "patch":
                 r.patch(slot, _need(req, "delta", dict))
@@ -148,7 +161,11 @@ class JsonLinesServer:
             if isinstance(method, str) and method in self.domain.call_functions:
                 params = dict(req.get("params") or {k: v for k, v in req.items() if k != "method"})
                 state = _need(params, "state", dict)
-                return {"state": self.reducer.call(method, state, {k: v for k, v in params.items() if k != "state"})}
+                return {
+                    "state": self.reducer.call(
+                        method, state, {k: v for k, v in params.items() if k != "state"}
+                    )
+                }
             raise BadRequest(f"unknown method {method!r}")
         except (BadRequest, ShadowdiffError, ValueError, TypeError, KeyError) as exc:
             return {"error": str(exc)}

@@ -9,6 +9,7 @@ takes them, answers are read whenever they are there, so both sides never stall 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import select
@@ -70,7 +71,7 @@ class JsonLinesFraming:
                 out.append(json.loads(line))
             except ValueError as exc:
                 shown = line[:80].decode("utf-8", "replace")
-                raise FramingError(f"stdout line is not JSON ({exc.msg}): {shown!r}") from exc
+                raise FramingError(f"stdout line is not JSON ({exc}): {shown!r}") from exc
         return out
 
 
@@ -244,10 +245,8 @@ class Process:
                 except OSError:
                     pass
                 proc.stdin.close()  # type: ignore[union-attr]
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     code = proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    pass
             if proc.poll() is None:
                 proc.kill()
             code = proc.wait()

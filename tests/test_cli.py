@@ -50,7 +50,9 @@ def test_bad_input_names_the_line_and_keeps_what_came_before(tmp_path) -> None:
 def test_unknown_event_type_is_bad_input_with_its_place(tmp_path) -> None:
     log = tmp_path / "unknown.jsonl"
     records = list(generate(10, slots=1, seed=2))
-    records.append({"kind": "step", "slot": "slot-0", "seq": 99, "event": {"type": "MoonEvent", "payload": {}}})
+    records.append(
+        {"kind": "step", "slot": "slot-0", "seq": 99, "event": {"type": "MoonEvent", "payload": {}}}
+    )
     log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     out = run("replay", str(log), "--shadow", SHADOW)
     assert out.exit_code == 2
@@ -81,8 +83,9 @@ def test_missing_shadow_and_bad_options_are_one_line_usage_errors(upstream) -> N
 
 def test_a_shadow_that_answers_nothing_is_never_a_pass(tmp_path) -> None:
     # a shadow that handshakes then dies on every request: no transition answered
-    out = run("replay", str(ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"),
-              "--shadow", " ".join([*MISBEHAVING, "--crash-at", "1", "--every"]), "--deadline", "5", "--fail-fast")  # fmt: skip
+    log = ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"
+    dying = " ".join([*MISBEHAVING, "--crash-at", "1", "--every"])
+    out = run("replay", str(log), "--shadow", dying, "--deadline", "5", "--fail-fast")
     assert out.exit_code == 1 and "verdict: failed" in out.output
 
 

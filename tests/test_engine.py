@@ -82,7 +82,13 @@ def test_a_mutated_answer_is_located_with_both_values(upstream) -> None:
 
 
 @pytest.mark.parametrize(
-    "flag,kind", [("--crash-at", "crash"), ("--garbage-at", "protocol"), ("--error-at", "error"), ("--hang-at", "timeout")]
+    "flag,kind",
+    [
+        ("--crash-at", "crash"),
+        ("--garbage-at", "protocol"),
+        ("--error-at", "error"),
+        ("--hang-at", "timeout"),
+    ],
 )
 def test_faults_are_classified_and_the_replay_finishes(upstream, tmp_path, flag, kind) -> None:
     before = set(children_of(os.getpid()))
@@ -102,7 +108,7 @@ def test_faults_are_classified_and_the_replay_finishes(upstream, tmp_path, flag,
 
 
 def test_a_shadow_that_keeps_dying_is_given_up_and_reported(upstream) -> None:
-    result, shadow = replay(read_items([upstream]), [*MISBEHAVING, "--crash-at", "1", "--every"], deadline=1.0)
+    result, _ = replay(read_items([upstream]), [*MISBEHAVING, "--crash-at", "1", "--every"], deadline=1.0)
     assert result.failures_by_kind["crash"] >= 1
     assert result.errors and "gave up" in result.errors[0]["message"]
     assert result.unchecked > 0
@@ -114,7 +120,9 @@ def test_recorded_outcomes_need_no_python_module() -> None:
     assert result.counts["steps"] == result.shadow_checks["transition"] + result.shadow_checks["call"] > 2000
     assert result.authoritative_checks["invariants"] == result.shadow_checks["invariants"]
     assert result.divergence_count == 0
-    mutated, _ = replay(read_items([log]), [*MISBEHAVING, "--mutate-price-at", "50", "--every"], authoritative=False)
+    mutated, _ = replay(
+        read_items([log]), [*MISBEHAVING, "--mutate-price-at", "50", "--every"], authoritative=False
+    )
     assert mutated.by_kind["transition.actions"] > 0
 
 
@@ -162,6 +170,7 @@ def test_progress_and_window_do_not_change_results(tmp_path) -> None:
             writer.write(record)
     small, _ = replay(read_items([log]), [*MISBEHAVING, "--mutate-price-ts-mod", "7"], window=1)
     large, _ = replay(read_items([log]), [*MISBEHAVING, "--mutate-price-ts-mod", "7"], window=1024)
+
     def listed(result):
         return build_report(result, {}, deterministic=True)["divergences"]
 

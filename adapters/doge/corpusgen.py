@@ -78,7 +78,10 @@ def generate(events: int, slots: int = 3, seed: int = 7, outcomes: bool = False,
     yield {
         "kind": "header", "format": "shadowdiff-log", "version": 1,
         "provenance": {"source": "adapters.doge.corpusgen", "seed": seed, "synthetic": True},
-        "slots": {s.name: {"context": {**context, "order_size_usd": s.size}, "state": sm.to_dict(s.state)} for s in pool},
+        "slots": {
+            s.name: {"context": {**context, "order_size_usd": s.size}, "state": sm.to_dict(s.state)}
+            for s in pool
+        },
     }  # fmt: skip
     seq = 0
     vol = 0.0025
@@ -100,18 +103,27 @@ def generate(events: int, slots: int = 3, seed: int = 7, outcomes: bool = False,
                 if rng.random() < 0.05:
                     fresh = [o for o in slot.state.orders if o.regime_at_entry is None]
                     if fresh and seq < events:
-                        yield from _call(slot, fresh[-1].local_id, rng.choice([0, 1, 2, "BULLISH", "ranging"]), seq, outcomes)
+                        yield from _call(
+                            slot,
+                            fresh[-1].local_id,
+                            rng.choice([0, 1, 2, "BULLISH", "ranging"]),
+                            seq,
+                            outcomes,
+                        )
                         seq += 1
 
 
-def _events_for(slot: _Slot, price: float, now: float, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
+def _events_for(
+    slot: _Slot, price: float, now: float, rng: random.Random
+) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = [("PriceTick", {"price": price, "timestamp": now})]
     for order in slot.state.orders:
         crossed = price <= order.price if order.side == "buy" else price >= order.price
         if crossed and rng.random() < 0.9:
             fee = round(order.price * order.volume * 0.0025, 8)
             out.append(("FillEvent", {
-                "order_local_id": order.local_id, "txid": order.txid or f"TX{order.local_id}", "side": order.side,
+                "order_local_id": order.local_id, "txid": order.txid or f"TX{order.local_id}",
+                "side": order.side,
                 "price": order.price, "volume": order.volume, "fee": fee, "timestamp": now + 1.0,
             }))  # fmt: skip
             break
@@ -121,23 +133,36 @@ def _events_for(slot: _Slot, price: float, now: float, rng: random.Random) -> li
             if rng.random() < 0.8:
                 fee = round(rec.price * rec.volume * 0.0025, 8)
                 out.append(("RecoveryFillEvent", {
-                    "recovery_id": rec.recovery_id, "txid": rec.txid or f"RX{rec.recovery_id}", "side": rec.side,
+                    "recovery_id": rec.recovery_id, "txid": rec.txid or f"RX{rec.recovery_id}",
+                    "side": rec.side,
                     "price": rec.price, "volume": rec.volume, "fee": fee, "timestamp": now + 2.0,
                 }))  # fmt: skip
             else:
-                out.append(("RecoveryCancelEvent", {"recovery_id": rec.recovery_id, "txid": rec.txid, "timestamp": now + 2.0}))
+                out.append(
+                    (
+                        "RecoveryCancelEvent",
+                        {"recovery_id": rec.recovery_id, "txid": rec.txid, "timestamp": now + 2.0},
+                    )
+                )
             break
     if rng.random() < 0.5:
         out.append(("TimerTick", {"timestamp": now + 5.0}))
     return out
 
 
-def _step(slot: _Slot, kind: str, payload: dict[str, Any], seq: int, outcomes: bool) -> Iterator[dict[str, Any]]:
+def _step(
+    slot: _Slot, kind: str, payload: dict[str, Any], seq: int, outcomes: bool
+) -> Iterator[dict[str, Any]]:
     pre = slot.state
     event = getattr(sm, kind)(**payload)
     post, actions = sm.transition(pre, event, slot.cfg, slot.size, None)
     slot.state = post
-    record: dict[str, Any] = {"kind": "step", "slot": slot.name, "seq": seq, "event": {"type": kind, "payload": payload}}
+    record: dict[str, Any] = {
+        "kind": "step",
+        "slot": slot.name,
+        "seq": seq,
+        "event": {"type": kind, "payload": payload},
+    }
     if outcomes:
         record["outcome"] = {"delta": _delta(pre, post), "actions": [_action(a) for a in actions],
                              "violations": sm.check_invariants(post)}  # fmt: skip
@@ -148,7 +173,13 @@ def _call(slot: _Slot, local_id: int, regime: Any, seq: int, outcomes: bool) -> 
     pre = slot.state
     slot.state = sm.apply_order_regime_at_entry(pre, local_id, regime)
     args = {"local_id": local_id, "regime_at_entry": regime}
-    record: dict[str, Any] = {"kind": "call", "slot": slot.name, "seq": seq, "call": "apply_order_regime_at_entry", "args": args}
+    record: dict[str, Any] = {
+        "kind": "call",
+        "slot": slot.name,
+        "seq": seq,
+        "call": "apply_order_regime_at_entry",
+        "args": args,
+    }
     if outcomes:
         record["outcome"] = {"delta": _delta(pre, slot.state)}
     yield record
@@ -180,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=24_000)
     parser.add_argument("--slots", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--outcomes", action="store_true", help="record the authoritative outcome of each step")
+    parser.add_argument(
+        "--outcomes", action="store_true", help="record the authoritative outcome of each step"
+    )
     args = parser.parse_args(argv)
     with LogWriter(args.out) as writer:
         for record in generate(args.events, args.slots, args.seed, args.outcomes):

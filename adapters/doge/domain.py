@@ -45,9 +45,9 @@ class DogeDomain(Domain):
 
     def event_type_of(self, payload: Mapping[str, Any]) -> str | None:
         keys = set(payload)
-        if FILL_KEYS <= keys:
+        if keys >= FILL_KEYS:
             return "FillEvent"
-        if RECOVERY_FILL_KEYS <= keys:
+        if keys >= RECOVERY_FILL_KEYS:
             return "RecoveryFillEvent"
         if {"recovery_id", "txid", "timestamp"} <= keys:
             return "RecoveryCancelEvent"
@@ -59,11 +59,11 @@ class DogeDomain(Domain):
 
     def action_type_of(self, payload: Mapping[str, Any]) -> str | None:
         keys = set(payload)
-        if PLACE_KEYS <= keys:
+        if keys >= PLACE_KEYS:
             return "PlaceOrderAction"
         if {"recovery_id", "local_id"} <= keys and "trade_id" not in keys:
             return "OrphanOrderAction"
-        if BOOK_KEYS <= keys:
+        if keys >= BOOK_KEYS:
             return "BookCycleAction"
         if {"local_id", "txid"} <= keys:
             return "CancelOrderAction"
@@ -78,7 +78,9 @@ class DogeDomain(Domain):
 
 
 def phase_of(state: WireMap) -> str:
-    exits = {o.get("side") for o in state.get("orders") or [] if isinstance(o, dict) and o.get("role") == "exit"}
+    exits = {
+        o.get("side") for o in state.get("orders") or [] if isinstance(o, dict) and o.get("role") == "exit"
+    }
     if {"buy", "sell"} <= exits:
         return "S2"
     if "buy" in exits:

@@ -106,7 +106,9 @@ class InProcessReducer(Reducer):
         try:
             return self.module.from_dict(dict(state))
         except Exception as exc:
-            raise BadInput(f"the authoritative from_dict rejected the state: {type(exc).__name__}: {exc}") from exc
+            raise BadInput(
+                f"the authoritative from_dict rejected the state: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _wire_item(self, item: Any) -> Any:
         names = self._item_fields.get(type(item))
@@ -170,7 +172,9 @@ class InProcessReducer(Reducer):
             return StepResult([], self._delta(pre, post), None)
         ctx = request.context
         event = self._event(item)
-        post, actions = self._transition(pre, event, self._config(ctx.config), ctx.order_size_usd, ctx.order_sizes)
+        post, actions = self._transition(
+            pre, event, self._config(ctx.config), ctx.order_size_usd, ctx.order_sizes
+        )
         self.answered["transition"] += 1
         violations = None
         if request.with_invariants:
@@ -209,7 +213,9 @@ class InProcessReducer(Reducer):
         except TypeError as exc:
             raise BadInput(f"bad arguments for {function}: {exc}") from exc
 
-    def transition(self, state: WireMap, event: Event, context: Context, with_invariants: bool = False) -> Outcome:
+    def transition(
+        self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
+    ) -> Outcome:
         post, actions = self._transition(
             self._load(state), self._event(event), self._config(context.config), context.order_size_usd,
             context.order_sizes,

@@ -1,8 +1,8 @@
 """The Python reference reducer (or any upstream-compatible module) served on stdio as a shadow.
 
-    python -m adapters.doge.pyserver --msgpack            PROTOCOL.md, with sessions
-    python -m adapters.doge.pyserver --msgpack --no-sessions   whole states only
-    python -m adapters.doge.pyserver --server             the older JSON-lines transport
+python -m adapters.doge.pyserver --msgpack            PROTOCOL.md, with sessions
+python -m adapters.doge.pyserver --msgpack --no-sessions   whole states only
+python -m adapters.doge.pyserver --server             the older JSON-lines transport
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import sys
 
 from shadowdiff.serve import JsonLinesServer, MsgpackServer, serve_jsonl, serve_msgpack
 
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m adapters.doge.pyserver", description=__doc__)
-    parser.add_argument("--module", default="adapters.doge.reference.state_machine", help="upstream-compatible module")
+    parser.add_argument(
+        "--module", default="adapters.doge.reference.state_machine", help="upstream-compatible module"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--msgpack", action="store_true", help="PROTOCOL.md over msgpack (default)")
     mode.add_argument("--jsonl", "--server", action="store_true", help="the older JSON-lines transport")
@@ -32,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             stdout.write(data)
             stdout.flush()
 
-        return serve_jsonl(JsonLinesServer(reducer, DogeDomain()), iter(sys.stdin.buffer.readline, b""), write)
+        return serve_jsonl(
+            JsonLinesServer(reducer, DogeDomain()), iter(sys.stdin.buffer.readline, b""), write
+        )
     return serve_msgpack(MsgpackServer(reducer, not args.no_sessions), sys.stdin.buffer, sys.stdout.buffer)
 
 

@@ -20,12 +20,18 @@ from shadowdiff.serve import MsgpackServer
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--mutate-price-ts-mod", type=int, default=0,
-                   help="mutate prices of events whose int(timestamp) %% N == 0 (independent of resends)")
+    p.add_argument(
+        "--mutate-price-ts-mod",
+        type=int,
+        default=0,
+        help="mutate prices of events whose int(timestamp) %% N == 0 (independent of resends)",
+    )
     for name in ("crash-at", "hang-at", "garbage-at", "error-at", "mutate-price-at"):
         p.add_argument(f"--{name}", type=int, default=0)
     p.add_argument("--every", action="store_true")
-    p.add_argument("--once", metavar="MARKER", help="misbehave only while MARKER does not exist (across restarts)")
+    p.add_argument(
+        "--once", metavar="MARKER", help="misbehave only while MARKER does not exist (across restarts)"
+    )
     args = p.parse_args()
     server = MsgpackServer(InProcessReducer("adapters.doge.reference.state_machine"))
     unpacker = make_unpacker()
