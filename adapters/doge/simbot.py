@@ -1,0 +1,305 @@
+"""A simulated DOGE bot to tap: several slots trading on a seeded price walk, the way the real bot does.
+
+Every loop the price moves; per slot the bot sends a PriceTick, fills an order the price crossed
+(entries become exits, exits book cycles; now and then at zero fee, a maker rebate), fills or cancels
+a recovery now and then, sends TimerTicks, binds the exchange txids of new orders *between*
+transitions through the reducer module's helpers (so the next pre-state is not the last post-state),
+reseeds a slot left without orders (``bootstrap_entries``), and calls ``apply_order_regime_at_entry``
+on fresh orders with regimes as the bot's classifier spells them (ints, upper and mixed case).
+
+It calls the reducer through the module's attributes at call time (``sm.transition(...)``), exactly as
+a bot that imported the module would, so a tap installed on the module sees every call. Deterministic
+for a seed: the wall clock only paces the loop, it never feeds the simulation.
+
+    python -m adapters.doge.simbot --seconds 5 --rate 200 --seed 1 [--slots 3] [--slot-hints]
+
+prints one JSON line: the digest (sha256 of the canonical JSON of every slot's ``to_dict``), and the
+number of transitions, calls and txid patches it made.
+
+    from adapters.doge.simbot import generate_log
+    generate_log(events, seed=1, slots=3) -> Iterator[dict]    # a recorded-outcome log, header first
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+DEFAULT_MODULE = "adapters.doge.reference.state_machine"
+START = 1_767_225_600.0
+LOOP_SECONDS = 60.0
+CONFIG: dict[str, Any] = {
+    "entry_pct": 0.35, "profit_pct": 0.9, "refresh_pct": 1.2, "order_size_usd": 4.0, "price_decimals": 5,
+    "volume_decimals": 0, "min_volume": 13.0, "maker_fee_pct": 0.25, "s1_orphan_after_sec": 1350.0,
+    "s2_orphan_after_sec": 1800.0, "max_recovery_slots": 2, "loss_cooldown_sec": 900.0,
+    "max_consecutive_refreshes": 3, "refresh_cooldown_sec": 300.0,
+}  # fmt: skip
+REGIMES: tuple[Any, ...] = (0, 1, 2, "BULLISH", "bearish", "Ranging", None)
+
+Observer = Callable[[str, str, tuple[Any, ...], Any], None]
+"""Called after each reducer call with (function, slot, args, result)."""
+
+
+class _Slot:
+    def __init__(self, sm: ModuleType, name: str, index: int, price: float, rng: random.Random) -> None:
+        self.name = name
+        self.offset = index * 0.5  # the bot walks its slots one after the other
+        self.cfg = sm.EngineConfig(**CONFIG)
+        self.size = 4.0 + rng.choice([0.0, 1.0, 2.5])
+        now = START + self.offset
+        state = sm.from_dict({"market_price": price, "now": now, "last_price_update_at": now})
+        self.state, _ = sm.bootstrap_entries(state, self.cfg, self.size)
+        self.txn = 0
+
+
+class SimBot:
+    """The bot's loop, one ``loop()`` call per simulated minute."""
+
+    def __init__(
+        self,
+        seed: int = 1,
+        slots: int = 3,
+        module: str | ModuleType = DEFAULT_MODULE,
+        observer: Observer | None = None,
+        slot_hints: bool = False,
+    ) -> None:
+        self.sm = importlib.import_module(module) if isinstance(module, str) else module
+        self.rng = random.Random(seed)
+        self.price = 0.12
+        self.now = START
+        self.slots = [
+            _Slot(self.sm, f"slot-{i}", i, self.price * (1 + 0.001 * i), self.rng) for i in range(slots)
+        ]
+        self.observer = observer
+        self.hints = None
+        if slot_hints:
+            from shadowdiff import tap
+
+            self.hints = tap.slot
+        self.transitions = 0
+        self.calls = 0
+        self.patches = 0
+        self._vol = 0.0025
+
+    # -- reducer calls, through the module's attributes ------------------------------------------------
+    def _transition(self, slot: _Slot, kind: str, payload: dict[str, Any]) -> None:
+        sm = self.sm
+        event = getattr(sm, kind)(**payload)
+        args = (slot.state, event, slot.cfg, slot.size, None)
+        if self.hints is not None:
+            with self.hints(slot.name):
+                result = sm.transition(*args)
+        else:
+            result = sm.transition(*args)
+        self.transitions += 1
+        slot.state = result[0]
+        if self.observer is not None:
+            self.observer("transition", slot.name, args, result)
+
+    def _regime(self, slot: _Slot, local_id: int, regime: Any) -> None:
+        args = (slot.state, local_id, regime)
+        if self.hints is not None:
+            with self.hints(slot.name):
+                result = self.sm.apply_order_regime_at_entry(*args)
+        else:
+            result = self.sm.apply_order_regime_at_entry(*args)
+        self.calls += 1
+        slot.state = result
+        if self.observer is not None:
+            self.observer("apply_order_regime_at_entry", slot.name, args, result)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def loop(self) -> None:
+        rng = self.rng
+        self.now += LOOP_SECONDS
+        shock = rng.gauss(0.0, self._vol * (3.0 if rng.random() < 0.02 else 1.0))
+        self.price = round(max(0.02, self.price * math.exp(shock - 0.02 * math.log(self.price / 0.12))), 6)
+        for slot in self.slots:
+            now = self.now + slot.offset
+            self._transition(slot, "PriceTick", {"price": self.price, "timestamp": now})
+            self._fill(slot, now)
+            self._recovery(slot, now)
+            if rng.random() < 0.5:
+                self._transition(slot, "TimerTick", {"timestamp": now + 5.0})
+            self._bind_txids(slot)
+            self._reseed(slot)
+            if rng.random() < 0.08:
+                fresh = [o for o in slot.state.orders if o.regime_at_entry is None]
+                if fresh:
+                    self._regime(slot, fresh[-1].local_id, rng.choice(REGIMES))
+
+    def _fill(self, slot: _Slot, now: float) -> None:
+        for order in slot.state.orders:
+            crossed = self.price <= order.price if order.side == "buy" else self.price >= order.price
+            if crossed and self.rng.random() < 0.9:
+                rebate = self.rng.random() < 0.03
+                fee = 0.0 if rebate else round(order.price * order.volume * 0.0025, 8)
+                self._transition(slot, "FillEvent", {
+                    "order_local_id": order.local_id, "txid": order.txid or f"TX{order.local_id}",
+                    "side": order.side, "price": order.price, "volume": order.volume, "fee": fee,
+                    "timestamp": now + 1.0,
+                })  # fmt: skip
+                return
+
+    def _recovery(self, slot: _Slot, now: float) -> None:
+        for rec in slot.state.recovery_orders:
+            crossed = self.price <= rec.price if rec.side == "buy" else self.price >= rec.price
+            if crossed or self.rng.random() < 0.01:
+                if self.rng.random() < 0.8:
+                    fee = round(rec.price * rec.volume * 0.0025, 8)
+                    self._transition(slot, "RecoveryFillEvent", {
+                        "recovery_id": rec.recovery_id, "txid": rec.txid or f"RX{rec.recovery_id}",
+                        "side": rec.side, "price": rec.price, "volume": rec.volume, "fee": fee,
+                        "timestamp": now + 2.0,
+                    })  # fmt: skip
+                else:
+                    payload = {"recovery_id": rec.recovery_id, "txid": rec.txid, "timestamp": now + 2.0}
+                    self._transition(slot, "RecoveryCancelEvent", payload)
+                return
+
+    def _bind_txids(self, slot: _Slot) -> None:
+        """The exchange acknowledged new orders: bind their txids outside the reducer."""
+        sm = self.sm
+        state = slot.state
+        for order in state.orders:
+            if not order.txid:
+                slot.txn += 1
+                state = sm.bind_order_txid(state, order.local_id, f"{slot.name}-O{slot.txn:06d}")
+        for rec in state.recovery_orders:
+            if not rec.txid and self.rng.random() < 0.5:
+                slot.txn += 1
+                state = sm.bind_recovery_txid(state, rec.recovery_id, f"{slot.name}-R{slot.txn:06d}")
+        if state is not slot.state:
+            self.patches += 1
+            slot.state = state
+
+    def _reseed(self, slot: _Slot) -> None:
+        """A slot left without any order (cooldowns) is bootstrapped again, as the bot's reseeding does."""
+        if not slot.state.orders and not slot.state.recovery_orders and self.rng.random() < 0.2:
+            state, _ = self.sm.bootstrap_entries(slot.state, slot.cfg, slot.size)
+            if state is not slot.state:
+                self.patches += 1
+                slot.state = state
+
+    # -- results -------------------------------------------------------------------------------------
+    def states(self) -> dict[str, Any]:
+        return {slot.name: self.sm.to_dict(slot.state) for slot in self.slots}
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.states(), sort_keys=True, separators=(",", ":"), allow_nan=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest(),
+            "transitions": self.transitions,
+            "calls": self.calls,
+            "patches": self.patches,
+            "slots": len(self.slots),
+        }
+
+
+def run(seconds: float, rate: float, seed: int = 1, slots: int = 3, slot_hints: bool = False,
+        module: str = DEFAULT_MODULE) -> SimBot:  # fmt: skip
+    """``seconds * rate`` loops, paced to ``rate`` loops a second (never faster; slower if the host is)."""
+    bot = SimBot(seed, slots, module, slot_hints=slot_hints)
+    loops = round(seconds * rate)
+    started = time.monotonic()
+    for i in range(loops):
+        bot.loop()
+        ahead = started + (i + 1) / rate - time.monotonic() if rate > 0 else 0.0
+        if ahead > 0:
+            time.sleep(ahead)
+    return bot
+
+
+def generate_log(events: int, *, seed: int = 1, slots: int = 3,
+                 module: str = DEFAULT_MODULE) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """A recorded-outcome log (docs/formats.md) of the simulated bot: a header opening every slot, then
+    ``step`` and ``call`` records with their outcomes (``events`` of them in all) and ``patch`` records
+    where the bot bound txids or reseeded between calls. Built by the tap's own record builder, so it is
+    exactly what a live tap would have sent."""
+    from shadowdiff.tap import CALL, TRANSITION, RecordBuilder
+
+    sm = importlib.import_module(module)
+    pending: list[tuple[Any, ...]] = []
+    seq = 0
+
+    def observe(function: str, slot: str, args: tuple[Any, ...], result: Any) -> None:
+        nonlocal seq
+        kind = TRANSITION if function == "transition" else CALL
+        pending.append((kind, function, slot, seq, args, {}, result))
+        seq += 1
+
+    bot = SimBot(seed, slots, sm, observer=observe)
+    builder = RecordBuilder(sm)
+    header_slots = {}
+    for slot in bot.slots:
+        context = {"config": dict(CONFIG), "order_size_usd": slot.size, "order_sizes": None}
+        snap = builder.open(slot.name, slot.state, context)
+        builder.tracks[slot.name].cfg = slot.cfg
+        header_slots[slot.name] = {"context": snap["context"], "state": snap["state"]}
+    yield {
+        "kind": "header", "format": "shadowdiff-log", "version": 1,
+        "provenance": {"source": "adapters.doge.simbot", "seed": seed, "synthetic": True},
+        "slots": header_slots,
+    }  # fmt: skip
+    emitted = 0
+    while emitted < events:
+        bot.loop()
+        for item in pending:
+            if emitted >= events:
+                break
+            yield from builder.records_for(item)
+            emitted += 1
+        pending.clear()
+
+
+def write_log(path: str | Path, events: int, *, seed: int = 1, slots: int = 3) -> int:
+    """Write ``generate_log`` to a file (msgpack or JSONL, gzip by name); the number of records."""
+    from shadowdiff.corpus import LogWriter
+
+    with LogWriter(path) as writer:
+        for record in generate_log(events, seed=seed, slots=slots):
+            writer.write(record)
+    return writer.records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adapters.doge.simbot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="bot loops per second (each loop steps every slot)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--slots", type=int, default=3)
+    parser.add_argument("--module", default=DEFAULT_MODULE, help="upstream-compatible reducer module")
+    parser.add_argument("--slot-hints", action="store_true", help="name each slot to the tap (tap.slot)")
+    parser.add_argument(
+        "--log", metavar="FILE", help="instead: write a recorded-outcome log of --events calls"
+    )
+    parser.add_argument("--events", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    if args.log:
+        records = write_log(args.log, args.events, seed=args.seed, slots=args.slots)
+        print(json.dumps({"log": args.log, "records": records}))
+        return 0
+    bot = run(args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module)
+    print(json.dumps(bot.summary(), sort_keys=True))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
