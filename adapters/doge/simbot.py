@@ -126,7 +126,10 @@ class SimBot:
         self.price = round(max(0.02, self.price * math.exp(shock - 0.02 * math.log(self.price / 0.12))), 6)
         for slot in self.slots:
             now = self.now + slot.offset
-            self._transition(slot, "PriceTick", {"price": self.price, "timestamp": now})
+            price = self.price
+            if slot.state.orders and rng.random() < 0.01:  # the market touches an order without crossing
+                price = slot.state.orders[0].price
+            self._transition(slot, "PriceTick", {"price": price, "timestamp": now})
             self._fill(slot, now)
             self._recovery(slot, now)
             if rng.random() < 0.5:

@@ -1,0 +1,887 @@
+"""The sidecar: receives a live tap's records, keeps them on disk, and checks them against the shadow.
+
+Three threads with one job each, so none of them can hold up the others:
+
+- the *receiver* (one thread per tap connection) validates each record and appends it to the recorded
+  log (``RotatingLog``): rotating msgpack files in the spine's recorded-outcome format, each opening
+  with a header that holds every slot's state at that point, so any file start is a resync point;
+- the *checker* reads the log back from disk and feeds it to the engine's recorded-outcome path
+  (``Replay`` with ``authoritative=None``, lockstep): if the shadow falls behind, the lag is bytes on
+  disk, never memory; past ``max_lag_bytes`` it jumps to a fresh file start and counts what it skipped;
+- the *HTTP* server answers ``/api/status`` (the bot's ``state_machine_shadow`` block and our own
+  coverage, clusters, restarts, latency), ``/metrics`` (Prometheus text) and ``/healthz`` from a
+  snapshot the checker publishes, so a status request never waits on the shadow.
+
+Tap framing and hello: ``shadowdiff/tap.py``. Safety: only loopback TCP addresses and Unix sockets
+(created 0600) are accepted; a malformed or oversized frame from a tap is counted and logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import json
+import os
+import socket
+import stat
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import msgpack
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .codec import apply_delta, dumps_json, make_unpacker, packb
+from .corpus import LOG_FORMAT, _LogReader
+from .diff import Rules
+from .engine import Replay, ReplayOptions
+from .errors import ShadowdiffError, UsageError
+from .model import Context, Event, Outcome, WireMap
+from .records import Gap, Record, Snapshot
+from .reducer import Reducer, Request, Result
+from .tap import parse_address, recv_frame, send_frame
+
+RECORD_KINDS = frozenset({"snapshot", "context", "step", "call", "patch", "gap", "meta"})
+BOT_KEYS = (
+    "enabled", "executable_available", "transition_checks", "invariant_checks", "total_divergences",
+    "transition_divergences", "invariant_divergences", "shadow_failures", "last_divergence_kind",
+    "last_divergence_event", "last_shadow_error",
+)  # fmt: skip
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+@attrs.frozen
+class SidecarOptions:
+    listen: str
+    shadow: Callable[[], Reducer]
+    shadow_name: str = "shadow"
+    record_dir: Path = Path("shadowdiff-live")
+    http: str | None = None
+    findings: Path | None = None
+    rules: Rules = attrs.field(factory=Rules)
+    max_lag_bytes: int = 256 << 20
+    rotate_bytes: int = 64 << 20
+    rotate_seconds: float = 3600.0
+    max_frame_bytes: int = 16 << 20
+    window: int = 256
+    drain_seconds: float = 10.0
+    synthetic: bool = False
+
+
+def check_listen(address: str) -> tuple[str, Any]:
+    """A listen address the sidecar may bind (loopback TCP or a Unix socket), or UsageError."""
+    try:
+        return parse_address(address)
+    except ValueError as exc:
+        raise UsageError(str(exc), address) from None
+
+
+def check_http(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        raise UsageError(f"HTTP must listen on a loopback HOST:PORT, not {address!r}")
+    return host, int(port)
+
+
+# -- the recorded log ----------------------------------------------------------------------------------
+@attrs.define
+class LogFile:
+    path: Path
+    size: int = 0
+    records: int = 0  # step and call records
+    closed: bool = False
+
+
+class RotatingLog:
+    """Appends tap records to ``DIR/live-<start>-<n>.msgpack``; rotates by size and age (fsync on rotate).
+
+    Keeps each slot's current state (deltas applied in place, O(delta)) so that every new file opens
+    with a header holding all slots: any file is replayable alone, and any file start is a resync point.
+    """
+
+    def __init__(self, directory: Path, rotate_bytes: int, rotate_seconds: float, synthetic: bool) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        self.synthetic = synthetic
+        self.lock = threading.Lock()
+        self.files: list[LogFile] = []
+        self.slots: dict[str, dict[str, Any]] = {}
+        self.total_bytes = 0
+        self._stem = time.strftime("live-%Y%m%dT%H%M%S", time.gmtime())
+        self._stream: IO[bytes] | None = None
+        self._opened = 0.0
+        self.changed = threading.Condition(self.lock)
+        with self.lock:
+            self._open_next()
+
+    def _open_next(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            self._stream.close()
+            self.files[-1].closed = True
+        path = self.directory / f"{self._stem}-{len(self.files) + 1:05d}.msgpack"
+        self._stream = path.open("wb")
+        self._opened = time.monotonic()
+        self.files.append(LogFile(path))
+        provenance = {"source": "shadowdiff sidecar", "host": socket.gethostname(), "started": time.time(),
+                      "synthetic": self.synthetic}  # fmt: skip
+        header = {"kind": "header", "format": LOG_FORMAT, "version": 1, "provenance": provenance,
+                  "slots": {name: dict(spec) for name, spec in self.slots.items()}}  # fmt: skip
+        self._write(packb(header), 0)
+
+    def _write(self, data: bytes, records: int) -> None:
+        assert self._stream is not None
+        self._stream.write(data)
+        current = self.files[-1]
+        current.size += len(data)
+        current.records += records
+        self.total_bytes += len(data)
+
+    def append(self, records: list[tuple[dict[str, Any], bytes]]) -> None:
+        with self.lock:
+            for record, raw in records:
+                self._follow(record)
+                self._write(raw, record["kind"] in ("step", "call"))
+            assert self._stream is not None
+            self._stream.flush()
+            self.files[-1].size = self._stream.tell()
+            if (
+                self.files[-1].size >= self.rotate_bytes
+                or time.monotonic() - self._opened >= self.rotate_seconds
+            ):
+                self._open_next()
+            self.changed.notify_all()
+
+    def _follow(self, record: Mapping[str, Any]) -> None:
+        kind = record["kind"]
+        if kind == "snapshot":
+            context = Context().updated(record.get("context") or {}).to_wire()
+            self.slots[record["slot"]] = {"context": context, "state": dict(record["state"])}
+            return
+        spec = self.slots.get(record.get("slot"))  # type: ignore[arg-type]
+        if spec is None:
+            return
+        if kind == "context":
+            spec["context"] = {**spec["context"], **record["context"]}
+        elif kind == "patch":
+            apply_delta(spec["state"], record["delta"], in_place=True)
+        elif kind in ("step", "call"):
+            if kind == "step" and record.get("context"):
+                spec["context"] = {**spec["context"], **record["context"]}
+            apply_delta(spec["state"], record["outcome"]["delta"], in_place=True)
+
+    def knows(self, slot: str) -> bool:
+        return slot in self.slots
+
+    def rotate(self) -> int:
+        """Start a new file now; its index."""
+        with self.lock:
+            self._open_next()
+            self.changed.notify_all()
+            return len(self.files) - 1
+
+    def maybe_rotate(self) -> None:
+        with self.lock:
+            if self.files[-1].size > 0 and time.monotonic() - self._opened >= self.rotate_seconds:
+                self._open_next()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._stream is not None:
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+                self._stream.close()
+                self._stream = None
+                self.files[-1].closed = True
+            self.changed.notify_all()
+
+
+# -- a shadow that times its answers -------------------------------------------------------------------
+class TimedShadow(Reducer):
+    """Passes everything to the real shadow and observes, per request, the time from submit to answer."""
+
+    def __init__(self, inner: Reducer, histogram: Histogram, recent: collections.deque[float]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = inner.name
+        self.answered = inner.answered  # the same dict: counts stay live
+        self._sent: dict[int, float] = {}
+        self._histogram = histogram
+        self._recent = recent
+
+    def __getattr__(self, name: str) -> Any:
+        # the engine asks for ``sessions`` and ``dead`` with getattr: the real shadow's answers
+        if name in ("sessions", "dead"):
+            return getattr(self.__dict__["inner"], name, None)
+        raise AttributeError(name)
+
+    @property
+    def restarts(self) -> int:
+        return self.inner.restarts
+
+    def transition(
+        self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
+    ) -> Outcome:
+        return self.inner.transition(state, event, context, with_invariants)
+
+    def check_invariants(self, state: WireMap) -> list[str]:
+        return self.inner.check_invariants(state)
+
+    def submit(self, request: Request) -> int:
+        ticket = self.inner.submit(request)
+        self._sent[ticket] = time.perf_counter()
+        return ticket
+
+    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
+        got = self.inner.poll(wait)
+        now = time.perf_counter()
+        for ticket, _ in got:
+            sent = self._sent.pop(ticket, None)
+            if sent is not None:
+                self._histogram.observe(now - sent)
+                self._recent.append(now - sent)
+        return got
+
+    def pending(self) -> int:
+        return self.inner.pending()
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def get(self, slot: str) -> WireMap:
+        return self.inner.get(slot)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# -- the sidecar ---------------------------------------------------------------------------------------
+@attrs.define
+class _Totals:
+    """What earlier checker runs counted (the checker restarts with a fresh shadow if one gives up)."""
+
+    events: int = 0
+    calls: int = 0
+    unchecked: int = 0
+    restarts: int = 0
+
+
+class Sidecar:
+    """Start with ``start()``; ``status()`` any time; ``stop()`` drains within a bound and cleans up."""
+
+    def __init__(self, options: SidecarOptions) -> None:
+        self.options = options
+        self.family, self.where = check_listen(options.listen)
+        if options.http:
+            check_http(options.http)
+        self.started = time.time()
+        self.log = RotatingLog(
+            options.record_dir, options.rotate_bytes, options.rotate_seconds, options.synthetic
+        )
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "shadowdiff_sidecar_shadow_latency_seconds",
+            "Time from sending a request to the shadow to its answer (queueing included)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Metrics(self))
+        self.recent: collections.deque[float] = collections.deque(maxlen=20_000)
+        self.lock = threading.Lock()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.divergences_by: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.failures_by: collections.Counter[str] = collections.Counter()
+        self.bot: dict[str, Any] = {key: 0 for key in BOT_KEYS}
+        self.bot.update(enabled=True, executable_available=False, last_divergence_kind=None,
+                        last_divergence_event=None, last_shadow_error=None)  # fmt: skip
+        self.clusters: dict[str, dict[str, Any]] = {}
+        self._last_step: tuple[str, int] | None = None
+        self._stop = threading.Event()
+        self._stop_receiving = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._connections: set[socket.socket] = set()
+        self._server: socket.socket | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self.http_url: str | None = None
+        self._findings: IO[str] | None = None
+        self._shadow: TimedShadow | None = None
+        self._replay: Replay | None = None
+        self._totals = _Totals()
+        self._published: dict[str, Any] = {}
+        self._reading = (0, 0)
+        self._consumed_bytes = 0
+        self._checker_done = threading.Event()
+        self._next_shadow_attempt = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.options.findings is not None:
+            self.options.findings.parent.mkdir(parents=True, exist_ok=True)
+            self._findings = self.options.findings.open("a", encoding="utf-8")
+        self._server = self._bind()
+        self._new_checker(first=True)
+        if self.options.http:
+            host, port = check_http(self.options.http)
+            self._http = ThreadingHTTPServer((host, port), _handler(self))
+            self._http.daemon_threads = True
+            self.http_url = f"http://{host}:{self._http.server_address[1]}"
+            self._spawn(self._http.serve_forever, "http")
+        self._spawn(self._accept_loop, "accept")
+        self._spawn(self._check_loop, "checker")
+        self._publish()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=f"sidecar-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _bind(self) -> socket.socket:
+        if self.family == "unix":
+            path = Path(self.where)
+            if path.exists():
+                if not stat.S_ISSOCK(path.stat().st_mode):
+                    raise UsageError("exists and is not a socket", str(path))
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(str(path))
+                except OSError:
+                    path.unlink()  # a stale socket left by a sidecar that died
+                else:
+                    raise UsageError("another sidecar is listening here", str(path))
+                finally:
+                    probe.close()
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o177)
+            try:
+                server.bind(str(path))
+            finally:
+                os.umask(old)
+            os.chmod(path, 0o600)
+        else:
+            server = socket.socket(
+                socket.AF_INET6 if ":" in self.where[0] else socket.AF_INET, socket.SOCK_STREAM
+            )
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(self.where)
+        server.listen(16)
+        server.settimeout(0.2)
+        return server
+
+    @property
+    def address(self) -> str:
+        if self.family == "unix":
+            return f"unix:{self.where}"
+        assert self._server is not None
+        return f"tcp:{self.where[0]}:{self._server.getsockname()[1]}"
+
+    def stop(self) -> None:
+        """Stop taking records, check what is on disk within ``drain_seconds``, flush, stop the shadow."""
+        self._stop_receiving.set()
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.close()
+            if self.family == "unix":
+                with contextlib.suppress(OSError):
+                    Path(self.where).unlink()
+        for conn in list(self._connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self.log.close()
+        self._stop.set()
+        self._checker_done.wait(self.options.drain_seconds + 1.0)
+        if self._shadow is not None:
+            self._shadow.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._findings is not None:
+            self._findings.close()
+            self._findings = None
+        self._publish()
+
+    # -- receiving -----------------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        assert self._server is not None
+        while not self._stop_receiving.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._spawn(functools.partial(self._serve_tap, conn), "tap")
+
+    def _serve_tap(self, conn: socket.socket) -> None:
+        conn.settimeout(None)
+        self._connections.add(conn)
+        with self.lock:
+            self.counts["tap_connections"] += 1
+        try:
+            hello = msgpack.unpackb(recv_frame(conn, 1 << 16) or b"\xc0", raw=False)
+            if not isinstance(hello, dict) or hello.get("kind") != "hello" or hello.get("protocol") != 1:
+                with self.lock:
+                    self.counts["malformed"] += 1
+                return
+            send_frame(conn, packb({"ok": True, "snapshots": True}))
+            while not self._stop_receiving.is_set():
+                try:
+                    frame = recv_frame(conn, self.options.max_frame_bytes)
+                except ValueError:
+                    with self.lock:
+                        self.counts["oversized"] += 1
+                    return  # the tap reconnects and sends snapshots: nothing is assumed
+                if frame is None:
+                    return
+                self._receive(frame)
+        except (OSError, ValueError, msgpack.UnpackException, msgpack.ExtraData):
+            with self.lock:
+                self.counts["malformed"] += 1
+        finally:
+            self._connections.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _receive(self, frame: bytes) -> None:
+        unpacker = make_unpacker()
+        unpacker.feed(frame)
+        good: list[tuple[dict[str, Any], bytes]] = []
+        counts: collections.Counter[str] = collections.Counter()
+        start = 0
+        while True:
+            try:
+                record = unpacker.unpack()
+            except msgpack.OutOfData:
+                if start < len(frame):
+                    counts["malformed"] += 1
+                break
+            except (ValueError, msgpack.UnpackException, msgpack.exceptions.StackError):
+                counts["malformed"] += 1
+                break
+            end = unpacker.tell()
+            raw = frame[start:end]
+            start = end
+            why = _invalid(record, self.log.knows)
+            if why:
+                counts["malformed"] += 1
+                continue
+            kind = record["kind"]
+            if kind in ("step", "call"):
+                counts["received"] += 1
+            elif kind == "gap":
+                counts["dropped_by_tap"] += int(record.get("dropped", 0))
+            counts[f"records_{kind}"] += 1
+            good.append((record, raw))
+            if kind == "snapshot":  # later records of this frame may name the slot
+                self.log.append(good)
+                good = []
+        if good:
+            self.log.append(good)
+        with self.lock:
+            self.counts.update(counts)
+
+    # -- checking ------------------------------------------------------------------------------------
+    def _new_checker(self, first: bool = False) -> bool:
+        if self._replay is not None:
+            result = self._replay.result
+            self._totals.events += result.counts["events"]
+            self._totals.calls += result.counts["calls"]
+            self._totals.unchecked += result.unchecked
+            if self._shadow is not None:
+                self._totals.restarts += self._shadow.restarts + 1
+                self._shadow.close()
+        self._replay = None
+        try:
+            inner = self.options.shadow()
+        except ShadowdiffError as exc:
+            self.bot["executable_available"] = False
+            self.bot["last_shadow_error"] = f"setup: {exc}"
+            self._shadow = None
+            return False
+        self._shadow = TimedShadow(inner, self.latency, self.recent)
+        self.bot["executable_available"] = True
+        options = ReplayOptions(mode="lockstep", rules=self.options.rules, window=self.options.window,
+                                verify_final=False)  # fmt: skip
+        self._replay = Replay(self._shadow, None, options, on_finding=self._finding)
+        return True
+
+    def _check_loop(self) -> None:
+        try:
+            self._check_files()
+        except Exception as exc:  # pragma: no cover - reported, never silent
+            with self.lock:
+                self.counts["checker_errors"] += 1
+            self.bot["last_shadow_error"] = f"checker stopped: {type(exc).__name__}: {exc}"
+        finally:
+            self._publish()
+            self._checker_done.set()
+
+    def _check_files(self) -> None:
+        index, offset = 0, 0
+        reader = _LogReader(str(self.log.files[0].path))
+        unpacker = make_unpacker()
+        stream = self.log.files[0].path.open("rb")
+        records_here = 0
+        drain_until: float | None = None
+        last_publish = 0.0
+        try:
+            while True:
+                if self._stop.is_set() and drain_until is None:
+                    drain_until = time.monotonic() + self.options.drain_seconds
+                if drain_until is not None and time.monotonic() > drain_until:
+                    return
+                current = self.log.files[index]
+                size = current.size
+                progressed = False
+                if offset < size:
+                    stream.seek(offset)
+                    chunk = stream.read(min(size - offset, 1 << 16))
+                    offset += len(chunk)
+                    self._consumed_bytes += len(chunk)
+                    unpacker.feed(chunk)
+                    for value in unpacker:
+                        records_here += (
+                            value.get("kind") in ("step", "call") if isinstance(value, dict) else 0
+                        )
+                        self._check_value(reader, value, current.path)
+                    progressed = True
+                elif current.closed and index + 1 < len(self.log.files):
+                    stream.close()
+                    index, offset, records_here = index + 1, 0, 0
+                    stream = self.log.files[index].path.open("rb")
+                    reader = _LogReader(str(self.log.files[index].path))
+                    unpacker = make_unpacker()
+                    progressed = True
+                elif current.closed and self._stop.is_set():
+                    self._drain()
+                    return
+                # too far behind: jump to a fresh file start (its header resyncs every slot)
+                lag = self.log.total_bytes - self._consumed_bytes
+                if lag > self.options.max_lag_bytes and drain_until is None:
+                    skipped = current.records - records_here
+                    target = self.log.rotate()
+                    for between in self.log.files[index + 1 : target]:
+                        skipped += between.records
+                        self._consumed_bytes += between.size
+                    self._consumed_bytes += current.size - offset
+                    with self.lock:
+                        self.counts["skipped"] += max(0, skipped)
+                    self._drain()
+                    stream.close()
+                    index, offset, records_here = target, 0, 0
+                    stream = self.log.files[index].path.open("rb")
+                    reader = _LogReader(str(self.log.files[index].path))
+                    unpacker = make_unpacker()
+                self._reading = (index, offset)
+                if (self._shadow is None or self._shadow.dead) and now_ok(self):
+                    self._replace_shadow()
+                now = time.monotonic()
+                if not progressed:
+                    self._drain()
+                    self._publish()
+                    last_publish = now
+                    with self.log.lock:
+                        self.log.changed.wait(0.05)
+                elif now - last_publish > 0.1:
+                    self._publish()
+                    last_publish = now
+        finally:
+            stream.close()
+
+    def _check_value(self, reader: _LogReader, value: Any, path: Path) -> None:
+        replay = self._replay
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                items = list(reader.item(value, str(path)))
+        except ShadowdiffError:
+            with self.lock:
+                self.counts["unreadable"] += 1
+            return
+        for item in items:
+            if replay is None:
+                if isinstance(item, Record):
+                    with self.lock:
+                        self.counts["unchecked_no_shadow"] += 1
+                continue
+            if isinstance(item, Gap):
+                continue  # counted when received
+            try:
+                if isinstance(item, Snapshot):
+                    self._drain()  # the engine must not apply older in-flight deltas to the new mirror
+                replay.feed(item)
+            except ShadowdiffError as exc:
+                with self.lock:
+                    self.counts["unreadable"] += 1
+                self.bot["last_shadow_error"] = f"record skipped: {exc}"
+
+    def _drain(self) -> None:
+        if self._replay is not None:
+            # TODO(engine): a public Replay.drain(); the window must be empty before a slot is reopened
+            self._replay._drain(block=False, until_empty=True)
+
+    def _replace_shadow(self) -> None:
+        """The shadow gave up (too many restarts in a row), or never started: a fresh one, resynced."""
+        self._next_shadow_attempt = time.monotonic() + 2.0
+        self._drain()
+        self._new_checker()
+        if self._replay is not None:
+            # the log's mirrors are the resync point: replay every slot from a new file's header
+            for name, spec in list(self.log.slots.items()):
+                self._replay.feed(Snapshot(name, dict(spec["state"]), Context().updated(spec["context"])))
+
+    def _finding(self, record: dict[str, Any]) -> None:
+        kind = str(record.get("kind"))
+        event_type = str(record.get("event_type"))
+        with self.lock:
+            if kind in ("crash", "timeout", "protocol", "error"):
+                self.failures_by[kind] += 1
+                self.bot["shadow_failures"] += 1
+                self.bot["last_shadow_error"] = f"{kind}: {record.get('message')}"
+            else:
+                self.divergences_by[(kind, event_type)] += 1
+                step = (str(record.get("slot")), int(record.get("step") or 0))
+                bot_kind = "invariant" if kind == "invariant" else "transition"
+                if kind == "invariant":
+                    self.bot["invariant_divergences"] += 1
+                    self.bot["total_divergences"] += 1
+                elif self._last_step != step or self.bot["last_divergence_kind"] != "transition":
+                    self.bot["transition_divergences"] += 1
+                    self.bot["total_divergences"] += 1
+                self._last_step = step
+                self.bot["last_divergence_kind"] = bot_kind
+                self.bot["last_divergence_event"] = event_type
+            signature = str(record.get("signature"))
+            fresh = {"signature": signature, "kind": kind, "event_type": event_type, "count": 0}
+            cluster = self.clusters.setdefault(signature, fresh)
+            cluster["count"] += 1
+            cluster["last_step"] = record.get("step")
+            cluster["last_seen"] = time.time()
+        if self._findings is not None:
+            self._findings.write(dumps_json(record) + "\n")
+            self._findings.flush()
+
+    # -- status --------------------------------------------------------------------------------------
+    def _publish(self) -> None:
+        replay, shadow = self._replay, self._shadow
+        events = self._totals.events + (replay.result.counts["events"] if replay else 0)
+        calls = self._totals.calls + (replay.result.counts["calls"] if replay else 0)
+        unchecked = self._totals.unchecked + (replay.result.unchecked if replay else 0)
+        inflight = shadow.pending() if shadow is not None else 0
+        with self.lock:
+            failures = sum(self.failures_by.values())
+            checked = max(0, events + calls - unchecked - failures - inflight)
+            call_checks = max(0, min(calls, checked))
+            self.bot["transition_checks"] = checked - call_checks
+            self.bot["invariant_checks"] = checked - call_checks
+            self.bot["executable_available"] = shadow is not None and not shadow.dead
+            received = self.counts["received"]
+            self._published = {
+                "checked": checked,
+                "calls_checked": call_checks,
+                "restarts": self._totals.restarts + (shadow.restarts if shadow is not None else 0),
+                "lag_bytes": max(0, self.log.total_bytes - self._consumed_bytes),
+                "lag_records": max(0, received - checked - unchecked - failures - self.counts["skipped"]),
+                "unchecked": unchecked,
+            }
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            pub = dict(self._published)
+            bot = dict(self.bot)
+            counts = dict(self.counts)
+            clusters = sorted(self.clusters.values(), key=lambda c: (-c["count"], c["signature"]))
+            recent = sorted(_copy(self.recent))
+        return {
+            "mode": "sidecar",
+            "version": __version__,
+            "top_phase": None,
+            "provenance": {"source": "shadowdiff sidecar", "synthetic": self.options.synthetic},
+            "state_machine_shadow": bot,
+            "coverage": {
+                "received": counts.get("received", 0),
+                "checked": pub.get("checked", 0),
+                "calls_checked": pub.get("calls_checked", 0),
+                "lag_records": pub.get("lag_records", 0),
+                "lag_bytes": pub.get("lag_bytes", 0),
+                "dropped_by_tap": counts.get("dropped_by_tap", 0),
+                "skipped_by_sidecar": counts.get("skipped", 0),
+                "unchecked": pub.get("unchecked", 0),
+                "malformed": counts.get("malformed", 0)
+                + counts.get("oversized", 0)
+                + counts.get("unreadable", 0),
+            },
+            "divergences_by_kind": _by_first(self.divergences_by),
+            "failures_by_kind": dict(self.failures_by),
+            "clusters": clusters,
+            "shadow": {
+                "command": self.options.shadow_name,
+                "restarts": pub.get("restarts", 0),
+                "latency_ms": {"p50": _quantile(recent, 0.5) * 1000, "p99": _quantile(recent, 0.99) * 1000},
+            },
+            "taps": {"connected": len(self._connections), "connections": counts.get("tap_connections", 0)},
+            "record": {
+                "dir": str(self.options.record_dir),
+                "files": len(self.log.files),
+                "bytes": self.log.total_bytes,
+            },
+            "uptime_s": round(time.time() - self.started, 3),
+        }
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Block until everything received was checked (or skipped); for tests and the demo."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cov = self.status()["coverage"]
+            if cov["lag_bytes"] == 0 and cov["lag_records"] == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def now_ok(sidecar: Sidecar) -> bool:
+    return time.monotonic() >= sidecar._next_shadow_attempt
+
+
+def _invalid(record: Any, knows: Callable[[str], bool]) -> str | None:
+    if not isinstance(record, dict) or record.get("kind") not in RECORD_KINDS:
+        return "not a record"
+    kind = record["kind"]
+    if kind in ("gap", "meta"):
+        return None
+    slot = record.get("slot")
+    if not isinstance(slot, str):
+        return "no slot"
+    if kind == "snapshot":
+        return None if isinstance(record.get("state"), dict) else "snapshot without a state"
+    if not knows(slot):
+        return "a slot never opened"
+    if kind == "patch":
+        return None if isinstance(record.get("delta"), dict) else "patch without a delta"
+    if kind in ("step", "call"):
+        outcome = record.get("outcome")
+        if not isinstance(outcome, dict) or not isinstance(outcome.get("delta"), dict):
+            return "no recorded outcome"
+        if kind == "step" and not isinstance(record.get("event"), dict):
+            return "step without an event"
+    return None
+
+
+def _copy(values: collections.deque[float]) -> list[float]:
+    for _ in range(5):
+        try:
+            return list(values)
+        except RuntimeError:  # appended to while being copied
+            continue
+    return []
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _by_first(counter: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for (kind, event_type), n in sorted(counter.items()):
+        out.setdefault(kind, {})[event_type] = n
+    return out
+
+
+class _Metrics(Collector):
+    """Prometheus families computed from the sidecar's counters at scrape time."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def collect(self) -> Any:
+        status = self.sidecar.status()
+        bot, cov = status["state_machine_shadow"], status["coverage"]
+        checks = CounterMetricFamily(
+            "shadowdiff_sidecar_checks", "Records checked against the shadow", labels=["check"]
+        )
+        checks.add_metric(["transition"], bot["transition_checks"])
+        checks.add_metric(["invariant"], bot["invariant_checks"])
+        checks.add_metric(["call"], cov["calls_checked"])
+        yield checks
+        divergences = CounterMetricFamily("shadowdiff_sidecar_divergences", "Divergences found",
+                                          labels=["kind", "event_type"])  # fmt: skip
+        for kind, by_event in status["divergences_by_kind"].items():
+            for event_type, n in by_event.items():
+                divergences.add_metric([kind, event_type], n)
+        yield divergences
+        failures = CounterMetricFamily(
+            "shadowdiff_sidecar_shadow_failures", "Shadow failures", labels=["kind"]
+        )
+        for kind, n in status["failures_by_kind"].items():
+            failures.add_metric([kind], n)
+        yield failures
+        drops = CounterMetricFamily(
+            "shadowdiff_sidecar_dropped", "Records not checked, by where", labels=["where"]
+        )
+        drops.add_metric(["tap"], cov["dropped_by_tap"])
+        drops.add_metric(["sidecar_skip"], cov["skipped_by_sidecar"])
+        drops.add_metric(["malformed"], cov["malformed"])
+        yield drops
+        received = CounterMetricFamily("shadowdiff_sidecar_received", "Step and call records received")
+        received.add_metric([], cov["received"])
+        yield received
+        restarts = CounterMetricFamily("shadowdiff_sidecar_shadow_restarts", "Shadow process restarts")
+        restarts.add_metric([], status["shadow"]["restarts"])
+        yield restarts
+        depth = GaugeMetricFamily(
+            "shadowdiff_sidecar_queue_depth", "Received records not yet checked", labels=["unit"]
+        )
+        depth.add_metric(["records"], cov["lag_records"])
+        depth.add_metric(["bytes"], cov["lag_bytes"])
+        yield depth
+        up = GaugeMetricFamily("shadowdiff_sidecar_uptime_seconds", "Seconds since the sidecar started")
+        up.add_metric([], status["uptime_s"])
+        yield up
+
+
+def _handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"shadowdiff-sidecar/{__version__}"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0].rstrip("/") or "/"
+            if path == "/api/status":
+                self._send(200, "application/json", json.dumps(sidecar.status()).encode())
+            elif path == "/metrics":
+                self._send(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(sidecar.registry))
+            elif path == "/healthz":
+                self._send(200, "text/plain", b"ok\n")
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, code: int, kind: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+__all__ = ["RotatingLog", "Sidecar", "SidecarOptions", "check_http", "check_listen"]
