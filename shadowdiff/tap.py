@@ -554,8 +554,8 @@ class Tap:
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
-        out["calls"] = self._peek(self._seq)
         out["dropped_queue"] = self._peek(self._queue_drops)
+        out["calls"] = self._peek(self._seq) + out["dropped_queue"]
         out["invariant_calls"] = self._peek(self._invariant_calls)
         out["queued"] = len(self._queue)
         out.update(self.builder.counters)
