@@ -201,7 +201,7 @@ def shrink_scenario(
 def _cut_to_step(shrinker: Shrinker[Scenario], signature: str, oracle: Oracle) -> None:
     best = shrinker.best
     step = oracle.signatures(best).get(signature)
-    if step is None or step >= len(best.inputs) or len(best.inputs) <= 1 and step == 0:
+    if step is None or step >= len(best.inputs) or (len(best.inputs) <= 1 and step == 0):
         return
     pre = oracle.pre_state(best, step)
     if pre is not None:
@@ -223,8 +223,11 @@ def _drop_list_items(shrinker: Shrinker[Scenario]) -> None:
         state = shrinker.best.initial_state
         if not state[field]:
             continue
-        keep = ddmin(list(state[field]), lambda items, f=field: _try_state(shrinker, {f: items}))
-        del keep
+        ddmin(list(state[field]), _state_test(shrinker, field))
+
+
+def _state_test(shrinker: Shrinker[Scenario], field: str) -> Callable[[list[Any]], bool]:
+    return lambda items: _try_state(shrinker, {field: items})
 
 
 def _try_state(shrinker: Shrinker[Scenario], changes: WireMap) -> bool:

@@ -1,0 +1,596 @@
+"""Hypothesis strategies for the DOGE pair reducer: configs, states, raw states and state-guided events.
+
+Public, for users' own property tests as much as for ``shadowdiff fuzz``:
+
+- ``configs()``: EngineConfig maps across realistic ranges and edge values (any subset of fields);
+- ``states(config)``: wire states in every phase, bootstrapped S0 pairs and states with exits,
+  recoveries, history, counters near their thresholds and timers near their timeouts;
+- ``raw_states(state)``: the same state as a saved file or an older bot holds it, exercising every
+  leniency rule of ``from_dict`` (DOGE_REDUCER.md section 2);
+- ``scenarios()``: initial scenarios (context and initial state, no events);
+- ``DogeStrategies``: the ``shadowdiff.generate.Strategies`` of this domain; ``next_inputs`` reads the
+  current state and aims at what can go wrong there: fills at and through order prices, price walks
+  across entries, exits and the refresh threshold, timer ticks just before, on and after the S1/S2
+  timeouts, recovery fills and cancels, stale ids, duplicates, extreme and rounding-stress values.
+
+Rounding stress: decimal midpoints (``2.675`` and the doubles a hair either side of it), exact binary
+ties, and sizes whose volume ``size / price`` is exactly ``n + 0.5``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import strategies as st
+
+from shadowdiff.generate import Draw, Strategies
+from shadowdiff.model import Call, Context, Event, Input, Scenario, WireMap
+
+from .domain import DEFAULT_CONFIG
+
+__all__ = [
+    "DogeStrategies",
+    "configs",
+    "contexts",
+    "near_midpoint",
+    "raw_order_sizes",
+    "raw_states",
+    "scenarios",
+    "states",
+]
+
+NICE_PRICES = (0.08, 0.1, 0.125, 0.16, 0.2, 0.25, 0.4, 0.5, 1.0, 2.0, 99.0, 100.0, 101.0)
+ODD_TXIDS = ("TX-\u00e9", "TX-\x00e9", "\u4e2d", "", "TX 1")
+
+
+def cfg(config: WireMap, name: str) -> Any:
+    return config.get(name, DEFAULT_CONFIG[name])
+
+
+def nudge(value: float, ulps: int) -> float:
+    """``value`` moved by ``ulps`` representable doubles (a hair either side)."""
+    step = math.inf if ulps > 0 else -math.inf
+    for _ in range(abs(ulps)):
+        value = math.nextafter(value, step)
+    return value
+
+
+@st.composite
+def near_midpoint(draw: Any, decimals: int, around: float = 0.1) -> float:
+    """A value near a decimal midpoint at ``decimals`` places (the double nearest ``k.5 * 10^-d``, or
+    a few ulps either side), or an exact binary tie such as 0.125."""
+    scale = 10**decimals
+    base = max(1, round(around * scale))
+    k = draw(st.integers(max(0, base - 50), base + 50))
+    if draw(st.integers(0, 4)) == 0:
+        # exact binary ties: k/2^n with a 5 in the last decimal (0.125, 0.375, 2.5)
+        n = draw(st.integers(1, 4))
+        return float(k + draw(st.sampled_from([1, 3, 5, 7]))) / 2**n
+    mid = float(f"{k}.5e-{decimals}") if decimals > 0 else k + 0.5
+    return nudge(mid, draw(st.sampled_from([0, 0, -1, 1, -2, 2])))
+
+
+def _choice(draw: Any, default: Any, *others: Any) -> Any:
+    """The default most of the time, else one of the others (values or strategies)."""
+    if draw(st.integers(0, 2)) > 0:
+        return default
+    pick = draw(st.sampled_from(list(others)))
+    return draw(pick) if isinstance(pick, st.SearchStrategy) else pick
+
+
+@st.composite
+def configs(draw: Any) -> WireMap:
+    """EngineConfig maps: defaults, realistic ranges and edge values; sometimes fields left out."""
+    c: WireMap = {
+        "entry_pct": _choice(draw, 0.2, 0.5, 1.0, 0.05, 1.5, st.floats(0.01, 3.0)),
+        "entry_pct_a": _choice(draw, None, 0.3, 0.0, -1.0, st.floats(0.05, 2.0)),
+        "entry_pct_b": _choice(draw, None, 0.7, 0.0, st.floats(0.05, 2.0)),
+        "profit_pct": _choice(draw, 1.0, 0.5, 2.0, 0.0, st.floats(0.1, 5.0)),
+        "refresh_pct": _choice(draw, 1.0, 0.5, 2.0, 0.0, 0.1),
+        "order_size_usd": 2.0,
+        "price_decimals": _choice(draw, 6, 0, 1, 2, 3, 4, 5, 7, 8),
+        "volume_decimals": _choice(draw, 0, 0, 1, 2, 3),
+        "min_volume": _choice(draw, 13.0, 0.0, 1.0, 10.0, 12.0, 20.0),
+        "min_cost_usd": _choice(draw, 0.0, 0.5, 1.0, 5.0),
+        "maker_fee_pct": _choice(draw, 0.25, 0.0, 0.1, 0.16, 1.0),
+        "s1_orphan_after_sec": _choice(draw, 1350.0, 600.0, 60.0, 0.0, 1.5),
+        "s2_orphan_after_sec": _choice(draw, 1800.0, 300.0, 60.0, 0.0, 0.5),
+        "loss_backoff_start": _choice(draw, 3, 0, 1, 2, 4),
+        "loss_cooldown_start": _choice(draw, 5, 1, 2, 3),
+        "loss_cooldown_sec": _choice(draw, 900.0, 0.0, 60.0),
+        "reentry_base_cooldown_sec": _choice(draw, 0.0, 30.0, 5.0),
+        "backoff_factor": _choice(draw, 0.5, 1.0, 0.25, 0.0),
+        "backoff_max_multiplier": _choice(draw, 5.0, 1.0, 2.0, 1.5),
+        "max_consecutive_refreshes": _choice(draw, 3, 1, 2, 5, 0),
+        "refresh_cooldown_sec": _choice(draw, 300.0, 0.0, 60.0),
+        "max_recovery_slots": _choice(draw, 2, 0, 1, 3),
+        "sticky_mode_enabled": draw(st.sampled_from([False] * 9 + [True])),
+    }
+    if draw(st.integers(0, 3)) == 0:
+        dropped = draw(st.sets(st.sampled_from(sorted(c)), max_size=6))
+        c = {k: v for k, v in c.items() if k not in dropped}
+    return c
+
+
+def _entry_price(market: float, side: str, config: WireMap, trade: str) -> float:
+    d = cfg(config, "entry_pct")
+    own = cfg(config, f"entry_pct_{trade.lower()}")
+    if own is not None and own > 0:
+        d = own
+    if d <= 0:
+        d = cfg(config, "entry_pct")
+    factor = 1 - d / 100 if side == "buy" else 1 + d / 100
+    return float(round(market * factor, int(cfg(config, "price_decimals"))))
+
+
+@st.composite
+def contexts(draw: Any, config: WireMap | None = None) -> Context:
+    """A context: a config, an order size (sometimes one whose volumes land on .5 ties) and
+    ``order_sizes`` (mostly null, sometimes per-trade sizes, sometimes raw)."""
+    config = config if config is not None else draw(configs())
+    kind = draw(st.integers(0, 5))
+    if kind == 0:
+        # a volume tie: size / price == n + 0.5 exactly for a nice price
+        price = draw(st.sampled_from(NICE_PRICES))
+        n = draw(st.integers(10, 30))
+        size = (n + 0.5) * price
+    else:
+        size = (
+            draw(st.sampled_from([2.0, 2.0, 2.5, 5.0, 10.0, 1.3, 0.0]))
+            if kind < 4
+            else draw(st.floats(0.5, 50))
+        )
+    sizes: WireMap | None = None
+    pick = draw(st.integers(0, 6))
+    if pick == 0:
+        sizes = {"A": draw(st.sampled_from([size, 3.0, 2.5])), "B": draw(st.sampled_from([size, 4.0, 1.0]))}
+    elif pick == 1:
+        sizes = draw(raw_order_sizes(size))
+    return Context(config, size, sizes)
+
+
+@st.composite
+def raw_order_sizes(draw: Any, size: float = 2.0) -> WireMap:
+    """``order_sizes`` as an older bot stores it: ints for floats, one trade only, extra keys, empty."""
+    return dict(
+        draw(
+            st.sampled_from(
+                [{"A": int(size) or 2, "B": 3}, {"B": size}, {"A": size}, {}, {"A": 2, "B": 2.0, "C": 9.0}]
+            )
+        )
+    )
+
+
+def _order(
+    local_id: int, side: str, role: str, price: float, volume: float, trade: str, cycle: int, **extra: Any
+) -> WireMap:
+    order: WireMap = {
+        "local_id": local_id, "side": side, "role": role, "price": price, "volume": volume,
+        "trade_id": trade, "cycle": cycle, "txid": extra.get("txid", f"TX-{local_id}"),
+        "placed_at": extra.get("placed_at", 0.0), "entry_price": extra.get("entry_price", 0.0),
+        "entry_fee": extra.get("entry_fee", 0.0), "entry_filled_at": extra.get("entry_filled_at", 0.0),
+        "regime_at_entry": extra.get("regime_at_entry"),
+    }  # fmt: skip
+    return order
+
+
+@st.composite
+def states(draw: Any, config: WireMap | None = None, size: float = 2.0) -> WireMap:
+    """Well-formed wire states in every phase (and sometimes a malformed one)."""
+    config = config if config is not None else draw(configs())
+    decimals = int(cfg(config, "price_decimals"))
+    market = draw(
+        st.one_of(
+            st.sampled_from([0.1, 0.12345, 0.08, 100.0, 1.0, 0.0999]),
+            st.floats(0.01, 200.0).map(lambda x: round(x, 5)),
+            near_midpoint(min(decimals, 6), 0.1),
+        )
+    )
+    now = draw(st.sampled_from([1000.0, 10_000.0, 1_700_000_000.0, 0.0, 3600.5]))
+    shape = draw(st.sampled_from(["S0", "S0", "S1a", "S1b", "S2", "S2", "long", "short", "odd"]))
+    cycle_a, cycle_b = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    regime = st.sampled_from([None, None, 0, 1, 2])
+    s1 = float(cfg(config, "s1_orphan_after_sec"))
+    ages = st.sampled_from([0.0, 10.0, s1 - 1.0, s1, s1 + 1.0, 5000.0])
+    vol = draw(st.sampled_from([13.0, 20.0, 100.0, 12.5, 1.0]))
+    orders: list[WireMap] = []
+    next_id = draw(st.integers(1, 9))
+
+    def add(side: str, role: str, trade: str, cycle: int) -> None:
+        nonlocal next_id
+        if role == "entry":
+            jitter = draw(st.sampled_from([1.0, 1.0, 1.0, 0.97, 1.03, 0.9]))
+            price = _entry_price(market * jitter, side, config, trade)
+            orders.append(_order(next_id, side, role, price, vol, trade, cycle,
+                                 placed_at=now - draw(st.sampled_from([0.0, 30.0, 400.0])),
+                                 regime_at_entry=draw(regime)))  # fmt: skip
+        else:
+            away = draw(st.sampled_from([0.99, 1.01, 1.0, 0.95, 1.05, 0.9, 1.1]))
+            price = round(market * away, decimals)
+            entry = round(market * draw(st.sampled_from([1.0, 0.98, 1.02, 1.01, 0.99])), decimals)
+            orders.append(_order(
+                next_id, side, role, price, vol, trade, cycle, entry_price=entry,
+                entry_fee=draw(st.sampled_from([0.0, 0.01, 0.02, round(entry * vol * 0.0025, 8)])),
+                entry_filled_at=now - draw(ages), placed_at=now - draw(ages), regime_at_entry=draw(regime),
+                txid=draw(st.sampled_from([f"TX-{next_id}", ""])),
+            ))  # fmt: skip
+        next_id += 1
+
+    long_only = short_only = False
+    if shape == "S0":
+        add("buy", "entry", "B", cycle_b)
+        add("sell", "entry", "A", cycle_a)
+    elif shape == "S1a":
+        add("buy", "exit", "A", cycle_a)
+        add("buy", "entry", "B", cycle_b)
+    elif shape == "S1b":
+        add("sell", "exit", "B", cycle_b)
+        add("sell", "entry", "A", cycle_a)
+    elif shape == "S2":
+        add("buy", "exit", "A", cycle_a)
+        add("sell", "exit", "B", cycle_b)
+        if draw(st.booleans()):  # symmetric legs: equal distance from the market
+            delta = draw(st.sampled_from([1.0, 0.01, 0.5]))
+            market = draw(st.sampled_from([100.0, 10.0, 1.0]))
+            orders[0]["price"], orders[1]["price"] = market - delta, market + delta
+    elif shape == "long":
+        long_only = True
+        add("buy", "entry", "B", cycle_b)
+    elif shape == "short":
+        short_only = True
+        add("sell", "entry", "A", cycle_a)
+    else:
+        for _ in range(draw(st.integers(0, 3))):
+            add(draw(st.sampled_from(["buy", "sell"])), draw(st.sampled_from(["entry", "exit"])),
+                draw(st.sampled_from(["A", "B"])), draw(st.integers(0, 3)))  # fmt: skip
+        if orders and draw(st.booleans()):
+            orders.append(dict(orders[0]))  # a duplicate local_id
+    if draw(st.integers(0, 4)) == 0 and orders:
+        cycle_a += draw(st.integers(2, 5))  # counters ahead of their orders
+        cycle_b += draw(st.integers(0, 3))
+    recoveries: list[WireMap] = []
+    for rid in range(1, draw(st.integers(0, 3)) + 1):
+        trade = draw(st.sampled_from(["A", "B"]))
+        price = round(market * draw(st.sampled_from([0.9, 1.1, 0.95, 1.05])), decimals)
+        recoveries.append({
+            "recovery_id": rid, "side": "buy" if trade == "A" else "sell", "price": price, "volume": vol,
+            "trade_id": trade, "cycle": draw(st.integers(1, 3)),
+            "entry_price": round(market * draw(st.sampled_from([1.0, 1.02, 0.98])), decimals),
+            "orphaned_at": now - draw(st.sampled_from([100.0, 100.0, 200.0, 0.0])),
+            "entry_fee": draw(st.sampled_from([0.0, 0.01, 0.03])),
+            "entry_filled_at": draw(st.sampled_from([0.0, now - 500.0])),
+            "txid": draw(st.sampled_from(["", f"RX-{rid}"])),
+            "reason": draw(st.sampled_from(["stale", "s1_timeout"])),
+            "regime_at_entry": draw(regime),
+        })  # fmt: skip
+    cycles = [
+        {
+            "trade_id": t,
+            "cycle": i + 1,
+            "entry_price": market,
+            "exit_price": market * 1.01,
+            "volume": vol,
+            "gross_profit": 0.13,
+            "fees": 0.01,
+            "net_profit": 0.12,
+            "entry_fee": 0.005,
+            "exit_fee": 0.005,
+            "quote_fee": 0.005,
+            "settled_usd": 0.125,
+            "entry_time": now - 900.0,
+            "exit_time": now - 100.0,
+            "from_recovery": False,
+            "regime_at_entry": None,
+        }
+        for i, t in enumerate(draw(st.lists(st.sampled_from(["A", "B"]), max_size=3)))
+    ]
+    in_s2 = shape == "S2"
+    s2_at = None
+    if (in_s2 and draw(st.integers(0, 2)) > 0) or (not in_s2 and draw(st.integers(0, 7)) == 0):
+        s2_at = now - draw(st.sampled_from([0.0, 10.0, float(cfg(config, "s2_orphan_after_sec")), 100.0]))
+    backoff, cooldown = int(cfg(config, "loss_backoff_start")), int(cfg(config, "loss_cooldown_start"))
+    losses = st.sampled_from([0, 0, max(0, backoff - 1), backoff, max(0, cooldown - 1), cooldown])
+    max_refresh = int(cfg(config, "max_consecutive_refreshes"))
+    refresh_count = st.sampled_from([0, 0, 1, max(0, max_refresh - 1), max_refresh])
+    refresh_until = st.sampled_from([0.0, 0.0, now - 1.0, now + 100.0])
+    direction = st.sampled_from([None, None, "up", "down"])
+    total = draw(st.sampled_from([0.0, 0.5, -0.25]))
+    return {
+        "market_price": market, "now": now, "orders": orders, "recovery_orders": recoveries,
+        "completed_cycles": cycles, "cycle_a": cycle_a, "cycle_b": cycle_b,
+        "next_order_id": next_id + draw(st.sampled_from([0, 0, 3])), "next_recovery_id": len(recoveries) + 1,
+        "total_profit": total, "total_settled_usd": total, "total_fees": draw(st.sampled_from([0.0, 0.02])),
+        "today_realized_loss": 0.0, "total_round_trips": len(cycles), "s2_entered_at": s2_at,
+        "last_price_update_at": draw(st.sampled_from([None, now])),
+        "consecutive_losses_a": draw(losses), "consecutive_losses_b": draw(losses),
+        "cooldown_until_a": draw(st.sampled_from([0.0, 0.0, now + 60.0])),
+        "cooldown_until_b": draw(st.sampled_from([0.0, 0.0, now + 60.0])),
+        "long_only": long_only, "short_only": short_only,
+        "mode_source": draw(st.sampled_from(["none", "balance", "regime"])),
+        "consecutive_refreshes_a": draw(refresh_count), "consecutive_refreshes_b": draw(refresh_count),
+        "last_refresh_direction_a": draw(direction), "last_refresh_direction_b": draw(direction),
+        "refresh_cooldown_until_a": draw(refresh_until), "refresh_cooldown_until_b": draw(refresh_until),
+        "profit_pct_runtime": draw(st.sampled_from([1.0, 1.0, 0.0, 2.0, 0.5])),
+    }  # fmt: skip
+
+
+_INT_FIELDS = ("cycle_a", "cycle_b", "next_order_id", "next_recovery_id", "total_round_trips",
+               "consecutive_losses_a", "consecutive_losses_b", "consecutive_refreshes_a",
+               "consecutive_refreshes_b")  # fmt: skip
+_FLOAT_FIELDS = ("market_price", "now", "total_fees", "today_realized_loss", "cooldown_until_a",
+                 "cooldown_until_b", "refresh_cooldown_until_a", "refresh_cooldown_until_b")  # fmt: skip
+DEFAULTED = ("cycle_a", "cycle_b", "profit_pct_runtime", "total_settled_usd", "next_order_id",
+             "next_recovery_id", "mode_source", "long_only", "s2_entered_at", "orders")  # fmt: skip
+RAW_REGIMES = (True, False, "2", " 1 ", "bullish", "Ranging", "BEARISH", " bearish ", 5, -1, 1.7, "\u0661",
+               "\u0663", "", "sideways", 2.0)  # fmt: skip
+ODD_TEXT: dict[str, list[Any]] = {
+            "side": ["", None, "BUY", " sell"], "role": ["", None, "EXIT", "Entry"],
+            "trade_id": ["", None, "a", "C"],
+            "txid": [None, "", 7], "reason": ["", None, "STALE"]}  # fmt: skip
+
+
+@st.composite
+def raw_states(draw: Any, state: WireMap) -> WireMap:
+    """``state`` as a saved file or an older bot version holds it: every leniency rule of ``from_dict``.
+
+    Missing keys (top level and inside items), legacy keys, loosely typed numbers and booleans, enum
+    and mode strings in odd case, padded or empty, regimes as bools, digit strings, names and
+    out-of-range values, list entries that are not maps, integers beyond 64 bits."""
+    raw = {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()}
+    for _ in range(draw(st.integers(1, 4))):
+        rule = draw(st.integers(0, 11))
+        if rule == 0:
+            keys = st.sampled_from(sorted(raw)) if draw(st.booleans()) else st.sampled_from(DEFAULTED)
+            for key in draw(st.sets(keys, min_size=1, max_size=4)):
+                raw.pop(key, None)
+        elif rule == 1:  # legacy profit_pct, no profit_pct_runtime
+            raw.pop("profit_pct_runtime", None)
+            raw["profit_pct"] = draw(st.sampled_from([2.0, 0.5, 1.5]))
+        elif rule == 2:  # total_profit without total_settled_usd
+            raw.pop("total_settled_usd", None)
+            raw["total_profit"] = draw(st.sampled_from([1.25, -0.5, 3]))
+        elif rule == 3:
+            key = draw(st.sampled_from(_INT_FIELDS))
+            if key in raw:
+                number = int(raw[key])
+                raw[key] = draw(st.sampled_from([str(number), float(number) + 0.9, float(number), True]))
+        elif rule == 4:
+            key = draw(st.sampled_from(_FLOAT_FIELDS))
+            if key in raw:
+                real = float(raw[key])
+                raw[key] = draw(st.sampled_from([str(real), int(real), f" {real} "]))
+        elif rule == 5:
+            for key in ("long_only", "short_only"):
+                if draw(st.booleans()):
+                    raw[key] = draw(st.sampled_from([0, 1, "", "yes", None, [], 0.0]))
+        elif rule == 6:
+            raw["mode_source"] = draw(st.sampled_from([" Balance ", "REGIME", "weird", "", 3, None]))
+        elif rule in (7, 8):  # items with missing keys, odd text, raw regimes
+            field = draw(st.sampled_from(["orders", "recovery_orders", "completed_cycles"]))
+            items = [dict(x) if isinstance(x, dict) else x for x in raw.get(field) or []]
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                if draw(st.booleans()):
+                    item["regime_at_entry"] = draw(st.sampled_from(RAW_REGIMES))
+                if draw(st.booleans()):
+                    key = draw(st.sampled_from(sorted(ODD_TEXT)))
+                    if key in item:
+                        item[key] = draw(st.sampled_from(ODD_TEXT[key]))
+                if draw(st.integers(0, 2)) == 0:
+                    for key in draw(st.sets(st.sampled_from(sorted(item)), max_size=3)):
+                        item.pop(key)
+            raw[field] = items
+        elif rule == 9:  # list entries that are not maps
+            field = draw(st.sampled_from(["orders", "recovery_orders", "completed_cycles"]))
+            items = list(raw.get(field) or [])
+            items.insert(draw(st.integers(0, len(items))), draw(st.sampled_from([5, "x", None, [1], True])))
+            raw[field] = items
+        elif rule == 10:  # integers beyond Int64 (Python ints are unbounded)
+            key = draw(st.sampled_from(["next_order_id", "next_recovery_id", "total_round_trips"]))
+            raw[key] = draw(st.sampled_from([2**63, str(2**63), 2**63 - 1]))  # +1 still fits msgpack
+        else:
+            for key in ("s2_entered_at", "last_price_update_at", "last_refresh_direction_a"):
+                if draw(st.booleans()):
+                    raw[key] = draw(st.sampled_from([None, 5, "up", 0.0]))
+    return raw
+
+
+@st.composite
+def scenarios(draw: Any) -> Scenario:
+    """Initial scenarios: a context and a state (a fifth of them raw), no events."""
+    context = draw(contexts())
+    state = draw(states(context.config, context.order_size_usd))
+    if draw(st.integers(0, 4)) == 0:
+        state = draw(raw_states(state))
+    return Scenario("generated", context, state, ())
+
+
+# -- next events from the current state -------------------------------------------------------------
+
+
+def _ticks(state: WireMap, config: WireMap) -> list[float]:
+    """Timer timestamps around every timeout the state is waiting for."""
+    now = float(state.get("now") or 0.0)
+    out = [now, now + 1.0, now + 60.0]
+    s1 = float(cfg(config, "s1_orphan_after_sec"))
+    s2 = float(cfg(config, "s2_orphan_after_sec"))
+    for order in state.get("orders") or []:
+        if order.get("role") == "exit":
+            base = order.get("entry_filled_at") or order.get("placed_at") or now
+            out += [base + s1 + d for d in (-0.001, 0.0, 0.0, 0.001)]
+    s2_at = state.get("s2_entered_at")
+    if isinstance(s2_at, int | float):
+        out += [s2_at + s2 + d for d in (-0.001, 0.0, 0.0, 0.001)]
+    for key in (
+        "cooldown_until_a",
+        "cooldown_until_b",
+        "refresh_cooldown_until_a",
+        "refresh_cooldown_until_b",
+    ):
+        until = state.get(key) or 0.0
+        if until > 0:
+            out += [until, until - 0.001]
+    return out
+
+
+def _threshold_market(price: float, refresh_pct: float, above: bool) -> list[float]:
+    """Markets at which the drift of an entry at ``price`` is exactly ``refresh_pct`` (as Python
+    computes it), or the nearest found, with a neighbour either side."""
+    if refresh_pct >= 100 or price <= 0:
+        return []
+    guess = price / (1 - refresh_pct / 100) if above else price / (1 + refresh_pct / 100)
+    out = []
+    for k in range(-3, 4):
+        m = nudge(guess, k)
+        if m > 0 and abs(price - m) / m * 100 == refresh_pct:
+            out.append(m)
+    return (out or [guess]) + [nudge(guess, -8), nudge(guess, 8)]
+
+
+def _markets(state: WireMap, context: Context) -> list[float]:
+    config = context.config
+    market = float(state.get("market_price") or 0.0)
+    decimals = int(cfg(config, "price_decimals"))
+    refresh = float(cfg(config, "refresh_pct"))
+    out = [market * f for f in (0.999, 1.001, 0.98, 1.02, 0.95, 1.05)] if market > 0 else [0.1, 100.0]
+    for order in state.get("orders") or []:
+        price = order.get("price")
+        if not isinstance(price, int | float) or isinstance(price, bool):
+            continue
+        out += [price, price * 0.999, price * 1.001]  # at and through the order
+        if order.get("role") == "entry":
+            out += _threshold_market(price, refresh, above=True) + _threshold_market(
+                price, refresh, above=False
+            )
+            out.append(price * (1 + 2 * refresh / 100))
+    # a new entry would be computed from a near-midpoint value
+    entry = float(cfg(config, "entry_pct"))
+    target = near_midpoint_value(market or 0.1, decimals, state)
+    if entry < 100:
+        out += [target / (1 - entry / 100), target / (1 + entry / 100)]
+    # a new entry whose volume lands on an .5 tie
+    size = context.order_size_usd
+    if isinstance(size, int | float) and size > 0 and entry < 100:
+        for nice in NICE_PRICES:
+            if (size / nice) % 1 == 0.5:
+                out += [nice / (1 - entry / 100), nice / (1 + entry / 100)]
+    return out
+
+
+def near_midpoint_value(around: float, decimals: int, state: WireMap) -> float:
+    """A deterministic near-midpoint value close to ``around`` (varied by the state's clock)."""
+    decimals = max(0, min(decimals, 8))
+    scale = 10**decimals
+    k = round(around * scale) + int(float(state.get("now") or 0.0)) % 3 - 1
+    mid = float(f"{max(k, 0)}.5e-{decimals}") if decimals > 0 else max(k, 0) + 0.5
+    return nudge(mid, int(float(state.get("now") or 0.0)) % 5 - 2)
+
+
+def _fill(draw: Draw, state: WireMap, context: Context, order: WireMap) -> Event:
+    config = context.config
+    price = order.get("price", 0.0)
+    now = float(state.get("now") or 0.0)
+    volume = order.get("volume", 0.0)
+    fee_pct = float(cfg(config, "maker_fee_pct"))
+    how = draw(st.integers(0, 9))
+    if how <= 4 or not isinstance(price, int | float):
+        fill_price = price
+    elif how <= 6:
+        fill_price = price * draw(st.sampled_from([0.999, 1.001, 0.99, 1.01]))
+    elif how == 7 and order.get("role") == "entry":  # the exit price lands near a midpoint
+        p = float(cfg(config, "profit_pct"))
+        decimals = int(cfg(config, "price_decimals"))
+        target = near_midpoint_value(float(price), decimals, state)
+        fill_price = target / (1 + p / 100) if order.get("side") == "buy" else target / (1 - p / 100)
+    else:
+        fill_price = order.get("entry_price") or price  # break-even candidates
+    try:
+        fee = round(float(fill_price) * float(volume) * fee_pct / 100, 8)
+    except (TypeError, ValueError):
+        fee = 0.0
+    fee_kind = draw(st.integers(0, 5))
+    if fee_kind == 0:
+        fee = 0.0
+    elif fee_kind == 1 and order.get("role") == "exit":  # net exactly zero: fee = gross - entry_fee
+        try:
+            entry = float(order.get("entry_price") or 0.0)
+            gross = (
+                (entry - fill_price) * volume
+                if order.get("trade_id") == "A"
+                else (fill_price - entry) * volume
+            )
+            fee = max(0.0, gross - float(order.get("entry_fee") or 0.0))
+        except (TypeError, ValueError):
+            pass
+    txid = draw(st.sampled_from([order.get("txid") or "TX-F", "TX-F", *ODD_TXIDS[:2]]))
+    return Event("FillEvent", {
+        "order_local_id": order.get("local_id"), "txid": txid, "side": order.get("side"), "price": fill_price,
+        "volume": volume, "fee": fee, "timestamp": now + draw(st.sampled_from([0.0, 1.0, 5.0, 60.0])),
+    })  # fmt: skip
+
+
+def _recovery_event(draw: Draw, state: WireMap, context: Context, recovery: WireMap | None) -> Event:
+    now = float(state.get("now") or 0.0)
+    rid = recovery.get("recovery_id") if recovery else draw(st.sampled_from([99, 0, -1]))
+    ts = now + draw(st.sampled_from([0.0, 1.0, 30.0]))
+    if draw(st.integers(0, 3)) == 0:
+        return Event(
+            "RecoveryCancelEvent",
+            {"recovery_id": rid, "txid": (recovery or {}).get("txid", ""), "timestamp": ts},
+        )
+    market = float(state.get("market_price") or 0.0)
+    price = (recovery or {}).get("price", market)
+    price = draw(st.sampled_from([price, market, price * 1.01])) if isinstance(price, int | float) else market
+    volume = (recovery or {}).get("volume", 13.0)
+    fee = draw(st.sampled_from([0.0, 0.01, 0.033, (recovery or {}).get("entry_fee", 0.0)]))
+    txid = draw(st.sampled_from(["RX-F", *ODD_TXIDS[:2]]))
+    return Event("RecoveryFillEvent", {
+        "recovery_id": rid, "txid": txid, "side": (recovery or {}).get("side", "buy"), "price": price,
+        "volume": volume, "fee": fee, "timestamp": ts,
+    })  # fmt: skip
+
+
+class DogeStrategies(Strategies):
+    """State-guided generation for the DOGE pair reducer."""
+
+    def initial(self) -> st.SearchStrategy[Scenario]:
+        return scenarios()
+
+    def next_inputs(self, state: WireMap, context: Context, draw: Draw) -> list[Input]:
+        orders = [o for o in state.get("orders") or [] if isinstance(o, dict)]
+        recoveries = [r for r in state.get("recovery_orders") or [] if isinstance(r, dict)]
+        now = float(state.get("now") or 0.0)
+        kind = draw(st.sampled_from(["fill", "fill", "fill", "price", "price", "price", "timer", "timer",
+                                     "recovery", "stale", "duplicate", "extreme", "call"]))  # fmt: skip
+        if kind in ("fill", "duplicate") and orders:
+            event = _fill(draw, state, context, draw(st.sampled_from(orders)))
+            return [event, event] if kind == "duplicate" else [event]
+        if kind == "recovery" and recoveries:
+            return [_recovery_event(draw, state, context, draw(st.sampled_from(recoveries)))]
+        if kind == "stale":
+            if draw(st.booleans()):
+                return [_recovery_event(draw, state, context, None)]
+            ghost = {"local_id": draw(st.sampled_from([999, 0, -1])),
+                     "price": state.get("market_price") or 0.1,
+                     "volume": 13.0, "side": "buy", "role": "entry"}  # fmt: skip
+            return [_fill(draw, state, context, ghost)]
+        if kind == "extreme":
+            price = draw(st.sampled_from([0.0, 1e-9, 1e9, 5e-324, 1e300, -0.1]))
+            return [Event("PriceTick", {"price": price, "timestamp": now + 1.0})]
+        if kind == "call" and orders:
+            order = draw(st.sampled_from(orders))
+            regime = draw(st.sampled_from([0, 1, 2, None, *RAW_REGIMES]))
+            return [
+                Call(
+                    "apply_order_regime_at_entry",
+                    {"local_id": order.get("local_id"), "regime_at_entry": regime},
+                )
+            ]
+        if kind == "timer" or (kind != "price" and draw(st.booleans())):
+            return [Event("TimerTick", {"timestamp": draw(st.sampled_from(_ticks(state, context.config)))})]
+        price = draw(st.sampled_from(_markets(state, context)))
+        return [
+            Event("PriceTick", {"price": price, "timestamp": now + draw(st.sampled_from([1.0, 10.0, 0.0]))})
+        ]

@@ -1,0 +1,304 @@
+"""The ``fuzz`` and ``shrink`` commands; ``register(group)`` adds them to the main CLI.
+
+The domain's wiring (reference reducer, reference executable, strategies, shrink hooks, the
+``expected`` block) comes from ``adapters.doge.defaults``, imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from .client import SubprocessReducer
+from .corpus import expand, load_scenario, read_items, write_scenario
+from .engine import MODES
+from .errors import BadInput, ShadowdiffError, ShadowSetupError
+from .fuzz import (
+    FuzzOptions,
+    ReplayOracle,
+    Reproducer,
+    fuzz,
+    render,
+    reproducer_filename,
+    reproducer_scenario,
+)
+from .model import Context, Input, Scenario, WireMap
+from .records import ContextChange, Gap, PatchRecord, Record, Snapshot
+from .reducer import Reducer
+from .shrink import shrink_scenario
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_BAD = 0, 1, 2
+DEFAULTS = "adapters.doge.defaults"
+DEFAULT_OUT = "corpora/regressions"
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"shadowdiff: error: {message}", err=True)
+    sys.exit(EXIT_BAD)
+
+
+def _defaults() -> Any:
+    return importlib.import_module(DEFAULTS)
+
+
+def _wiring(
+    shadow: str | None, authoritative: str | None, codec: str, deadline: float, mode: str
+) -> tuple[Any, ReplayOracle, str]:
+    """The domain defaults, an oracle over the shadow (restarted fresh if it gives up) and the shadow's
+    display name (relative, so reproducer notes do not depend on where the tree is checked out)."""
+    d = _defaults()
+    if shadow is None:
+        if not d.DEFAULT_EXE.exists():
+            raise ShadowSetupError(
+                f"the reference shadow {d.DEFAULT_EXE} is not built; build it with: bash {d.BUILD_SCRIPT}"
+            )
+        argv: list[str] = d.default_shadow_command()
+        if codec == "jsonl":
+            argv = [argv[0], "--server"]
+    else:
+        argv = shlex.split(shadow)
+    shown = " ".join([Path(argv[0]).name, *argv[1:]])
+    domain = d.domain()
+
+    def make() -> Reducer:
+        return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
+
+    oracle = ReplayOracle(make(), d.default_authoritative(authoritative), mode, domain.default_rules(), make)
+    return d, oracle, shown
+
+
+_COMMON = [
+    click.option(
+        "--shadow",
+        metavar='"CMD ARGS"',
+        help="Shadow executable and arguments. Default: the reference Haskell doge-core-exe --msgpack.",
+    ),
+    click.option(
+        "--authoritative",
+        metavar="MODULE|PATH",
+        help="Upstream-compatible Python module. Default: the reference reducer.",
+    ),
+    click.option("--codec", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True),
+    click.option(
+        "--mode",
+        type=click.Choice(MODES),
+        default="lockstep",
+        show_default=True,
+        help="lockstep: each step from the authoritative pre-state; free: each side evolves.",
+    ),
+    click.option(
+        "--deadline",
+        type=float,
+        default=0.5,
+        show_default=True,
+        help="Seconds the shadow may take per request (small, so hangs cost little).",
+    ),
+    click.option(
+        "--shrink-budget",
+        type=float,
+        default=30.0,
+        show_default=True,
+        help="Seconds spent shrinking each case.",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="Print only the summary lines."),
+]
+
+
+def _common(fn: Any) -> Any:
+    for option in reversed(_COMMON):
+        fn = option(fn)
+    return fn
+
+
+@click.command(name="fuzz")
+@_common
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same cases, same files.")
+@click.option(
+    "--examples",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Scenarios to generate at most.",
+)
+@click.option(
+    "--max-steps", type=click.IntRange(0), default=8, show_default=True, help="Events per scenario at most."
+)
+@click.option(
+    "--time-budget",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to search (shrinking not included); 0 for no limit.",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Collect one reproducer per distinct signature until the "
+    "budget runs out, instead of stopping at the first.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Directory the reproducers are written to.",
+)
+@click.option("--note", default="", help="Text to put in each reproducer's shadowdiff.note.")
+def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode: str, deadline: float,
+                 shrink_budget: float, quiet: bool, seed: int, examples: int, max_steps: int,
+                 time_budget: float, keep_going: bool, out_dir: str, note: str) -> None:  # fmt: skip
+    """Generate state-guided scenarios until the shadow diverges from the authoritative reducer; shrink
+    each new divergence and write it as a scenario file (fixture format, with an expected block).
+
+    \b
+    Examples:
+      shadowdiff fuzz --seed 1
+      shadowdiff fuzz --seed 7 --keep-going --time-budget 300 --out /tmp/found
+      shadowdiff fuzz --shadow "./doge-core-exe --msgpack" --examples 500 --max-steps 20
+      shadowdiff fuzz --mode free --shadow "python -m adapters.doge.pyserver --msgpack"
+
+    \b
+    Exit codes: 0 nothing found; 1 a divergence or shadow failure found (reproducers
+    written); 2 bad usage or bad input.
+    """
+    try:
+        d, oracle, shown = _wiring(shadow, authoritative, codec, deadline, mode)
+    except ShadowdiffError as exc:
+        _fail(str(exc))
+    options = FuzzOptions(seed, examples, max_steps, time_budget or None, keep_going, mode, shrink_budget)
+    text = f"{note}; shadow: {shown}" if note else f"shadow: {shown}"
+
+    def show(rep: Reproducer) -> None:
+        if quiet:
+            click.echo(f"found {rep.signature} -> {rep.path}")
+            return
+        click.echo("")
+        for line in render(rep, oracle, d.domain()):
+            click.echo(line)
+
+    try:
+        generator = d.default_authoritative(authoritative)
+        hooks = d.shrink_hooks()
+        report = fuzz(
+            d.strategies(), oracle, options, generator, hooks, d.expected, text, Path(out_dir), show
+        )
+    except ShadowdiffError as exc:
+        _fail(str(exc))
+    finally:
+        oracle.shadow.close()
+    stats = report.stats
+    click.echo(
+        f"shadowdiff fuzz: seed {seed}, {stats.examples} examples, {report.runs} replays, "
+        f"{stats.elapsed_s:.1f}s, stopped: {stats.stopped}; {len(report.reproducers)} signature(s) found"
+    )
+    sys.exit(EXIT_FOUND if report.reproducers else EXIT_CLEAN)
+
+
+def scenarios_in(path: str) -> Iterator[Scenario]:
+    """The scenarios a file holds: a scenario file is one; a findings file gives one per line; a log
+    gives one per slot (from its snapshot through its steps; a log with patches or context changes
+    needs cutting first, e.g. with ``replay --findings``)."""
+    for file in expand([path]):
+        if file.suffix == ".json":
+            yield load_scenario(file)
+            continue
+        current: dict[str, tuple[WireMap, Context, list[Input]]] = {}
+        order: list[str] = []
+        for item in read_items([file]):
+            if isinstance(item, Snapshot):
+                if item.slot in current:
+                    raise BadInput("a slot reopened mid-log: cut the log before shrinking", item.where)
+                current[item.slot] = (item.state, item.context, [])
+                order.append(item.slot)
+            elif isinstance(item, Record):
+                if item.context:
+                    raise BadInput("a context change mid-log: cut the log before shrinking", item.where)
+                current[item.slot][2].append(item.input)
+            elif isinstance(item, PatchRecord | ContextChange):
+                raise BadInput("a patch or context change: cut the log before shrinking", item.where)
+            elif isinstance(item, Gap):
+                continue
+        for slot in order:
+            state, context, inputs = current[slot]
+            yield Scenario(slot, context, state, tuple(inputs))
+
+
+@click.command(name="shrink")
+@click.argument("scenario", type=click.Path(exists=True))
+@_common
+@click.option("--signature", help="Shrink for this signature (default: the first the scenario shows).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(),
+    help="Write the reproducer here (a .json file, or a directory for one file per signature).",
+)
+def shrink_command(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
+                   deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
+                   out_path: str | None) -> None:  # fmt: skip
+    """Shrink a failing SCENARIO (a scenario .json, a findings .jsonl, or a one-slot log) to the
+    smallest case that still shows the same signature, and print it as a table of steps.
+
+    \b
+    Examples:
+      shadowdiff shrink corpora/regressions/some-case.json --shadow "./doge-core-exe --msgpack"
+      shadowdiff shrink findings.jsonl --out shrunk/
+      shadowdiff shrink long.jsonl.gz --signature "transition.state|FillEvent|cycle_a" --out case.json
+
+    \b
+    Exit codes: 0 the scenario shows nothing to shrink; 1 shrunk (a divergence or
+    failure reproduced); 2 bad usage or bad input.
+    """
+    try:
+        d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode)
+        cases = list(scenarios_in(scenario))
+    except ShadowdiffError as exc:
+        _fail(str(exc))
+    done: set[str] = set()
+    try:
+        for case in cases:
+            found = {f.signature: f for f in oracle.findings(case)}
+            wanted = [signature] if signature else list(found)[:1]
+            for sig in wanted:
+                if sig not in found or sig in done:
+                    continue
+                done.add(sig)
+                result = shrink_scenario(case, sig, oracle, mode, d.shrink_hooks(), shrink_budget)
+                note = f"shrunk by shadowdiff shrink from {Path(scenario).name}"
+                rep_scenario = reproducer_scenario(result.shrunk, found[sig], mode, note, oracle, d.expected)
+                path = None
+                if out_path:
+                    target = Path(out_path)
+                    path = target if target.suffix == ".json" else target / reproducer_filename(sig)
+                    write_scenario(rep_scenario, path)
+                rep = Reproducer(sig, found[sig].kind, rep_scenario, result, 0, 0.0, path)
+                click.echo(
+                    f"shrunk {result.steps_before} -> {result.steps_after} events ({result.calls} tried)"
+                )
+                if not quiet:
+                    for line in render(rep, oracle, d.domain()):
+                        click.echo(line)
+                if out_path and Path(out_path).suffix == ".json":
+                    break
+    except ShadowdiffError as exc:
+        _fail(str(exc))
+    finally:
+        oracle.shadow.close()
+    if signature and not done:
+        _fail(f"no scenario in {scenario} shows {signature!r}")
+    if not done:
+        click.echo("nothing to shrink: the scenario shows no divergence and no shadow failure")
+    sys.exit(EXIT_FOUND if done else EXIT_CLEAN)
+
+
+def register(group: click.Group) -> None:
+    """Add ``fuzz`` and ``shrink`` to the main command group."""
+    group.add_command(fuzz_command)
+    group.add_command(shrink_command)
