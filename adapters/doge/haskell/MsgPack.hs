@@ -1,91 +1,198 @@
 {-# LANGUAGE BangPatterns, OverloadedStrings #-}
--- | A small msgpack codec over 'V': incremental decoding with Data.Binary.Get,
--- encoding with a ByteString Builder. Floats are read as float32 or float64 and
--- always written as float64. Ext types decode to 'VBad' (a bad request, not a
--- stream error); only bytes that are not msgpack at all (0xc1) fail the stream.
-module MsgPack (getV, encV, encodable) where
+-- | A small msgpack codec over 'V'. Input is framed by an incremental scanner
+-- ('scanFrame': resumable, allocation-free, linear however the bytes arrive),
+-- then a complete object is decoded in one pass ('decodeFrame'). Floats are read
+-- as float32 or float64 and always written as float64. Ext types decode to 'VBad'
+-- (a bad request, not a stream error); only bytes that are not msgpack at all
+-- (0xc1) fail the stream.
+module MsgPack (Scan(..), scanFrame, decodeFrame, encV, encodable) where
 
-import Data.Binary.Get
 import qualified Data.ByteString as B
+import qualified Data.ByteString.Unsafe as BU
 import qualified Data.ByteString.Builder as BB
 import qualified Data.Text as T
 import qualified Data.Text.Encoding as TE
 import qualified Data.Text.Encoding.Error as TE
-import Data.Bits ((.&.))
+import Data.Bits ((.&.), shiftL, (.|.))
 import Data.Int
 import Data.Word
-import Control.Monad (replicateM)
 import GHC.Float (castWord32ToFloat, castWord64ToDouble, float2Double)
 import Value
+import qualified Data.IntMap.Strict as IM
 
-getV :: Get V
-getV = do
-  b <- getWord8
-  if b <= 0x7f then pure (VInt (fromIntegral b))
-  else if b >= 0xe0 then pure (VInt (fromIntegral b - 256))
-  else if b .&. 0xf0 == 0x80 then getMap (fromIntegral (b .&. 0x0f))
-  else if b .&. 0xf0 == 0x90 then getArr (fromIntegral (b .&. 0x0f))
-  else if b .&. 0xe0 == 0xa0 then getStr (fromIntegral (b .&. 0x1f))
-  else case b of
-    0xc0 -> pure VNil
-    0xc2 -> pure (VBool False)
-    0xc3 -> pure (VBool True)
-    0xc4 -> getWord8 >>= getBin . fromIntegral
-    0xc5 -> getWord16be >>= getBin . fromIntegral
-    0xc6 -> getWord32be >>= getBin . fromIntegral
-    0xc7 -> getWord8 >>= skipExt . fromIntegral
-    0xc8 -> getWord16be >>= skipExt . fromIntegral
-    0xc9 -> getWord32be >>= skipExt . fromIntegral
-    0xca -> (VFloat . float2Double . castWord32ToFloat) <$> getWord32be
-    0xcb -> (VFloat . castWord64ToDouble) <$> getWord64be
-    0xcc -> (VInt . fromIntegral) <$> getWord8
-    0xcd -> (VInt . fromIntegral) <$> getWord16be
-    0xce -> (VInt . fromIntegral) <$> getWord32be
-    0xcf -> (VInt . fromIntegral) <$> getWord64be
-    0xd0 -> (VInt . fromIntegral) <$> getInt8
-    0xd1 -> (VInt . fromIntegral) <$> getInt16be
-    0xd2 -> (VInt . fromIntegral) <$> getInt32be
-    0xd3 -> (VInt . fromIntegral) <$> getInt64be
-    0xd4 -> skipExt 1
-    0xd5 -> skipExt 2
-    0xd6 -> skipExt 4
-    0xd7 -> skipExt 8
-    0xd8 -> skipExt 16
-    0xd9 -> getWord8 >>= getStr . fromIntegral
-    0xda -> getWord16be >>= getStr . fromIntegral
-    0xdb -> getWord32be >>= getStr . fromIntegral
-    0xdc -> getWord16be >>= getArr . fromIntegral
-    0xdd -> getWord32be >>= getArr . fromIntegral
-    0xde -> getWord16be >>= getMap . fromIntegral
-    0xdf -> getWord32be >>= getMap . fromIntegral
-    _ -> fail "byte 0xc1 is never used in msgpack"
-
-getStr :: Int -> Get V
-getStr n = do
-  bs <- getByteString n
-  pure (VStr (TE.decodeUtf8With TE.lenientDecode bs))
-
-getBin :: Int -> Get V
-getBin n = VBin . B.copy <$> getByteString n
-
-skipExt :: Int -> Get V
-skipExt n = do
-  _ <- getInt8
-  skip n
-  pure (VBad "msgpack ext types are not supported")
-
-getArr :: Int -> Get V
-getArr n = VArr <$> replicateM n getV
-
-getMap :: Int -> Get V
-getMap n = do
-  kvs <- replicateM n ((,) <$> getV <*> getV)
-  pure $ case traverse key kvs of
-    Just ok -> VMap ok
-    Nothing -> VBad "map keys must be strings"
+knownKeys :: IM.IntMap [(B.ByteString, T.Text)]
+knownKeys = IM.fromListWith (++) [(keyHash b, [(b, t)]) | t <- ks, let b = TE.encodeUtf8 t]
   where
-    key (VStr k, v) = Just (k, v)
-    key _ = Nothing
+    ks = map T.pack
+      [ "op", "id", "state", "event", "config", "order_size_usd", "order_sizes", "with_invariants", "session"
+      , "type", "payload", "price", "timestamp", "order_local_id", "txid", "side", "volume", "fee", "recovery_id"
+      , "market_price", "now", "orders", "recovery_orders", "completed_cycles", "cycle_a", "cycle_b"
+      , "next_order_id", "next_recovery_id", "total_profit", "total_settled_usd", "total_fees"
+      , "today_realized_loss", "total_round_trips", "s2_entered_at", "last_price_update_at"
+      , "consecutive_losses_a", "consecutive_losses_b", "cooldown_until_a", "cooldown_until_b"
+      , "long_only", "short_only", "mode_source", "consecutive_refreshes_a", "consecutive_refreshes_b"
+      , "last_refresh_direction_a", "last_refresh_direction_b", "refresh_cooldown_until_a"
+      , "refresh_cooldown_until_b", "profit_pct_runtime", "local_id", "role", "trade_id", "cycle", "placed_at"
+      , "entry_price", "entry_fee", "entry_filled_at", "regime_at_entry", "orphaned_at", "reason", "exit_price"
+      , "gross_profit", "fees", "net_profit", "exit_fee", "quote_fee", "settled_usd", "entry_time", "exit_time"
+      , "from_recovery", "delta", "set", "append", "function", "args" ]
+
+keyHash :: B.ByteString -> Int
+keyHash b = let n = B.length b in
+  if n == 0 then 0 else n * 65536 + fromIntegral (BU.unsafeHead b) * 256 + fromIntegral (BU.unsafeLast b)
+
+lookupKey :: B.ByteString -> Maybe T.Text
+lookupKey b = case IM.lookup (keyHash b) knownKeys of
+  Nothing -> Nothing
+  Just cands -> go cands
+  where
+    go [] = Nothing
+    go ((k, t) : rest) = if k == b then Just t else go rest
+
+-- | Result of scanning for one complete object starting at offset 0.
+data Scan
+  = Complete !Int          -- ^ the object ends at this offset
+  | More !Int [Int]        -- ^ need more bytes; resume at this offset with this stack
+  | Invalid !Int           -- ^ byte at this offset is not msgpack
+
+-- | Resume scanning at an offset with a stack of values still owed per nesting level
+-- (start with @scanFrame bs 0 [1]@).
+scanFrame :: B.ByteString -> Int -> [Int] -> Scan
+scanFrame bs = go
+  where
+    len = B.length bs
+    go !i [] = Complete i
+    go !i st@(n:rest)
+      | n == 0 = go i rest
+      | i >= len = More i st
+      | otherwise =
+          let b = BU.unsafeIndex bs i
+              scalar k = if i + 1 + k > len then More i st else go (i + 1 + k) (n - 1 : rest)
+              sized h k = if i + 1 + h > len then More i st
+                          else let sz = be i h in
+                               if i + 1 + h + sz + k > len then More i st else go (i + 1 + h + sz + k) (n - 1 : rest)
+              container h mult
+                | i + 1 + h > len = More i st
+                | otherwise = let c = be i h * mult in go (i + 1 + h) (c : n - 1 : rest)
+          in if b <= 0x7f || b >= 0xe0 then go (i + 1) (n - 1 : rest)
+             else if b .&. 0xf0 == 0x80 then go (i + 1) (fromIntegral (b .&. 0x0f) * 2 : n - 1 : rest)
+             else if b .&. 0xf0 == 0x90 then go (i + 1) (fromIntegral (b .&. 0x0f) : n - 1 : rest)
+             else if b .&. 0xe0 == 0xa0 then scalar (fromIntegral (b .&. 0x1f))
+             else case b of
+               0xc0 -> scalar 0
+               0xc1 -> Invalid i
+               0xc2 -> scalar 0
+               0xc3 -> scalar 0
+               0xc4 -> sized 1 0
+               0xc5 -> sized 2 0
+               0xc6 -> sized 4 0
+               0xc7 -> sized 1 1
+               0xc8 -> sized 2 1
+               0xc9 -> sized 4 1
+               0xca -> scalar 4
+               0xcb -> scalar 8
+               0xcc -> scalar 1
+               0xcd -> scalar 2
+               0xce -> scalar 4
+               0xcf -> scalar 8
+               0xd0 -> scalar 1
+               0xd1 -> scalar 2
+               0xd2 -> scalar 4
+               0xd3 -> scalar 8
+               0xd4 -> scalar 2
+               0xd5 -> scalar 3
+               0xd6 -> scalar 5
+               0xd7 -> scalar 9
+               0xd8 -> scalar 17
+               0xd9 -> sized 1 0
+               0xda -> sized 2 0
+               0xdb -> sized 4 0
+               0xdc -> container 2 1
+               0xdd -> container 4 1
+               0xde -> container 2 2
+               _ -> container 4 2
+    -- big-endian unsigned of h bytes after the type byte at i
+    be i h = foldl (\a k -> a `shiftL` 8 .|. fromIntegral (BU.unsafeIndex bs (i + 1 + k))) 0 [0 .. h - 1]
+
+w8 :: B.ByteString -> Int -> Word64
+w8 bs i = fromIntegral (BU.unsafeIndex bs i)
+
+beN :: B.ByteString -> Int -> Int -> Word64
+beN bs i h = go 0 0
+  where go !a !k = if k == h then a else go (a `shiftL` 8 .|. w8 bs (i + k)) (k + 1)
+
+-- | Decode one object known to be complete (as 'scanFrame' said) at offset i.
+decodeFrame :: B.ByteString -> Int -> (V, Int)
+decodeFrame bs = dec
+  where
+    dec :: Int -> (V, Int)
+    dec !i =
+      let b = BU.unsafeIndex bs i
+          j = i + 1
+          u h = fromIntegral (beN bs j h) :: Int
+      in if b <= 0x7f then (VInt (fromIntegral b), j)
+         else if b >= 0xe0 then (VInt (fromIntegral b - 256), j)
+         else if b .&. 0xf0 == 0x80 then mapN (fromIntegral (b .&. 0x0f)) j
+         else if b .&. 0xf0 == 0x90 then arrN (fromIntegral (b .&. 0x0f)) j
+         else if b .&. 0xe0 == 0xa0 then str (fromIntegral (b .&. 0x1f)) j
+         else case b of
+           0xc0 -> (VNil, j)
+           0xc2 -> (VBool False, j)
+           0xc3 -> (VBool True, j)
+           0xc4 -> bin (u 1) (j + 1)
+           0xc5 -> bin (u 2) (j + 2)
+           0xc6 -> bin (u 4) (j + 4)
+           0xc7 -> ext (u 1) (j + 1)
+           0xc8 -> ext (u 2) (j + 2)
+           0xc9 -> ext (u 4) (j + 4)
+           0xca -> (VFloat (float2Double (castWord32ToFloat (fromIntegral (beN bs j 4)))), j + 4)
+           0xcb -> (VFloat (castWord64ToDouble (beN bs j 8)), j + 8)
+           0xcc -> (VInt (toInteger (beN bs j 1)), j + 1)
+           0xcd -> (VInt (toInteger (beN bs j 2)), j + 2)
+           0xce -> (VInt (toInteger (beN bs j 4)), j + 4)
+           0xcf -> (VInt (toInteger (beN bs j 8)), j + 8)
+           0xd0 -> (VInt (toInteger (fromIntegral (beN bs j 1) :: Int8)), j + 1)
+           0xd1 -> (VInt (toInteger (fromIntegral (beN bs j 2) :: Int16)), j + 2)
+           0xd2 -> (VInt (toInteger (fromIntegral (beN bs j 4) :: Int32)), j + 4)
+           0xd3 -> (VInt (toInteger (fromIntegral (beN bs j 8) :: Int64)), j + 8)
+           0xd4 -> ext 1 j
+           0xd5 -> ext 2 j
+           0xd6 -> ext 4 j
+           0xd7 -> ext 8 j
+           0xd8 -> ext 16 j
+           0xd9 -> str (u 1) (j + 1)
+           0xda -> str (u 2) (j + 2)
+           0xdb -> str (u 4) (j + 4)
+           0xdc -> arrN (u 2) (j + 2)
+           0xdd -> arrN (u 4) (j + 4)
+           0xde -> mapN (u 2) (j + 2)
+           _ -> mapN (u 4) (j + 4)
+    slice n i = BU.unsafeTake n (BU.unsafeDrop i bs)
+    decKey i = let b = BU.unsafeIndex bs i in
+      if b .&. 0xe0 == 0xa0 then key (fromIntegral (b .&. 0x1f)) (i + 1) else dec i
+    str n i = (VStr (TE.decodeUtf8With TE.lenientDecode (slice n i)), i + n)
+    bin n i = (VBin (B.copy (slice n i)), i + n)
+    ext n i = (VBad "msgpack ext types are not supported", i + 1 + n)
+    arrN :: Int -> Int -> (V, Int)
+    arrN n i0 = go n i0 []
+      where
+        go 0 i acc = (VArr (reverse acc), i)
+        go k i acc = let (!v, !i1) = dec i in go (k - 1) i1 (v : acc)
+    -- map keys are decoded through the table of known field names, so the common
+    -- ones are shared rather than allocated per record
+    key n i = case lookupKey (slice n i) of
+      Just t -> (VStr t, i + n)
+      Nothing -> str n i
+    mapN :: Int -> Int -> (V, Int)
+    mapN n i0 = go n i0 [] True
+      where
+        go 0 i acc ok = (if ok then VMap (reverse acc) else VBad "map keys must be strings", i)
+        go k i acc ok =
+          let (!kv, !i1) = decKey i
+              (!v, !i2) = dec i1
+          in case kv of
+               VStr kt -> go (k - 1) i2 ((kt, v) : acc) ok
+               _ -> go (k - 1) i2 acc False
 
 -- | Can this value be written as msgpack (ints within int64/uint64)?
 encodable :: V -> Bool
@@ -101,11 +208,11 @@ encV (VBool False) = BB.word8 0xc2
 encV (VBool True) = BB.word8 0xc3
 encV (VInt i) = encInt i
 encV (VFloat d) = BB.word8 0xcb <> BB.doubleBE d
-encV (VStr t) = let bs = TE.encodeUtf8 t; n = B.length bs in
+encV (VStr t) = let n = utf8Len t in
   (if n < 32 then BB.word8 (0xa0 + fromIntegral n)
    else if n < 0x100 then BB.word8 0xd9 <> BB.word8 (fromIntegral n)
    else if n < 0x10000 then BB.word8 0xda <> BB.word16BE (fromIntegral n)
-   else BB.word8 0xdb <> BB.word32BE (fromIntegral n)) <> BB.byteString bs
+   else BB.word8 0xdb <> BB.word32BE (fromIntegral n)) <> TE.encodeUtf8Builder t
 encV (VBin bs) = let n = B.length bs in
   (if n < 0x100 then BB.word8 0xc4 <> BB.word8 (fromIntegral n)
    else if n < 0x10000 then BB.word8 0xc5 <> BB.word16BE (fromIntegral n)
@@ -132,3 +239,7 @@ encInt i
   | i >= -32768 = BB.word8 0xd1 <> BB.int16BE (fromIntegral i)
   | i >= -2147483648 = BB.word8 0xd2 <> BB.int32BE (fromIntegral i)
   | otherwise = BB.word8 0xd3 <> BB.int64BE (fromIntegral i :: Int64)
+
+-- | Byte length of a Text in UTF-8 (surrogates cannot occur in Text).
+utf8Len :: T.Text -> Int
+utf8Len = T.foldl' (\a c -> a + (if c < '\x80' then 1 else if c < '\x800' then 2 else if c < '\x10000' then 3 else 4)) 0

@@ -10,7 +10,6 @@ import qualified Data.ByteString.Builder as BB
 import qualified Data.Map.Strict as M
 import qualified Data.Text as T
 import Data.Text (Text)
-import Data.Binary.Get (Decoder(..), runGetIncremental, pushChunk)
 import Control.Exception
 import System.IO
 import System.Exit
@@ -167,22 +166,21 @@ handleRequest mut ss req = case req of
   VBad e -> (ss, respond VNil (Left (BadRequest e)))
   _ -> (ss, respond VNil (Left (BadRequest "a request must be a map")))
 
--- | Encode a response, turning pure exceptions into internal errors (the
--- failure mutants' ExitCode passes through and ends the process).
-safeEncode :: Sessions -> Sessions -> V -> V -> IO (Sessions, L.ByteString)
-safeEncode old new rid resp = do
+-- | Force a response (V's fields are strict, so one traversal evaluates all of
+-- it) and write it straight into stdout's buffer. Pure exceptions become internal
+-- errors; the failure mutants' ExitCode passes through and ends the process.
+safeWrite :: Sessions -> Sessions -> V -> V -> IO Sessions
+safeWrite old new rid resp = do
   r <- try $ do
-    let resp' = if encodable resp then resp
-                else respondInternal "an integer does not fit msgpack's 64 bits"
-        bs = BB.toLazyByteString (encV resp')
-    _ <- evaluate (L.length bs)
+    ok <- evaluate (encodable resp)
     _ <- evaluate new
-    pure bs
+    pure ok
   case r of
-    Right bs -> pure (new, bs)
+    Right True -> do BB.hPutBuilder stdout (encV resp); pure new
+    Right False -> do BB.hPutBuilder stdout (encV (respondInternal "an integer does not fit msgpack's 64 bits")); pure old
     Left (ex :: SomeException) -> case fromException ex of
       Just (ec :: ExitCode) -> throwIO ec
-      Nothing -> pure (old, BB.toLazyByteString (encV (respondInternal (show ex))))
+      Nothing -> do BB.hPutBuilder stdout (encV (respondInternal (show ex))); pure old
   where
     respondInternal msg = respond rid (Left (Internal msg))
 
@@ -191,31 +189,34 @@ serveMsgpack mut = do
   hSetBinaryMode stdin True
   hSetBinaryMode stdout True
   hSetBuffering stdout (BlockBuffering (Just 65536))
-  readMore M.empty fresh False
+  next M.empty B.empty 0 [1]
   where
-    fresh = runGetIncremental getV
-    readMore ss dec pending = do
-      chunk <- B.hGetSome stdin 65536
-      if B.null chunk
-        then if pending
-          then do hFlush stdout; hPutStrLn stderr "doge-core-exe: truncated msgpack object at end of input"; exitWith (ExitFailure 2)
-          else do hFlush stdout; exitSuccess
-        else go ss (pushChunk dec chunk)
-    go !ss dec = case dec of
-      Done rest _ v -> do
-        let rid = case v of
+    -- buf holds the unconsumed input; (off, stack) is where the frame scan resumes.
+    next !ss !buf !off stack = case scanFrame buf off stack of
+      Complete end -> do
+        let (v, _) = decodeFrame buf 0
+            rid = case v of
               VMap m -> maybe VNil id (lookup "id" m)
               _ -> VNil
             (ss', resp) = handleRequest mut ss v
-        (ss'', bs) <- safeEncode ss ss' rid resp
-        L.hPut stdout bs
-        if B.null rest then do hFlush stdout; readMore ss'' fresh False
-        else go ss'' (pushChunk fresh rest)
-      Partial _ -> do hFlush stdout; readMore ss dec True
-      Fail _ off msg -> do
+        ss'' <- safeWrite ss ss' rid resp
+        let rest = B.drop end buf
+        if B.null rest then refill ss'' B.empty 0 [1] else next ss'' rest 0 [1]
+      More off' stack' -> refill ss buf off' stack'
+      Invalid at -> do
         hFlush stdout
-        hPutStrLn stderr ("doge-core-exe: input is not msgpack (" ++ msg ++ " at byte " ++ show off ++ " of the object)")
+        hPutStrLn stderr ("doge-core-exe: input is not msgpack (byte 0xc1 at offset " ++ show at ++ " of a request)")
         exitWith (ExitFailure 2)
+    -- Answers go out before we block for more input (pipelining: a batch is
+    -- answered in one write, and nothing waits in our buffer while we read).
+    refill ss buf off stack = do
+      hFlush stdout
+      chunk <- B.hGetSome stdin 262144
+      if B.null chunk
+        then if B.null buf then exitSuccess else do
+          hPutStrLn stderr ("doge-core-exe: truncated msgpack object at end of input (" ++ show (B.length buf) ++ " bytes)")
+          exitWith (ExitFailure 2)
+        else next ss (if B.null buf then chunk else buf <> chunk) off stack
 
 ------------------------------------------------------------------------------
 -- JSON transport

@@ -15,6 +15,7 @@ import Data.Text (Text)
 import Data.Char (generalCategory, GeneralCategory(..), ord, chr, isAscii, isPrint)
 import Numeric (floatToDigits, showHex)
 import Data.Ratio ((%))
+import Data.Bits (shiftR, shiftL, bit)
 
 -- | A wire value. Map keys are strings and keep their order.
 -- 'VBad' marks something the decoder could read but cannot represent
@@ -324,6 +325,7 @@ pyRound n x
   | x == 0 = x
   | n > 323 = x
   | n < -308 = if x < 0 then -0.0 else 0.0
+  | n >= 0 && n <= 22 && fastOk = fast
   | otherwise =
       let r = toRational x
           res | n >= 0 = let s = 10 ^ n :: Integer
@@ -333,7 +335,24 @@ pyRound n x
                                 k = round (r / fromInteger s) :: Integer
                             in fromRational (fromInteger (k * s))
       in if res == 0 then (if x < 0 then -0.0 else 0.0) else res
-{-# NOINLINE pyRound #-}
+  where
+    -- Fast path, same result: x = m * 2^e exactly; round |m| * 10^n / 2^-e to an
+    -- integer k (ties to even) with shifts, then k / 10^n is one correctly rounded
+    -- IEEE division as long as k and 10^n are exact doubles (k < 2^53, n <= 22).
+    (m, e) = decodeFloat x
+    num = abs m * 10 ^ n
+    sh = negate e
+    q = num `shiftR` sh
+    rm = num - (q `shiftL` sh)
+    half = bit (sh - 1) :: Integer
+    k | e >= 0 = 0
+      | rm > half || (rm == half && odd q) = q + 1
+      | otherwise = q
+    fastOk = e < 0 && k < 9007199254740992
+    mag = fromInteger k / (10 ^ n :: Double)
+    fast | mag == 0 = if x < 0 then -0.0 else 0.0
+         | x < 0 = negate mag
+         | otherwise = mag
 
 -- | Python's round(x) (no ndigits): nearest integer, ties to even.
 pyRoundInt :: Double -> Either String Integer
