@@ -552,12 +552,13 @@ class Sidecar:
                     stream.seek(offset)
                     chunk = stream.read(min(size - offset, 1 << 16))
                     offset += len(chunk)
-                    self._consumed_bytes += len(chunk)
+                    base, told = self._consumed_bytes, unpacker.tell()
                     unpacker.feed(chunk)
                     for value in unpacker:
                         records_here += (
                             value.get("kind") in ("step", "call") if isinstance(value, dict) else 0
                         )
+                        self._consumed_bytes = base + unpacker.tell() - told
                         self._check_value(reader, value, current.path)
                     progressed = True
                 elif current.closed and index + 1 < len(self.log.files):
@@ -573,8 +574,8 @@ class Sidecar:
                 # too far behind: jump to a fresh file start (its header resyncs every slot)
                 lag = self.log.total_bytes - self._consumed_bytes
                 if lag > self.options.max_lag_bytes and drain_until is None:
+                    target = self.log.rotate()  # closes every earlier file: their counts are final
                     skipped = current.records - records_here
-                    target = self.log.rotate()
                     for between in self.log.files[index + 1 : target]:
                         skipped += between.records
                         self._consumed_bytes += between.size
@@ -678,6 +679,7 @@ class Sidecar:
 
     # -- status --------------------------------------------------------------------------------------
     def _publish(self) -> None:
+        """Compute the live figures (cheap reads only: the checker may be busy with the shadow)."""
         replay, shadow = self._replay, self._shadow
         events = self._totals.events + (replay.result.counts["events"] if replay else 0)
         calls = self._totals.calls + (replay.result.counts["calls"] if replay else 0)
@@ -690,17 +692,19 @@ class Sidecar:
             self.bot["transition_checks"] = checked - call_checks
             self.bot["invariant_checks"] = checked - call_checks
             self.bot["executable_available"] = shadow is not None and not shadow.dead
-            received = self.counts["received"]
+            counts = self.counts
+            not_fed = counts["received"] - events - calls - counts["skipped"] - counts["unchecked_no_shadow"]
             self._published = {
                 "checked": checked,
                 "calls_checked": call_checks,
                 "restarts": self._totals.restarts + (shadow.restarts if shadow is not None else 0),
                 "lag_bytes": max(0, self.log.total_bytes - self._consumed_bytes),
-                "lag_records": max(0, received - checked - unchecked - failures - self.counts["skipped"]),
+                "lag_records": max(0, not_fed) + inflight,
                 "unchecked": unchecked,
             }
 
     def status(self) -> dict[str, Any]:
+        self._publish()
         with self.lock:
             pub = dict(self._published)
             bot = dict(self.bot)

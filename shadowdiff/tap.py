@@ -590,6 +590,8 @@ class Tap:
             self._stopped.set()
 
     def _drain_until(self, deadline: float) -> None:
+        if self._sock is None:
+            self._next_attempt = 0.0  # one last try at exit, whatever the back-off says
         while self._queue and time.monotonic() < deadline:
             self._one_batch()
         self._one_batch()  # a last gap record for whatever could not be sent
@@ -661,7 +663,7 @@ class Tap:
             sock.settimeout(self.send_timeout)
         except (OSError, ValueError, msgpack.ExtraData, msgpack.UnpackException):
             self._next_attempt = time.monotonic() + self._backoff
-            self._backoff = min(2.0, self._backoff * 2)
+            self._backoff = min(1.0, self._backoff * 2)
             self.counters["connect_failures"] += 1
             return
         self._sock = sock

@@ -1,0 +1,372 @@
+"""The live mode end to end with real processes: the simulated bot under the tap, the sidecar, a shadow.
+
+The shadow is the Haskell port (with its seeded mutants) when it is built, else the Python server with a
+mutated module written here, so the suite runs either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXE, MISBEHAVING, PY_SERVER, ROOT, children_of
+from prometheus_client.parser import text_string_to_metric_families
+
+from shadowdiff.corpus import TornRecordWarning, read_items
+from shadowdiff.records import Record
+
+ENV = {k: v for k, v in os.environ.items() if k not in ("DOGE_CORE_SHADOW", "SHADOWDIFF_TAP")}
+ENV["PYTHONPATH"] = str(ROOT)
+HASKELL = EXE.exists()
+MUTATED_MODULE = """
+from adapters.doge.reference.state_machine import *  # noqa: F403
+from adapters.doge.reference import state_machine as _sm
+
+def apply_order_regime_at_entry(state, local_id, regime_at_entry):
+    if isinstance(regime_at_entry, str) and regime_at_entry.strip() != regime_at_entry.strip().upper():
+        regime_at_entry = None  # the port's bug: names only match in upper case
+    return _sm.apply_order_regime_at_entry(state, local_id, regime_at_entry)
+"""
+
+
+def shadow_command(tmp_path: Path, mutant: str | None = None) -> str:
+    if HASKELL:
+        return f"{EXE} --msgpack" + (f" --mutant {mutant}" if mutant else "")
+    if mutant is None:
+        return " ".join([*PY_SERVER, "--msgpack"])
+    assert mutant == "regime_case_sensitive", "only this mutant has a Python stand-in"
+    module = tmp_path / "mutated_state_machine.py"
+    module.write_text(MUTATED_MODULE)
+    return " ".join([*PY_SERVER, "--msgpack", "--module", str(module)])
+
+
+class Sidecar:
+    def __init__(self, tmp_path: Path, shadow: str, *extra: str, sock: Path | None = None) -> None:
+        self.sock = sock or tmp_path / "tap.sock"
+        self.record = tmp_path / "record"
+        self.findings = tmp_path / "findings.jsonl"
+        argv = [
+            sys.executable,
+            "-m",
+            "shadowdiff",
+            "sidecar",
+            "--listen",
+            f"unix:{self.sock}",
+            "--shadow",
+            shadow,
+            "--http",
+            "127.0.0.1:0",
+            "--record",
+            str(self.record),
+            "--findings",
+            str(self.findings),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, self.proc.stderr.read() if self.proc.stderr else ""
+        ready = json.loads(line)
+        self.http = ready["http"]
+        self.address = ready["listen"]
+        self.children = children_of(self.proc.pid)
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.http + path, timeout=5) as response:
+            body: bytes = response.read()
+            return body
+
+    def status(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.get("/api/status"))
+        return loaded
+
+    def caught_up(self, received: int, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            cov = status["coverage"]
+            if cov["received"] >= received and cov["lag_records"] == 0 and cov["lag_bytes"] == 0:
+                return status
+            if time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0
+        return out
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def gone(pids: list[int]) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_bot(address: str | None, seconds: float, rate: float, seed: int, tap: bool = True) -> dict[str, Any]:
+    bot = ["-m", "adapters.doge.simbot", "--seconds", str(seconds), "--rate", str(rate), "--seed", str(seed)]
+    env = dict(ENV)
+    if tap:
+        argv = [
+            sys.executable,
+            "-m",
+            "shadowdiff.tap",
+            "--module",
+            "adapters.doge.reference.state_machine",
+            *bot,
+        ]
+        env.update(DOGE_CORE_SHADOW="1", SHADOWDIFF_TAP=address or "", SHADOWDIFF_TAP_EXIT_WAIT="3")
+    else:
+        argv = [sys.executable, *bot]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=True)
+    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return summary
+
+
+@contextlib.contextmanager
+def sidecar(tmp_path: Path, shadow: str, *extra: str) -> Iterator[Sidecar]:
+    running = Sidecar(tmp_path, shadow, *extra)
+    try:
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            running.stop()
+        assert gone(running.children), "the shadow outlived the sidecar"
+
+
+def test_clean_run_checks_every_transition_and_serves_status_and_metrics(tmp_path: Path) -> None:
+    with sidecar(tmp_path, shadow_command(tmp_path)) as side:
+        bot = run_bot(side.address, 2.0, 300, seed=3)
+        status = side.caught_up(bot["transitions"] + bot["calls"])
+        shadow = status["state_machine_shadow"]
+        assert shadow["transition_checks"] == bot["transitions"]
+        assert shadow["invariant_checks"] == bot["transitions"]
+        assert status["coverage"]["calls_checked"] == bot["calls"]
+        assert shadow["total_divergences"] == 0 and shadow["shadow_failures"] == 0
+        assert status["coverage"]["dropped_by_tap"] == 0 and status["coverage"]["skipped_by_sidecar"] == 0
+        # the runbook's jq filter, unchanged
+        raw = side.get("/api/status")
+        selected = (
+            subprocess.run(
+                [
+                    "jq",
+                    "-c",
+                    ".state_machine_shadow | {enabled, transition_checks, total_divergences, shadow_failures}",
+                ],
+                input=raw,
+                capture_output=True,
+                check=True,
+            ).stdout
+            if _has_jq()
+            else json.dumps(
+                {
+                    k: shadow[k]
+                    for k in ("enabled", "transition_checks", "total_divergences", "shadow_failures")
+                }
+            ).encode()
+        )
+        assert json.loads(selected) == {
+            "enabled": True,
+            "transition_checks": bot["transitions"],
+            "total_divergences": 0,
+            "shadow_failures": 0,
+        }
+        assert set(shadow) == {
+            "enabled",
+            "executable_available",
+            "transition_checks",
+            "invariant_checks",
+            "total_divergences",
+            "transition_divergences",
+            "invariant_divergences",
+            "shadow_failures",
+            "last_divergence_kind",
+            "last_divergence_event",
+            "last_shadow_error",
+        }
+        families = {f.name: f for f in text_string_to_metric_families(side.get("/metrics").decode())}
+        checks = {
+            s.labels["check"]: s.value
+            for s in families["shadowdiff_sidecar_checks"].samples
+            if s.name.endswith("_total")
+        }
+        assert checks["transition"] == bot["transitions"]
+        assert "shadowdiff_sidecar_shadow_latency_seconds" in families
+        assert side.get("/healthz") == b"ok\n"
+        assert oct(side.sock.stat().st_mode & 0o777) == "0o600"
+
+
+def _has_jq() -> bool:
+    return subprocess.run(["sh", "-c", "command -v jq"], capture_output=True, check=False).returncode == 0
+
+
+def test_a_mutant_is_found_and_its_findings_and_logs_replay_offline_the_same(tmp_path: Path) -> None:
+    shadow = shadow_command(tmp_path, "regime_case_sensitive")
+    with sidecar(tmp_path, shadow) as side:
+        bot = run_bot(side.address, 2.0, 300, seed=3)
+        status = side.caught_up(bot["transitions"] + bot["calls"])
+    live = status["state_machine_shadow"]
+    assert live["transition_divergences"] > 0
+    assert live["last_divergence_event"] == "apply_order_regime_at_entry"
+    live_by_kind = {kind: sum(v.values()) for kind, v in status["divergences_by_kind"].items()}
+    assert status["divergences_by_kind"]["transition.state"].get("apply_order_regime_at_entry")
+    signatures = {json.loads(line)["signature"] for line in side.findings.read_text().splitlines()}
+
+    def replay(*args: str) -> tuple[int, dict[str, Any]]:
+        report = tmp_path / f"report-{len(args)}.json"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "shadowdiff",
+                "replay",
+                *args,
+                "--shadow",
+                shadow,
+                "--report",
+                str(report),
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, json.loads(report.read_text())
+
+    code, report = replay(str(side.findings))
+    assert code == 1
+    assert {c["signature"] for c in report["clusters"]} == signatures
+    code, report = replay(str(side.record), "--authoritative", "recorded")
+    assert code == 1
+    assert report["summary"]["by_kind"] == live_by_kind
+    assert (
+        report["summary"]["checks"]["authoritative"]["transition"] == bot["transitions"]
+    )  # every one recorded
+
+
+def test_final_states_are_identical_with_the_tap_off_on_and_on_with_the_sidecar_killed(
+    tmp_path: Path,
+) -> None:
+    args = (4.0, 300, 11)
+    off = run_bot(None, *args, tap=False)
+    with sidecar(tmp_path / "a", shadow_command(tmp_path)) as side:
+        on = run_bot(side.address, *args)
+    assert on["digest"] == off["digest"]
+    (tmp_path / "b").mkdir()
+    first = Sidecar(tmp_path / "b", shadow_command(tmp_path))
+    env = dict(ENV, DOGE_CORE_SHADOW="1", SHADOWDIFF_TAP=first.address, SHADOWDIFF_TAP_EXIT_WAIT="3")
+    argv = [
+        sys.executable,
+        "-m",
+        "shadowdiff.tap",
+        "--module",
+        "adapters.doge.reference.state_machine",
+        "-m",
+        "adapters.doge.simbot",
+        "--seconds",
+        "4",
+        "--rate",
+        "300",
+        "--seed",
+        "11",
+    ]
+    bot = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    time.sleep(1.0)
+    first.kill()  # SIGKILL halfway: the tap must notice, count and carry on
+    assert gone(first.children), "the shadow outlived its SIGKILLed sidecar"
+    time.sleep(0.5)
+    second = Sidecar(tmp_path / "b", shadow_command(tmp_path), sock=first.sock)
+    out, _ = bot.communicate(timeout=60)
+    assert bot.returncode == 0
+    assert json.loads(out.strip().splitlines()[-1])["digest"] == off["digest"]
+    try:
+        status = second.caught_up(1, timeout=10)
+        assert status["taps"]["connections"] >= 1  # the tap reconnected to the new sidecar
+        assert status["coverage"]["dropped_by_tap"] > 0  # and told it what it could not deliver
+        assert status["state_machine_shadow"]["total_divergences"] == 0
+    finally:
+        second.stop()
+    assert gone(second.children)
+    # the killed sidecar's logs are still readable; a torn last record is skipped with a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TornRecordWarning)
+        assert sum(isinstance(i, Record) for i in read_items([first.record])) > 0
+
+
+@pytest.mark.parametrize("failure", ["crash", "hang"])
+def test_a_crashing_or_hanging_shadow_is_counted_restarted_and_the_sidecar_keeps_serving(
+    tmp_path: Path, failure: str
+) -> None:
+    if HASKELL:
+        shadow = shadow_command(
+            tmp_path, "crash_zero_fee_exit" if failure == "crash" else "hang_price_at_order"
+        )
+    else:
+        marker = tmp_path / "once"
+        shadow = " ".join([*MISBEHAVING, f"--{failure}-at", "200", "--once", str(marker)])
+    with sidecar(tmp_path, shadow, "--deadline", "0.5") as side:
+        bot = run_bot(
+            side.address, 1.0 if failure == "crash" else 0.3, 300, seed=2 if failure == "crash" else 10
+        )
+        status = side.caught_up(bot["transitions"] + bot["calls"], timeout=25)
+        shadow_block = status["state_machine_shadow"]
+        assert shadow_block["shadow_failures"] >= 1
+        expected = "crash" if failure == "crash" else "timeout"
+        assert shadow_block["last_shadow_error"].startswith(expected)
+        assert status["shadow"]["restarts"] >= 1
+        assert shadow_block["executable_available"] is True
+        assert shadow_block["transition_checks"] + shadow_block["shadow_failures"] >= bot["transitions"] - 1
+        assert side.get("/healthz") == b"ok\n"
+
+
+def test_only_loopback_or_unix_addresses_are_accepted(tmp_path: Path) -> None:
+    for args in (
+        ["--listen", "tcp:0.0.0.0:7000"],
+        ["--listen", f"unix:{tmp_path}/s", "--http", "0.0.0.0:8080"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "shadowdiff", "sidecar", *args, "--shadow", "true"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=ROOT,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "loopback" in done.stderr
+
+
+def test_past_the_lag_budget_records_are_skipped_and_counted(tmp_path: Path) -> None:
+    with sidecar(tmp_path, shadow_command(tmp_path), "--max-lag-bytes", "2000") as side:
+        bot = run_bot(side.address, 0.5, 1000, seed=5)
+        status = side.caught_up(bot["transitions"] + bot["calls"])
+    cov = status["coverage"]
+    assert cov["received"] == bot["transitions"] + bot["calls"]
+    assert cov["skipped_by_sidecar"] > 0
+    assert cov["checked"] + cov["skipped_by_sidecar"] + cov["unchecked"] == cov["received"]
+    assert status["state_machine_shadow"]["total_divergences"] == 0
