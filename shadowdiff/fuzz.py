@@ -229,7 +229,8 @@ def reproducer_scenario(
         except ShadowdiffError:
             block = None
     meta = {"signature": found.signature, "kind": found.kind, "mode": mode, "note": note}
-    return attrs.evolve(scenario, name=f"fuzz-{slug(found.signature)}", expected=block, meta=meta)
+    name = "fuzz-" + reproducer_filename(found.signature).removesuffix(".json")
+    return attrs.evolve(scenario, name=name, expected=block, meta=meta)
 
 
 def slug(signature: str, limit: int = 60) -> str:

@@ -13,7 +13,8 @@ which works for any failing scenario, generated or cut from a log. Passes, in or
 2. ddmin with complements over the inputs (adaptive chunks);
 3. the initial state: drop list items (orders, recoveries, history), then the domain's own
    candidates (fields reset to defaults);
-4. values: rounder numbers and smaller ints in the inputs and the state.
+4. the context: no per-trade sizes, config keys left out, a rounder order size;
+5. values: rounder numbers and smaller ints in the inputs and the state.
 
 Nothing here does I/O: the predicate and the pre-state come in as functions.
 """
@@ -189,7 +190,13 @@ def shrink_scenario(
     passes: list[Callable[[Shrinker[Scenario]], None]] = []
     if mode == "lockstep":
         passes.append(lambda s: _cut_to_step(s, signature, oracle))
-    passes += [_ddmin_inputs, _drop_list_items, lambda s: _domain_states(s, hooks), _simplify_values]
+    passes += [
+        _ddmin_inputs,
+        _drop_list_items,
+        lambda s: _domain_states(s, hooks),
+        _simplify_context,
+        _simplify_values,
+    ]
     shrinker = Shrinker(scenario, predicate, scenario_key, canonical, passes, time_budget)
     shrunk = shrinker.run()
     return ShrinkResult(
@@ -241,6 +248,21 @@ def _domain_states(shrinker: Shrinker[Scenario], hooks: ShrinkHooks) -> None:
         if shrinker.out_of_time:
             return
         shrinker.consider(attrs.evolve(shrinker.best, initial_state=state))
+
+
+def _simplify_context(shrinker: Shrinker[Scenario]) -> None:
+    """No per-trade sizes, config keys left out (a config may omit any field), rounder sizes."""
+    context = shrinker.best.context
+    if context.order_sizes is not None:
+        shrinker.consider(attrs.evolve(shrinker.best, context=attrs.evolve(context, order_sizes=None)))
+    for key in sorted(shrinker.best.context.config):
+        context = shrinker.best.context
+        config = {k: v for k, v in context.config.items() if k != key}
+        shrinker.consider(attrs.evolve(shrinker.best, context=attrs.evolve(context, config=config)))
+    for value in simpler_values(shrinker.best.context.order_size_usd):
+        context = attrs.evolve(shrinker.best.context, order_size_usd=value)
+        if shrinker.consider(attrs.evolve(shrinker.best, context=context)):
+            break
 
 
 def simpler_values(value: Any) -> Iterator[Any]:

@@ -1,0 +1,129 @@
+"""Detection power: fuzz every mutant of the reference executable with a fixed budget, and compare with
+what the bot's 20 upstream fixtures alone expose.
+
+    python bench/detection.py                       every mutant, 60 s each, seed 0
+    python bench/detection.py --budget 20 --jobs 2 --mutants s1_timeout_strict,invariant_typo
+
+Prints one row per mutant: category, found (y/n), examples and seconds to the first find (search
+time, before shrinking), events in the shrunk reproducer, its signature, and whether the upstream
+fixtures expose it; then the median shrunk size and the totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+UPSTREAM = Path(os.environ.get("SHADOWDIFF_UPSTREAM_FIXTURES", ROOT.parent / "shared" / "upstream-fixtures"))
+
+
+def mutants(exe: Path) -> list[tuple[str, str]]:
+    out = subprocess.run([str(exe), "--list-mutants"], capture_output=True, text=True, check=True).stdout
+    return [(line.split("\t")[0], line.split("\t")[1]) for line in out.splitlines() if line.strip()]
+
+
+def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: float) -> dict[str, Any]:
+    from adapters.doge import defaults
+    from shadowdiff.client import SubprocessReducer
+    from shadowdiff.fuzz import FuzzOptions, ReplayOracle, fuzz
+
+    argv = [*defaults.default_shadow_command(), "--mutant", name]
+    domain = defaults.domain()
+
+    def make() -> SubprocessReducer:
+        return SubprocessReducer(argv, domain=domain, deadline=deadline)
+
+    oracle = ReplayOracle(make(), defaults.default_authoritative(), "lockstep", domain.default_rules(), make)
+    options = FuzzOptions(seed, 1_000_000, max_steps, budget, False, "lockstep", 30.0)
+    try:
+        report = fuzz(defaults.strategies(), oracle, options, defaults.default_authoritative(),
+                      defaults.shrink_hooks(), defaults.expected)  # fmt: skip
+    finally:
+        oracle.shadow.close()
+    if not report.reproducers:
+        return {"mutant": name, "found": False, "examples": report.stats.examples}
+    rep = report.reproducers[0]
+    return {
+        "mutant": name, "found": True, "examples": rep.example + 1, "seconds": rep.found_after_s,
+        "events": len(rep.scenario.inputs), "signature": rep.signature,
+    }  # fmt: skip
+
+
+def upstream_exposes(name: str, deadline: float) -> bool:
+    from adapters.doge import defaults
+    from shadowdiff.client import SubprocessReducer
+    from shadowdiff.corpus import read_items
+    from shadowdiff.engine import Replay, ReplayOptions
+
+    argv = [*defaults.default_shadow_command(), "--mutant", name]
+    shadow = SubprocessReducer(argv, domain=defaults.domain(), deadline=deadline)
+    try:
+        result = Replay(shadow, defaults.default_authoritative(), ReplayOptions()).run(read_items([UPSTREAM]))
+    finally:
+        shadow.close()
+    return bool(result.divergence_count or result.failure_count)
+
+
+def row(args: tuple[str, int, float, int, float]) -> dict[str, Any]:
+    name, seed, budget, max_steps, deadline = args
+    out = fuzz_one(name, seed, budget, max_steps, deadline)
+    out["upstream"] = upstream_exposes(name, deadline)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=60.0, help="search seconds per mutant")
+    parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument("--deadline", type=float, default=0.5)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--mutants", help="comma-separated names (default: all)")
+    args = parser.parse_args(argv)
+    from adapters.doge.domain import DEFAULT_EXE
+
+    if not DEFAULT_EXE.exists():
+        print(f"build the port first: bash {ROOT / 'adapters/doge/haskell/build.sh'}", file=sys.stderr)
+        return 2
+    catalogue = mutants(DEFAULT_EXE)
+    wanted = set(args.mutants.split(",")) if args.mutants else None
+    chosen = [(n, c) for n, c in catalogue if wanted is None or n in wanted]
+    jobs = [(n, args.seed, args.budget, args.max_steps, args.deadline) for n, _ in chosen]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(row, jobs))
+    category = dict(catalogue)
+    print(f"seed {args.seed}, search budget {args.budget:g}s per mutant, max {args.max_steps} events/example")
+    header = (
+        f"{'mutant':28} {'category':15} {'found':5} {'examples':>8} {'seconds':>8} {'events':>6}"
+        "  upstream  signature"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        found = "y" if r["found"] else "n"
+        seconds = f"{r['seconds']:.2f}" if r["found"] else "-"
+        events = str(r["events"]) if r["found"] else "-"
+        up = "y" if r["upstream"] else "n"
+        print(f"{r['mutant']:28} {category[r['mutant']]:15} {found:5} {r['examples']:>8} {seconds:>8} "
+              f"{events:>6}  {up:8}  {r.get('signature', '')}")  # fmt: skip
+    found_rows = [r for r in rows if r["found"]]
+    sizes = [r["events"] for r in found_rows]
+    print("-" * len(header))
+    print(f"found {len(found_rows)}/{len(rows)} within {args.budget:g}s each; "
+          f"median shrunk reproducer: {statistics.median(sizes) if sizes else '-'} events; "
+          f"upstream fixtures alone expose {sum(r['upstream'] for r in rows)}/{len(rows)}")  # fmt: skip
+    return 0 if len(found_rows) == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
