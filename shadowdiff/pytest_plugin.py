@@ -1,0 +1,160 @@
+"""pytest plugin: run property tests against your own shadow executable in CI.
+
+    pytest --shadowdiff-shadow "./doge-core-exe --msgpack"
+
+- option ``--shadowdiff-shadow CMD`` (or the ``SHADOWDIFF_SHADOW`` environment variable) names the shadow;
+- fixture ``shadowdiff_shadow``: a ``SubprocessReducer`` over that command, one per session;
+- ``ShadowMachine``: a Hypothesis ``RuleBasedStateMachine`` to subclass. Set ``strategies`` (a
+  ``shadowdiff.generate.Strategies``, e.g. ``adapters.doge.strategies.DogeStrategies()``) and
+  ``authoritative`` (a function returning the authoritative ``Reducer``); every rule steps both sides
+  from the current authoritative state and fails on the first divergence or shadow failure;
+- ``scenarios`` (walked scenarios as a strategy) and ``Strategies`` are re-exported for ``@given`` tests.
+
+This is the one place where a divergence becomes a failing assertion.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shlex
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from .client import SubprocessReducer
+from .domain import Domain
+from .engine import Replay, ReplayOptions
+from .errors import ShadowdiffError
+from .generate import Strategies, scenarios
+from .model import Context
+from .records import Record, Snapshot
+from .reducer import Reducer
+
+__all__ = ["ShadowMachine", "Strategies", "scenarios", "shadow_command", "shared_shadow"]
+
+ENV = "SHADOWDIFF_SHADOW"
+_configured: list[str] = []
+_shadows: dict[tuple[str, ...], SubprocessReducer] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("shadowdiff")
+    group.addoption("--shadowdiff-shadow", metavar="CMD", default=None,
+                    help=f"shadow executable and arguments for shadowdiff tests (or ${ENV})")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = config.getoption("--shadowdiff-shadow", default=None)
+    if value:
+        _configured[:] = [value]
+
+
+def shadow_command() -> list[str] | None:
+    """The shadow command from the option or the environment; None when neither names one."""
+    value = _configured[0] if _configured else os.environ.get(ENV)
+    return shlex.split(value) if value else None
+
+
+def shared_shadow(
+    command: list[str], domain: Domain | None = None, deadline: float = 5.0
+) -> SubprocessReducer:
+    """One shadow process per command for the whole test session (closed at exit)."""
+    key = tuple(command)
+    shadow = _shadows.get(key)
+    if shadow is None or getattr(shadow, "dead", None):
+        shadow = _shadows[key] = SubprocessReducer(command, domain=domain, deadline=deadline)
+    return shadow
+
+
+@atexit.register
+def _close_all() -> None:
+    for shadow in _shadows.values():
+        shadow.close()
+
+
+@pytest.fixture(scope="session")
+def shadowdiff_shadow() -> Iterator[SubprocessReducer]:
+    command = shadow_command()
+    if command is None:
+        pytest.fail(f"no shadow named: pass --shadowdiff-shadow CMD or set {ENV}")
+    shadow = SubprocessReducer(command)
+    try:
+        yield shadow
+    finally:
+        shadow.close()
+
+
+_slots = itertools.count()
+
+
+class ShadowMachine(RuleBasedStateMachine):
+    """Steps the authoritative reducer and the shadow in lockstep with state-guided inputs.
+
+    Subclass and set ``strategies`` and ``authoritative``; optionally ``command`` (else the plugin's
+    option or ``$SHADOWDIFF_SHADOW``), ``domain`` and ``deadline``. Then ``TestX = MyMachine.TestCase``.
+    """
+
+    strategies: ClassVar[Strategies]
+    authoritative: ClassVar[Callable[[], Reducer]]
+    command: ClassVar[list[str] | None] = None
+    domain: ClassVar[Domain | None] = None
+    deadline: ClassVar[float] = 5.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        command = type(self).command or shadow_command()
+        if command is None:
+            raise ShadowdiffError(f"no shadow named: pass --shadowdiff-shadow CMD or set {ENV}")
+        self.shadow = shared_shadow(command, type(self).domain, type(self).deadline)
+        self.auth = type(self).authoritative()
+        self.replay = Replay(self.shadow, self.auth, ReplayOptions(window=1, verify_final=False))
+        self.slot = f"machine{next(_slots)}"
+        self.context = Context()
+        self.steps: list[Any] = []
+
+    @initialize(data=st.data())
+    def open_slot(self, data: st.DataObject) -> None:
+        scenario = data.draw(type(self).strategies.initial(), label="initial")
+        self.context = scenario.context
+        self.initial_state = scenario.initial_state
+        try:
+            self.replay.feed(Snapshot(self.slot, scenario.initial_state, scenario.context))
+        except ShadowdiffError:
+            assume(False)  # the authority cannot load it: bad input, not a case
+        self._check()
+
+    @rule(data=st.data())
+    def step(self, data: st.DataObject) -> None:
+        state = self.auth.get(self.slot)
+        for item in type(self).strategies.next_inputs(state, self.context, data.draw):
+            try:
+                self.replay.feed(Record(self.slot, item, len(self.steps)))
+            except ShadowdiffError:
+                assume(False)
+            self.steps.append(item.to_wire())
+            self._check()
+
+    def _check(self) -> None:
+        result = self.replay.result
+        if not (result.divergences or result.failures):
+            return
+        lines = [f"shadow diverged after {len(self.steps)} input(s): {self.steps[-3:]}"]
+        for d in result.divergences[:3]:
+            lines.append(f"  {d.signature}")
+            lines += [
+                f"    {x.path}: authoritative {x.authoritative!r}, shadow {x.shadow!r}"
+                for x in d.differences[:5]
+            ]
+        for f in result.failures[:3]:
+            lines.append(f"  {f.signature}: {f.failure.message}")
+        raise AssertionError("\n".join(lines))
+
+    def teardown(self) -> None:
+        self.auth.close_slot(self.slot)
+        self.shadow.close_slot(self.slot)
