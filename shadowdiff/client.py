@@ -30,6 +30,7 @@ from .reducer import Close, Open, Patch, Reducer, Request, Result, ShadowFailure
 from .transport import FramingError, Process, ProcessGone, describe_exit
 
 PROTOCOL_VERSION = 1
+FLUSH_BYTES = 1 << 14  # batch requests into few large writes: one write wakes the shadow once
 HANDSHAKE_SECONDS = 20.0  # start-up (an interpreter importing its modules) is not a request
 SESSION_OPS = frozenset({"open", "step", "patch", "get", "close"})
 LOST = "lost"
@@ -308,7 +309,8 @@ class SubprocessReducer(Reducer):
     def _pump(self, wait: bool) -> bool:
         """Read what the shadow has said; with ``wait``, up to the head request's deadline."""
         try:
-            self.process.flush()
+            if wait or self.process.buffered >= FLUSH_BYTES:
+                self.process.flush()
             timeout = 0.0
             if wait and self._wires:
                 timeout = max(0.0, self._wires[0].sent + self.deadline - time.monotonic())

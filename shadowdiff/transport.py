@@ -146,6 +146,10 @@ class Process:
         if len(self._out) >= WRITE_THRESHOLD:
             self._write()
 
+    @property
+    def buffered(self) -> int:
+        return len(self._out)
+
     def flush(self) -> None:
         if self._out:
             self._write()

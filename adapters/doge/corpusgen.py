@@ -99,6 +99,7 @@ def generate(events: int, slots: int = 3, seed: int = 7, outcomes: bool = False,
                     break
                 yield from _step(slot, kind, payload, seq, outcomes)
                 seq += 1
+                yield from _reseed(slot)
                 yield from _bind_txids(slot, outcomes, rng)
                 if rng.random() < 0.05:
                     fresh = [o for o in slot.state.orders if o.regime_at_entry is None]
@@ -183,6 +184,22 @@ def _call(slot: _Slot, local_id: int, regime: Any, seq: int, outcomes: bool) -> 
     if outcomes:
         record["outcome"] = {"delta": _delta(pre, slot.state)}
     yield record
+
+
+def _reseed(slot: _Slot) -> Iterator[dict[str, Any]]:
+    """A trade with no order at all gets a fresh entry once its cooldown is over, as the bot reseeds."""
+    pre = state = slot.state
+    for trade, skip_other in (("A", {"short_only": True}), ("B", {"long_only": True})):
+        cooldown = state.cooldown_until_a if trade == "A" else state.cooldown_until_b
+        if state.now < cooldown or any(o.trade_id == trade for o in state.orders):
+            continue
+        flags = {"long_only": state.long_only, "short_only": state.short_only}
+        blocked = sm._evolve(state, **{**flags, **skip_other})
+        placed, _ = sm.bootstrap_entries(blocked, slot.cfg, slot.size)
+        state = sm._evolve(placed, **flags)
+    if state is not pre:
+        slot.state = state
+        yield {"kind": "patch", "slot": slot.name, "delta": _delta(pre, state)}
 
 
 def _bind_txids(slot: _Slot, outcomes: bool, rng: random.Random) -> Iterator[dict[str, Any]]:

@@ -138,9 +138,12 @@ class InProcessReducer(Reducer):
         sets: WireMap = {}
         appends: WireMap = {}
         wire = self._wire_item
-        for name in self._state_fields:
-            old = getattr(pre, name)
-            new = getattr(post, name)
+        try:  # a dataclass with an instance dict: walk it (far cheaper than 60 getattr calls)
+            before, after = vars(pre), vars(post)
+            pairs = [(n, before[n], v) for n, v in after.items() if v is not before[n]]
+        except TypeError:  # slotted dataclasses
+            pairs = [(n, getattr(pre, n), getattr(post, n)) for n in self._state_fields]
+        for name, old, new in pairs:
             if old is new:
                 continue
             if isinstance(new, tuple) and isinstance(old, tuple):

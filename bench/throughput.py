@@ -1,0 +1,213 @@
+"""Hot-path throughput, flat cost over a growing history, and peak memory: all figures in one run.
+
+    python bench/throughput.py [--quick]
+
+Prints, for the bundled corpus:
+  - events/s of the authoritative reducer alone (the reference module's transition + check_invariants,
+    patches and calls applied as the engine applies them; no shadow, no comparison);
+  - events/s of lockstep shadowed replay over msgpack (sessions) against the Haskell port;
+  - the same over the JSON-lines --server transport (whole states, pipelined);
+  - a synchronous one-request-at-a-time JSON-lines client sending the whole state each time (how the
+    bot's own shadow path calls the executable);
+  - the ratios between them;
+  - peak RSS of `shadowdiff replay` on the corpus and on one 10x longer;
+then replays a generated 30-day, single-slot stream (>= 250,000 events, history past 1,500 completed
+cycles) and prints events/s for each tenth of it.
+Targets (issue 6): shadowed msgpack >= 0.7x the reducer alone and >= 5x the synchronous client; last
+tenth of the 30-day stream >= 0.8x the first; memory flat as the corpus grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.doge import corpusgen  # noqa: E402
+from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
+from adapters.doge.inprocess import InProcessReducer  # noqa: E402
+from adapters.doge.reference import state_machine as sm  # noqa: E402
+from shadowdiff.client import SubprocessReducer  # noqa: E402
+from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
+from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
+from shadowdiff.model import Call  # noqa: E402
+from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
+
+CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
+
+
+def steps_of(items: list) -> int:
+    return sum(isinstance(i, Record) for i in items)
+
+
+def prefix_of(items: list, steps: int) -> list:
+    out, seen = [], 0
+    for item in items:
+        seen += isinstance(item, Record)
+        if seen > steps:
+            break
+        out.append(item)
+    return out
+
+
+def reducer_alone(items: list) -> float:
+    """The authoritative module by itself, as the bot runs it: transition + check_invariants."""
+    adapter = InProcessReducer(sm)
+    contexts = {}
+    started = time.perf_counter()
+    for item in items:
+        if isinstance(item, Snapshot):
+            adapter.open(item.slot, item.state)
+            contexts[item.slot] = item.context
+        elif isinstance(item, PatchRecord):
+            adapter.patch(item.slot, item.delta)
+        elif isinstance(item, Record):
+            state = adapter._states[item.slot]
+            if isinstance(item.input, Call):
+                post = sm.apply_order_regime_at_entry(state, **item.input.args)
+            else:
+                ctx = contexts[item.slot]
+                event = adapter._event(item.input)
+                post, _ = sm.transition(state, event, adapter._config(ctx.config), ctx.order_size_usd, ctx.order_sizes)
+                sm.check_invariants(post)
+            adapter._states[item.slot] = post
+    return steps_of(items) / (time.perf_counter() - started)
+
+
+def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int]:
+    shadow = SubprocessReducer(command, codec=codec, domain=DogeDomain())
+    started = time.perf_counter()
+    with shadow:
+        result = Replay(shadow, InProcessReducer(sm), ReplayOptions()).run(items)
+    elapsed = time.perf_counter() - started
+    return steps_of(items) / elapsed, result.divergence_count + result.failure_count
+
+
+def synchronous_jsonl(items: list, command: list[str], limit: int) -> float:
+    """One JSON request with the whole state, then wait for its line: the bot's own shadow path."""
+    adapter = InProcessReducer(sm)
+    contexts = {}
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin and proc.stdout
+    done = 0
+    started = time.perf_counter()
+    for item in items:
+        if isinstance(item, Snapshot):
+            adapter.open(item.slot, item.state)
+            contexts[item.slot] = item.context
+        elif isinstance(item, PatchRecord):
+            adapter.patch(item.slot, item.delta)
+        elif isinstance(item, Record) and not isinstance(item.input, Call):
+            ctx = contexts[item.slot]
+            pre = sm.to_dict(adapter._states[item.slot])
+            request = {"method": "transition", "state": pre, "event": item.input.payload, "config": ctx.config,
+                       "order_size_usd": ctx.order_size_usd, "order_sizes": ctx.order_sizes}  # fmt: skip
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+            json.loads(proc.stdout.readline())
+            state = adapter._states[item.slot]
+            post, _ = sm.transition(state, adapter._event(item.input), adapter._config(ctx.config),
+                                    ctx.order_size_usd, ctx.order_sizes)  # fmt: skip
+            sm.check_invariants(post)
+            adapter._states[item.slot] = post
+            done += 1
+            if done >= limit:
+                break
+        elif isinstance(item, Record):
+            adapter._states[item.slot] = sm.apply_order_regime_at_entry(adapter._states[item.slot], **item.input.args)
+    elapsed = time.perf_counter() - started
+    proc.stdin.close()
+    proc.wait()
+    return done / elapsed
+
+
+def peak_rss_mb(corpus: Path) -> float:
+    code = (
+        "import resource,sys,subprocess;"
+        f"subprocess.run([sys.executable,'-m','shadowdiff','replay',{str(corpus)!r},'-q'],check=False,"
+        "stdout=subprocess.DEVNULL);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return int(out.stdout.strip()) / 1024
+
+
+def thirty_days(events: int) -> None:
+    corpusgen.TICK_SECONDS = 30 * 86400 / (events / 2.3)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "30d.msgpack"
+        with LogWriter(log) as writer:
+            for record in corpusgen.generate(events, slots=1, seed=30):
+                writer.write(record)
+        items = list(read_items([log]))
+    steps = [i for i, item in enumerate(items) if isinstance(item, Record)]
+    cuts = [0] + [steps[len(steps) * k // 10] for k in range(1, 10)] + [len(items)]
+    shadow = SubprocessReducer([str(DEFAULT_EXE), "--msgpack"], domain=DogeDomain())
+    auth = InProcessReducer(sm)
+    replay = Replay(shadow, auth, ReplayOptions())
+    rates = []
+    with shadow:
+        for k in range(10):
+            chunk = items[cuts[k] : cuts[k + 1]]
+            started = time.perf_counter()
+            for item in chunk:
+                replay.feed(item)
+            replay._drain(block=True, until_empty=True)
+            rates.append(steps_of(chunk) / (time.perf_counter() - started))
+        result = replay.finish()
+    history = len(auth.get("slot-0")["completed_cycles"])
+    print(f"\n30-day stream: {len(steps):,} events, history {history:,} completed cycles, "
+          f"{result.divergence_count} divergences")  # fmt: skip
+    for k, rate in enumerate(rates):
+        print(f"  tenth {k + 1:>2}: {rate:>9,.0f} events/s")
+    print(f"  last tenth / first tenth: {rates[-1] / rates[0]:.2f}x  (target >= 0.8x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a shorter 30-day stream and sync sample")
+    args = parser.parse_args()
+    if not DEFAULT_EXE.exists():
+        sys.exit(f"build the port first: bash {DEFAULT_EXE.parent.parent / 'build.sh'}")
+    items = list(read_items([CORPUS]))
+    n = steps_of(items)
+    print(f"corpus: {CORPUS.name}, {n:,} steps")
+    alone = max(reducer_alone(items) for _ in range(3))
+    msgpack_rate, bad = shadowed(items, [str(DEFAULT_EXE), "--msgpack"], "msgpack")
+    # whole states cross the pipe on both JSON-lines paths, so their cost grows with the history: both
+    # are measured on the same prefix of the corpus, and said so
+    prefix_steps = 3000 if args.quick else 8000
+    prefix = prefix_of(items, prefix_steps)
+    jsonl_rate, bad_j = shadowed(prefix, [str(DEFAULT_EXE), "--server"], "jsonl")
+    sync_rate = synchronous_jsonl(prefix, [str(DEFAULT_EXE), "--server"], prefix_steps)
+    print(f"{'authoritative reducer alone':<44}{alone:>10,.0f} events/s")
+    print(f"{'lockstep shadowed replay, msgpack sessions':<44}{msgpack_rate:>10,.0f} events/s  ({bad} findings)")
+    print(f"{'lockstep shadowed replay, jsonl':<44}{jsonl_rate:>10,.0f} events/s  ({bad_j} findings; "
+          f"first {prefix_steps:,} steps)")  # fmt: skip
+    print(f"{'synchronous JSON-lines client (bot-style)':<44}{sync_rate:>10,.0f} events/s  "
+          f"(first {prefix_steps:,} steps)")  # fmt: skip
+    print(f"ratio msgpack / reducer alone: {msgpack_rate / alone:.2f}x   (target >= 0.7x)")
+    print(f"ratio msgpack / synchronous client: {msgpack_rate / sync_rate:.1f}x   (target >= 5x)")
+    print(f"ratio jsonl / synchronous client: {jsonl_rate / sync_rate:.1f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "10x.msgpack.gz"
+        with LogWriter(big) as writer:
+            for record in corpusgen.generate(n * 10, slots=3, seed=7):
+                writer.write(record)
+        small_mb, big_mb = peak_rss_mb(CORPUS), peak_rss_mb(big)
+    print(f"peak RSS of shadowdiff replay: corpus {small_mb:.0f} MB, 10x corpus {big_mb:.0f} MB "
+          f"({big_mb / small_mb:.2f}x)")  # fmt: skip
+    thirty_days(60_000 if args.quick else 260_000)
+    _ = resource  # RUSAGE_CHILDREN is read in the child interpreter above
+
+
+if __name__ == "__main__":
+    main()
