@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from .codec import apply_delta, compute_delta
+from .codec import apply_delta, compute_delta, packb
 from .domain import Domain
 from .errors import ShadowSetupError
 from .model import Call, Context, Event, Failure, Outcome, StepResult, WireMap
@@ -86,6 +86,7 @@ class SubprocessReducer(Reducer):
         self._entries: collections.deque[_Entry] = collections.deque()
         self._wires: collections.deque[_Wire] = collections.deque()
         self._session_ids: dict[str, int] = {}
+        self._packed_contexts: dict[int, tuple[Context, bytes]] = {}
         self._next_session = 1
         self._next_id = 1
         self._started = False
@@ -219,22 +220,38 @@ class SubprocessReducer(Reducer):
                 msg = {"op": "call", "session": sid, "function": item.function, "args": item.args}
                 self._send(entry, msg, "call")
             else:
-                ctx = request.context
-                msg = {
-                    "op": "step",
-                    "session": sid,
-                    "event": {"type": item.type, "payload": item.payload},
-                    "config": ctx.config,
-                    "order_size_usd": ctx.order_size_usd,
-                    "order_sizes": ctx.order_sizes,
-                    "with_invariants": request.with_invariants,
-                }
-                self._send(entry, msg, "step")
+                self._send_step(entry, sid, item, request.context, request.with_invariants)
         elif isinstance(request, Patch):
             self._send(entry, {"op": "patch", "session": sid, "delta": request.delta}, "patch")
         elif isinstance(request, Close):
             del self._session_ids[request.slot]
             self._send(entry, {"op": "close", "session": sid}, "close")
+
+    def _send_step(self, entry: _Entry, sid: int, item: Event, ctx: Context, with_invariants: bool) -> None:
+        """The hot path: a session step, encoded from pre-packed parts (the context rarely changes)."""
+        if self.codec != "msgpack":
+            msg = {"op": "step", "session": sid, "event": item.to_wire(), **ctx.to_wire()}
+            msg["with_invariants"] = with_invariants
+            self._send(entry, msg, "step")
+            return
+        packed = self._packed_contexts.get(id(ctx))
+        if packed is None or packed[0] is not ctx:
+            tail = packb("config") + packb(ctx.config) + packb("order_size_usd") + packb(ctx.order_size_usd)
+            tail += packb("order_sizes") + packb(ctx.order_sizes)
+            if len(self._packed_contexts) > 256:
+                self._packed_contexts.clear()
+            packed = self._packed_contexts[id(ctx)] = (ctx, tail)
+        rid = self._next_id
+        self._next_id += 1
+        self.process.send_raw(
+            b"".join((
+                _STEP_HEAD, packb(rid), _SESSION_KEY, packb(sid), _EVENT_KEY,
+                packb({"type": item.type, "payload": item.payload}), packed[1],
+                _WITH_INVARIANTS_TRUE if with_invariants else _WITH_INVARIANTS_FALSE,
+            ))
+        )  # fmt: skip
+        self._wires.append(_Wire(entry, "step", rid, time.monotonic()))
+        entry.parts += 1
 
     def _submit_whole(self, entry: _Entry, request: Request) -> None:
         if isinstance(request, Open):
@@ -510,6 +527,15 @@ class SubprocessReducer(Reducer):
         body = self._sync({"op": "get", "session": sid}, "get")
         state: WireMap = body["state"]
         return state
+
+
+# a step request is an 8-entry map: op, id, session, event, config, order_size_usd, order_sizes,
+# with_invariants
+_STEP_HEAD = b"\x88" + packb("op") + packb("step") + packb("id")
+_SESSION_KEY = packb("session")
+_EVENT_KEY = packb("event")
+_WITH_INVARIANTS_TRUE = packb("with_invariants") + packb(True)
+_WITH_INVARIANTS_FALSE = packb("with_invariants") + packb(False)
 
 
 class _ProtocolViolation(Exception):

@@ -141,6 +141,12 @@ class Process:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def send_raw(self, data: bytes) -> None:
+        """Bytes already encoded in this process's framing."""
+        self._out += data
+        if len(self._out) >= WRITE_THRESHOLD:
+            self._write()
+
     def send(self, value: Any) -> None:
         self._out += self.framing.encode(value)
         if len(self._out) >= WRITE_THRESHOLD:
