@@ -157,6 +157,8 @@ respond rid r = case r of
 
 handleRequest :: Mut -> Sessions -> V -> (Sessions, V)
 handleRequest mut ss req = case req of
+  VMap m | Just e <- firstBad req ->
+    (ss, respond (maybe VNil id (lookup "id" m)) (Left (BadRequest e)))
   VMap m ->
     let rid = maybe VNil id (lookup "id" m) in
     case lookup "op" m of
@@ -165,6 +167,14 @@ handleRequest mut ss req = case req of
       Nothing -> (ss, respond rid (Left (BadRequest "missing field \"op\"")))
   VBad e -> (ss, respond VNil (Left (BadRequest e)))
   _ -> (ss, respond VNil (Left (BadRequest "a request must be a map")))
+
+-- | The first value the decoder could not represent (ext types, non-string keys).
+firstBad :: V -> Maybe String
+firstBad v = case v of
+  VBad e -> Just e
+  VArr xs -> foldr (\x r -> maybe r Just (firstBad x)) Nothing xs
+  VMap kvs -> foldr (\(_, x) r -> maybe r Just (firstBad x)) Nothing kvs
+  _ -> Nothing
 
 -- | Force a response (V's fields are strict, so one traversal evaluates all of
 -- it) and write it straight into stdout's buffer. Pure exceptions become internal
