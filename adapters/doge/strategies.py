@@ -65,8 +65,9 @@ def near_midpoint(draw: Any, decimals: int, around: float = 0.1) -> float:
     k = draw(st.integers(max(0, base - 50), base + 50))
     if draw(st.integers(0, 4)) == 0:
         # exact binary ties: k/2^n with a 5 in the last decimal (0.125, 0.375, 2.5)
-        n = draw(st.integers(1, 4))
-        return float(k + draw(st.sampled_from([1, 3, 5, 7]))) / 2**n
+        n: int = draw(st.integers(1, 4))
+        odd: int = draw(st.sampled_from([1, 3, 5, 7]))
+        return float(k + odd) / 2**n
     mid = float(f"{k}.5e-{decimals}") if decimals > 0 else k + 0.5
     return nudge(mid, draw(st.sampled_from([0, 0, -1, 1, -2, 2])))
 
@@ -337,7 +338,7 @@ def raw_states(draw: Any, state: WireMap) -> WireMap:
     Missing keys (top level and inside items), legacy keys, loosely typed numbers and booleans, enum
     and mode strings in odd case, padded or empty, regimes as bools, digit strings, names and
     out-of-range values, list entries that are not maps, integers beyond 64 bits."""
-    raw = {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()}
+    raw: WireMap = {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()}
     for _ in range(draw(st.integers(1, 4))):
         rule = draw(st.integers(0, 11))
         if rule == 0:
