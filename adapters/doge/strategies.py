@@ -62,7 +62,7 @@ def near_midpoint(draw: Any, decimals: int, around: float = 0.1) -> float:
     a few ulps either side), or an exact binary tie such as 0.125."""
     scale = 10**decimals
     base = max(1, round(around * scale))
-    k = draw(st.integers(max(0, base - 50), base + 50))
+    k: int = draw(st.integers(max(0, base - 50), base + 50))
     if draw(st.integers(0, 4)) == 0:
         # exact binary ties: k/2^n with a 5 in the last decimal (0.125, 0.375, 2.5)
         n: int = draw(st.integers(1, 4))
