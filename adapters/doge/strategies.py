@@ -67,7 +67,7 @@ def near_midpoint(draw: Any, decimals: int, around: float = 0.1) -> float:
         # exact binary ties: k/2^n with a 5 in the last decimal (0.125, 0.375, 2.5)
         n: int = draw(st.integers(1, 4))
         odd: int = draw(st.sampled_from([1, 3, 5, 7]))
-        return float(k + odd) / 2**n
+        return float(k + odd) / (1 << n)
     mid = float(f"{k}.5e-{decimals}") if decimals > 0 else k + 0.5
     return nudge(mid, draw(st.sampled_from([0, 0, -1, 1, -2, 2])))
 
