@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -211,6 +212,12 @@ def main() -> None:
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first divergence or failure.")
 @click.option(
+    "--shrink",
+    "shrink_dir",
+    type=click.Path(file_okay=False),
+    help="Shrink one reproducer per distinct signature into this directory.",
+)
+@click.option(
     "--deadline", type=float, default=10.0, show_default=True, help="Seconds the shadow may take per request."
 )
 @click.option("--window", type=int, default=256, show_default=True, help="Requests in flight to the shadow.")
@@ -227,7 +234,8 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,
-           html_path: str | None, junit_path: str | None, fail_fast: bool, deadline: float, window: int,
+           html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
+           deadline: float, window: int,
            no_sessions: bool, deterministic: bool, twice: bool, quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files)
     through the authoritative reducer and the shadow, and report every difference.
@@ -259,6 +267,10 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     except ShadowdiffError as exc:
         fail(str(exc))
     options = ReplayOptions(mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window)
+    scratch = None
+    if shrink_dir and not findings:  # shrinking starts from the self-contained findings records
+        scratch = tempfile.TemporaryDirectory(prefix="shadowdiff-shrink-")
+        findings = str(Path(scratch.name) / "findings.jsonl")
     try:
         with shadow_reducer:
             result, errors = run_replay(
@@ -286,6 +298,12 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         where = f"{error['where']}: " if error["where"] else ""
         click.echo(f"shadowdiff: error: {where}{error['message']}", err=True)
     verdict = report["summary"]["verdict"]
+    if shrink_dir and findings and Path(findings).exists() and verdict in ("diverged", "failed"):
+        from .fuzz_cli import shrink_into
+
+        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir)
+    if scratch is not None:
+        scratch.cleanup()
     click.echo(f"verdict: {verdict}")
     if errors:
         sys.exit(EXIT_BAD)

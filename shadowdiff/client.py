@@ -188,6 +188,9 @@ class SubprocessReducer(Reducer):
                 self._submit_whole(entry, request)
         except ProcessGone as exc:
             self._fatal("crash", f"shadow {exc}", exc.exit_code)
+        except (OverflowError, TypeError, ValueError) as exc:  # e.g. an int beyond msgpack's 64 bits
+            if not entry.done and entry.parts == 0:
+                self._resolve(entry, Failure("error", f"request not encodable for the shadow: {exc}"))
         if entry.parts == 0 and not entry.done:
             self._resolve(entry, None)
         return ticket
@@ -212,7 +215,10 @@ class SubprocessReducer(Reducer):
             return
         sid = self._session_ids.get(request.slot)
         if sid is None:
-            self._resolve(entry, Failure("error", f"slot {request.slot!r} was never opened on the shadow"))
+            if not isinstance(request, Close):  # closing a slot a restart forgot is already done
+                self._resolve(
+                    entry, Failure("error", f"slot {request.slot!r} was never opened on the shadow")
+                )
             return
         if isinstance(request, Step):
             item = request.input

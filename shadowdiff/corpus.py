@@ -54,9 +54,17 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def read_items(paths: Iterable[str | Path]) -> Iterator[LogItem]:
-    """All records of all the named corpora, in order."""
+    """All records of all the named corpora, in order. Scenario files are slots named after their
+    scenario (after their path when two share a name)."""
+    names: set[str] = set()
     for path in expand(paths):
-        yield from read_file(path)
+        if path.suffix == ".json":
+            scenario = load_scenario(path)
+            slot = scenario.name if scenario.name not in names else f"{scenario.name}@{path}"
+            names.add(slot)
+            yield from scenario_items(scenario, str(path), slot)
+        else:
+            yield from read_file(path)
 
 
 def read_file(path: Path) -> Iterator[LogItem]:

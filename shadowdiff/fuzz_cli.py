@@ -256,6 +256,21 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
     Exit codes: 0 the scenario shows nothing to shrink; 1 shrunk (a divergence or
     failure reproduced); 2 bad usage or bad input.
     """
+    done = shrink_into(
+        scenario, shadow, authoritative, codec, mode, deadline, shrink_budget, quiet, signature, out_path
+    )
+    if signature and not done:
+        _fail(f"no scenario in {scenario} shows {signature!r}")
+    if not done:
+        click.echo("nothing to shrink: the scenario shows no divergence and no shadow failure")
+    sys.exit(EXIT_FOUND if done else EXIT_CLEAN)
+
+
+def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
+                deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
+                out_path: str | None) -> set[str]:  # fmt: skip
+    """Shrink every distinct signature the scenarios in ``scenario`` show (or just ``signature``),
+    print each reproducer, write it under ``out_path``; the signatures done."""
     try:
         d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode)
         cases = list(scenarios_in(scenario))
@@ -281,6 +296,7 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
                 rep = Reproducer(sig, found[sig].kind, rep_scenario, result, 0, 0.0, path)
                 click.echo(
                     f"shrunk {result.steps_before} -> {result.steps_after} events ({result.calls} tried)"
+                    + (f": {path}" if path else "")
                 )
                 if not quiet:
                     for line in render(rep, oracle, d.domain()):
@@ -291,11 +307,7 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
         _fail(str(exc))
     finally:
         oracle.shadow.close()
-    if signature and not done:
-        _fail(f"no scenario in {scenario} shows {signature!r}")
-    if not done:
-        click.echo("nothing to shrink: the scenario shows no divergence and no shadow failure")
-    sys.exit(EXIT_FOUND if done else EXIT_CLEAN)
+    return done
 
 
 def register(group: click.Group) -> None:
