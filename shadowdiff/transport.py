@@ -157,7 +157,7 @@ class Process:
         return len(self._out)
 
     def flush(self) -> None:
-        if self._out:
+        if self._out and self.proc is not None:
             self._write()
 
     def _write(self) -> None:
@@ -245,13 +245,14 @@ class Process:
         if proc is None:
             return None
         self.proc = None
+        pending, self._out = bytes(self._out), bytearray()
         code: int | None = None
         try:
             if grace > 0 and proc.poll() is None:
                 try:
                     os.set_blocking(self._stdin, True)
-                    if self._out:
-                        os.write(self._stdin, self._out)
+                    if pending:
+                        os.write(self._stdin, pending)
                 except OSError:
                     pass
                 proc.stdin.close()  # type: ignore[union-attr]

@@ -475,47 +475,6 @@ def test_sessions_deltas_are_canonical_and_reproduce_get(server: Server) -> None
     assert server.req("get", session=7)["error"]["kind"] == "bad_request"
 
 
-def test_step_cost_does_not_grow_with_history(server: Server) -> None:
-    def timed(cycles: int) -> float:
-        state = base_state()
-        record = {
-            "trade_id": "A",
-            "cycle": 1,
-            "entry_price": 100.0,
-            "exit_price": 99.0,
-            "volume": 13.0,
-            "gross_profit": 13.0,
-            "fees": 0.1,
-            "net_profit": 12.9,
-        }
-        state["completed_cycles"] = [dict(record, cycle=i + 1) for i in range(cycles)]
-        server.ok("open", session=cycles, state=state)
-        blob = b"".join(
-            msgpack.packb(
-                {
-                    "op": "step",
-                    "id": 10**6 + i,
-                    "session": cycles,
-                    "event": tick(2000.0 + i),
-                    "config": {},
-                    "order_size_usd": 2.0,
-                }
-            )
-            for i in range(3000)
-        )
-        t0 = time.perf_counter()
-        writer = threading.Thread(target=server.write, args=(blob,))  # read while writing: no pipe stall
-        writer.start()
-        for _ in range(3000):
-            server.read()
-        writer.join()
-        return time.perf_counter() - t0
-
-    timed(0)
-    small, big = timed(10), timed(20000)
-    assert big < small * 3 + 0.5, (small, big)
-
-
 @pytest.mark.parametrize(
     "state",
     [
