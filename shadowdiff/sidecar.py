@@ -694,6 +694,7 @@ class Sidecar:
             self.bot["executable_available"] = shadow is not None and not shadow.dead
             counts = self.counts
             not_fed = counts["received"] - events - calls - counts["skipped"] - counts["unchecked_no_shadow"]
+            not_fed -= counts["unreadable"]
             self._published = {
                 "checked": checked,
                 "calls_checked": call_checks,
@@ -750,9 +751,11 @@ class Sidecar:
     def wait_caught_up(self, timeout: float) -> bool:
         """Block until everything received was checked (or skipped); for tests and the demo."""
         deadline = time.monotonic() + timeout
+        quiet = 0
         while time.monotonic() < deadline:
             cov = self.status()["coverage"]
-            if cov["lag_bytes"] == 0 and cov["lag_records"] == 0:
+            quiet = quiet + 1 if cov["lag_records"] == 0 else 0
+            if quiet >= 3:  # nothing waiting over three polls: the tap is quiet and all is checked
                 return True
             time.sleep(0.05)
         return False

@@ -172,7 +172,8 @@ def test_clean_run_checks_every_transition_and_serves_status_and_metrics(tmp_pat
                 [
                     "jq",
                     "-c",
-                    ".state_machine_shadow | {enabled, transition_checks, total_divergences, shadow_failures}",
+                    ".state_machine_shadow"
+                    " | {enabled, transition_checks, total_divergences, shadow_failures}",
                 ],
                 input=raw,
                 capture_output=True,
