@@ -107,9 +107,7 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     checked = sidecar.status()["coverage"]["checked"] - before
     print(f"reducer alone (simulated bot, no tap): {alone:10,.0f} transitions/s")
-    print(
-        f"bot under the tap:                     {live.transitions / (bot_done - started):10,.0f} t/s"
-    )
+    print(f"bot under the tap:                     {live.transitions / (bot_done - started):10,.0f} t/s")
     print(f"sidecar checked ({shadow.split()[0].rsplit('/', 1)[-1]}):  {checked / elapsed:10,.0f} records/s "
           f"({checked:,} records, {checked / elapsed / alone:.2f}x the reducer alone)")  # fmt: skip
     tap.uninstall(sm)
