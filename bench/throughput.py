@@ -76,7 +76,9 @@ def reducer_alone(items: list) -> float:
             else:
                 ctx = contexts[item.slot]
                 event = adapter._event(item.input)
-                post, _ = sm.transition(state, event, adapter._config(ctx.config), ctx.order_size_usd, ctx.order_sizes)
+                post, _ = sm.transition(
+                    state, event, adapter._config(ctx.config), ctx.order_size_usd, ctx.order_sizes
+                )
                 sm.check_invariants(post)
             adapter._states[item.slot] = post
     return steps_of(items) / (time.perf_counter() - started)
@@ -108,21 +110,34 @@ def synchronous_jsonl(items: list, command: list[str], limit: int) -> float:
         elif isinstance(item, Record) and not isinstance(item.input, Call):
             ctx = contexts[item.slot]
             pre = sm.to_dict(adapter._states[item.slot])
-            request = {"method": "transition", "state": pre, "event": item.input.payload, "config": ctx.config,
-                       "order_size_usd": ctx.order_size_usd, "order_sizes": ctx.order_sizes}  # fmt: skip
+            request = {
+                "method": "transition",
+                "state": pre,
+                "event": item.input.payload,
+                "config": ctx.config,
+                "order_size_usd": ctx.order_size_usd,
+                "order_sizes": ctx.order_sizes,
+            }
             proc.stdin.write(json.dumps(request).encode() + b"\n")
             proc.stdin.flush()
             json.loads(proc.stdout.readline())
             state = adapter._states[item.slot]
-            post, _ = sm.transition(state, adapter._event(item.input), adapter._config(ctx.config),
-                                    ctx.order_size_usd, ctx.order_sizes)  # fmt: skip
+            post, _ = sm.transition(
+                state,
+                adapter._event(item.input),
+                adapter._config(ctx.config),
+                ctx.order_size_usd,
+                ctx.order_sizes,
+            )
             sm.check_invariants(post)
             adapter._states[item.slot] = post
             done += 1
             if done >= limit:
                 break
         elif isinstance(item, Record):
-            adapter._states[item.slot] = sm.apply_order_regime_at_entry(adapter._states[item.slot], **item.input.args)
+            adapter._states[item.slot] = sm.apply_order_regime_at_entry(
+                adapter._states[item.slot], **item.input.args
+            )
     elapsed = time.perf_counter() - started
     proc.stdin.close()
     proc.wait()
@@ -164,15 +179,19 @@ def thirty_days(events: int) -> None:
             rates.append(steps_of(chunk) / (time.perf_counter() - started))
         result = replay.finish()
     history = len(auth.get("slot-0")["completed_cycles"])
-    print(f"\n30-day stream: {len(steps):,} events, history {history:,} completed cycles, "
-          f"{result.divergence_count} divergences")  # fmt: skip
+    print(
+        f"\n30-day stream: {len(steps):,} events, history {history:,} completed cycles, "
+        f"{result.divergence_count} divergences"
+    )
     for k, rate in enumerate(rates):
         print(f"  tenth {k + 1:>2}: {rate:>9,.0f} events/s")
     print(f"  last tenth / first tenth: {rates[-1] / rates[0]:.2f}x  (target >= 0.8x)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a shorter 30-day stream and sync sample")
     args = parser.parse_args()
     if not DEFAULT_EXE.exists():
@@ -189,11 +208,17 @@ def main() -> None:
     jsonl_rate, bad_j = shadowed(prefix, [str(DEFAULT_EXE), "--server"], "jsonl")
     sync_rate = synchronous_jsonl(prefix, [str(DEFAULT_EXE), "--server"], prefix_steps)
     print(f"{'authoritative reducer alone':<44}{alone:>10,.0f} events/s")
-    print(f"{'lockstep shadowed replay, msgpack sessions':<44}{msgpack_rate:>10,.0f} events/s  ({bad} findings)")
-    print(f"{'lockstep shadowed replay, jsonl':<44}{jsonl_rate:>10,.0f} events/s  ({bad_j} findings; "
-          f"first {prefix_steps:,} steps)")  # fmt: skip
-    print(f"{'synchronous JSON-lines client (bot-style)':<44}{sync_rate:>10,.0f} events/s  "
-          f"(first {prefix_steps:,} steps)")  # fmt: skip
+    print(
+        f"{'lockstep shadowed replay, msgpack sessions':<44}{msgpack_rate:>10,.0f} events/s  ({bad} findings)"
+    )
+    print(
+        f"{'lockstep shadowed replay, jsonl':<44}{jsonl_rate:>10,.0f} events/s  ({bad_j} findings; "
+        f"first {prefix_steps:,} steps)"
+    )
+    print(
+        f"{'synchronous JSON-lines client (bot-style)':<44}{sync_rate:>10,.0f} events/s  "
+        f"(first {prefix_steps:,} steps)"
+    )
     print(f"ratio msgpack / reducer alone: {msgpack_rate / alone:.2f}x   (target >= 0.7x)")
     print(f"ratio msgpack / synchronous client: {msgpack_rate / sync_rate:.1f}x   (target >= 5x)")
     print(f"ratio jsonl / synchronous client: {jsonl_rate / sync_rate:.1f}x")
@@ -203,8 +228,10 @@ def main() -> None:
             for record in corpusgen.generate(n * 10, slots=3, seed=7):
                 writer.write(record)
         small_mb, big_mb = peak_rss_mb(CORPUS), peak_rss_mb(big)
-    print(f"peak RSS of shadowdiff replay: corpus {small_mb:.0f} MB, 10x corpus {big_mb:.0f} MB "
-          f"({big_mb / small_mb:.2f}x)")  # fmt: skip
+    print(
+        f"peak RSS of shadowdiff replay: corpus {small_mb:.0f} MB, 10x corpus {big_mb:.0f} MB "
+        f"({big_mb / small_mb:.2f}x)"
+    )
     thirty_days(60_000 if args.quick else 260_000)
     _ = resource  # RUSAGE_CHILDREN is read in the child interpreter above
 

@@ -345,6 +345,9 @@ class SubprocessReducer(Reducer):
                 if not self._wires:
                     raise FramingError(f"an answer nobody asked for: {str(obj)[:80]}")
                 self._answer(self._wires.popleft(), obj)
+            broken = self.process.framing.broken
+            if broken is not None:  # the answers before the garbage were kept; now blame the next one
+                raise broken
             return bool(got)
         except ProcessGone as exc:
             self._fatal("crash", f"shadow {exc}", exc.exit_code)
@@ -451,6 +454,11 @@ class SubprocessReducer(Reducer):
     def _fatal(self, kind: str, message: str, exit_code: int | None) -> None:
         """The process can no longer be trusted: fail the oldest request, mark the rest lost, kill."""
         head = next((w for w in self._wires), None)
+        if kind == "timeout":
+            # a server may hold the answers to cheap bookkeeping (open, patch) in its output buffer
+            # while it computes the next step: a hang then shows first on them, but it is the step's
+            work = next((w for w in self._wires if w.op not in ("open", "patch", "close", "get")), None)
+            head = work or head
         tail = self.process.tail()
         code = self.process.stop(grace=0)
         if exit_code is None and kind == "crash":
@@ -458,13 +466,14 @@ class SubprocessReducer(Reducer):
         if kind == "crash":
             message = f"shadow exited with {describe_exit(exit_code)}"
         failure = Failure(kind, message, head.rid if head else None, tail, exit_code)
-        failed = False
+        blamed = head.entry if head is not None else None
         for entry in self._entries:
             if entry.done:
                 continue
-            if not failed and entry.parts > 0:
+            if blamed is None and entry.parts > 0:
+                blamed = entry
+            if entry is blamed:
                 self._resolve(entry, failure)
-                failed = True
             else:
                 self._resolve(entry, Failure(LOST, "in flight when the shadow failed"))
         self._wires.clear()

@@ -165,6 +165,8 @@ class Replay:
             ) from None
 
     def _snapshot(self, snap: Snapshot) -> None:
+        if snap.slot in self._slots and any(p.slot == snap.slot for p in self._window):
+            self._drain(block=False, until_empty=True)  # older steps of the slot settle on the old mirror
         auth = self.authoritative
         if auth is not None:
             auth.open(snap.slot, snap.state)

@@ -38,17 +38,26 @@ class MsgpackFraming:
     def __init__(self) -> None:
         self._unpacker = make_unpacker()
         self._packer = msgpack.Packer(use_bin_type=True)
+        self.broken: FramingError | None = None
 
     def encode(self, value: Any) -> bytes:
         out: bytes = self._packer.pack(value)
         return out
 
     def feed(self, data: bytes) -> list[Any]:
+        """The objects ``data`` completes; the objects before a bad byte are returned first, and the
+        error is raised by the next call (answers that arrived whole are never lost to garbage)."""
+        if self.broken is not None:
+            raise self.broken
         self._unpacker.feed(data)
+        out: list[Any] = []
         try:
-            return list(self._unpacker)
+            out.extend(self._unpacker)
         except (msgpack.exceptions.ExtraData, ValueError, msgpack.exceptions.StackError) as exc:
-            raise FramingError(f"stdout is not msgpack: {exc}") from exc
+            self.broken = FramingError(f"stdout is not msgpack: {exc}")
+            if not out:
+                raise self.broken from exc
+        return out
 
 
 class JsonLinesFraming:
@@ -56,11 +65,14 @@ class JsonLinesFraming:
 
     def __init__(self) -> None:
         self._partial = b""
+        self.broken: FramingError | None = None
 
     def encode(self, value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode() + b"\n"
 
     def feed(self, data: bytes) -> list[Any]:
+        if self.broken is not None:
+            raise self.broken
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         out = []
@@ -71,7 +83,10 @@ class JsonLinesFraming:
                 out.append(json.loads(line))
             except ValueError as exc:
                 shown = line[:80].decode("utf-8", "replace")
-                raise FramingError(f"stdout line is not JSON ({exc}): {shown!r}") from exc
+                self.broken = FramingError(f"stdout line is not JSON ({exc}): {shown!r}")
+                if not out:
+                    raise self.broken from exc
+                break
         return out
 
 

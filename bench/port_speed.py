@@ -1,0 +1,175 @@
+"""The Haskell port alone vs the Python reference in-process, on the same corpus, in one run.
+
+    python bench/port_speed.py [--events 260000]
+
+1. The bundled corpus as PROTOCOL.md requests (open, step, call, patch), piped into
+   `doge-core-exe --msgpack` with no Python in the loop: steps/s of the server alone, against the
+   reference module doing the same steps in-process (transition + check_invariants; and through the
+   in-process adapter, which also computes each step's delta as the server does). Target: >= 2x.
+2. A single-slot 30-day session (>= 250,000 events, the history past 1,500 completed cycles) piped the
+   same way; answers are timestamped as they arrive, and steps/s are printed per tenth. Target: the last
+   tenth >= 0.8x the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.doge import corpusgen  # noqa: E402
+from adapters.doge.domain import DEFAULT_EXE  # noqa: E402
+from adapters.doge.inprocess import InProcessReducer  # noqa: E402
+from adapters.doge.reference import state_machine as sm  # noqa: E402
+from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
+from shadowdiff.model import Call  # noqa: E402
+from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
+from shadowdiff.reducer import Step  # noqa: E402
+
+CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
+
+
+def requests(items: list) -> tuple[bytes, list[bool]]:
+    """The request stream, and for each answer whether it answers a step (or call)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    out = bytearray(packer.pack({"op": "hello", "id": 0, "protocol": 1}))
+    is_step = [False]
+    sessions: dict[str, int] = {}
+    contexts = {}
+    for rid, item in enumerate(items, 1):
+        if isinstance(item, Snapshot):
+            sessions[item.slot] = len(sessions) + 1
+            contexts[item.slot] = item.context
+            msg = {"op": "open", "state": item.state}
+        elif isinstance(item, PatchRecord):
+            msg = {"op": "patch", "delta": item.delta}
+        elif isinstance(item.input, Call):
+            msg = {"op": "call", "function": item.input.function, "args": item.input.args}
+        else:
+            msg = {
+                "op": "step",
+                "event": item.input.to_wire(),
+                "with_invariants": True,
+                **contexts[item.slot].to_wire(),
+            }
+        msg.update(id=rid, session=sessions[item.slot])
+        out += packer.pack(msg)
+        is_step.append(isinstance(item, Record))
+    return bytes(out), is_step
+
+
+def server_alone(payload: bytes, is_step: list[bool]) -> list[float]:
+    """Arrival time of every step answer, the clock started when the first byte went in."""
+    proc = subprocess.Popen([str(DEFAULT_EXE), "--msgpack"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin and proc.stdout
+
+    def feed() -> None:
+        assert proc.stdin
+        proc.stdin.write(payload)
+        proc.stdin.close()
+
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    times: list[float] = []
+    n = 0
+    started = time.perf_counter()
+    writer = threading.Thread(target=feed)
+    writer.start()
+    while chunk := proc.stdout.read1(1 << 16):
+        unpacker.feed(chunk)
+        now = time.perf_counter() - started
+        for answer in unpacker:
+            if "error" in answer:
+                raise SystemExit(f"server error: {answer}")
+            if is_step[n]:
+                times.append(now)
+            n += 1
+    writer.join()
+    proc.wait()
+    return times
+
+
+def python_alone(items: list, through_adapter: bool) -> float:
+    adapter = InProcessReducer(sm)
+    contexts = {}
+    steps = 0
+    started = time.perf_counter()
+    for item in items:
+        if isinstance(item, Snapshot):
+            adapter.open(item.slot, item.state)
+            contexts[item.slot] = item.context
+        elif isinstance(item, PatchRecord):
+            adapter.patch(item.slot, item.delta)
+        elif through_adapter:
+            adapter.step(Step(item.slot, item.input, contexts[item.slot], True))
+            steps += 1
+        else:
+            state = adapter._states[item.slot]
+            if isinstance(item.input, Call):
+                post = sm.apply_order_regime_at_entry(state, **item.input.args)
+            else:
+                ctx = contexts[item.slot]
+                post, _ = sm.transition(
+                    state,
+                    adapter._event(item.input),
+                    adapter._config(ctx.config),
+                    ctx.order_size_usd,
+                    ctx.order_sizes,
+                )
+                sm.check_invariants(post)
+            adapter._states[item.slot] = post
+            steps += 1
+    return steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=260_000, help="length of the 30-day stream")
+    args = parser.parse_args()
+    items = list(read_items([CORPUS]))
+    payload, is_step = requests(items)
+    times = server_alone(payload, is_step)
+    hs = len(times) / times[-1]
+    py_bare = max(python_alone(items, False) for _ in range(3))
+    py_adapter = max(python_alone(items, True) for _ in range(3))
+    print(f"corpus {CORPUS.name}: {len(times):,} steps")
+    print(f"{'Haskell server alone (piped, sessions)':<48}{hs:>10,.0f} steps/s")
+    print(f"{'Python reference in-process, bare':<48}{py_bare:>10,.0f} steps/s   ratio {hs / py_bare:.2f}x")
+    print(
+        f"{'Python reference through the adapter (deltas)':<48}{py_adapter:>10,.0f} steps/s   "
+        f"ratio {hs / py_adapter:.2f}x   (target >= 2x)"
+    )
+    corpusgen.TICK_SECONDS = 30 * 86400 / (args.events / 2.3)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "30d.msgpack"
+        with LogWriter(log) as writer:
+            for record in corpusgen.generate(args.events, slots=1, seed=30):
+                writer.write(record)
+        long_items = list(read_items([log]))
+    payload, is_step = requests(long_items)
+    times = server_alone(payload, is_step)
+    tenth = len(times) // 10
+    rates = []
+    previous = 0.0
+    for k in range(10):
+        end = times[(k + 1) * tenth - 1]
+        rates.append(tenth / (end - previous))
+        previous = end
+    print(f"\n30-day session: {len(times):,} steps")
+    for k, rate in enumerate(rates):
+        print(f"  tenth {k + 1:>2}: {rate:>10,.0f} steps/s")
+    print(f"  last tenth / first tenth: {rates[-1] / rates[0]:.2f}x   (target >= 0.8x)")
+
+
+if __name__ == "__main__":
+    main()
