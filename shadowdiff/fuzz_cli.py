@@ -16,11 +16,12 @@ from typing import Any, NoReturn
 import click
 
 from .client import SubprocessReducer
-from .corpus import expand, load_scenario, read_items, write_scenario
-from .engine import MODES
+from .corpus import expand, load_scenario, read_items, scenario_items, write_scenario
+from .engine import MODES, Replay
 from .errors import BadInput, ShadowdiffError, ShadowSetupError
 from .fuzz import (
     FuzzOptions,
+    FuzzReport,
     ReplayOracle,
     Reproducer,
     fuzz,
@@ -151,9 +152,25 @@ def _common(fn: Any) -> Any:
     help="Directory the reproducers are written to.",
 )
 @click.option("--note", default="", help="Text to put in each reproducer's shadowdiff.note.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Write the reproducers' replay report as JSON.",
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    help="Write JUnit XML (a test case per signature found).",
+)
 def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode: str, deadline: float,
                  shrink_budget: float, quiet: bool, seed: int, examples: int, max_steps: int,
-                 time_budget: float, keep_going: bool, out_dir: str, note: str) -> None:  # fmt: skip
+                 time_budget: float, keep_going: bool, out_dir: str, note: str, report_path: str | None,
+                 html_path: str | None, junit_path: str | None) -> None:  # fmt: skip
     """Generate state-guided scenarios until the shadow diverges from the authoritative reducer; shrink
     each new divergence and write it as a scenario file (fixture format, with an expected block).
 
@@ -189,6 +206,8 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
         report = fuzz(
             d.strategies(), oracle, options, generator, hooks, d.expected, text, Path(out_dir), show
         )
+        if report_path or html_path or junit_path:
+            _write_reports(report, oracle, shown, seed, mode, codec, report_path, html_path, junit_path)
     except ShadowdiffError as exc:
         _fail(str(exc))
     finally:
@@ -199,6 +218,23 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
         f"{stats.elapsed_s:.1f}s, stopped: {stats.stopped}; {len(report.reproducers)} signature(s) found"
     )
     sys.exit(EXIT_FOUND if report.reproducers else EXIT_CLEAN)
+
+
+def _write_reports(report: FuzzReport, oracle: ReplayOracle, shown: str, seed: int, mode: str,
+                   codec: str, report_path: str | None, html_path: str | None,
+                   junit_path: str | None) -> None:  # fmt: skip
+    """The shrunk reproducers replayed together: one report, the same schema as ``replay``'s."""
+    from .cli import write_outputs
+    from .report import build_report
+
+    replay = Replay(oracle.shadow, oracle.authoritative, oracle.options)
+    for rep in report.reproducers:
+        for item in scenario_items(rep.scenario, slot=rep.scenario.name):
+            replay.feed(item)
+    result = replay.finish()
+    run = {"mode": mode, "codec": codec, "authoritative": "reference", "shadow": shown,
+           "corpora": [f"shadowdiff fuzz --seed {seed}"], "sessions": oracle.shadow.sessions}  # fmt: skip
+    write_outputs(build_report(result, run, deterministic=True), report_path, html_path, junit_path)
 
 
 def scenarios_in(path: str) -> Iterator[Scenario]:
