@@ -146,7 +146,9 @@ class SubprocessReducer(Reducer):
                 raise ProcessGone(None) if not self.process.running else FramingError("no answer to hello")
 
     def _ensure_running(self) -> None:
-        if self.process.running and self._started:
+        # no waitpid per request: a process that died shows as EOF or a broken pipe, and _fatal
+        # clears _started; a restart is only ever needed after that
+        if self._started:
             return
         while self.dead is None:
             if self._failures_in_a_row > self.max_restarts:

@@ -12,6 +12,7 @@ what changed; the whole state is converted only when someone asks for it (``get`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import importlib.util
@@ -187,17 +188,23 @@ class InProcessReducer(Reducer):
         return StepResult([self._wire_action(a) for a in actions], self._delta(pre, post), violations)
 
     def patch(self, slot: str, delta: WireMap) -> None:
+        """Load only what the patch names (appended items alone, never the untouched history) through
+        the module's own ``from_dict``, and put those fields into a copy of the current state."""
         current = self._states[slot]
-        touched = set(delta.get("set", ())) | set(delta.get("append", ()))
-        keep = {
-            name: getattr(current, name)
-            for name in self._state_fields
-            if name not in touched and isinstance(getattr(current, name), tuple)
-        }
-        # convert only the fields the patch touches (plus the scalars), never the untouched history
-        light = dataclasses.replace(current, **{name: () for name in keep})
-        patched = self._load(apply_delta(self.module.to_dict(light), delta))
-        self._states[slot] = dataclasses.replace(patched, **keep) if keep else patched
+        sets = {k: v for k, v in delta.get("set", {}).items() if k in self._state_fields}
+        appends = {k: v for k, v in delta.get("append", {}).items() if k in self._state_fields}
+        if not sets and not appends:
+            return
+        if not self._generic_ok:  # a module whose to_dict we do not mirror: take the whole-state path
+            self._states[slot] = self._load(apply_delta(self.module.to_dict(current), delta))
+            return
+        partial = self._load({**sets, **appends})
+        patched = copy.copy(current)
+        for name in sets:
+            object.__setattr__(patched, name, getattr(partial, name))
+        for name in appends:
+            object.__setattr__(patched, name, tuple(getattr(current, name)) + tuple(getattr(partial, name)))
+        self._states[slot] = patched
 
     def get(self, slot: str) -> WireMap:
         state: WireMap = self.module.to_dict(self._states[slot])
