@@ -3,7 +3,7 @@
 -- semantics the port needs on them: truthiness, str()/repr(), int(), float(),
 -- round(x, n), value equality as the diff does it.
 module Value
-  ( V(..), vLookup, vEq, truthy, pyStr, pyRepr, pyReprDouble
+  ( V(..), vLookup, vEq, dEq, truthy, pyStr, pyRepr, pyReprDouble
   , pyInt, pyFloat, pyRound, pyRoundInt, pyIsSpace, pyStrip, pyIsDigitStr, unicodeDigitValue
   , vNum, pyMax, pyMin
   ) where

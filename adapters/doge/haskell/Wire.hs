@@ -352,31 +352,65 @@ actionTyped a = let (t, p) = actionPayload a in VMap [("type", VStr t), ("payloa
 -- Deltas ------------------------------------------------------------------------------------
 
 -- | The canonical delta from old to new. completed_cycles only ever grows at its end
--- inside the reducer, so its delta is the new tail (O(new items)); the small fields
--- are compared by value.
+-- inside the reducer, so its delta is the new tail (O(new items)); the other fields
+-- are compared on the typed state, with the diff's equality (ints and floats by
+-- value, NaN equal to NaN: what 'vEq' says of their wire form), and only the
+-- changed ones are turned into wire values.
 stateDelta :: St -> St -> V
 stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
   where
     nonEmpty k xs = if null xs then [] else [(k, VMap xs)]
     oldLen = Seq.length (sCycles old)
     newTail = Seq.drop oldLen (sCycles new)
-    cyclesAppended = Seq.length (sCycles new) >= oldLen
-    pairs = zip (stateFieldsV old) (stateFieldsV new)
-    (sets, apps) = foldr step ([], []) pairs
-    step ((k, ov), (_, nv)) (ss, as) = case k of
-      "completed_cycles"
-        | cyclesAppended -> if Seq.null newTail then (ss, as) else (ss, (k, VArr (map cycleV (toList newTail))) : as)
-        | otherwise -> ((k, nv) : ss, as)
-      "orders" -> listDelta k ov nv ss as
-      "recovery_orders" -> listDelta k ov nv ss as
-      _ -> if vEq ov nv then (ss, as) else ((k, nv) : ss, as)
-    listDelta k (VArr xs) (VArr ys) ss as =
-      let n = length xs
-          (pre, post) = splitAt n ys
-      in if length pre == n && and (zipWith vEq xs pre)
-           then (if null post then (ss, as) else (ss, (k, VArr post) : as))
-           else ((k, VArr ys) : ss, as)
-    listDelta k _ nv ss as = ((k, nv) : ss, as)
+    (cycS, cycA)
+      | Seq.length (sCycles new) >= oldLen =
+          ([], if Seq.null newTail then [] else [("completed_cycles", VArr (map cycleV (toList newTail)))])
+      | otherwise = ([("completed_cycles", VArr (map cycleV (toList (sCycles new))))], [])
+    (ordS, ordA) = listDelta "orders" orderEq orderV (sOrders old) (sOrders new)
+    (recS, recA) = listDelta "recovery_orders" recoveryEq recoveryV (sRecs old) (sRecs new)
+    sets = dbl "market_price" sMarket $ dbl "now" sNow $ ordS ++ recS ++ cycS
+      ++ (int "cycle_a" sCycleA $ int "cycle_b" sCycleB $ int "next_order_id" sNextOrderId
+      $ int "next_recovery_id" sNextRecoveryId $ dbl "total_profit" sTotalProfit
+      $ dbl "total_settled_usd" sTotalSettled $ dbl "total_fees" sTotalFees
+      $ dbl "today_realized_loss" sTodayLoss $ int "total_round_trips" sRoundTrips
+      $ val "s2_entered_at" sS2EnteredAt $ val "last_price_update_at" sLastPriceUpdateAt
+      $ int "consecutive_losses_a" sLossesA $ int "consecutive_losses_b" sLossesB
+      $ dbl "cooldown_until_a" sCooldownA $ dbl "cooldown_until_b" sCooldownB
+      $ bool "long_only" sLongOnly $ bool "short_only" sShortOnly $ txt "mode_source" sModeSource
+      $ int "consecutive_refreshes_a" sRefreshesA $ int "consecutive_refreshes_b" sRefreshesB
+      $ val "last_refresh_direction_a" sLastDirA $ val "last_refresh_direction_b" sLastDirB
+      $ dbl "refresh_cooldown_until_a" sRefreshCooldownA $ dbl "refresh_cooldown_until_b" sRefreshCooldownB
+      $ dbl "profit_pct_runtime" sProfitPctRuntime [])
+    apps = ordA ++ recA ++ cycA
+    dbl k f rest = let b = f new in if dEq (f old) b then rest else (k, VFloat b) : rest
+    int k f rest = let b = f new in if f old == b then rest else (k, VInt b) : rest
+    bool k f rest = let b = f new in if f old == b then rest else (k, VBool b) : rest
+    txt k f rest = let b = f new in if f old == b then rest else (k, VStr b) : rest
+    val k f rest = let b = f new in if vEq (f old) b then rest else (k, b) : rest
+
+-- | A list field's delta: append when the new list is the old one plus a tail.
+listDelta :: Text -> (a -> a -> Bool) -> (a -> V) -> [a] -> [a] -> ([(Text, V)], [(Text, V)])
+listDelta k eq toV xs ys = go xs ys
+  where
+    go (a:as) (b:bs) | eq a b = go as bs
+    go [] [] = ([], [])
+    go [] post = ([], [(k, VArr (map toV post))])
+    go _ _ = ([(k, VArr (map toV ys))], [])
+
+-- | Field-wise equality of orders / recoveries as their wire maps compare.
+orderEq :: Order -> Order -> Bool
+orderEq a b = oLocalId a == oLocalId b && oSide a == oSide b && oRole a == oRole b
+  && dEq (oPrice a) (oPrice b) && dEq (oVolume a) (oVolume b) && oTradeId a == oTradeId b
+  && oCycle a == oCycle b && oTxid a == oTxid b && dEq (oPlacedAt a) (oPlacedAt b)
+  && dEq (oEntryPrice a) (oEntryPrice b) && dEq (oEntryFee a) (oEntryFee b)
+  && dEq (oEntryFilledAt a) (oEntryFilledAt b) && oRegime a == oRegime b
+
+recoveryEq :: Recovery -> Recovery -> Bool
+recoveryEq a b = rRecoveryId a == rRecoveryId b && rSide a == rSide b && dEq (rPrice a) (rPrice b)
+  && dEq (rVolume a) (rVolume b) && rTradeId a == rTradeId b && rCycle a == rCycle b
+  && dEq (rEntryPrice a) (rEntryPrice b) && dEq (rOrphanedAt a) (rOrphanedAt b)
+  && dEq (rEntryFee a) (rEntryFee b) && dEq (rEntryFilledAt a) (rEntryFilledAt b)
+  && rTxid a == rTxid b && rReason a == rReason b && rRegime a == rRegime b
 
 -- | Apply a delta (a patch, or replaying a step) to a session's state.
 applyDelta :: Mut -> V -> St -> M St
