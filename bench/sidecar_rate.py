@@ -1,0 +1,90 @@
+"""The sidecar's checking rate, each part in its own process as in production.
+
+    python bench/sidecar_rate.py [--loops 20000]
+
+1. The simulated bot flat out with no tap: the reducer's own rate (transitions/s).
+2. `shadowdiff sidecar` with the Haskell port, and the same bot flat out under the tap
+   (`python -m shadowdiff.tap`): the sidecar's checked records per second, from the bot's first
+   record until the sidecar has caught up, next to the rate of step 1. Target (issue 8): >= 0.7x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
+MODULE = "adapters.doge.reference.state_machine"
+
+
+def bot(loops: int, env: dict[str, str] | None = None, tap: bool = False) -> tuple[dict, float]:
+    """Run the simulated bot for ``loops`` loops as fast as it goes; its summary and its wall time
+    less the interpreter's start-up (measured with a one-loop run)."""
+
+    def run(n: int) -> tuple[dict, float]:
+        # --seconds S --rate R paces S*R loops; a rate far above what the bot can do means flat out
+        argv = [sys.executable, "-m", "adapters.doge.simbot", "--seconds", str(n / 1e7), "--rate", "1e7"]
+        if tap:
+            argv = [sys.executable, "-m", "shadowdiff.tap", "--module", MODULE, *argv[1:]]
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
+
+    _, startup = run(1)
+    summary, elapsed = run(loops)
+    return summary, max(1e-3, elapsed - startup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loops", type=int, default=20_000, help="bot loops (each steps every slot)")
+    args = parser.parse_args()
+    alone, alone_s = bot(args.loops)
+    alone_rate = alone["transitions"] / alone_s
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = Path(tmp) / "tap.sock"
+        argv = [sys.executable, "-m", "shadowdiff", "sidecar", "--listen", f"unix:{sock}", "--shadow",
+                f"{EXE} --msgpack", "--http", "127.0.0.1:0", "--record", str(Path(tmp) / "rec")]  # fmt: skip
+        side = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert side.stdout is not None
+        http = json.loads(side.stdout.readline())["http"]
+
+        def status() -> dict:
+            with urllib.request.urlopen(http + "/api/status", timeout=5) as response:
+                return json.loads(response.read())
+
+        env = {**os.environ, "DOGE_CORE_SHADOW": "1", "SHADOWDIFF_TAP": f"unix:{sock}"}
+        started = time.perf_counter()
+        tapped, bot_elapsed = bot(args.loops, env, tap=True)
+        deadline = time.monotonic() + 600
+        while True:
+            cov = status()["coverage"]
+            if cov["lag_records"] == 0 and cov["received"] > 0:
+                break
+            if time.monotonic() > deadline:
+                sys.exit(f"the sidecar did not catch up: {cov}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        final = status()
+        side.send_signal(signal.SIGTERM)
+        side.wait(timeout=30)
+    checked = final["coverage"]["checked"]
+    print(f"{'reducer alone (simulated bot, no tap)':<40}{alone_rate:>10,.0f} transitions/s")
+    print(f"{'bot under the tap':<40}{tapped['transitions'] / bot_elapsed:>10,.0f} transitions/s")
+    print(f"{'sidecar checked (own process)':<40}{checked / elapsed:>10,.0f} records/s  "
+          f"({checked:,} records, {final['state_machine_shadow']['total_divergences']} divergences, "
+          f"dropped by the tap {final['coverage'].get('dropped_by_tap', 0)})")  # fmt: skip
+    print(f"ratio sidecar / reducer alone: {checked / elapsed / alone_rate:.2f}x   (target >= 0.7x)")
+
+
+if __name__ == "__main__":
+    main()
