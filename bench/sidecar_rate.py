@@ -45,7 +45,9 @@ def bot(loops: int, env: dict[str, str] | None = None, tap: bool = False) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--loops", type=int, default=20_000, help="bot loops (each steps every slot)")
     args = parser.parse_args()
     alone, alone_s = bot(args.loops)
