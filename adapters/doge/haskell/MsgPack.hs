@@ -1,11 +1,11 @@
-{-# LANGUAGE BangPatterns, OverloadedStrings #-}
+{-# LANGUAGE BangPatterns, OverloadedStrings, ScopedTypeVariables #-}
 -- | A small msgpack codec over 'V'. Input is framed by an incremental scanner
 -- ('scanFrame': resumable, allocation-free, linear however the bytes arrive),
 -- then a complete object is decoded in one pass ('decodeFrame'). Floats are read
 -- as float32 or float64 and always written as float64. Ext types decode to 'VBad'
 -- (a bad request, not a stream error); only bytes that are not msgpack at all
 -- (0xc1) fail the stream.
-module MsgPack (Scan(..), scanFrame, decodeFrame, encV, encodable) where
+module MsgPack (Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodable) where
 
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Unsafe as BU
@@ -193,6 +193,49 @@ decodeFrame bs = dec
           in case kv of
                VStr kt -> go (k - 1) i2 ((kt, v) : acc) ok
                _ -> go (k - 1) i2 acc False
+
+-- | A map key at offset i, known field names shared as in 'decodeFrame'.
+decodeKey :: B.ByteString -> Int -> (V, Int)
+decodeKey bs i =
+  let b = BU.unsafeIndex bs i
+      n = fromIntegral (b .&. 0x1f)
+  in if b .&. 0xe0 == 0xa0
+       then case lookupKey (BU.unsafeTake n (BU.unsafeDrop (i + 1) bs)) of
+              Just t -> (VStr t, i + 1 + n)
+              Nothing -> decodeFrame bs i
+       else decodeFrame bs i
+
+-- | Decode a complete request like 'decodeFrame', except that when the request is a
+-- map, the value under its first top-level "config" key is first offered to the
+-- hook (the buffer and the value's offset): on @Just (v, end, a)@ the hook's value
+-- stands for the bytes up to @end@ and they are not decoded again. Also returns
+-- that value's span and, on a hit, the hook's extra result. (A msgpack object is
+-- self-delimiting: bytes that start with a cached object's complete encoding hold
+-- exactly that object there, so a byte comparison is a sound cache test.)
+decodeRequest :: forall a. (B.ByteString -> Int -> Maybe (V, Int, a)) -> B.ByteString -> (V, Maybe (Int, Int, Maybe a))
+decodeRequest hook bs
+  | B.null bs = decodeNone
+  | b .&. 0xf0 == 0x80 = top (fromIntegral (b .&. 0x0f)) 1
+  | b == 0xde = top (fromIntegral (beN bs 1 2)) 3
+  | b == 0xdf = top (fromIntegral (beN bs 1 4)) 5
+  | otherwise = decodeNone
+  where
+    b = BU.unsafeHead bs
+    decodeNone = (fst (decodeFrame bs 0), Nothing)
+    top :: Int -> Int -> (V, Maybe (Int, Int, Maybe a))
+    top n i0 = go n i0 [] True Nothing
+      where
+        go :: Int -> Int -> [(T.Text, V)] -> Bool -> Maybe (Int, Int, Maybe a) -> (V, Maybe (Int, Int, Maybe a))
+        go 0 _ acc ok sp = (if ok then VMap (reverse acc) else VBad "map keys must be strings", sp)
+        go k i acc ok sp =
+          let (!kv, !i1) = decodeKey bs i
+          in case kv of
+               VStr "config" | Nothing <- sp -> case hook bs i1 of
+                 Just (v, i2, a) -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Just a))
+                 Nothing -> let (!v, !i2) = decodeFrame bs i1
+                            in go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Nothing))
+               VStr kt -> let (!v, !i2) = decodeFrame bs i1 in go (k - 1) i2 ((kt, v) : acc) ok sp
+               _ -> let (!_, !i2) = decodeFrame bs i1 in go (k - 1) i2 acc False sp
 
 -- | Can this value be written as msgpack (ints within int64/uint64)?
 encodable :: V -> Bool

@@ -5,6 +5,7 @@ module Server (serveMsgpack, serveJsonLines, serveJsonOnce) where
 
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Char8 as BC
+import qualified Data.ByteString.Unsafe as BU
 import qualified Data.ByteString.Lazy as L
 import qualified Data.ByteString.Builder as BB
 import qualified Data.Map.Strict as M
@@ -47,10 +48,13 @@ version = "0.1.0"
 opsList :: [Text]
 opsList = ["hello", "transition", "check_invariants", "call", "open", "step", "patch", "get", "close", "echo"]
 
--- | Env from a request's config, order_size_usd and order_sizes.
-envFrom :: Mut -> [(Text, V)] -> H Env
-envFrom mut m = do
-  cfg <- bad (parseConfig (maybe VNil id (lookup "config" m)))
+-- | Env from a request's config, order_size_usd and order_sizes. The config may
+-- come already parsed (the cached parse of the request's own config bytes).
+envFrom :: Mut -> PreCfg -> [(Text, V)] -> H Env
+envFrom mut pre m = do
+  cfg <- bad (case pre of
+    Just r -> r
+    Nothing -> parseConfig (maybe VNil id (lookup "config" m)))
   size <- case optField "order_size_usd" m of
     Nothing -> Right (cOrderSizeUsd cfg)
     Just v -> bad (numField "order_size_usd" v)
@@ -93,15 +97,18 @@ regimeCall mut m st = do
   reg <- bad (normRegime mut (maybe VNil id (lookup "regime_at_entry" m)))
   pure (applyOrderRegime lid reg st)
 
+-- | The parse of a request's top-level config, when the server already has it.
+type PreCfg = Maybe (Either String Config)
+
 -- | One msgpack request -> new sessions and the result.
-handleOp :: Mut -> Sessions -> Text -> [(Text, V)] -> (Sessions, H V)
-handleOp mut ss op m = case op of
+handleOp :: Mut -> PreCfg -> Sessions -> Text -> [(Text, V)] -> (Sessions, H V)
+handleOp mut pre ss op m = case op of
   "hello" -> (ss, Right (VMap [("protocol", VInt 1), ("implementation", VStr "doge-core-exe (shadowdiff haskell port)")
                               , ("version", VStr version), ("ops", VArr (map VStr opsList))]))
   "transition" -> (ss, do
     st <- stateArg mut m
     ev <- field "event" m >>= typedEvent
-    env <- envFrom mut m
+    env <- envFrom mut pre m
     (st', acts) <- bad (transition env st ev)
     pure (VMap ([("state", toDict st'), ("actions", VArr (map actionTyped acts))]
                 ++ [("violations", violationsV mut st') | withInv m])))
@@ -120,7 +127,7 @@ handleOp mut ss op m = case op of
     pure (M.insert i st ss, Right (VMap []))
   "step" -> withSession $ \i st -> do
     ev <- field "event" m >>= typedEvent
-    env <- envFrom mut m
+    env <- envFrom mut pre m
     (st', acts) <- bad (transition env st ev)
     pure (M.insert i st' ss, VMap ([("actions", VArr (map actionTyped acts)), ("delta", stateDelta st st')]
                                    ++ [("violations", violationsV mut st') | withInv m]))
@@ -155,14 +162,14 @@ respond rid r = case r of
                   Internal s -> ("internal", s)
             in VMap [("id", rid), ("error", VMap [("kind", VStr k), ("message", VStr (T.pack msg))])]
 
-handleRequest :: Mut -> Sessions -> V -> (Sessions, V)
-handleRequest mut ss req = case req of
+handleRequest :: Mut -> PreCfg -> Sessions -> V -> (Sessions, V)
+handleRequest mut pre ss req = case req of
   VMap m | Just e <- firstBad req ->
     (ss, respond (maybe VNil id (lookup "id" m)) (Left (BadRequest e)))
   VMap m ->
     let rid = maybe VNil id (lookup "id" m) in
     case lookup "op" m of
-      Just (VStr op) -> let (ss', r) = handleOp mut ss op m in (ss', respond rid r)
+      Just (VStr op) -> let (ss', r) = handleOp mut pre ss op m in (ss', respond rid r)
       Just _ -> (ss, respond rid (Left (BadRequest "op must be a string")))
       Nothing -> (ss, respond rid (Left (BadRequest "missing field \"op\"")))
   VBad e -> (ss, respond VNil (Left (BadRequest e)))
@@ -194,39 +201,61 @@ safeWrite old new rid resp = do
   where
     respondInternal msg = respond rid (Left (Internal msg))
 
+-- | Configs seen lately, by their exact msgpack bytes: a session sends the same
+-- config map with every step, so it is decoded and parsed once, not per step.
+data CfgEntry = CfgEntry { ceRaw :: !B.ByteString, ceVal :: V, ceCfg :: Either String Config }
+
+cfgCacheSize :: Int
+cfgCacheSize = 8
+
+cfgHit :: [CfgEntry] -> B.ByteString -> Int -> Maybe (V, Int, CfgEntry)
+cfgHit cache bs i = go cache
+  where
+    avail = B.length bs - i
+    go [] = Nothing
+    go (e : es) =
+      let n = B.length (ceRaw e)
+      in if n <= avail && BU.unsafeTake n (BU.unsafeDrop i bs) == ceRaw e then Just (ceVal e, i + n, e) else go es
+
 serveMsgpack :: Mut -> IO ()
 serveMsgpack mut = do
   hSetBinaryMode stdin True
   hSetBinaryMode stdout True
   hSetBuffering stdout (BlockBuffering (Just 65536))
-  next M.empty B.empty 0 [1]
+  next M.empty [] B.empty 0 [1]
   where
     -- buf holds the unconsumed input; (off, stack) is where the frame scan resumes.
-    next !ss !buf !off stack = case scanFrame buf off stack of
+    next !ss cache !buf !off stack = case scanFrame buf off stack of
       Complete end -> do
-        let (v, _) = decodeFrame buf 0
+        let (v, cspan) = decodeRequest (cfgHit cache) buf
+            (cache', pre) = case (cspan, v) of
+              (Just (_, _, Just e), _) -> (cache, Just (ceCfg e))
+              (Just (s, e, Nothing), VMap m) | Just cv <- lookup "config" m ->
+                let ent = CfgEntry (B.copy (B.take (e - s) (B.drop s buf))) cv (parseConfig cv)
+                in (take cfgCacheSize (ent : cache), Just (ceCfg ent))
+              _ -> (cache, Nothing)
             rid = case v of
               VMap m -> maybe VNil id (lookup "id" m)
               _ -> VNil
-            (ss', resp) = handleRequest mut ss v
+            (ss', resp) = handleRequest mut pre ss v
         ss'' <- safeWrite ss ss' rid resp
         let rest = B.drop end buf
-        if B.null rest then refill ss'' B.empty 0 [1] else next ss'' rest 0 [1]
-      More off' stack' -> refill ss buf off' stack'
+        if B.null rest then refill ss'' cache' B.empty 0 [1] else next ss'' cache' rest 0 [1]
+      More off' stack' -> refill ss cache buf off' stack'
       Invalid at -> do
         hFlush stdout
         hPutStrLn stderr ("doge-core-exe: input is not msgpack (byte 0xc1 at offset " ++ show at ++ " of a request)")
         exitWith (ExitFailure 2)
     -- Answers go out before we block for more input (pipelining: a batch is
     -- answered in one write, and nothing waits in our buffer while we read).
-    refill ss buf off stack = do
+    refill ss cache buf off stack = do
       hFlush stdout
       chunk <- B.hGetSome stdin 262144
       if B.null chunk
         then if B.null buf then exitSuccess else do
           hPutStrLn stderr ("doge-core-exe: truncated msgpack object at end of input (" ++ show (B.length buf) ++ " bytes)")
           exitWith (ExitFailure 2)
-        else next ss (if B.null buf then chunk else buf <> chunk) off stack
+        else next ss cache (if B.null buf then chunk else buf <> chunk) off stack
 
 ------------------------------------------------------------------------------
 -- JSON transport
@@ -237,7 +266,7 @@ jsonHandle mut req = case req of
     Just (VStr "transition") -> do
       st <- getF "state" m >>= fromDict mut
       ev <- getF "event" m >>= inferEvent
-      env <- either errStr Right (envFrom mut m)
+      env <- either errStr Right (envFrom mut Nothing m)
       (st', acts) <- transition env st ev
       pure (VMap [("state", toDict st'), ("actions", VArr (map (snd . actionPayload) acts))])
     Just (VStr "check_invariants") -> do
