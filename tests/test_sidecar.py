@@ -272,7 +272,7 @@ def test_a_mutant_is_found_and_its_findings_and_logs_replay_offline_the_same(tmp
 def test_final_states_are_identical_with_the_tap_off_on_and_on_with_the_sidecar_killed(
     tmp_path: Path,
 ) -> None:
-    args = (4.0, 300, 11)
+    args = (6.0, 300, 11)  # long enough that the tap reconnects even when the new sidecar starts slowly
     off = run_bot(None, *args, tap=False)
     with sidecar(tmp_path / "a", shadow_command(tmp_path)) as side:
         on = run_bot(side.address, *args)
@@ -289,7 +289,7 @@ def test_final_states_are_identical_with_the_tap_off_on_and_on_with_the_sidecar_
         "-m",
         "adapters.doge.simbot",
         "--seconds",
-        "4",
+        "6",
         "--rate",
         "300",
         "--seed",
