@@ -466,8 +466,12 @@ class Tap:
         exit_wait: float = 2.0,
         connect_timeout: float = 1.0,
         send_timeout: float = 2.0,
+        cpu_share: float = 0.5,
     ) -> None:
         parse_address(address)
+        # the sender shares the bot's GIL: past this share of wall time it sleeps, so a bot running flat
+        # out keeps most of its CPU and the tap drops (and counts) what it cannot keep up with
+        self.cpu_share = min(1.0, max(0.05, cpu_share))
         self.module = module
         self.address = address
         self.queue_size = queue_size
@@ -587,7 +591,11 @@ class Tap:
                     self._maybe_connect()
                     time.sleep(self.idle_sleep)
                     continue
+                started = time.perf_counter()
                 self._one_batch()
+                if self.cpu_share < 1.0:
+                    busy = time.perf_counter() - started
+                    time.sleep(busy * (1.0 / self.cpu_share - 1.0))
         except Exception as exc:  # pragma: no cover - a bug in the tap must not reach the bot
             self.counters["sender_crashed"] += 1
             with contextlib.suppress(Exception):
@@ -733,6 +741,9 @@ def install(
     address = address or os.environ.get(ENV_ADDRESS, "").strip()
     if not address:
         return None
+    if "cpu_share" not in options and os.environ.get("SHADOWDIFF_TAP_CPU_SHARE"):
+        with contextlib.suppress(ValueError):
+            options["cpu_share"] = float(os.environ["SHADOWDIFF_TAP_CPU_SHARE"])
     if "exit_wait" not in options and os.environ.get(ENV_EXIT_WAIT):
         with contextlib.suppress(ValueError):
             options["exit_wait"] = float(os.environ[ENV_EXIT_WAIT])
