@@ -5,7 +5,7 @@
 -- as float32 or float64 and always written as float64. Ext types decode to 'VBad'
 -- (a bad request, not a stream error); only bytes that are not msgpack at all
 -- (0xc1) fail the stream.
-module MsgPack (Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodable) where
+module MsgPack (Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodeV, encodable) where
 
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Unsafe as BU
@@ -13,12 +13,18 @@ import qualified Data.ByteString.Builder as BB
 import qualified Data.Text as T
 import qualified Data.Text.Encoding as TE
 import qualified Data.Text.Encoding.Error as TE
-import Data.Bits ((.&.), shiftL, (.|.))
+import Data.Bits ((.&.), shiftL, shiftR, (.|.))
 import Data.Int
 import Data.Word
 import GHC.Float (castWord32ToFloat, castWord64ToDouble, float2Double)
 import Value
 import qualified Data.IntMap.Strict as IM
+import qualified Data.ByteString.Internal as BI
+import qualified Data.Text.Array as TA
+import qualified Data.Text.Internal as TI
+import Foreign.Ptr (Ptr, plusPtr)
+import Foreign.Storable (poke)
+import GHC.Float (castDoubleToWord64)
 
 knownKeys :: IM.IntMap [(B.ByteString, T.Text)]
 knownKeys = IM.fromListWith (++) [(keyHash b, [(b, t)]) | t <- ks, let b = TE.encodeUtf8 t]
@@ -286,3 +292,148 @@ encInt i
 -- | Byte length of a Text in UTF-8 (surrogates cannot occur in Text).
 utf8Len :: T.Text -> Int
 utf8Len = T.foldl' (\a c -> a + (if c < '\x80' then 1 else if c < '\x800' then 2 else if c < '\x10000' then 3 else 4)) 0
+
+------------------------------------------------------------------------------
+-- Direct encoder: the same bytes as 'encV', written into one exactly sized
+-- buffer (sizes first, then pokes) instead of through Builder closures.
+
+-- | 'encV' as a strict ByteString (the value must be 'encodable').
+encodeV :: V -> B.ByteString
+encodeV v = BI.unsafeCreate (sizeV v) (\p -> pokeV p v >> pure ())
+
+sizeV :: V -> Int
+sizeV v = case v of
+  VNil -> 1
+  VBool _ -> 1
+  VInt i -> intSize i
+  VFloat _ -> 9
+  VStr t -> strSize (utf8Length t)
+  VBin b -> let n = B.length b in n + (if n < 0x100 then 2 else if n < 0x10000 then 3 else 5)
+  VArr xs -> goA 0 0 xs
+  VMap kvs -> goM 0 0 kvs
+  VBad e -> sizeV (VStr (T.pack e))
+  where
+    goA !n !acc [] = acc + hdr n
+    goA !n !acc (x : xs) = goA (n + 1) (acc + sizeV x) xs
+    goM !n !acc [] = acc + hdr n
+    goM !n !acc ((k, x) : xs) = goM (n + 1) (acc + strSize (utf8Length k) + sizeV x) xs
+    hdr n = if n < 16 then 1 else if n < 0x10000 then 3 else 5
+
+strSize :: Int -> Int
+strSize n = n + (if n < 32 then 1 else if n < 0x100 then 2 else if n < 0x10000 then 3 else 5)
+
+intSize :: Integer -> Int
+intSize i
+  | i >= 0 = if i < 128 then 1 else if i < 0x100 then 2 else if i < 0x10000 then 3
+             else if i < 0x100000000 then 5 else 9
+  | i >= -32 = 1
+  | i >= -128 = 2
+  | i >= -32768 = 3
+  | i >= -2147483648 = 5
+  | otherwise = 9
+
+-- | UTF-8 length of a Text (text-1.2 holds UTF-16; Text never has lone surrogates).
+utf8Length :: T.Text -> Int
+utf8Length (TI.Text arr off len) = go off 0
+  where
+    end = off + len
+    go !i !acc
+      | i >= end = acc
+      | otherwise =
+          let w = TA.unsafeIndex arr i in
+          if w < 0x80 then go (i + 1) (acc + 1)
+          else if w < 0x800 then go (i + 1) (acc + 2)
+          else if w >= 0xd800 && w < 0xdc00 then go (i + 2) (acc + 4)
+          else go (i + 1) (acc + 3)
+
+type P = Ptr Word8
+
+w8p :: P -> Word8 -> IO P
+w8p p b = poke p b >> pure (p `plusPtr` 1)
+{-# INLINE w8p #-}
+
+-- big-endian, n bytes of x
+beP :: P -> Int -> Word64 -> IO P
+beP p n x = go 0
+  where
+    go !k | k == n = pure (p `plusPtr` n)
+          | otherwise = do poke (p `plusPtr` k) (fromIntegral (x `shiftR` (8 * (n - 1 - k))) :: Word8); go (k + 1)
+
+pokeV :: P -> V -> IO P
+pokeV p v = case v of
+  VNil -> w8p p 0xc0
+  VBool False -> w8p p 0xc2
+  VBool True -> w8p p 0xc3
+  VInt i -> pokeInt p i
+  VFloat d -> w8p p 0xcb >>= \q -> beP q 8 (castDoubleToWord64 d)
+  VStr t -> pokeStr p t
+  VBin b -> do
+    let n = B.length b
+    q <- if n < 0x100 then w8p p 0xc4 >>= \q -> w8p q (fromIntegral n)
+         else if n < 0x10000 then w8p p 0xc5 >>= \q -> beP q 2 (fromIntegral n)
+         else w8p p 0xc6 >>= \q -> beP q 4 (fromIntegral n)
+    let (fp, o, _) = BI.toForeignPtr b
+    BI.unsafeWithForeignPtr fp (\src -> BI.memcpy q (src `plusPtr` o) n)
+    pure (q `plusPtr` n)
+  VArr xs -> do
+    q <- hdr 0x90 0xdc 0xdd (length xs)
+    goA q xs
+  VMap kvs -> do
+    q <- hdr 0x80 0xde 0xdf (length kvs)
+    goM q kvs
+  VBad e -> pokeV p (VStr (T.pack e))
+  where
+    hdr fix b16 b32 n
+      | n < 16 = w8p p (fix + fromIntegral n)
+      | n < 0x10000 = w8p p b16 >>= \q -> beP q 2 (fromIntegral n)
+      | otherwise = w8p p b32 >>= \q -> beP q 4 (fromIntegral n)
+    goA q [] = pure q
+    goA q (x : xs) = pokeV q x >>= \q' -> goA q' xs
+    goM q [] = pure q
+    goM q ((k, x) : xs) = pokeStr q k >>= \q1 -> pokeV q1 x >>= \q2 -> goM q2 xs
+
+pokeInt :: P -> Integer -> IO P
+pokeInt p i
+  | i >= 0 = if i < 128 then w8p p (fromIntegral i)
+             else if i < 0x100 then w8p p 0xcc >>= \q -> w8p q (fromIntegral i)
+             else if i < 0x10000 then w8p p 0xcd >>= \q -> beP q 2 (fromIntegral i)
+             else if i < 0x100000000 then w8p p 0xce >>= \q -> beP q 4 (fromIntegral i)
+             else w8p p 0xcf >>= \q -> beP q 8 (fromIntegral i)
+  | i >= -32 = w8p p (fromIntegral i)
+  | i >= -128 = w8p p 0xd0 >>= \q -> w8p q (fromIntegral i)
+  | i >= -32768 = w8p p 0xd1 >>= \q -> beP q 2 (fromIntegral (fromIntegral i :: Int64))
+  | i >= -2147483648 = w8p p 0xd2 >>= \q -> beP q 4 (fromIntegral (fromIntegral i :: Int64))
+  | otherwise = w8p p 0xd3 >>= \q -> beP q 8 (fromIntegral (fromIntegral i :: Int64))
+
+pokeStr :: P -> T.Text -> IO P
+pokeStr p t@(TI.Text arr off len) = do
+  let n = utf8Length t
+  q <- if n < 32 then w8p p (0xa0 + fromIntegral n)
+       else if n < 0x100 then w8p p 0xd9 >>= \q -> w8p q (fromIntegral n)
+       else if n < 0x10000 then w8p p 0xda >>= \q -> beP q 2 (fromIntegral n)
+       else w8p p 0xdb >>= \q -> beP q 4 (fromIntegral n)
+  go q off
+  where
+    end = off + len
+    go !q !i
+      | i >= end = pure q
+      | otherwise =
+          let w = TA.unsafeIndex arr i in
+          if w < 0x80 then w8p q (fromIntegral w) >>= \q' -> go q' (i + 1)
+          else if w < 0x800 then do
+            q1 <- w8p q (0xc0 .|. fromIntegral (w `shiftR` 6))
+            q2 <- w8p q1 (0x80 .|. fromIntegral (w .&. 0x3f))
+            go q2 (i + 1)
+          else if w >= 0xd800 && w < 0xdc00 then do
+            let lo = TA.unsafeIndex arr (i + 1)
+                c = 0x10000 + ((fromIntegral w - 0xd800) `shiftL` 10) + (fromIntegral lo - 0xdc00) :: Int
+            q1 <- w8p q (0xf0 .|. fromIntegral (c `shiftR` 18))
+            q2 <- w8p q1 (0x80 .|. fromIntegral ((c `shiftR` 12) .&. 0x3f))
+            q3 <- w8p q2 (0x80 .|. fromIntegral ((c `shiftR` 6) .&. 0x3f))
+            q4 <- w8p q3 (0x80 .|. fromIntegral (c .&. 0x3f))
+            go q4 (i + 2)
+          else do
+            q1 <- w8p q (0xe0 .|. fromIntegral (w `shiftR` 12))
+            q2 <- w8p q1 (0x80 .|. fromIntegral ((w `shiftR` 6) .&. 0x3f))
+            q3 <- w8p q2 (0x80 .|. fromIntegral (w .&. 0x3f))
+            go q3 (i + 1)

@@ -8,6 +8,7 @@ import qualified Data.ByteString.Char8 as BC
 import qualified Data.ByteString.Unsafe as BU
 import qualified Data.ByteString.Lazy as L
 import qualified Data.ByteString.Builder as BB
+import qualified Data.ByteString.Builder.Extra as BBE
 import qualified Data.Map.Strict as M
 import qualified Data.Text as T
 import Data.Text (Text)
@@ -193,7 +194,7 @@ safeWrite old new rid resp = do
     _ <- evaluate new
     pure ok
   case r of
-    Right True -> do BB.hPutBuilder stdout (encV resp); pure new
+    Right True -> do BB.hPutBuilder stdout (BBE.byteStringCopy (encodeV resp)); pure new
     Right False -> do BB.hPutBuilder stdout (encV (respondInternal "an integer does not fit msgpack's 64 bits")); pure old
     Left (ex :: SomeException) -> case fromException ex of
       Just (ec :: ExitCode) -> throwIO ec
