@@ -9,13 +9,18 @@ engine never needs to compare whole states.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgpack
 
+from .identity import compute_delta, make_delta, same_value
 from .model import WireMap
+
+__all__ = [
+    "EMPTY_DELTA", "apply_delta", "compute_delta", "delta_fields", "dumps_json", "make_delta",
+    "make_unpacker", "merge_fields", "packb", "same_value", "unpackb",
+]  # fmt: skip
 
 EMPTY_DELTA: WireMap = {}
 
@@ -45,42 +50,6 @@ def _json_default(value: Any) -> Any:
 def dumps_json(value: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
     """JSON for files: NaN and infinities kept (Python's json reads them back), bytes as hex."""
     return json.dumps(value, indent=indent, sort_keys=sort_keys, default=_json_default, ensure_ascii=False)
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality as the diff sees it at its fast path: ints and floats by value, NaN equal to NaN."""
-    if a == b:
-        return True
-    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
-
-
-def compute_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> WireMap:
-    """The canonical delta from ``old`` to ``new`` (both whole wire states). O(state); the fallback path."""
-    sets: WireMap = {}
-    appends: WireMap = {}
-    for key, value in new.items():
-        if key not in old:
-            sets[key] = value
-            continue
-        before = old[key]
-        if same_value(before, value):
-            continue
-        if isinstance(before, list) and isinstance(value, list) and len(value) > len(before):
-            n = len(before)
-            if all(same_value(x, y) for x, y in zip(before, value[:n], strict=True)):
-                appends[key] = value[n:]
-                continue
-        sets[key] = value
-    return make_delta(sets, appends)
-
-
-def make_delta(sets: Mapping[str, Any], appends: Mapping[str, Any]) -> WireMap:
-    delta: WireMap = {}
-    if sets:
-        delta["set"] = dict(sets)
-    if appends:
-        delta["append"] = dict(appends)
-    return delta
 
 
 def delta_fields(delta: Mapping[str, Any]) -> set[str]:

@@ -22,8 +22,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from shadowdiff.codec import apply_delta, compute_delta, make_delta
+from shadowdiff.codec import apply_delta
 from shadowdiff.errors import BadInput, ShadowSetupError
+from shadowdiff.identity import IdentityWire
 from shadowdiff.model import Call, Context, Event, Outcome, StepResult, WireMap
 from shadowdiff.reducer import Reducer, Step
 
@@ -77,8 +78,7 @@ class InProcessReducer(Reducer):
         self._state_fields = tuple(f.name for f in dataclasses.fields(m.PairState))
         self._states: dict[str, Any] = {}
         self._configs: dict[int, tuple[Mapping[str, Any], Any]] = {}
-        self._item_fields: dict[type, tuple[str, ...]] = {}
-        self._generic_ok: bool | None = None
+        self._wire = IdentityWire(self.module)
 
     # -- conversions -------------------------------------------------------------------------------
     def _config(self, config: Mapping[str, Any]) -> Any:
@@ -111,59 +111,17 @@ class InProcessReducer(Reducer):
                 f"the authoritative from_dict rejected the state: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _wire_item(self, item: Any) -> Any:
-        names = self._item_fields.get(type(item))
-        if names is None:
-            if not dataclasses.is_dataclass(item):
-                return item
-            names = self._item_fields[type(item)] = tuple(f.name for f in dataclasses.fields(item))
-        return {name: getattr(item, name) for name in names}
-
     def _wire_action(self, action: Any) -> WireMap:
-        return {"type": type(action).__name__, "payload": self._wire_item(action)}
-
-    def _check_generic(self, state: Any) -> None:
-        """Field-by-field conversion must equal the module's own ``to_dict``; else take the slow path."""
-        if self._generic_ok is None:
-            generic = {}
-            for name in self._state_fields:
-                value = getattr(state, name)
-                generic[name] = [self._wire_item(x) for x in value] if isinstance(value, tuple) else value
-            self._generic_ok = generic == self.module.to_dict(state)
+        return self._wire.typed(action)
 
     def _delta(self, pre: Any, post: Any) -> WireMap:
-        if pre is post:
-            return {}
-        if not self._generic_ok:
-            return compute_delta(self.module.to_dict(pre), self.module.to_dict(post))
-        sets: WireMap = {}
-        appends: WireMap = {}
-        wire = self._wire_item
-        try:  # a dataclass with an instance dict: walk it (far cheaper than 60 getattr calls)
-            before, after = vars(pre), vars(post)
-            pairs = [(n, before[n], v) for n, v in after.items() if v is not before[n]]
-        except TypeError:  # slotted dataclasses
-            pairs = [(n, getattr(pre, n), getattr(post, n)) for n in self._state_fields]
-        for name, old, new in pairs:
-            if old is new:
-                continue
-            if isinstance(new, tuple) and isinstance(old, tuple):
-                n = len(old)
-                if len(new) >= n and all(a is b for a, b in zip(old, new, strict=False)):
-                    if len(new) > n:
-                        appends[name] = [wire(x) for x in new[n:]]
-                    continue
-                if new == old:
-                    continue
-                sets[name] = [wire(x) for x in new]
-            elif not (old == new and type(old) is type(new)):
-                sets[name] = new
-        return make_delta(sets, appends)
+        return self._wire.delta(pre, post)
 
     # -- sessions ----------------------------------------------------------------------------------
     def open(self, slot: str, state: WireMap) -> None:
         loaded = self._load(state)
-        self._check_generic(loaded)
+        if self._wire.generic_ok is None:  # field-by-field conversion must match the module's to_dict
+            self._wire.state(loaded)
         self._states[slot] = loaded
 
     def step(self, request: Step) -> StepResult:
@@ -195,7 +153,7 @@ class InProcessReducer(Reducer):
         appends = {k: v for k, v in delta.get("append", {}).items() if k in self._state_fields}
         if not sets and not appends:
             return
-        if not self._generic_ok:  # a module whose to_dict we do not mirror: take the whole-state path
+        if not self._wire.generic_ok:  # a module whose to_dict we do not mirror: the whole-state path
             self._states[slot] = self._load(apply_delta(self.module.to_dict(current), delta))
             return
         partial = self._load({**sets, **appends})
