@@ -19,13 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .reference import state_machine as sm
+from .simbot import CONFIG
 
-CONFIG: dict[str, Any] = {
-    "entry_pct": 0.35, "profit_pct": 0.9, "refresh_pct": 1.2, "order_size_usd": 4.0, "price_decimals": 5,
-    "volume_decimals": 0, "min_volume": 13.0, "maker_fee_pct": 0.25, "s1_orphan_after_sec": 1350.0,
-    "s2_orphan_after_sec": 1800.0, "max_recovery_slots": 2, "loss_cooldown_sec": 900.0,
-    "max_consecutive_refreshes": 3, "refresh_cooldown_sec": 300.0,
-}  # fmt: skip
+# the simulated live bot and the offline logs trade with the same configuration
 TICK_SECONDS = 120.0
 
 
