@@ -18,7 +18,8 @@ import Data.Int
 import Data.Word
 import GHC.Float (castWord32ToFloat, castWord64ToDouble, float2Double)
 import Value
-import qualified Data.IntMap.Strict as IM
+import qualified Data.Array as A
+import qualified Data.Array.Base as AB
 import qualified Data.ByteString.Internal as BI
 import qualified Data.Text.Array as TA
 import qualified Data.Text.Internal as TI
@@ -26,8 +27,10 @@ import Foreign.Ptr (Ptr, plusPtr)
 import Foreign.Storable (poke)
 import GHC.Float (castDoubleToWord64)
 
-knownKeys :: IM.IntMap [(B.ByteString, T.Text)]
-knownKeys = IM.fromListWith (++) [(keyHash b, [(b, t)]) | t <- ks, let b = TE.encodeUtf8 t]
+-- | The known field names, in an open hash table indexed by length, first and last
+-- byte (a few probes, no tree walk).
+knownKeys :: A.Array Int [(B.ByteString, T.Text)]
+knownKeys = A.accumArray (flip (:)) [] (0, keySlots - 1) [(keyHash b, (b, t)) | t <- ks, let b = TE.encodeUtf8 t]
   where
     ks = map T.pack
       [ "op", "id", "state", "event", "config", "order_size_usd", "order_sizes", "with_invariants", "session"
@@ -43,14 +46,16 @@ knownKeys = IM.fromListWith (++) [(keyHash b, [(b, t)]) | t <- ks, let b = TE.en
       , "gross_profit", "fees", "net_profit", "exit_fee", "quote_fee", "settled_usd", "entry_time", "exit_time"
       , "from_recovery", "delta", "set", "append", "function", "args" ]
 
+keySlots :: Int
+keySlots = 1024
+
 keyHash :: B.ByteString -> Int
 keyHash b = let n = B.length b in
-  if n == 0 then 0 else n * 65536 + fromIntegral (BU.unsafeHead b) * 256 + fromIntegral (BU.unsafeLast b)
+  if n == 0 then 0
+  else (n * 37 + fromIntegral (BU.unsafeHead b) * 131 + fromIntegral (BU.unsafeLast b) * 7) .&. (keySlots - 1)
 
 lookupKey :: B.ByteString -> Maybe T.Text
-lookupKey b = case IM.lookup (keyHash b) knownKeys of
-  Nothing -> Nothing
-  Just cands -> go cands
+lookupKey b = go (knownKeys `AB.unsafeAt` keyHash b)
   where
     go [] = Nothing
     go ((k, t) : rest) = if k == b then Just t else go rest
