@@ -10,7 +10,7 @@ if ! command -v ghc >/dev/null 2>&1; then
   apt-get install -y -qq ghc >&2
 fi
 mkdir -p build/obj
-ghc -O2 -j1 -rtsopts "-with-rtsopts=-A16m" -outputdir build/obj -o build/doge-core-exe Main.hs >build/ghc.log 2>&1 || {
+ghc -O2 -j1 -rtsopts "-with-rtsopts=-A2m" -outputdir build/obj -o build/doge-core-exe Main.hs >build/ghc.log 2>&1 || {
   cat build/ghc.log >&2
   exit 1
 }
