@@ -13,6 +13,8 @@ import qualified Data.Map.Strict as M
 import qualified Data.Text as T
 import Data.Text (Text)
 import Control.Exception
+import Data.Bits ((.&.))
+import Data.Maybe (isJust)
 import System.IO
 import System.Exit
 import Value
@@ -204,7 +206,10 @@ safeWrite old new rid resp = do
 
 -- | Configs seen lately, by their exact msgpack bytes: a session sends the same
 -- config map with every step, so it is decoded and parsed once, not per step.
-data CfgEntry = CfgEntry { ceRaw :: !B.ByteString, ceVal :: V, ceCfg :: Either String Config }
+data CfgEntry = CfgEntry { ceRaw :: !B.ByteString, ceVal :: V, ceCfg :: Either String Config, ceBad :: Bool }
+
+newEntry :: B.ByteString -> Int -> Int -> V -> CfgEntry
+newEntry buf s e cv = CfgEntry (B.copy (B.take (e - s) (B.drop s buf))) cv (parseConfig cv) (isJust (firstBad cv))
 
 cfgCacheSize :: Int
 cfgCacheSize = 8
@@ -218,6 +223,78 @@ cfgHit cache bs i = go cache
       let n = B.length (ceRaw e)
       in if n <= avail && BU.unsafeTake n (BU.unsafeDrop i bs) == ceRaw e then Just (ceVal e, i + n, e) else go es
 
+-- | A step request read straight from its bytes: a fixmap whose keys are all
+-- distinct fixstr names among op (= "step"), id, session (an int), event, config,
+-- order_size_usd, order_sizes, with_invariants, and that holds nothing the decoder
+-- cannot represent. Anything else is Nothing and goes the generic way.
+data FastStep = FastStep
+  { fsId :: V, fsSession :: Integer, fsEvent :: V, fsSize :: Maybe V, fsSizes :: Maybe V, fsInv :: Maybe V
+  , fsCfg :: Maybe (Int, Int, Maybe CfgEntry), fsCfgV :: V }
+
+fastStep :: [CfgEntry] -> B.ByteString -> Maybe FastStep
+fastStep cache bs
+  | B.null bs = Nothing
+  | b0 .&. 0xf0 == 0x80 = go (fromIntegral (b0 .&. 0x0f) :: Int) 1 (0 :: Int) fs0
+  | otherwise = Nothing
+  where
+    b0 = BU.unsafeHead bs
+    len = B.length bs
+    fs0 = FastStep VNil 0 VNil Nothing Nothing Nothing Nothing VNil
+    at i = BU.unsafeIndex bs i
+    keyIs n i lit = BU.unsafeTake n (BU.unsafeDrop i bs) == lit
+    plain i = let (v, e) = decodeFrame bs i in if isJust (firstBad v) then Nothing else Just (v, e)
+    go 0 _ !seen fs = if seen .&. 0x0d == 0x0d then Just fs else Nothing   -- op, session, event
+    go k i !seen fs
+      | i >= len = Nothing
+      | kb .&. 0xe0 /= 0xa0 = Nothing
+      | idx < 0 || seen .&. bit /= 0 = Nothing
+      | otherwise = case idx of
+          0 -> if j + 5 <= len && keyIs 5 j "\xa4step" then go (k - 1) (j + 5) seen' fs else Nothing
+          1 -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsId = v }
+          2 -> plain j >>= \(v, e) -> case v of
+                 VInt s -> go (k - 1) e seen' fs { fsSession = s }
+                 _ -> Nothing
+          3 -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsEvent = v }
+          4 -> case cfgHit cache bs j of
+                 Just (_, e, ent) -> if ceBad ent then Nothing else go (k - 1) e seen' fs { fsCfg = Just (j, e, Just ent) }
+                 Nothing -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsCfg = Just (j, e, Nothing), fsCfgV = v }
+          5 -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsSize = Just v }
+          6 -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsSizes = Just v }
+          _ -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsInv = Just v }
+      where
+        kb = at i
+        n = fromIntegral (kb .&. 0x1f) :: Int
+        ks = i + 1
+        j = ks + n
+        idx :: Int
+        idx | j > len = -1
+            | otherwise = case n of
+                2 | keyIs 2 ks "op" -> 0
+                  | keyIs 2 ks "id" -> 1
+                7 | keyIs 7 ks "session" -> 2
+                5 | keyIs 5 ks "event" -> 3
+                6 | keyIs 6 ks "config" -> 4
+                14 | keyIs 14 ks "order_size_usd" -> 5
+                11 | keyIs 11 ks "order_sizes" -> 6
+                15 | keyIs 15 ks "with_invariants" -> 7
+                _ -> -1
+        bit = 2 ^ idx :: Int
+        seen' = seen + bit
+
+-- | handleOp's "step" on a 'FastStep'; Nothing whenever the generic path would
+-- answer an error (it then answers it). Same computations in the same order, so
+-- a success is the generic path's answer.
+stepFast :: Mut -> PreCfg -> Sessions -> FastStep -> Maybe (Sessions, V)
+stepFast mut pre ss fs = do
+  let i = fsSession fs
+  st <- M.lookup i ss
+  ev <- either (const Nothing) Just (typedEvent (fsEvent fs))
+  let m = maybe [] (\v -> [("order_size_usd", v)]) (fsSize fs) ++ maybe [] (\v -> [("order_sizes", v)]) (fsSizes fs)
+  env <- either (const Nothing) Just (envFrom mut pre m)
+  (st', acts) <- either (const Nothing) Just (transition env st ev)
+  pure (M.insert i st' ss, respond (fsId fs) (Right (VMap ([("actions", VArr (map actionTyped acts)), ("delta", stateDelta st st')]
+                                   ++ [("violations", violationsV mut st') | maybe False truthy (fsInv fs)]))))
+
 serveMsgpack :: Mut -> IO ()
 serveMsgpack mut = do
   hSetBinaryMode stdin True
@@ -227,12 +304,24 @@ serveMsgpack mut = do
   where
     -- buf holds the unconsumed input; (off, stack) is where the frame scan resumes.
     next !ss cache !buf !off stack = case scanFrame buf off stack of
+      Complete end | Just fs <- fastStep cache buf -> do
+        let (cache', pre) = case fsCfg fs of
+              Just (_, _, Just e) -> (cache, Just (ceCfg e))
+              Just (s, e, Nothing) -> let ent = newEntry buf s e (fsCfgV fs)
+                                      in (take cfgCacheSize (ent : cache), Just (ceCfg ent))
+              Nothing -> (cache, Nothing)
+            generic = handleRequest mut pre ss (fst (decodeRequest (cfgHit cache) buf))
+            r = maybe generic id (stepFast mut pre ss fs)
+            (ss', resp) = r
+        ss'' <- safeWrite ss ss' (fsId fs) resp
+        let rest = B.drop end buf
+        if B.null rest then refill ss'' cache' B.empty 0 [1] else next ss'' cache' rest 0 [1]
       Complete end -> do
         let (v, cspan) = decodeRequest (cfgHit cache) buf
             (cache', pre) = case (cspan, v) of
               (Just (_, _, Just e), _) -> (cache, Just (ceCfg e))
               (Just (s, e, Nothing), VMap m) | Just cv <- lookup "config" m ->
-                let ent = CfgEntry (B.copy (B.take (e - s) (B.drop s buf))) cv (parseConfig cv)
+                let ent = newEntry buf s e cv
                 in (take cfgCacheSize (ent : cache), Just (ceCfg ent))
               _ -> (cache, Nothing)
             rid = case v of
