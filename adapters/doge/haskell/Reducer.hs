@@ -68,7 +68,7 @@ sabotage = modSt
 -- Helpers -------------------------------------------------------------------------
 
 isA :: Text -> Bool
-isA t = t == "A"
+isA t = teq t "A"
 
 derivePhase :: St -> Phase
 derivePhase st
@@ -78,8 +78,8 @@ derivePhase st
   | otherwise = S0
   where
     os = sOrders st
-    bx = any (\o -> oSide o == "buy" && oRole o == "exit") os
-    sx = any (\o -> oSide o == "sell" && oRole o == "exit") os
+    bx = any (\o -> teq (oSide o) "buy" && teq (oRole o) "exit") os
+    sx = any (\o -> teq (oSide o) "sell" && teq (oRole o) "exit") os
 
 clearS2UnlessS2 :: Red ()
 clearS2UnlessS2 = do
@@ -133,7 +133,7 @@ effectiveSize :: Text -> Red Double
 effectiveSize trade = do
   e <- envR
   case eSizes e of
-    Just kvs | Just v <- lookup trade kvs -> case vNum v of
+    Just kvs | Just v <- lookupT trade kvs -> case vNum v of
       Just d -> pure d
       Nothing -> failR ("order_sizes[" ++ T.unpack trade ++ "]: expected a number")
     _ -> pure (eSize e)
@@ -147,7 +147,7 @@ placeEntry side trade cyc size reason = do
   let mut = eMut e
       d = entryDistance c mut trade
       market = sMarket st
-      isBuy = side == "buy"
+      isBuy = teq side "buy"
       losses = if isA trade then sLossesA st else sLossesB st
       mult = backoff c mut losses
   p1 <- roundPrice (if isBuy then market * (1 - d * mult / 100) else market * (1 + d * mult / 100))
@@ -309,7 +309,7 @@ step ev = case ev of
         garbage <- isMut GarbageNonAsciiTxid
         if garbage && nonAscii txid then sabotage garbageThen else pure ()
         modSt (removeOrder (oLocalId o))
-        if oRole o == "entry" then entryFilled o price vol fee ts else exitFilled o price fee ts
+        if teq (oRole o) "entry" then entryFilled o price vol fee ts else exitFilled o price fee ts
         clearS2UnlessS2
   RecoveryFillEvent ridV txid price _vol fee ts -> do
     modSt $ \s -> s { sNow = ts }
@@ -333,10 +333,10 @@ entryFilled :: Order -> Double -> Double -> Double -> Double -> Red ()
 entryFilled o price vol fee ts = do
   c <- cfgR
   st <- getSt
-  let exitSide = if oSide o == "buy" then "sell" else "buy"
+  let exitSide = if teq (oSide o) "buy" then "sell" else "buy"
       p = if sProfitPctRuntime st /= 0 then sProfitPctRuntime st else cProfitPct c
       market = sMarket st
-  xp <- if exitSide == "sell"
+  xp <- if teq exitSide "sell"
           then roundPrice (pyMax (price * (1 + p / 100)) (market * (1 + cEntryPct c / 100)))
           else roundPrice (pyMin (price * (1 - p / 100)) (market * (1 - cEntryPct c / 100)))
   let lid = sNextOrderId st
@@ -367,7 +367,7 @@ refresh = do
   strictDrift <- isMut RefreshDriftStrict
   let market = sMarket st
       drift o = if market > 0 then abs (oPrice o - market) / market * 100 else 0
-      stale o = oRole o == "entry"
+      stale o = teq (oRole o) "entry"
              && not (if strictDrift then drift o < cRefreshPct c else drift o <= cRefreshPct c)
              && not (sNow st < cooldownOf (oTradeId o) st)
   case find stale (sOrders st) of
@@ -387,11 +387,11 @@ refreshOne c o = do
       (cnt, cd) = if cnt0 >= maxc && cd0 > 0 then (0, if keepCd then cd0 else 0) else (cnt0, cd0)
       market = sMarket st0
       dir :: Text
-      dir | oSide o == "buy" = if market < oPrice o then "down" else "up"
+      dir | teq (oSide o) "buy" = if market < oPrice o then "down" else "up"
           | otherwise = if market > oPrice o then "up" else "down"
       prevDir = if a then sLastDirA st0 else sLastDirB st0
       sameDir = case prevDir of
-        VStr t -> t == dir
+        VStr t -> teq t dir
         _ -> False
       count = if sameDir || (ignoreDir && cnt > 0) then cnt + 1 else 1
       setCounters s cdv = if a then s { sRefreshesA = count, sLastDirA = VStr dir, sRefreshCooldownA = cdv }
@@ -417,14 +417,14 @@ timer = do
   case ph of
     _ | ph == S1a || ph == S1b -> do
       s1Strict <- isMut S1TimeoutStrict
-      case find ((== "exit") . oRole) (sOrders st) of
+      case find (teq "exit" . oRole) (sOrders st) of
         Nothing -> pure ()
         Just ex -> do
           let base | oEntryFilledAt ex /= 0 = oEntryFilledAt ex
                    | oPlacedAt ex /= 0 = oPlacedAt ex
                    | otherwise = now
               age = now - base
-              moved = (oSide ex == "sell" && market < oPrice ex) || (oSide ex == "buy" && market > oPrice ex)
+              moved = (teq (oSide ex) "sell" && market < oPrice ex) || (teq (oSide ex) "buy" && market > oPrice ex)
               old = if s1Strict then age > cS1OrphanAfter c else age >= cS1OrphanAfter c
           if old && moved then orphan ex "s1_timeout" else pure ()
     S2 -> case sS2EnteredAt st of
@@ -437,9 +437,9 @@ timer = do
         tieBuy <- isMut S2WorseLegTieBuy
         let elapsed = now - t
             due = if s2Strict then elapsed > cS2OrphanAfter c else elapsed >= cS2OrphanAfter c
-            exits = filter ((== "exit") . oRole) (sOrders st)
-            bx = find ((== "buy") . oSide) exits
-            sx = find ((== "sell") . oSide) exits
+            exits = filter (teq "exit" . oRole) (sOrders st)
+            bx = find (teq "buy" . oSide) exits
+            sx = find (teq "sell" . oSide) exits
         case (bx, sx) of
           (Just b, Just s) | due && market > 0 -> do
             let db = abs (oPrice b - market) / market
@@ -463,9 +463,9 @@ checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
   where
     os = sOrders st
     ph = derivePhase st
-    entries = filter ((== "entry") . oRole) os
-    exits = filter ((== "exit") . oRole) os
-    cnt side = length . filter ((== side) . oSide)
+    entries = filter (teq "entry" . oRole) os
+    exits = filter (teq "exit" . oRole) os
+    cnt side = length . filter (teq side . oSide)
     be = cnt "buy" entries; se = cnt "sell" entries
     bx = cnt "buy" exits; sx = cnt "sell" exits
     ids = map oLocalId os
@@ -487,7 +487,7 @@ checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
                        else "s2_entered_at must be null outside S2"]
         | otherwise -> []
     perOrder = concatMap (\o -> ["order cycle must be >= 1" | oCycle o < 1]
-                             ++ ["exit must carry entry_price" | oRole o == "exit" && oEntryPrice o <= 0]
+                             ++ ["exit must carry entry_price" | teq (oRole o) "exit" && oEntryPrice o <= 0]
                              ++ ["order volume must be > 0" | oVolume o <= 0]) os
     counters = ["cycle counters must be >= 1" | sCycleA st < 1 || sCycleB st < 1]
 

@@ -36,12 +36,12 @@ bad :: Either String a -> H a
 bad = either (Left . BadRequest) Right
 
 field :: Text -> [(Text, V)] -> H V
-field k m = case lookup k m of
+field k m = case lookupT k m of
   Just v -> Right v
   Nothing -> Left (BadRequest ("missing field " ++ show (T.unpack k)))
 
 optField :: Text -> [(Text, V)] -> Maybe V
-optField k m = case lookup k m of
+optField k m = case lookupT k m of
   Just VNil -> Nothing
   r -> r
 
@@ -57,7 +57,7 @@ envFrom :: Mut -> PreCfg -> [(Text, V)] -> H Env
 envFrom mut pre m = do
   cfg <- bad (case pre of
     Just r -> r
-    Nothing -> parseConfig (maybe VNil id (lookup "config" m)))
+    Nothing -> parseConfig (maybe VNil id (lookupT "config" m)))
   size <- case optField "order_size_usd" m of
     Nothing -> Right (cOrderSizeUsd cfg)
     Just v -> bad (numField "order_size_usd" v)
@@ -77,7 +77,7 @@ typedEvent (VMap e) = do
 typedEvent _ = Left (BadRequest "event must be a map with type and payload")
 
 withInv :: [(Text, V)] -> Bool
-withInv m = maybe False truthy (lookup "with_invariants" m)
+withInv m = maybe False truthy (lookupT "with_invariants" m)
 
 violationsV :: Mut -> St -> V
 violationsV mut st = VArr (map VStr (checkInvariants mut st))
@@ -97,7 +97,7 @@ stateArg mut m = field "state" m >>= bad . fromDict mut
 regimeCall :: Mut -> [(Text, V)] -> St -> H St
 regimeCall mut m st = do
   lid <- field "local_id" m >>= bad . pyInt
-  reg <- bad (normRegime mut (maybe VNil id (lookup "regime_at_entry" m)))
+  reg <- bad (normRegime mut (maybe VNil id (lookupT "regime_at_entry" m)))
   pure (applyOrderRegime lid reg st)
 
 -- | The parse of a request's top-level config, when the server already has it.
@@ -116,10 +116,10 @@ handleOp mut pre ss op m = case op of
     pure (VMap ([("state", toDict st'), ("actions", VArr (map actionTyped acts))]
                 ++ [("violations", violationsV mut st') | withInv m])))
   "check_invariants" -> (ss, (\st -> VMap [("violations", violationsV mut st)]) <$> stateArg mut m)
-  "echo" -> (ss, Right (VMap [("value", maybe VNil id (lookup "value" m))]))
+  "echo" -> (ss, Right (VMap [("value", maybe VNil id (lookupT "value" m))]))
   "call" -> case callArgs of
     Left e -> (ss, Left e)
-    Right args -> case lookup "state" args of
+    Right args -> case lookupT "state" args of
       Just _ -> (ss, do st <- stateArg mut args; st' <- regimeCall mut args st; pure (VMap [("state", toDict st')]))
       Nothing -> withSession $ \i st -> do
         st' <- regimeCall mut args st
@@ -168,10 +168,10 @@ respond rid r = case r of
 handleRequest :: Mut -> PreCfg -> Sessions -> V -> (Sessions, V)
 handleRequest mut pre ss req = case req of
   VMap m | Just e <- firstBad req ->
-    (ss, respond (maybe VNil id (lookup "id" m)) (Left (BadRequest e)))
+    (ss, respond (maybe VNil id (lookupT "id" m)) (Left (BadRequest e)))
   VMap m ->
-    let rid = maybe VNil id (lookup "id" m) in
-    case lookup "op" m of
+    let rid = maybe VNil id (lookupT "id" m) in
+    case lookupT "op" m of
       Just (VStr op) -> let (ss', r) = handleOp mut pre ss op m in (ss', respond rid r)
       Just _ -> (ss, respond rid (Left (BadRequest "op must be a string")))
       Nothing -> (ss, respond rid (Left (BadRequest "missing field \"op\"")))
@@ -320,12 +320,12 @@ serveMsgpack mut = do
         let (v, cspan) = decodeRequest (cfgHit cache) buf
             (cache', pre) = case (cspan, v) of
               (Just (_, _, Just e), _) -> (cache, Just (ceCfg e))
-              (Just (s, e, Nothing), VMap m) | Just cv <- lookup "config" m ->
+              (Just (s, e, Nothing), VMap m) | Just cv <- lookupT "config" m ->
                 let ent = newEntry buf s e cv
                 in (take cfgCacheSize (ent : cache), Just (ceCfg ent))
               _ -> (cache, Nothing)
             rid = case v of
-              VMap m -> maybe VNil id (lookup "id" m)
+              VMap m -> maybe VNil id (lookupT "id" m)
               _ -> VNil
             (ss', resp) = handleRequest mut pre ss v
         ss'' <- safeWrite ss ss' rid resp
@@ -352,7 +352,7 @@ serveMsgpack mut = do
 
 jsonHandle :: Mut -> V -> Either String V
 jsonHandle mut req = case req of
-  VMap m -> case lookup "method" m of
+  VMap m -> case lookupT "method" m of
     Just (VStr "transition") -> do
       st <- getF "state" m >>= fromDict mut
       ev <- getF "event" m >>= inferEvent
@@ -363,7 +363,7 @@ jsonHandle mut req = case req of
       st <- getF "state" m >>= fromDict mut
       pure (VMap [("violations", violationsV mut st)])
     Just (VStr "apply_order_regime_at_entry") -> do
-      let p = case lookup "params" m of
+      let p = case lookupT "params" m of
             Just (VMap pm) -> pm
             _ -> m
       st <- getF "state" p >>= fromDict mut
@@ -373,7 +373,7 @@ jsonHandle mut req = case req of
     _ -> Left "missing method"
   _ -> Left "request must be a JSON object"
   where
-    getF k m = maybe (Left ("missing field " ++ show (T.unpack k))) Right (lookup k m)
+    getF k m = maybe (Left ("missing field " ++ show (T.unpack k))) Right (lookupT k m)
     errStr e = Left $ case e of
       BadRequest s -> s
       Unsupported s -> s

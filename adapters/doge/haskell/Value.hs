@@ -5,12 +5,14 @@
 module Value
   ( V(..), vLookup, vEq, dEq, truthy, pyStr, pyRepr, pyReprDouble
   , pyInt, pyFloat, pyRound, pyRoundInt, pyIsSpace, pyStrip, pyIsDigitStr, unicodeDigitValue
-  , vNum, pyMax, pyMin
+  , vNum, pyMax, pyMin, teq, lookupT
   ) where
 
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Char8 as BC
 import qualified Data.Text as T
+import qualified Data.Text.Array as TA
+import qualified Data.Text.Internal as TI
 import Data.Text (Text)
 import Data.Char (generalCategory, GeneralCategory(..), ord, chr, isAscii, isPrint)
 import Numeric (floatToDigits, showHex)
@@ -25,7 +27,7 @@ data V = VNil | VBool Bool | VInt Integer | VFloat Double | VStr Text | VBin B.B
   deriving (Show)
 
 vLookup :: Text -> V -> Maybe V
-vLookup k (VMap kvs) = lookup k kvs
+vLookup k (VMap kvs) = lookupT k kvs
 vLookup _ _ = Nothing
 
 -- | Equality as shadowdiff's diff compares: ints and floats by value (NaN equals NaN).
@@ -39,8 +41,23 @@ vEq (VFloat a) (VInt b) = intFloatEq b a
 vEq (VStr a) (VStr b) = a == b
 vEq (VBin a) (VBin b) = a == b
 vEq (VArr a) (VArr b) = length a == length b && and (zipWith vEq a b)
-vEq (VMap a) (VMap b) = length a == length b && all (\(k, v) -> maybe False (vEq v) (lookup k b)) a
+vEq (VMap a) (VMap b) = length a == length b && all (\(k, v) -> maybe False (vEq v) (lookupT k b)) a
 vEq _ _ = False
+
+-- | Text equality without a memcmp call (the reducer compares short names:
+-- side, role, trade id, direction); the same answer as '=='.
+teq :: Text -> Text -> Bool
+teq (TI.Text a oa la) (TI.Text b ob lb) = la == lb && go 0
+  where
+    go !i = i >= la || (TA.unsafeIndex a (oa + i) == TA.unsafeIndex b (ob + i) && go (i + 1))
+{-# INLINE teq #-}
+
+-- | 'lookup' on a map's keys with 'teq' (first match, as 'lookup').
+lookupT :: Text -> [(Text, a)] -> Maybe a
+lookupT k = go
+  where
+    go [] = Nothing
+    go ((k', v) : rest) = if teq k k' then Just v else go rest
 
 dEq :: Double -> Double -> Bool
 dEq a b = a == b || (isNaN a && isNaN b)

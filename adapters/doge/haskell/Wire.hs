@@ -28,24 +28,24 @@ annot _ r = r
 -- Lenient field readers over an association list --------------------------------
 
 fInt :: Text -> Integer -> [(Text, V)] -> M Integer
-fInt k d m = maybe (Right d) (annot k . pyInt) (lookup k m)
+fInt k d m = maybe (Right d) (annot k . pyInt) (lookupT k m)
 
 fFloat :: Text -> Double -> [(Text, V)] -> M Double
-fFloat k d m = maybe (Right d) (annot k . pyFloat) (lookup k m)
+fFloat k d m = maybe (Right d) (annot k . pyFloat) (lookupT k m)
 
 -- side, role, trade_id, txid, reason: None or "" -> default, else str() of the value
 fEnum :: Text -> Text -> [(Text, V)] -> Text
-fEnum k d m = case lookup k m of
+fEnum k d m = case lookupT k m of
   Nothing -> d
   Just VNil -> d
   Just (VStr t) | T.null t -> d
   Just v -> pyStr v
 
 fBool :: Text -> [(Text, V)] -> Bool
-fBool k m = maybe False truthy (lookup k m)
+fBool k m = maybe False truthy (lookupT k m)
 
 fRegime :: Mut -> [(Text, V)] -> M (Maybe Integer)
-fRegime mut m = maybe (Right Nothing) (annot "regime_at_entry" . normRegime mut) (lookup "regime_at_entry" m)
+fRegime mut m = maybe (Right Nothing) (annot "regime_at_entry" . normRegime mut) (lookupT "regime_at_entry" m)
 
 -- | Section 2's regime normalisation.
 normRegime :: Mut -> V -> M (Maybe Integer)
@@ -170,15 +170,15 @@ fromDict :: Mut -> V -> M St
 fromDict mut (VMap m) = do
   let base = if mut == Just CycleDefaultZero then emptySt { sCycleA = 0, sCycleB = 0 } else emptySt
   st0 <- foldlM' base stateKeys
-  let st1 = if isJust (lookup "total_settled_usd" m) then st0 else st0 { sTotalSettled = sTotalProfit st0 }
-  st2 <- if isJust (lookup "profit_pct_runtime" m) then pure st1
-         else case lookup "profit_pct" m of
+  let st1 = if isJust (lookupT "total_settled_usd" m) then st0 else st0 { sTotalSettled = sTotalProfit st0 }
+  st2 <- if isJust (lookupT "profit_pct_runtime" m) then pure st1
+         else case lookupT "profit_pct" m of
            Just v | mut /= Just ProfitPctNoFallback -> (\x -> st1 { sProfitPctRuntime = x }) <$> annot "profit_pct" (pyFloat v)
            _ -> pure st1
   pure (if mut == Just CrashHugeInt && hugeInts st2 then crashWith "arithmetic overflow in Int64 field" st2 else st2)
   where
     foldlM' !st [] = Right st
-    foldlM' !st (k:ks) = case lookup k m of
+    foldlM' !st (k:ks) = case lookupT k m of
       Nothing -> foldlM' st ks
       Just v -> setField mut k v st >>= \st' -> foldlM' st' ks
 fromDict _ v = Left ("state must be a map, not " ++ typeName v)
@@ -313,7 +313,7 @@ parseEvent ty (VMap p) = case ty of
   "RecoveryCancelEvent" -> RecoveryCancelEvent <$> r "recovery_id" <*> n "timestamp" <* r "txid"
   _ -> Left ("unknown event type " ++ show (T.unpack ty))
   where
-    r k = maybe (Left ("event payload misses " ++ T.unpack k)) Right (lookup k p)
+    r k = maybe (Left ("event payload misses " ++ T.unpack k)) Right (lookupT k p)
     n k = r k >>= numField k
 parseEvent _ v = Left ("event payload must be a map, not " ++ typeName v)
 
@@ -321,7 +321,7 @@ parseEvent _ v = Left ("event payload must be a map, not " ++ typeName v)
 inferEvent :: V -> M Event
 inferEvent v@(VMap p) = parseEvent ty v
   where
-    has = all (\k -> isJust (lookup k p))
+    has = all (\k -> isJust (lookupT k p))
     ty | has ["order_local_id", "txid", "side", "price", "volume", "fee", "timestamp"] = "FillEvent"
        | has ["recovery_id", "txid", "side", "price", "volume", "fee", "timestamp"] = "RecoveryFillEvent"
        | has ["recovery_id", "txid", "timestamp"] = "RecoveryCancelEvent"
@@ -385,7 +385,7 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
     dbl k f rest = let b = f new in if dEq (f old) b then rest else (k, VFloat b) : rest
     int k f rest = let b = f new in if f old == b then rest else (k, VInt b) : rest
     bool k f rest = let b = f new in if f old == b then rest else (k, VBool b) : rest
-    txt k f rest = let b = f new in if f old == b then rest else (k, VStr b) : rest
+    txt k f rest = let b = f new in if teq (f old) b then rest else (k, VStr b) : rest
     val k f rest = let b = f new in if vEq (f old) b then rest else (k, b) : rest
 
 -- | A list field's delta: append when the new list is the old one plus a tail.
@@ -399,28 +399,28 @@ listDelta k eq toV xs ys = go xs ys
 
 -- | Field-wise equality of orders / recoveries as their wire maps compare.
 orderEq :: Order -> Order -> Bool
-orderEq a b = oLocalId a == oLocalId b && oSide a == oSide b && oRole a == oRole b
-  && dEq (oPrice a) (oPrice b) && dEq (oVolume a) (oVolume b) && oTradeId a == oTradeId b
-  && oCycle a == oCycle b && oTxid a == oTxid b && dEq (oPlacedAt a) (oPlacedAt b)
+orderEq a b = oLocalId a == oLocalId b && teq (oSide a) (oSide b) && teq (oRole a) (oRole b)
+  && dEq (oPrice a) (oPrice b) && dEq (oVolume a) (oVolume b) && teq (oTradeId a) (oTradeId b)
+  && oCycle a == oCycle b && teq (oTxid a) (oTxid b) && dEq (oPlacedAt a) (oPlacedAt b)
   && dEq (oEntryPrice a) (oEntryPrice b) && dEq (oEntryFee a) (oEntryFee b)
   && dEq (oEntryFilledAt a) (oEntryFilledAt b) && oRegime a == oRegime b
 
 recoveryEq :: Recovery -> Recovery -> Bool
-recoveryEq a b = rRecoveryId a == rRecoveryId b && rSide a == rSide b && dEq (rPrice a) (rPrice b)
-  && dEq (rVolume a) (rVolume b) && rTradeId a == rTradeId b && rCycle a == rCycle b
+recoveryEq a b = rRecoveryId a == rRecoveryId b && teq (rSide a) (rSide b) && dEq (rPrice a) (rPrice b)
+  && dEq (rVolume a) (rVolume b) && teq (rTradeId a) (rTradeId b) && rCycle a == rCycle b
   && dEq (rEntryPrice a) (rEntryPrice b) && dEq (rOrphanedAt a) (rOrphanedAt b)
   && dEq (rEntryFee a) (rEntryFee b) && dEq (rEntryFilledAt a) (rEntryFilledAt b)
-  && rTxid a == rTxid b && rReason a == rReason b && rRegime a == rRegime b
+  && teq (rTxid a) (rTxid b) && teq (rReason a) (rReason b) && rRegime a == rRegime b
 
 -- | Apply a delta (a patch, or replaying a step) to a session's state.
 applyDelta :: Mut -> V -> St -> M St
 applyDelta mut (VMap d) st0 = do
-  st1 <- case lookup "set" d of
+  st1 <- case lookupT "set" d of
     Nothing -> Right st0
     Just VNil -> Right st0
     Just (VMap kvs) -> foldlE (\st (k, v) -> setField mut k v st) st0 kvs
     Just v -> Left ("delta set must be a map, not " ++ typeName v)
-  case lookup "append" d of
+  case lookupT "append" d of
     Nothing -> Right st1
     Just VNil -> Right st1
     Just (VMap kvs) -> foldlE app st1 kvs
