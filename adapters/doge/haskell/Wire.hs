@@ -1,4 +1,4 @@
-{-# LANGUAGE BangPatterns, OverloadedStrings #-}
+{-# LANGUAGE BangPatterns, OverloadedStrings, MagicHash #-}
 -- | Wire form <-> typed data: the lenient from_dict and the ordered to_dict of
 -- DOGE_REDUCER.md section 2, config/event parsing, action maps, and the
 -- canonical session delta (PROTOCOL.md) with its inverse (patch).
@@ -13,6 +13,7 @@ import Data.Text (Text)
 import qualified Data.Sequence as Seq
 import Data.Foldable (toList)
 import Data.Maybe (isJust)
+import GHC.Exts (reallyUnsafePtrEquality#, isTrue#)
 import Value
 import Types
 import Mutants
@@ -383,7 +384,7 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
       $ dbl "profit_pct_runtime" sProfitPctRuntime [])
     apps = ordA ++ recA ++ cycA
     dbl k f rest = let b = f new in if dEq (f old) b then rest else (k, VFloat b) : rest
-    int k f rest = let b = f new in if f old == b then rest else (k, VInt b) : rest
+    int k f rest = let b = f new; a = f old in if same a b || a == b then rest else (k, VInt b) : rest
     bool k f rest = let b = f new in if f old == b then rest else (k, VBool b) : rest
     txt k f rest = let b = f new in if teq (f old) b then rest else (k, VStr b) : rest
     val k f rest = let b = f new in if vEq (f old) b then rest else (k, b) : rest
@@ -392,10 +393,19 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
 listDelta :: Text -> (a -> a -> Bool) -> (a -> V) -> [a] -> [a] -> ([(Text, V)], [(Text, V)])
 listDelta k eq toV xs ys = go xs ys
   where
-    go (a:as) (b:bs) | eq a b = go as bs
+    go as bs | same as bs = ([], [])
+    go (a:as) (b:bs) | same a b || eq a b = go as bs
     go [] [] = ([], [])
     go [] post = ([], [(k, VArr (map toV post))])
     go _ _ = ([(k, VArr (map toV ys))], [])
+
+-- | The same heap object: equal by any reflexive equality. orderEq, recoveryEq and
+-- Integer's (==) are (dEq has NaN equal to NaN); vEq is not (a map with a repeated
+-- key can differ from itself), so V fields never take this shortcut. A quick yes
+-- for what the reducer left untouched; a no decides nothing.
+same :: a -> a -> Bool
+same a b = isTrue# (reallyUnsafePtrEquality# a b)
+{-# INLINE same #-}
 
 -- | Field-wise equality of orders / recoveries as their wire maps compare.
 orderEq :: Order -> Order -> Bool
