@@ -1,4 +1,4 @@
-{-# LANGUAGE BangPatterns, OverloadedStrings, ScopedTypeVariables #-}
+{-# LANGUAGE BangPatterns, OverloadedStrings, ScopedTypeVariables, MagicHash #-}
 -- | A small msgpack codec over 'V'. Input is framed by an incremental scanner
 -- ('scanFrame': resumable, allocation-free, linear however the bytes arrive),
 -- then a complete object is decoded in one pass ('decodeFrame'). Floats are read
@@ -23,8 +23,12 @@ import qualified Data.Array.Base as AB
 import qualified Data.ByteString.Internal as BI
 import qualified Data.Text.Array as TA
 import qualified Data.Text.Internal as TI
-import Foreign.Ptr (Ptr, plusPtr)
-import Foreign.Storable (poke)
+import Foreign.Ptr (Ptr, plusPtr, minusPtr, castPtr)
+import Foreign.Storable (poke, peek)
+import GHC.ByteOrder (ByteOrder(..), targetByteOrder)
+import GHC.Exts (Int(I#))
+import GHC.Num.Integer (Integer(IS))
+import Data.Word (byteSwap16, byteSwap32, byteSwap64)
 import GHC.Float (castDoubleToWord64)
 
 -- | The known field names, in an open hash table indexed by length, first and last
@@ -250,6 +254,7 @@ decodeRequest hook bs
 
 -- | Can this value be written as msgpack (ints within int64/uint64)?
 encodable :: V -> Bool
+encodable (VInt (IS _)) = True
 encodable (VInt i) = i >= -9223372036854775808 && i <= 18446744073709551615
 encodable (VArr xs) = all encodable xs
 encodable (VMap kvs) = all (encodable . snd) kvs
@@ -304,7 +309,29 @@ utf8Len = T.foldl' (\a c -> a + (if c < '\x80' then 1 else if c < '\x800' then 2
 
 -- | 'encV' as a strict ByteString (the value must be 'encodable').
 encodeV :: V -> B.ByteString
-encodeV v = BI.unsafeCreate (sizeV v) (\p -> pokeV p v >> pure ())
+encodeV v = BI.unsafeCreateUptoN (boundV v) (\p -> pokeV p v >>= \q -> pure (q `minusPtr` p))
+
+-- | An upper bound of the encoded size, without looking at text (a UTF-16 unit
+-- is at most 3 bytes of UTF-8; a surrogate pair, two units, is 4).
+boundV :: V -> Int
+boundV v = case v of
+  VNil -> 1
+  VBool _ -> 1
+  VInt _ -> 9
+  VFloat _ -> 9
+  VStr t -> strBound t
+  VBin b -> B.length b + 5
+  VArr xs -> goA 5 xs
+  VMap kvs -> goM 5 kvs
+  VBad e -> boundV (VStr (T.pack e))
+  where
+    goA !acc [] = acc
+    goA !acc (x : xs) = goA (acc + boundV x) xs
+    goM !acc [] = acc
+    goM !acc ((k, x) : xs) = goM (acc + strBound k + boundV x) xs
+
+strBound :: T.Text -> Int
+strBound (TI.Text _ _ len) = 3 * len + 5
 
 sizeV :: V -> Int
 sizeV v = case v of
@@ -359,10 +386,34 @@ w8p p b = poke p b >> pure (p `plusPtr` 1)
 
 -- big-endian, n bytes of x
 beP :: P -> Int -> Word64 -> IO P
+beP p 2 x = poke (castPtr p) (be16 (fromIntegral x)) >> pure (p `plusPtr` 2)
+beP p 4 x = poke (castPtr p) (be32 (fromIntegral x)) >> pure (p `plusPtr` 4)
+beP p 8 x = poke (castPtr p) (be64 x) >> pure (p `plusPtr` 8)
 beP p n x = go 0
   where
     go !k | k == n = pure (p `plusPtr` n)
           | otherwise = do poke (p `plusPtr` k) (fromIntegral (x `shiftR` (8 * (n - 1 - k))) :: Word8); go (k + 1)
+
+be16 :: Word16 -> Word16
+be16 = if targetByteOrder == LittleEndian then byteSwap16 else id
+be32 :: Word32 -> Word32
+be32 = if targetByteOrder == LittleEndian then byteSwap32 else id
+be64 :: Word64 -> Word64
+be64 = if targetByteOrder == LittleEndian then byteSwap64 else id
+{-# INLINE be16 #-}
+{-# INLINE be32 #-}
+{-# INLINE be64 #-}
+
+-- | 0xcb and the IEEE bits big-endian (the bits read back from memory: GHC 9.0's
+-- castDoubleToWord64 is an out-of-line call).
+pokeDouble :: P -> Double -> IO P
+pokeDouble p d = do
+  poke p 0xcb
+  let q = p `plusPtr` 1
+  poke (castPtr q) d
+  w <- peek (castPtr q) :: IO Word64
+  poke (castPtr q) (be64 w)
+  pure (q `plusPtr` 8)
 
 pokeV :: P -> V -> IO P
 pokeV p v = case v of
@@ -370,7 +421,7 @@ pokeV p v = case v of
   VBool False -> w8p p 0xc2
   VBool True -> w8p p 0xc3
   VInt i -> pokeInt p i
-  VFloat d -> w8p p 0xcb >>= \q -> beP q 8 (castDoubleToWord64 d)
+  VFloat d -> pokeDouble p d
   VStr t -> pokeStr p t
   VBin b -> do
     let n = B.length b
@@ -398,7 +449,25 @@ pokeV p v = case v of
     goM q ((k, x) : xs) = pokeStr q k >>= \q1 -> pokeV q1 x >>= \q2 -> goM q2 xs
 
 pokeInt :: P -> Integer -> IO P
-pokeInt p i
+pokeInt p (IS n) = pokeSmallInt p (I# n)
+pokeInt p i = pokeBigInt p i
+
+-- | 'pokeBigInt' on an Int: the same bytes.
+pokeSmallInt :: P -> Int -> IO P
+pokeSmallInt p i
+  | i >= 0 = if i < 128 then w8p p (fromIntegral i)
+             else if i < 0x100 then w8p p 0xcc >>= \q -> w8p q (fromIntegral i)
+             else if i < 0x10000 then w8p p 0xcd >>= \q -> beP q 2 (fromIntegral i)
+             else if i < 0x100000000 then w8p p 0xce >>= \q -> beP q 4 (fromIntegral i)
+             else w8p p 0xcf >>= \q -> beP q 8 (fromIntegral i)
+  | i >= -32 = w8p p (fromIntegral i)
+  | i >= -128 = w8p p 0xd0 >>= \q -> w8p q (fromIntegral i)
+  | i >= -32768 = w8p p 0xd1 >>= \q -> beP q 2 (fromIntegral i)
+  | i >= -2147483648 = w8p p 0xd2 >>= \q -> beP q 4 (fromIntegral i)
+  | otherwise = w8p p 0xd3 >>= \q -> beP q 8 (fromIntegral i)
+
+pokeBigInt :: P -> Integer -> IO P
+pokeBigInt p i
   | i >= 0 = if i < 128 then w8p p (fromIntegral i)
              else if i < 0x100 then w8p p 0xcc >>= \q -> w8p q (fromIntegral i)
              else if i < 0x10000 then w8p p 0xcd >>= \q -> beP q 2 (fromIntegral i)
@@ -411,7 +480,21 @@ pokeInt p i
   | otherwise = w8p p 0xd3 >>= \q -> beP q 8 (fromIntegral (fromIntegral i :: Int64))
 
 pokeStr :: P -> T.Text -> IO P
-pokeStr p t@(TI.Text arr off len) = do
+pokeStr p t@(TI.Text arr off len)
+  | len < 32 = ascii (p `plusPtr` 1) off
+  | otherwise = general
+  where
+    -- one pass for short ASCII text (a fixstr of len bytes); anything else is
+    -- written again from p by the general path
+    ascii !q !i
+      | i >= off + len = poke p (0xa0 + fromIntegral len :: Word8) >> pure q
+      | otherwise = let w = TA.unsafeIndex arr i in
+          if w < 0x80 then poke q (fromIntegral w :: Word8) >> ascii (q `plusPtr` 1) (i + 1)
+          else general
+    general = pokeStrGeneral p t
+
+pokeStrGeneral :: P -> T.Text -> IO P
+pokeStrGeneral p t@(TI.Text arr off len) = do
   let n = utf8Length t
   q <- if n < 32 then w8p p (0xa0 + fromIntegral n)
        else if n < 0x100 then w8p p 0xd9 >>= \q -> w8p q (fromIntegral n)
