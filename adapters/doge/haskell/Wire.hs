@@ -383,11 +383,18 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
       $ dbl "refresh_cooldown_until_a" sRefreshCooldownA $ dbl "refresh_cooldown_until_b" sRefreshCooldownB
       $ dbl "profit_pct_runtime" sProfitPctRuntime [])
     apps = ordA ++ recA ++ cycA
-    dbl k f rest = let b = f new in if dEq (f old) b then rest else (k, VFloat b) : rest
-    int k f rest = let b = f new; a = f old in if same a b || a == b then rest else (k, VInt b) : rest
-    bool k f rest = let b = f new in if f old == b then rest else (k, VBool b) : rest
-    txt k f rest = let b = f new in if teq (f old) b then rest else (k, VStr b) : rest
-    val k f rest = let b = f new in if vEq (f old) b then rest else (k, b) : rest
+    -- inlined at each field, so f is a plain field read (no boxing), and the
+    -- rest of the list is built first (no thunk per field)
+    dbl k f !rest = let b = f new in if dEq (f old) b then rest else (k, VFloat b) : rest
+    int k f !rest = let b = f new; a = f old in if same a b || a == b then rest else (k, VInt b) : rest
+    bool k f !rest = let b = f new in if f old == b then rest else (k, VBool b) : rest
+    txt k f !rest = let b = f new in if teq (f old) b then rest else (k, VStr b) : rest
+    val k f !rest = let b = f new in if vEq (f old) b then rest else (k, b) : rest
+    {-# INLINE dbl #-}
+    {-# INLINE int #-}
+    {-# INLINE bool #-}
+    {-# INLINE txt #-}
+    {-# INLINE val #-}
 
 -- | A list field's delta: append when the new list is the old one plus a tail.
 listDelta :: Text -> (a -> a -> Bool) -> (a -> V) -> [a] -> [a] -> ([(Text, V)], [(Text, V)])
