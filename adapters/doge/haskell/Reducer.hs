@@ -462,12 +462,15 @@ checkInvariants :: Maybe Mutant -> St -> [Text]
 checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
   where
     os = sOrders st
-    ph = derivePhase st
-    entries = filter (teq "entry" . oRole) os
-    exits = filter (teq "exit" . oRole) os
-    cnt side = length . filter (teq side . oSide)
-    be = cnt "buy" entries; se = cnt "sell" entries
-    bx = cnt "buy" exits; sx = cnt "sell" exits
+    -- one pass over the orders: buy/sell entries and exits, entries, exits;
+    -- the phase from them is derivePhase's (a buy exit and/or a sell exit)
+    Counts be se bx sx nEntries nExits = orderCounts os
+    ph | bx > 0 && sx > 0 = S2
+       | bx > 0 = S1a
+       | sx > 0 = S1b
+       | otherwise = S0
+    exits = [() | nExits > 0]
+    entries = [() | nEntries > 0]
     ids = map oLocalId os
     dup = ["duplicate order local_id" | hasDup ids]
     hasDup xs = length xs /= length (uniq xs)
@@ -490,6 +493,20 @@ checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
                              ++ ["exit must carry entry_price" | teq (oRole o) "exit" && oEntryPrice o <= 0]
                              ++ ["order volume must be > 0" | oVolume o <= 0]) os
     counters = ["cycle counters must be >= 1" | sCycleA st < 1 || sCycleB st < 1]
+
+data Counts = Counts !Int !Int !Int !Int !Int !Int
+
+orderCounts :: [Order] -> Counts
+orderCounts = go 0 0 0 0 0 0
+  where
+    go !be !se !bx !sx !ne !nx [] = Counts be se bx sx ne nx
+    go be se bx sx ne nx (o : os) =
+      let e = teq (oRole o) "entry"
+          x = teq (oRole o) "exit"
+          b = teq (oSide o) "buy"
+          s = teq (oSide o) "sell"
+      in go (be + one (e && b)) (se + one (e && s)) (bx + one (x && b)) (sx + one (x && s)) (ne + one e) (nx + one x) os
+    one c = if c then 1 else 0
 
 -- | apply_order_regime_at_entry with int(local_id) and an already normalised regime.
 applyOrderRegime :: Integer -> Maybe Integer -> St -> St
