@@ -5,7 +5,7 @@
 -- as float32 or float64 and always written as float64. Ext types decode to 'VBad'
 -- (a bad request, not a stream error); only bytes that are not msgpack at all
 -- (0xc1) fail the stream.
-module MsgPack (Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodeV, encodable) where
+module MsgPack (Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodeV, encodeChecked, encodable) where
 
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Unsafe as BU
@@ -310,6 +310,28 @@ utf8Len = T.foldl' (\a c -> a + (if c < '\x80' then 1 else if c < '\x800' then 2
 -- | 'encV' as a strict ByteString (the value must be 'encodable').
 encodeV :: V -> B.ByteString
 encodeV v = BI.unsafeCreateUptoN (boundV v) (\p -> pokeV p v >>= \q -> pure (q `minusPtr` p))
+
+-- | 'encodeV' when the value is 'encodable', else Nothing. One walk does both
+-- the check and the sizing: it forces the value's parts in the order 'encodable'
+-- does (each map value, left to right) and stops where it would.
+encodeChecked :: V -> Maybe B.ByteString
+encodeChecked v = let n = boundChecked v in
+  if n < 0 then Nothing else Just (BI.unsafeCreateUptoN n (\p -> pokeV p v >>= \q -> pure (q `minusPtr` p)))
+
+-- | 'boundV', or -1 when the value is not 'encodable'.
+boundChecked :: V -> Int
+boundChecked v = case v of
+  VInt (IS _) -> 9
+  VInt i -> if i >= -9223372036854775808 && i <= 18446744073709551615 then 9 else -1
+  VArr xs -> goA 5 xs
+  VMap kvs -> goM 5 kvs
+  VBad _ -> -1
+  _ -> boundV v
+  where
+    goA !acc [] = acc
+    goA !acc (x : xs) = let b = boundChecked x in if b < 0 then -1 else goA (acc + b) xs
+    goM !acc [] = acc
+    goM !acc ((k, x) : xs) = let b = boundChecked x in if b < 0 then -1 else goM (acc + b + strBound k) xs
 
 -- | An upper bound of the encoded size, without looking at text (a UTF-16 unit
 -- is at most 3 bytes of UTF-8; a surrogate pair, two units, is 4).

@@ -192,12 +192,12 @@ firstBad v = case v of
 safeWrite :: Sessions -> Sessions -> V -> V -> IO Sessions
 safeWrite old new rid resp = do
   r <- try $ do
-    ok <- evaluate (encodable resp)
+    enc <- evaluate (encodeChecked resp)
     _ <- evaluate new
-    pure ok
+    pure enc
   case r of
-    Right True -> do BB.hPutBuilder stdout (BBE.byteStringCopy (encodeV resp)); pure new
-    Right False -> do BB.hPutBuilder stdout (encV (respondInternal "an integer does not fit msgpack's 64 bits")); pure old
+    Right (Just bytes) -> do BB.hPutBuilder stdout (BBE.byteStringCopy bytes); pure new
+    Right Nothing -> do BB.hPutBuilder stdout (encV (respondInternal "an integer does not fit msgpack's 64 bits")); pure old
     Left (ex :: SomeException) -> case fromException ex of
       Just (ec :: ExitCode) -> throwIO ec
       Nothing -> do BB.hPutBuilder stdout (encV (respondInternal (show ex))); pure old
