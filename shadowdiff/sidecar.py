@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import json
 import os
 import socket
 import stat
@@ -29,25 +28,25 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 import msgpack
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Histogram
 
 from . import __version__
-from .codec import apply_delta, dumps_json, make_unpacker, packb
-from .corpus import LOG_FORMAT, _LogReader
+from .codec import dumps_json, make_unpacker, packb
+from .corpus import _LogReader
 from .diff import Rules
 from .engine import Replay, ReplayOptions
 from .errors import ShadowdiffError, UsageError
 from .model import Context, Event, Outcome, WireMap
+from .recordlog import RotatingLog
 from .records import Gap, Record, Snapshot
 from .reducer import Reducer, Request, Result
+from .sidecar_http import Metrics, handler
 from .tap import parse_address, recv_frame, send_frame
 
 RECORD_KINDS = frozenset({"snapshot", "context", "step", "call", "patch", "gap", "meta"})
@@ -91,122 +90,6 @@ def check_http(address: str) -> tuple[str, int]:
     if host not in ("127.0.0.1", "localhost") or not port.isdigit():
         raise UsageError(f"HTTP must listen on a loopback HOST:PORT, not {address!r}")
     return host, int(port)
-
-
-# -- the recorded log ----------------------------------------------------------------------------------
-@attrs.define
-class LogFile:
-    path: Path
-    size: int = 0
-    records: int = 0  # step and call records
-    closed: bool = False
-
-
-class RotatingLog:
-    """Appends tap records to ``DIR/live-<start>-<n>.msgpack``; rotates by size and age (fsync on rotate).
-
-    Keeps each slot's current state (deltas applied in place, O(delta)) so that every new file opens
-    with a header holding all slots: any file is replayable alone, and any file start is a resync point.
-    """
-
-    def __init__(self, directory: Path, rotate_bytes: int, rotate_seconds: float, synthetic: bool) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.rotate_bytes = rotate_bytes
-        self.rotate_seconds = rotate_seconds
-        self.synthetic = synthetic
-        self.lock = threading.Lock()
-        self.files: list[LogFile] = []
-        self.slots: dict[str, dict[str, Any]] = {}
-        self.total_bytes = 0
-        self._stem = time.strftime("live-%Y%m%dT%H%M%S", time.gmtime())
-        self._stream: IO[bytes] | None = None
-        self._opened = 0.0
-        self.changed = threading.Condition(self.lock)
-        with self.lock:
-            self._open_next()
-
-    def _open_next(self) -> None:
-        if self._stream is not None:
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-            self._stream.close()
-            self.files[-1].closed = True
-        path = self.directory / f"{self._stem}-{len(self.files) + 1:05d}.msgpack"
-        self._stream = path.open("wb")
-        self._opened = time.monotonic()
-        self.files.append(LogFile(path))
-        provenance = {"source": "shadowdiff sidecar", "host": socket.gethostname(), "started": time.time(),
-                      "synthetic": self.synthetic}  # fmt: skip
-        header = {"kind": "header", "format": LOG_FORMAT, "version": 1, "provenance": provenance,
-                  "slots": {name: dict(spec) for name, spec in self.slots.items()}}  # fmt: skip
-        self._write(packb(header), 0)
-
-    def _write(self, data: bytes, records: int) -> None:
-        assert self._stream is not None
-        self._stream.write(data)
-        current = self.files[-1]
-        current.size += len(data)
-        current.records += records
-        self.total_bytes += len(data)
-
-    def append(self, records: list[tuple[dict[str, Any], bytes]]) -> None:
-        with self.lock:
-            for record, raw in records:
-                self._follow(record)
-                self._write(raw, record["kind"] in ("step", "call"))
-            assert self._stream is not None
-            self._stream.flush()
-            self.files[-1].size = self._stream.tell()
-            if (
-                self.files[-1].size >= self.rotate_bytes
-                or time.monotonic() - self._opened >= self.rotate_seconds
-            ):
-                self._open_next()
-            self.changed.notify_all()
-
-    def _follow(self, record: Mapping[str, Any]) -> None:
-        kind = record["kind"]
-        if kind == "snapshot":
-            context = Context().updated(record.get("context") or {}).to_wire()
-            self.slots[record["slot"]] = {"context": context, "state": dict(record["state"])}
-            return
-        spec = self.slots.get(record.get("slot"))  # type: ignore[arg-type]
-        if spec is None:
-            return
-        if kind == "context":
-            spec["context"] = {**spec["context"], **record["context"]}
-        elif kind == "patch":
-            apply_delta(spec["state"], record["delta"], in_place=True)
-        elif kind in ("step", "call"):
-            if kind == "step" and record.get("context"):
-                spec["context"] = {**spec["context"], **record["context"]}
-            apply_delta(spec["state"], record["outcome"]["delta"], in_place=True)
-
-    def knows(self, slot: str) -> bool:
-        return slot in self.slots
-
-    def rotate(self) -> int:
-        """Start a new file now; its index."""
-        with self.lock:
-            self._open_next()
-            self.changed.notify_all()
-            return len(self.files) - 1
-
-    def maybe_rotate(self) -> None:
-        with self.lock:
-            if self.files[-1].size > 0 and time.monotonic() - self._opened >= self.rotate_seconds:
-                self._open_next()
-
-    def close(self) -> None:
-        with self.lock:
-            if self._stream is not None:
-                self._stream.flush()
-                os.fsync(self._stream.fileno())
-                self._stream.close()
-                self._stream = None
-                self.files[-1].closed = True
-            self.changed.notify_all()
 
 
 # -- a shadow that times its answers -------------------------------------------------------------------
@@ -301,7 +184,7 @@ class Sidecar:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_Metrics(self))
+        self.registry.register(Metrics(self))
         self.recent: collections.deque[float] = collections.deque(maxlen=20_000)
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
@@ -338,7 +221,7 @@ class Sidecar:
         self._new_checker(first=True)
         if self.options.http:
             host, port = check_http(self.options.http)
-            self._http = ThreadingHTTPServer((host, port), _handler(self))
+            self._http = ThreadingHTTPServer((host, port), handler(self))
             self._http.daemon_threads = True
             self.http_url = f"http://{host}:{self._http.server_address[1]}"
             self._spawn(self._http.serve_forever, "http")
@@ -809,86 +692,6 @@ def _by_first(counter: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int
     for (kind, event_type), n in sorted(counter.items()):
         out.setdefault(kind, {})[event_type] = n
     return out
-
-
-class _Metrics(Collector):
-    """Prometheus families computed from the sidecar's counters at scrape time."""
-
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
-
-    def collect(self) -> Any:
-        status = self.sidecar.status()
-        bot, cov = status["state_machine_shadow"], status["coverage"]
-        checks = CounterMetricFamily(
-            "shadowdiff_sidecar_checks", "Records checked against the shadow", labels=["check"]
-        )
-        checks.add_metric(["transition"], bot["transition_checks"])
-        checks.add_metric(["invariant"], bot["invariant_checks"])
-        checks.add_metric(["call"], cov["calls_checked"])
-        yield checks
-        divergences = CounterMetricFamily("shadowdiff_sidecar_divergences", "Divergences found",
-                                          labels=["kind", "event_type"])  # fmt: skip
-        for kind, by_event in status["divergences_by_kind"].items():
-            for event_type, n in by_event.items():
-                divergences.add_metric([kind, event_type], n)
-        yield divergences
-        failures = CounterMetricFamily(
-            "shadowdiff_sidecar_shadow_failures", "Shadow failures", labels=["kind"]
-        )
-        for kind, n in status["failures_by_kind"].items():
-            failures.add_metric([kind], n)
-        yield failures
-        drops = CounterMetricFamily(
-            "shadowdiff_sidecar_dropped", "Records not checked, by where", labels=["where"]
-        )
-        drops.add_metric(["tap"], cov["dropped_by_tap"])
-        drops.add_metric(["sidecar_skip"], cov["skipped_by_sidecar"])
-        drops.add_metric(["malformed"], cov["malformed"])
-        yield drops
-        received = CounterMetricFamily("shadowdiff_sidecar_received", "Step and call records received")
-        received.add_metric([], cov["received"])
-        yield received
-        restarts = CounterMetricFamily("shadowdiff_sidecar_shadow_restarts", "Shadow process restarts")
-        restarts.add_metric([], status["shadow"]["restarts"])
-        yield restarts
-        depth = GaugeMetricFamily(
-            "shadowdiff_sidecar_queue_depth", "Received records not yet checked", labels=["unit"]
-        )
-        depth.add_metric(["records"], cov["lag_records"])
-        depth.add_metric(["bytes"], cov["lag_bytes"])
-        yield depth
-        up = GaugeMetricFamily("shadowdiff_sidecar_uptime_seconds", "Seconds since the sidecar started")
-        up.add_metric([], status["uptime_s"])
-        yield up
-
-
-def _handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"shadowdiff-sidecar/{__version__}"
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0].rstrip("/") or "/"
-            if path == "/api/status":
-                self._send(200, "application/json", json.dumps(sidecar.status()).encode())
-            elif path == "/metrics":
-                self._send(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(sidecar.registry))
-            elif path == "/healthz":
-                self._send(200, "text/plain", b"ok\n")
-            else:
-                self._send(404, "text/plain", b"not found\n")
-
-        def _send(self, code: int, kind: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
 
 
 __all__ = ["RotatingLog", "Sidecar", "SidecarOptions", "check_http", "check_listen"]
