@@ -49,6 +49,14 @@ def test_bundled_corpus_agrees_over_sessions(haskell_exe: Path) -> None:
     assert result.shadow_checks["transition"] + result.shadow_checks["call"] == 24_000
 
 
+def test_bundled_corpus_agrees_with_whole_states(haskell_exe: Path) -> None:
+    # whole states cross the pipe on every step (quadratic, about 30 s here): the fallback's own check
+    result, shadow = replay(read_items([CORPUS]), [str(haskell_exe), "--msgpack"], sessions=False)
+    assert not shadow.sessions
+    assert result.divergence_count == 0 and result.failure_count == 0
+    assert result.shadow_checks["transition"] + result.shadow_checks["call"] == 24_000
+
+
 def test_generated_streams_agree_with_whole_states_too(haskell_exe: Path) -> None:
     for sessions in (None, False):
         result, shadow = replay(generated(3000, 2, 41), [str(haskell_exe), "--msgpack"], sessions)
