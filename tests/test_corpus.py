@@ -1,0 +1,76 @@
+"""Corpus readers: every format streams, bad input names its place, and the fixtures all load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.doge.corpusgen import generate
+from shadowdiff.corpus import LogWriter, expand, read_items
+from shadowdiff.errors import BadInput
+from shadowdiff.records import PatchRecord, Record, Snapshot
+
+
+def test_all_twenty_upstream_fixtures_load_as_one_slot_each(upstream: Path) -> None:
+    items = list(read_items([upstream]))
+    snapshots = [i for i in items if isinstance(i, Snapshot)]
+    assert len(snapshots) == 20 == len({s.slot for s in snapshots})
+    assert sum(isinstance(i, Record) for i in items) == 27
+
+
+@pytest.mark.parametrize("name", ["log.jsonl", "log.jsonl.gz", "log.msgpack", "log.msgpack.gz"])
+def test_every_log_format_round_trips_the_same_records(tmp_path: Path, name: str) -> None:
+    records = list(generate(300, slots=2, seed=4, outcomes=True))
+    with LogWriter(tmp_path / name) as writer:
+        for record in records:
+            writer.write(record)
+    items = list(read_items([tmp_path / name]))
+    steps = [i for i in items if isinstance(i, Record)]
+    assert len(steps) == sum(r["kind"] in ("step", "call") for r in records)
+    assert all(s.outcome is not None for s in steps)
+    assert sum(isinstance(i, PatchRecord) for i in items) == sum(r["kind"] == "patch" for r in records)
+    assert [s.seq for s in steps] == [r["seq"] for r in records if r["kind"] in ("step", "call")]
+
+
+def test_a_log_must_open_with_a_header_and_a_bad_record_names_its_line(tmp_path: Path) -> None:
+    headless = tmp_path / "headless.jsonl"
+    headless.write_text(
+        json.dumps({"kind": "step", "slot": "a", "event": {"type": "TimerTick", "payload": {}}}) + "\n"
+    )
+    with pytest.raises(BadInput, match="starts with a 'header'"):
+        list(read_items([headless]))
+    raw = list(generate(20, slots=1, seed=1))
+    records = [json.dumps(r) for r in raw]
+    records.insert(5, json.dumps({"kind": "teleport", "slot": "slot-0"}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(records) + "\n")
+    seen = []
+    with pytest.raises(BadInput) as caught:
+        for item in read_items([bad]):
+            seen.append(item)
+    assert caught.value.where == f"{bad}:6" and "unknown record kind 'teleport'" in str(caught.value)
+    before = sum(r["kind"] in ("step", "call") for r in raw[:5])
+    assert before >= 2 and sum(isinstance(i, Record) for i in seen) == before  # all before the bad line
+
+
+def test_garbage_in_a_msgpack_log_names_its_byte_offset(tmp_path: Path) -> None:
+    log = tmp_path / "g.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(10, slots=1, seed=2):
+            writer.write(record)
+    good = log.stat().st_size
+    with log.open("ab") as fh:
+        fh.write(b"\xc1\xc1\xc1")
+    with pytest.raises(BadInput, match=f"byte {good}: not msgpack"):
+        list(read_items([log]))
+
+
+def test_directories_expand_sorted_and_missing_paths_are_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "b.json").write_text("{}")
+    (tmp_path / "a.jsonl").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert [p.name for p in expand([tmp_path])] == ["a.jsonl", "b.json"]
+    with pytest.raises(BadInput, match="no such file"):
+        expand([tmp_path / "missing"])
