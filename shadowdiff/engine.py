@@ -361,14 +361,19 @@ class Replay:
             result.divergences.append(found)
         if self.on_finding is not None:
             record = found.to_wire()
-            record["pre_state"] = copy_state(slot.mirror)
-            record["context"] = slot.context.to_wire()
             if pending is not None and pending.auth is not None:
                 record["outcome"] = {
                     "authoritative": pending.auth.to_wire(),
                     "shadow": shadow.to_wire() if shadow is not None else None,
                 }
-            self.on_finding(record)
+            self._emit_finding(record, slot)
+
+    def _emit_finding(self, record: dict[str, Any], slot: _Slot) -> None:
+        """A findings line reproduces alone: it carries the authoritative pre-state and the context."""
+        assert self.on_finding is not None
+        record["pre_state"] = copy_state(slot.mirror)
+        record["context"] = slot.context.to_wire()
+        self.on_finding(record)
 
     def _breach(self, pending: _Pending, slot: _Slot, violations: list[str]) -> None:
         self.result.counts["invariant_breaches"] += 1
@@ -394,10 +399,7 @@ class Replay:
         if len(result.failures) < self.options.max_kept:
             result.failures.append(placed)
         if self.on_finding is not None:
-            record = placed.to_wire()
-            record["pre_state"] = copy_state(slot.mirror)
-            record["context"] = slot.context.to_wire()
-            self.on_finding(record)
+            self._emit_finding(placed.to_wire(), slot)
         if pending.kind in ("step", "patch") and pending.auth is not None:
             apply_delta(slot.mirror, pending.auth.delta, in_place=True)
         if pending.kind == "step":

@@ -11,23 +11,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import PY_SERVER, ROOT
-from test_sidecar import run_bot, sidecar
+from test_sidecar import BOT_KEYS, run_bot, sidecar
 
 from shadowdiff.cli import main
-
-BOT_KEYS = {
-    "enabled",
-    "executable_available",
-    "transition_checks",
-    "invariant_checks",
-    "total_divergences",
-    "transition_divergences",
-    "invariant_divergences",
-    "shadow_failures",
-    "last_divergence_kind",
-    "last_divergence_event",
-    "last_shadow_error",
-}
 
 
 def test_watch_samples_a_running_sidecar(tmp_path: Path, haskell_exe: Path) -> None:

@@ -40,6 +40,14 @@ def apply_order_regime_at_entry(state, local_id, regime_at_entry):
 """
 
 
+# the bot's eleven state_machine_shadow keys (DOGE_REDUCER.md section 8), spelled out, not imported
+BOT_KEYS = {
+    "enabled", "executable_available", "transition_checks", "invariant_checks", "total_divergences",
+    "transition_divergences", "invariant_divergences", "shadow_failures", "last_divergence_kind",
+    "last_divergence_event", "last_shadow_error",
+}  # fmt: skip
+
+
 def shadow_command(tmp_path: Path, mutant: str | None = None) -> str:
     if HASKELL:
         return f"{EXE} --msgpack" + (f" --mutant {mutant}" if mutant else "")
@@ -193,19 +201,7 @@ def test_clean_run_checks_every_transition_and_serves_status_and_metrics(tmp_pat
             "total_divergences": 0,
             "shadow_failures": 0,
         }
-        assert set(shadow) == {
-            "enabled",
-            "executable_available",
-            "transition_checks",
-            "invariant_checks",
-            "total_divergences",
-            "transition_divergences",
-            "invariant_divergences",
-            "shadow_failures",
-            "last_divergence_kind",
-            "last_divergence_event",
-            "last_shadow_error",
-        }
+        assert set(shadow) == BOT_KEYS
         families = {f.name: f for f in text_string_to_metric_families(side.get("/metrics").decode())}
         checks = {
             s.labels["check"]: s.value
