@@ -9,7 +9,7 @@ engine never needs to compare whole states.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -18,11 +18,9 @@ from .identity import compute_delta, make_delta, same_value
 from .model import WireMap
 
 __all__ = [
-    "EMPTY_DELTA", "apply_delta", "compute_delta", "delta_fields", "dumps_json", "make_delta",
-    "make_unpacker", "merge_fields", "packb", "same_value", "unpackb",
+    "apply_delta", "compute_delta", "dumps_json", "make_delta", "make_unpacker", "packb", "same_value",
+    "unpackb",
 ]  # fmt: skip
-
-EMPTY_DELTA: WireMap = {}
 
 
 def packb(value: Any) -> bytes:
@@ -52,10 +50,6 @@ def dumps_json(value: Any, *, indent: int | None = None, sort_keys: bool = False
     return json.dumps(value, indent=indent, sort_keys=sort_keys, default=_json_default, ensure_ascii=False)
 
 
-def delta_fields(delta: Mapping[str, Any]) -> set[str]:
-    return set(delta.get("set", ())) | set(delta.get("append", ()))
-
-
 def apply_delta(state: WireMap, delta: Mapping[str, Any], *, in_place: bool = False) -> WireMap:
     """``state`` changed by ``delta``. With ``in_place`` appended lists grow where they are (O(delta)),
     otherwise a new top-level map is returned and lists that grow are copied."""
@@ -74,10 +68,3 @@ def apply_delta(state: WireMap, delta: Mapping[str, Any], *, in_place: bool = Fa
         else:
             out[key] = [*current, *items]
     return out
-
-
-def merge_fields(deltas: Iterable[Mapping[str, Any]]) -> set[str]:
-    fields: set[str] = set()
-    for delta in deltas:
-        fields |= delta_fields(delta)
-    return fields

@@ -17,7 +17,7 @@ import math
 import re
 import struct
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,3 @@ _MISSING = _Missing()
 def to_plain(value: Any) -> Any:
     """A difference value ready for JSON: the missing marker becomes the string ``<missing>``."""
     return "<missing>" if isinstance(value, _Missing) else value
-
-
-def first_paths(differences: Iterable[Difference], limit: int = 3) -> list[str]:
-    return [d.path for _, d in zip(range(limit), differences, strict=False)]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .diff import Rules
-from .model import Context, WireMap
+from .model import WireMap
 
 
 class Domain:
@@ -23,9 +23,6 @@ class Domain:
 
     def default_rules(self) -> Rules:
         return Rules()
-
-    def default_context(self) -> Context:
-        return Context()
 
     # The older JSON-lines transport sends bare payloads and answers bare actions: the types are read
     # from the key sets, which only the domain knows.

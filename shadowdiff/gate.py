@@ -31,6 +31,7 @@ from typing import Any, Literal
 import attrs
 
 from shadowdiff.errors import BadInput
+from shadowdiff.model import FAILURE_KINDS
 
 __all__ = [
     "COUNTERS",
@@ -56,7 +57,6 @@ COUNTERS = (
     "invariant_divergences",
     "shadow_failures",
 )
-FAILURE_KINDS = frozenset({"crash", "timeout", "protocol", "error"})
 _RANK = {"PASS": 0, "REVIEW": 1, "FAIL": 2}
 
 

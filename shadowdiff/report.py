@@ -14,8 +14,6 @@ from .diff import to_plain
 from .engine import ReplayResult
 from .model import Difference
 
-VERDICTS = ("pass", "diverged", "failed", "no-shadow")
-
 
 def verdict(result: ReplayResult) -> str:
     checked = result.shadow_checks.get("transition", 0) + result.shadow_checks.get("call", 0)

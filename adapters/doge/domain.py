@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowdiff.domain import Domain
-from shadowdiff.model import Context, WireMap
+from shadowdiff.model import WireMap
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_MODULE = "adapters.doge.reference.state_machine"
@@ -39,9 +39,6 @@ class DogeDomain(Domain):
     action_types = ACTION_TYPES
     call_functions = ("apply_order_regime_at_entry",)
     hot_path_events = frozenset({"FillEvent", "TimerTick", "PriceTick"})
-
-    def default_context(self) -> Context:
-        return Context(dict(DEFAULT_CONFIG), 2.0, None)
 
     def event_type_of(self, payload: Mapping[str, Any]) -> str | None:
         keys = set(payload)
