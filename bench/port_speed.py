@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,11 +25,12 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.doge import corpusgen  # noqa: E402
+from common import thirty_day_items, walk_module  # noqa: E402
+
 from adapters.doge.domain import DEFAULT_EXE  # noqa: E402
 from adapters.doge.inprocess import InProcessReducer  # noqa: E402
 from adapters.doge.reference import state_machine as sm  # noqa: E402
-from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
+from shadowdiff.corpus import read_items  # noqa: E402
 from shadowdiff.model import Call  # noqa: E402
 from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
 from shadowdiff.reducer import Step  # noqa: E402
@@ -98,34 +98,23 @@ def server_alone(payload: bytes, is_step: list[bool]) -> list[float]:
 
 
 def python_alone(items: list, through_adapter: bool) -> float:
+    """The reference module bare (as the bot runs it), or through the in-process adapter (which also
+    computes each step's delta, as the server does)."""
+    started = time.perf_counter()
+    if not through_adapter:
+        steps = walk_module(items)
+        return steps / (time.perf_counter() - started)
     adapter = InProcessReducer(sm)
     contexts = {}
     steps = 0
-    started = time.perf_counter()
     for item in items:
         if isinstance(item, Snapshot):
             adapter.open(item.slot, item.state)
             contexts[item.slot] = item.context
         elif isinstance(item, PatchRecord):
             adapter.patch(item.slot, item.delta)
-        elif through_adapter:
-            adapter.step(Step(item.slot, item.input, contexts[item.slot], True))
-            steps += 1
         else:
-            state = adapter._states[item.slot]
-            if isinstance(item.input, Call):
-                post = sm.apply_order_regime_at_entry(state, **item.input.args)
-            else:
-                ctx = contexts[item.slot]
-                post, _ = sm.transition(
-                    state,
-                    adapter._event(item.input),
-                    adapter._config(ctx.config),
-                    ctx.order_size_usd,
-                    ctx.order_sizes,
-                )
-                sm.check_invariants(post)
-            adapter._states[item.slot] = post
+            adapter.step(Step(item.slot, item.input, contexts[item.slot], True))
             steps += 1
     return steps / (time.perf_counter() - started)
 
@@ -149,13 +138,7 @@ def main() -> None:
         f"{'Python reference through the adapter (deltas)':<48}{py_adapter:>10,.0f} steps/s   "
         f"ratio {hs / py_adapter:.2f}x   (target >= 2x)"
     )
-    corpusgen.TICK_SECONDS = 30 * 86400 / (args.events / 2.3)
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "30d.msgpack"
-        with LogWriter(log) as writer:
-            for record in corpusgen.generate(args.events, slots=1, seed=30):
-                writer.write(record)
-        long_items = list(read_items([log]))
+    long_items = thirty_day_items(args.events)
     payload, is_step = requests(long_items)
     times = server_alone(payload, is_step)
     tenth = len(times) // 10

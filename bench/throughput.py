@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import thirty_day_items, walk_module  # noqa: E402
+
 from adapters.doge import corpusgen  # noqa: E402
 from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
 from adapters.doge.inprocess import InProcessReducer  # noqa: E402
@@ -38,8 +40,8 @@ from adapters.doge.reference import state_machine as sm  # noqa: E402
 from shadowdiff.client import SubprocessReducer  # noqa: E402
 from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
 from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.model import Call  # noqa: E402
-from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
+from shadowdiff.model import Context  # noqa: E402
+from shadowdiff.records import Record  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
 
@@ -60,28 +62,9 @@ def prefix_of(items: list, steps: int) -> list:
 
 def reducer_alone(items: list) -> float:
     """The authoritative module by itself, as the bot runs it: transition + check_invariants."""
-    adapter = InProcessReducer(sm)
-    contexts = {}
     started = time.perf_counter()
-    for item in items:
-        if isinstance(item, Snapshot):
-            adapter.open(item.slot, item.state)
-            contexts[item.slot] = item.context
-        elif isinstance(item, PatchRecord):
-            adapter.patch(item.slot, item.delta)
-        elif isinstance(item, Record):
-            state = adapter._states[item.slot]
-            if isinstance(item.input, Call):
-                post = sm.apply_order_regime_at_entry(state, **item.input.args)
-            else:
-                ctx = contexts[item.slot]
-                event = adapter._event(item.input)
-                post, _ = sm.transition(
-                    state, event, adapter._config(ctx.config), ctx.order_size_usd, ctx.order_sizes
-                )
-                sm.check_invariants(post)
-            adapter._states[item.slot] = post
-    return steps_of(items) / (time.perf_counter() - started)
+    steps = walk_module(items)
+    return steps / (time.perf_counter() - started)
 
 
 def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int]:
@@ -95,49 +78,30 @@ def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int]:
 
 def synchronous_jsonl(items: list, command: list[str], limit: int) -> float:
     """One JSON request with the whole state, then wait for its line: the bot's own shadow path."""
-    adapter = InProcessReducer(sm)
-    contexts = {}
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin and proc.stdout
     done = 0
+
+    def ask_shadow(item: Record, state: object, ctx: Context) -> bool:
+        nonlocal done
+        if done >= limit:
+            return False
+        request = {
+            "method": "transition",
+            "state": sm.to_dict(state),
+            "event": item.input.payload,
+            "config": ctx.config,
+            "order_size_usd": ctx.order_size_usd,
+            "order_sizes": ctx.order_sizes,
+        }
+        proc.stdin.write(json.dumps(request).encode() + b"\n")
+        proc.stdin.flush()
+        json.loads(proc.stdout.readline())
+        done += 1
+        return True
+
     started = time.perf_counter()
-    for item in items:
-        if isinstance(item, Snapshot):
-            adapter.open(item.slot, item.state)
-            contexts[item.slot] = item.context
-        elif isinstance(item, PatchRecord):
-            adapter.patch(item.slot, item.delta)
-        elif isinstance(item, Record) and not isinstance(item.input, Call):
-            ctx = contexts[item.slot]
-            pre = sm.to_dict(adapter._states[item.slot])
-            request = {
-                "method": "transition",
-                "state": pre,
-                "event": item.input.payload,
-                "config": ctx.config,
-                "order_size_usd": ctx.order_size_usd,
-                "order_sizes": ctx.order_sizes,
-            }
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
-            proc.stdin.flush()
-            json.loads(proc.stdout.readline())
-            state = adapter._states[item.slot]
-            post, _ = sm.transition(
-                state,
-                adapter._event(item.input),
-                adapter._config(ctx.config),
-                ctx.order_size_usd,
-                ctx.order_sizes,
-            )
-            sm.check_invariants(post)
-            adapter._states[item.slot] = post
-            done += 1
-            if done >= limit:
-                break
-        elif isinstance(item, Record):
-            adapter._states[item.slot] = sm.apply_order_regime_at_entry(
-                adapter._states[item.slot], **item.input.args
-            )
+    walk_module(items, ask_shadow)
     elapsed = time.perf_counter() - started
     proc.stdin.close()
     proc.wait()
@@ -156,13 +120,7 @@ def peak_rss_mb(corpus: Path) -> float:
 
 
 def thirty_days(events: int) -> None:
-    corpusgen.TICK_SECONDS = 30 * 86400 / (events / 2.3)
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "30d.msgpack"
-        with LogWriter(log) as writer:
-            for record in corpusgen.generate(events, slots=1, seed=30):
-                writer.write(record)
-        items = list(read_items([log]))
+    items = thirty_day_items(events)
     steps = [i for i, item in enumerate(items) if isinstance(item, Record)]
     cuts = [0] + [steps[len(steps) * k // 10] for k in range(1, 10)] + [len(items)]
     shadow = SubprocessReducer([str(DEFAULT_EXE), "--msgpack"], domain=DogeDomain())

@@ -1,0 +1,68 @@
+"""What the benches share: one definition of "the reference reducer alone", and the 30-day stream.
+
+Both throughput.py and port_speed.py compare against the reducer alone; walking the records in one
+place keeps those comparisons about the same work.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.doge import corpusgen  # noqa: E402
+from adapters.doge.inprocess import InProcessReducer  # noqa: E402
+from adapters.doge.reference import state_machine as sm  # noqa: E402
+from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
+from shadowdiff.model import Call, Context  # noqa: E402
+from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
+
+BeforeStep = Callable[[Record, Any, Context], bool]
+"""Called before each transition with the record, the module's pre-state and the context; returning
+False stops the walk."""
+
+
+def walk_module(items: list, before_step: BeforeStep | None = None) -> int:
+    """Drive the reference module over the records as the bot does (transition + check_invariants;
+    patches and calls applied through the in-process adapter's own paths); the steps taken."""
+    adapter = InProcessReducer(sm)
+    contexts: dict[str, Context] = {}
+    steps = 0
+    for item in items:
+        if isinstance(item, Snapshot):
+            adapter.open(item.slot, item.state)
+            contexts[item.slot] = item.context
+        elif isinstance(item, PatchRecord):
+            adapter.patch(item.slot, item.delta)
+        elif isinstance(item, Record):
+            state = adapter._states[item.slot]
+            if isinstance(item.input, Call):
+                post = sm.apply_order_regime_at_entry(state, **item.input.args)
+            else:
+                ctx = contexts[item.slot]
+                if before_step is not None and not before_step(item, state, ctx):
+                    break
+                event = adapter._event(item.input)
+                post, _ = sm.transition(
+                    state, event, adapter._config(ctx.config), ctx.order_size_usd, ctx.order_sizes
+                )
+                sm.check_invariants(post)
+            adapter._states[item.slot] = post
+            steps += 1
+    return steps
+
+
+def thirty_day_items(events: int, seed: int = 30) -> list:
+    """A single-slot stream of ``events`` steps spread over 30 simulated days."""
+    corpusgen.TICK_SECONDS = 30 * 86400 / (events / 2.3)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "30d.msgpack"
+        with LogWriter(log) as writer:
+            for record in corpusgen.generate(events, slots=1, seed=seed):
+                writer.write(record)
+        return list(read_items([log]))
