@@ -141,6 +141,23 @@ def diff(authoritative: Any, shadow: Any, path: str = "", rules: Rules = Rules()
     return list(_walk(authoritative, shadow, path, rules))
 
 
+def identical(authoritative: Any, shadow: Any) -> bool:
+    """Equal, and no bool standing in for a number (Python's ``==`` holds True == 1; the diff does not).
+    The cheap test before a walk; ints and floats still compare by value, as in the diff."""
+    return bool(authoritative == shadow) and not _bool_for_number(authoritative, shadow)
+
+
+def _bool_for_number(a: Any, b: Any) -> bool:
+    """Given ``a == b``: is there a place where one side holds a bool and the other does not?"""
+    if type(a) is bool or type(b) is bool:
+        return type(a) is not type(b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return any(_bool_for_number(value, b[key]) for key, value in a.items())
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return any(map(_bool_for_number, a, b))
+    return False
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 

@@ -24,7 +24,7 @@ import attrs
 
 from .classify import Clusters, divergence
 from .codec import apply_delta, same_value
-from .diff import Rules, diff
+from .diff import Rules, diff, identical
 from .errors import ShadowdiffError
 from .model import Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
@@ -223,7 +223,7 @@ class Replay:
         self.result.counts["events" if _is_event(rec.input) else "calls"] += 1
         pending = _Pending("step", slot.name, None, self._steps - 1, rec.seq, auth_result)
         hint = auth_result.delta if self.options.mode == "lockstep" else None
-        pending.request = Step(slot.name, rec.input, slot.context, True, hint)
+        pending.request = Step(slot.name, rec.input, slot.context, True, hint, auth_result)
         if slot.diverged or self._gave_up:
             pending.answered = True
             self.result.unchecked += 1
@@ -317,25 +317,29 @@ class Replay:
     # -- comparing ---------------------------------------------------------------------------------
     def _compare(self, pending: _Pending, slot: _Slot, auth: StepResult, shadow: StepResult) -> bool:
         """Record what differs; True when the shadow's slot must be set back to the authoritative state."""
+        if shadow is auth:  # the shadow's answer was the authority's outcome byte for byte
+            if auth.violations:
+                self._breach(pending, slot, auth.violations)
+            return False
         rules = self.options.rules
         assert isinstance(pending.request, Step)
         item = pending.request.input
         found: list[Divergence] = []
-        state_same = auth.delta == shadow.delta
+        state_same = identical(auth.delta, shadow.delta)
         if not state_same:
             differences = state_differences(slot.mirror, auth.delta, shadow.delta, rules)
             if differences:
                 found.append(
                     divergence("transition.state", pending.step, slot.name, item, differences, pending.seq)
                 )
-        if auth.actions != shadow.actions:
+        if not identical(auth.actions, shadow.actions):
             differences = diff(auth.actions, shadow.actions, "actions", rules)
             if differences:
                 found.append(
                     divergence("transition.actions", pending.step, slot.name, item, differences, pending.seq)
                 )
         if auth.violations is not None and shadow.violations is not None:
-            if auth.violations != shadow.violations:
+            if not identical(auth.violations, shadow.violations):
                 differences = diff(auth.violations, shadow.violations, "violations")
                 found.append(divergence("invariant", pending.step, slot.name, item, differences, pending.seq))
             elif auth.violations:
@@ -473,6 +477,7 @@ class Replay:
         result.shadow_checks = dict(self.shadow.answered)
         result.shadow_restarts = self.shadow.restarts
         result.counts["steps"] = self._steps
+        result.counts["identical_answers"] = self.shadow.identical_answers
         return result
 
 

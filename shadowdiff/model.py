@@ -93,7 +93,7 @@ class StepResult:
     violations: list[str] | None = None
 
     def to_wire(self) -> WireMap:
-        out: WireMap = {"delta": self.delta, "actions": self.actions}
+        out: WireMap = {"actions": self.actions, "delta": self.delta}  # PROTOCOL.md's order
         if self.violations is not None:
             out["violations"] = self.violations
         return out

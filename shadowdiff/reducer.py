@@ -36,13 +36,17 @@ class Open:
 @attrs.frozen
 class Step:
     """One input for a slot. ``hint`` is the authoritative delta of this step in lockstep mode: the state
-    the slot must hold afterwards, for reducers that keep the state client-side and pipeline."""
+    the slot must hold afterwards, for reducers that keep the state client-side and pipeline.
+    ``expect`` is the authoritative outcome of this step when the caller already has it: a reducer whose
+    own answer encodes to the very same bytes may return ``expect`` itself instead of decoding its
+    answer (byte equality implies equality under every rule of the diff, so nothing is lost)."""
 
     slot: str
     input: Input
     context: Context
     with_invariants: bool = True
     hint: WireMap | None = None
+    expect: StepResult | None = None
 
 
 @attrs.frozen
@@ -85,6 +89,8 @@ class Reducer(ABC):
     """Why the reducer gave up for good (e.g. too many restarts in a row); None while it works."""
     sessions = False
     """True when the state is held by the reducer itself (server-side sessions)."""
+    identical_answers = 0
+    """Answers that were the authority's expected outcome byte for byte (checked undecoded)."""
 
     def __init__(self) -> None:
         self._held: dict[str, WireMap] = {}

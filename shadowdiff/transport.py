@@ -33,31 +33,57 @@ class FramingError(Exception):
 
 
 class MsgpackFraming:
+    """Splits the stream into the raw bytes of each object without decoding it (msgpack's ``skip``
+    walks an object's structure without building it): a caller that expects a known answer compares
+    bytes and decodes only what differs. ``decode`` turns one raw object into its value."""
+
     name = "msgpack"
 
     def __init__(self) -> None:
         self._unpacker = make_unpacker()
         self._packer = msgpack.Packer(use_bin_type=True)
+        self._pending = b""  # bytes of an object not yet complete
+        self._boundary = 0  # stream offset where they start (tell() moves into a partial object)
         self.broken: FramingError | None = None
 
     def encode(self, value: Any) -> bytes:
         out: bytes = self._packer.pack(value)
         return out
 
-    def feed(self, data: bytes) -> list[Any]:
-        """The objects ``data`` completes; the objects before a bad byte are returned first, and the
+    def feed(self, data: bytes) -> list[bytes]:
+        """The raw objects ``data`` completes; the objects before a bad byte are returned first, and the
         error is raised by the next call (answers that arrived whole are never lost to garbage)."""
         if self.broken is not None:
             raise self.broken
-        self._unpacker.feed(data)
-        out: list[Any] = []
+        unpacker = self._unpacker
+        base = self._boundary
+        buf = self._pending + data if self._pending else data
+        unpacker.feed(data)
+        out: list[bytes] = []
+        start = 0
         try:
-            out.extend(self._unpacker)
+            while True:
+                unpacker.skip()
+                end = unpacker.tell() - base
+                out.append(buf[start:end])
+                start = end
+        except msgpack.OutOfData:
+            pass
         except (msgpack.exceptions.ExtraData, ValueError, msgpack.exceptions.StackError) as exc:
-            self.broken = FramingError(f"stdout is not msgpack: {exc}")
+            detail = f" ({exc})" if str(exc) else ""
+            self.broken = FramingError(f"stdout is not msgpack at byte {base + start}{detail}")
             if not out:
                 raise self.broken from exc
+        self._pending = buf[start:]
+        self._boundary = base + start
         return out
+
+    @staticmethod
+    def decode(raw: bytes) -> Any:
+        try:
+            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except (ValueError, msgpack.exceptions.ExtraData, msgpack.exceptions.StackError) as exc:
+            raise FramingError(f"stdout is not msgpack: {exc}") from exc
 
 
 class JsonLinesFraming:
@@ -69,6 +95,13 @@ class JsonLinesFraming:
 
     def encode(self, value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
+    @staticmethod
+    def decode(raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise FramingError(f"stdout line is not JSON ({exc})") from exc
 
     def feed(self, data: bytes) -> list[Any]:
         if self.broken is not None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowdiff.diff import Rule, Rules, diff, generalise
+from shadowdiff.diff import Rule, Rules, diff, generalise, identical
 from shadowdiff.errors import BadInput
 
 values = st.recursive(
@@ -65,3 +65,23 @@ def test_diff_is_symmetric(a: object, b: object) -> None:
 @given(values)
 def test_a_value_never_differs_from_itself(a: object) -> None:
     assert diff(a, a) == []
+
+
+def test_identical_is_equality_without_a_bool_standing_in_for_a_number() -> None:
+    assert identical({"set": {"x": 1001}}, {"set": {"x": 1001.0}})  # by value, as in the diff
+    assert not identical({"set": {"long_only": True}}, {"set": {"long_only": 1}})
+    assert not identical([{"payload": {"ok": False}}], [{"payload": {"ok": 0}}])
+    assert not identical({"a": [1, 2]}, {"a": [1, 3]})
+
+
+@given(values, values)
+def test_identical_values_never_differ(a: object, b: object) -> None:
+    if identical(a, b):
+        assert diff(a, b) == [] and diff(b, a) == []
+
+
+@given(values)
+def test_a_value_is_identical_to_its_copy_unless_nan(a: object) -> None:
+    import copy
+
+    assert identical(a, copy.deepcopy(a))

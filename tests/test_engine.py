@@ -176,3 +176,30 @@ def test_progress_and_window_do_not_change_results(tmp_path) -> None:
 
     assert listed(small) == listed(large)
     assert small.divergence_count > 0
+
+
+def test_answers_identical_to_the_authority_skip_decoding_and_any_other_encoding_is_still_checked(
+    tmp_path,
+) -> None:
+    """Byte equality is only a shortcut: the same answers with their keys in another order, or with a
+    mutation, go through the field-by-field comparison and give the same report as before."""
+    log = tmp_path / "g.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(600, slots=2, seed=3):
+            writer.write(record)
+    plain, _ = replay(read_items([log]), MISBEHAVING)
+    reordered, _ = replay(read_items([log]), [*MISBEHAVING, "--reorder-keys"])
+    steps = plain.counts["events"] + plain.counts["calls"]
+    assert plain.counts["identical_answers"] == steps and plain.divergence_count == 0
+    # a call's answer has one key, so only the steps' answers change bytes when the keys are reversed
+    assert reordered.counts["identical_answers"] == plain.counts["calls"] > 0
+    assert reordered.divergence_count == 0
+    assert reordered.shadow_checks == plain.shadow_checks
+
+    mutated = [*MISBEHAVING, "--mutate-price-ts-mod", "5"]
+    found, _ = replay(read_items([log]), mutated)
+    found_reordered, _ = replay(read_items([log]), [*mutated, "--reorder-keys"])
+    assert found.divergence_count > 0
+    assert found_reordered.counts["identical_answers"] < found.counts["identical_answers"]
+    report = build_report(found, {}, deterministic=True)
+    assert report["divergences"] == build_report(found_reordered, {}, deterministic=True)["divergences"]

@@ -2,6 +2,7 @@
 
     python tests/servers/misbehaving.py --crash-at N | --hang-at N | --garbage-at N | --error-at N
                                         [--every] [--once MARKER] [--mutate-price-at N]
+                                        [--reorder-keys]
 
 N counts step/transition requests (1-based). With --every, every Nth one misbehaves.
 """
@@ -29,6 +30,9 @@ def main() -> int:
     for name in ("crash-at", "hang-at", "garbage-at", "error-at", "mutate-price-at"):
         p.add_argument(f"--{name}", type=int, default=0)
     p.add_argument("--every", action="store_true")
+    p.add_argument(
+        "--reorder-keys", action="store_true", help="answer steps with the result's keys reversed (still valid)"
+    )
     p.add_argument(
         "--once", metavar="MARKER", help="misbehave only while MARKER does not exist (across restarts)"
     )
@@ -72,6 +76,8 @@ def main() -> int:
                 for action in reply["ok"]["actions"]:
                     if "price" in action["payload"]:
                         action["payload"]["price"] += 1e-6
+            if args.reorder_keys and isinstance(reply.get("ok"), dict):
+                reply["ok"] = dict(reversed(reply["ok"].items()))
             out.write(packb(reply))
         out.flush()
     return 0
