@@ -67,13 +67,15 @@ def reducer_alone(items: list) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int]:
+def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int, int]:
+    """Events/s, findings, and the steps whose answer was the authority's bytes (checked undecoded)."""
     shadow = SubprocessReducer(command, codec=codec, domain=DogeDomain())
     started = time.perf_counter()
     with shadow:
         result = Replay(shadow, InProcessReducer(sm), ReplayOptions()).run(items)
     elapsed = time.perf_counter() - started
-    return steps_of(items) / elapsed, result.divergence_count + result.failure_count
+    findings = result.divergence_count + result.failure_count
+    return steps_of(items) / elapsed, findings, result.counts["identical_answers"]
 
 
 def synchronous_jsonl(items: list, command: list[str], limit: int) -> float:
@@ -158,16 +160,17 @@ def main() -> None:
     n = steps_of(items)
     print(f"corpus: {CORPUS.name}, {n:,} steps")
     alone = max(reducer_alone(items) for _ in range(3))
-    msgpack_rate, bad = shadowed(items, [str(DEFAULT_EXE), "--msgpack"], "msgpack")
+    msgpack_rate, bad, identical = shadowed(items, [str(DEFAULT_EXE), "--msgpack"], "msgpack")
     # whole states cross the pipe on both JSON-lines paths, so their cost grows with the history: both
     # are measured on the same prefix of the corpus, and said so
     prefix_steps = 3000 if args.quick else 8000
     prefix = prefix_of(items, prefix_steps)
-    jsonl_rate, bad_j = shadowed(prefix, [str(DEFAULT_EXE), "--server"], "jsonl")
+    jsonl_rate, bad_j, _ = shadowed(prefix, [str(DEFAULT_EXE), "--server"], "jsonl")
     sync_rate = synchronous_jsonl(prefix, [str(DEFAULT_EXE), "--server"], prefix_steps)
     print(f"{'authoritative reducer alone':<44}{alone:>10,.0f} events/s")
     print(
-        f"{'lockstep shadowed replay, msgpack sessions':<44}{msgpack_rate:>10,.0f} events/s  ({bad} findings)"
+        f"{'lockstep shadowed replay, msgpack sessions':<44}{msgpack_rate:>10,.0f} events/s  "
+        f"({bad} findings; {identical:,} of {n:,} answers checked as bytes)"
     )
     print(
         f"{'lockstep shadowed replay, jsonl':<44}{jsonl_rate:>10,.0f} events/s  ({bad_j} findings; "

@@ -64,6 +64,17 @@ class Clusters:
         entry[4] = max(int(entry[4]), step)
         return False
 
+    def merge(self, other: Clusters) -> None:
+        """Fold in the clusters another worker found (counts add, first and last steps widen)."""
+        for sig, (kind, event_type, count, first, last) in other._by_signature.items():
+            entry = self._by_signature.get(sig)
+            if entry is None:
+                self._by_signature[sig] = [kind, event_type, count, first, last]
+            else:
+                entry[2] = int(entry[2]) + int(count)
+                entry[3] = min(int(entry[3]), int(first))
+                entry[4] = max(int(entry[4]), int(last))
+
     def add_divergence(self, item: Divergence) -> bool:
         return self.add(item.signature, item.kind, item.event_type, item.step)
 

@@ -6,6 +6,7 @@ Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gat
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -143,6 +144,34 @@ def run_replay(
     return result, errors
 
 
+def run_jobs(
+    jobs: int,
+    corpora: Sequence[str],
+    make_shadow_: Any,
+    make_authoritative_: Any,
+    options: ReplayOptions,
+    findings: Path | None,
+    progress: bool,
+) -> tuple[ReplayResult, list[dict[str, str]]]:
+    """``run_replay`` over ``jobs`` worker processes (shadowdiff.parallel)."""
+    from .parallel import run_parallel
+
+    meter = _Progress(progress)
+
+    def shown(steps: int) -> None:
+        meter(steps - steps % 10_000)
+
+    try:
+        result, errors, warned = run_parallel(
+            corpora, make_shadow_, make_authoritative_, options, jobs, findings, shown
+        )
+    finally:
+        meter.done()
+    for message in warned:
+        click.echo(f"shadowdiff: warning: {message}", err=True)
+    return result, errors
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="shadowdiff")
 def main() -> None:
@@ -221,6 +250,15 @@ def main() -> None:
     "--deadline", type=float, default=10.0, show_default=True, help="Seconds the shadow may take per request."
 )
 @click.option("--window", type=int, default=256, show_default=True, help="Requests in flight to the shadow.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes, each replaying a share of the slots with its own shadow (the report is "
+    "the same; with --fail-fast each worker stops at its own first finding).",
+)
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
 @click.option(
     "--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons)."
@@ -235,7 +273,7 @@ def main() -> None:
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,
            html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
-           deadline: float, window: int,
+           deadline: float, window: int, jobs: int,
            no_sessions: bool, deterministic: bool, twice: bool, quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files)
     through the authoritative reducer and the shadow, and report every difference.
@@ -272,12 +310,22 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         scratch = tempfile.TemporaryDirectory(prefix="shadowdiff-shrink-")
         findings = str(Path(scratch.name) / "findings.jsonl")
     try:
-        with shadow_reducer:
-            result, errors = run_replay(
-                corpora, shadow_reducer, auth, options, Path(findings) if findings else None,
-                progress=not quiet and sys.stderr.isatty(),
-            )  # fmt: skip
+        if jobs > 1:
             shadow_name = shadow_reducer.describe()
+            shadow_reducer.close()  # it proved the shadow starts; each worker starts its own
+            result, errors = run_jobs(
+                jobs, corpora, functools.partial(make_shadow, shadow, codec, domain, deadline,
+                                                 False if no_sessions else None),
+                functools.partial(make_authoritative, authoritative), options,
+                Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
+            )  # fmt: skip
+        else:
+            with shadow_reducer:
+                result, errors = run_replay(
+                    corpora, shadow_reducer, auth, options, Path(findings) if findings else None,
+                    progress=not quiet and sys.stderr.isatty(),
+                )  # fmt: skip
+                shadow_name = shadow_reducer.describe()
     except ShadowdiffError as exc:
         fail(str(exc))
     run = {
@@ -287,6 +335,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         "shadow": shadow or "reference doge-core-exe",
         "corpora": corpora,
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
+        "jobs": jobs,
     }
     report = build_report(result, run, deterministic=deterministic)
     write_outputs(report, report_path, html_path, junit_path)

@@ -416,7 +416,6 @@ class SubprocessReducer(Reducer):
         request = entry.request
         assert isinstance(request, Step) and request.expect is not None
         self._failures_in_a_row = 0
-        self.identical_answers += 1
         entry.parts -= 1
         if entry.done:
             return

@@ -126,6 +126,10 @@ class Replay:
         self._steps = 0
         self._feeds = 0
         self._auth_checks = {"transition": 0, "invariants": 0, "call": 0}
+        # answers compared, not answers received: a step sent again after a resync counts once, so the
+        # counts do not depend on how many requests were in flight (or on --jobs)
+        self._shadow_checks = {"transition": 0, "invariants": 0, "call": 0}
+        self._identical = 0
         self._started = time.perf_counter()
         self._stopped = False
         self._gave_up = False
@@ -155,6 +159,15 @@ class Replay:
         full = len(self._window) >= self.options.window
         if full or not self._feeds & 15:  # look for answers every 16 records: fewer empty reads
             self._drain(block=full)
+
+    def skip_step(self) -> None:
+        """A step of a slot another worker replays: counted, so step numbers stay those of the stream."""
+        self._steps += 1
+
+    @property
+    def stopped(self) -> bool:
+        """True once fail-fast has seen a finding (feed no more)."""
+        return self._stopped
 
     def _slot(self, name: str, where: str) -> _Slot:
         try:
@@ -304,8 +317,14 @@ class Replay:
         if pending.kind == "step":
             assert pending.auth is not None
             resync = False
-            if isinstance(result, StepResult) and not slot.diverged:
-                resync = self._compare(pending, slot, pending.auth, result)
+            if isinstance(result, StepResult):
+                assert isinstance(pending.request, Step)
+                checks = self._shadow_checks
+                checks["transition" if _is_event(pending.request.input) else "call"] += 1
+                checks["invariants"] += result.violations is not None
+                self._identical += result is pending.auth  # the client matched its bytes, undecoded
+                if not slot.diverged:
+                    resync = self._compare(pending, slot, pending.auth, result)
             slot.steps += 1
             apply_delta(slot.mirror, pending.auth.delta, in_place=True)
             if resync:
@@ -474,10 +493,10 @@ class Replay:
         result = self.result
         result.elapsed_s = time.perf_counter() - self._started
         result.authoritative_checks = dict(self._auth_checks)
-        result.shadow_checks = dict(self.shadow.answered)
+        result.shadow_checks = dict(self._shadow_checks)
         result.shadow_restarts = self.shadow.restarts
         result.counts["steps"] = self._steps
-        result.counts["identical_answers"] = self.shadow.identical_answers
+        result.counts["identical_answers"] = self._identical
         return result
 
 

@@ -89,8 +89,6 @@ class Reducer(ABC):
     """Why the reducer gave up for good (e.g. too many restarts in a row); None while it works."""
     sessions = False
     """True when the state is held by the reducer itself (server-side sessions)."""
-    identical_answers = 0
-    """Answers that were the authority's expected outcome byte for byte (checked undecoded)."""
 
     def __init__(self) -> None:
         self._held: dict[str, WireMap] = {}

@@ -114,10 +114,6 @@ class TimedShadow(Reducer):
     def restarts(self) -> int:
         return self.inner.restarts
 
-    @property
-    def identical_answers(self) -> int:  # type: ignore[override]  # the real shadow's count, live
-        return self.inner.identical_answers
-
     def transition(
         self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
     ) -> Outcome:

@@ -31,7 +31,7 @@ def main() -> int:
         p.add_argument(f"--{name}", type=int, default=0)
     p.add_argument("--every", action="store_true")
     p.add_argument(
-        "--reorder-keys", action="store_true", help="answer steps with the result's keys reversed (still valid)"
+        "--reorder-keys", action="store_true", help="answer with the result's keys reversed (still valid)"
     )
     p.add_argument(
         "--once", metavar="MARKER", help="misbehave only while MARKER does not exist (across restarts)"
