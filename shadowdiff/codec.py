@@ -57,7 +57,8 @@ def apply_delta(state: WireMap, delta: Mapping[str, Any], *, in_place: bool = Fa
         return state
     out = state if in_place else dict(state)
     for key, value in delta.get("set", {}).items():
-        out[key] = value
+        # a list set here may later grow in place: the state gets its own, the delta stays as it was
+        out[key] = list(value) if in_place and isinstance(value, list) else value
     for key, items in delta.get("append", {}).items():
         current = out.get(key)
         if not isinstance(current, list):

@@ -46,3 +46,14 @@ def test_in_place_apply_grows_the_same_list() -> None:
     assert history == [1, 2] and state["h"] is history
     copy = apply_delta(state, {"append": {"h": [3]}})
     assert history == [1, 2] and copy["h"] == [1, 2, 3]
+
+
+def test_applying_in_place_never_grows_a_list_the_delta_still_holds() -> None:
+    """A mirror that took a list from one step's delta and grows it at the next must not change the
+    first delta (a divergence report may still be showing it)."""
+    state = {"completed_cycles": [1]}
+    reset = {"set": {"completed_cycles": [7]}}
+    apply_delta(state, reset, in_place=True)
+    apply_delta(state, {"append": {"completed_cycles": [8]}}, in_place=True)
+    assert state == {"completed_cycles": [7, 8]}
+    assert reset == {"set": {"completed_cycles": [7]}}
