@@ -9,6 +9,7 @@ engine never needs to compare whole states.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,9 +24,19 @@ __all__ = [
 ]  # fmt: skip
 
 
+_local = threading.local()
+
+
 def packb(value: Any) -> bytes:
-    """msgpack bytes: str as UTF-8 str, floats as float64, bytes as bin."""
-    out: bytes = msgpack.packb(value, use_bin_type=True)
+    """msgpack bytes: str as UTF-8 str, floats as float64, bytes as bin.
+
+    One Packer per thread, made once: ``msgpack.packb`` builds a Packer per call, which costs more
+    than packing a small request (0.7 us of 1.2)."""
+    try:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    out: bytes = packer.pack(value)
     return out
 
 
