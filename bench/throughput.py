@@ -78,6 +78,23 @@ def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int, i
     return steps_of(items) / elapsed, findings, result.counts["identical_answers"]
 
 
+def shadowed_jobs(corpus: Path, jobs: int) -> tuple[float, int]:
+    """The same replay dealt out to ``jobs`` worker processes by slot (``replay --jobs``); the clock
+    includes forking and each worker reading the corpus."""
+    from shadowdiff.parallel import run_parallel
+
+    def shadow() -> SubprocessReducer:
+        return SubprocessReducer([str(DEFAULT_EXE), "--msgpack"], domain=DogeDomain())
+
+    def auth() -> InProcessReducer:
+        return InProcessReducer(sm)
+
+    started = time.perf_counter()
+    result, _, _ = run_parallel([str(corpus)], shadow, auth, ReplayOptions(), jobs)
+    elapsed = time.perf_counter() - started
+    return result.counts["steps"] / elapsed, result.divergence_count + result.failure_count
+
+
 def synchronous_jsonl(items: list, command: list[str], limit: int) -> float:
     """One JSON request with the whole state, then wait for its line: the bot's own shadow path."""
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -161,6 +178,7 @@ def main() -> None:
     print(f"corpus: {CORPUS.name}, {n:,} steps")
     alone = max(reducer_alone(items) for _ in range(3))
     msgpack_rate, bad, identical = shadowed(items, [str(DEFAULT_EXE), "--msgpack"], "msgpack")
+    jobs_rate, bad_jobs = max(shadowed_jobs(CORPUS, 2) for _ in range(2))
     # whole states cross the pipe on both JSON-lines paths, so their cost grows with the history: both
     # are measured on the same prefix of the corpus, and said so
     prefix_steps = 3000 if args.quick else 8000
@@ -173,6 +191,10 @@ def main() -> None:
         f"({bad} findings; {identical:,} of {n:,} answers checked as bytes)"
     )
     print(
+        f"{'the same, replay --jobs 2 (one slot-share each)':<44}{jobs_rate:>10,.0f} events/s  "
+        f"({bad_jobs} findings; includes reading the corpus)"
+    )
+    print(
         f"{'lockstep shadowed replay, jsonl':<44}{jsonl_rate:>10,.0f} events/s  ({bad_j} findings; "
         f"first {prefix_steps:,} steps)"
     )
@@ -181,6 +203,7 @@ def main() -> None:
         f"(first {prefix_steps:,} steps)"
     )
     print(f"ratio msgpack / reducer alone: {msgpack_rate / alone:.2f}x   (target >= 0.7x)")
+    print(f"ratio msgpack --jobs 2 / reducer alone: {jobs_rate / alone:.2f}x")
     print(f"ratio msgpack / synchronous client: {msgpack_rate / sync_rate:.1f}x   (target >= 5x)")
     print(f"ratio jsonl / synchronous client: {jsonl_rate / sync_rate:.1f}x")
     with tempfile.TemporaryDirectory() as tmp:

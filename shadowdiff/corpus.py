@@ -168,6 +168,7 @@ def read_msgpack_log(path: Path) -> Iterator[LogItem]:
         unpacker = make_unpacker()
         reader = _LogReader(str(path))
         offset = 0
+        boundary = 0  # where the next record starts (unpacker.tell() moves into a record cut short)
         while True:
             try:
                 chunk = stream.read(READ_CHUNK)
@@ -177,19 +178,18 @@ def read_msgpack_log(path: Path) -> Iterator[LogItem]:
                 break
             unpacker.feed(chunk)
             while True:
-                start = unpacker.tell()
                 try:
                     value = unpacker.unpack()
                 except msgpack.OutOfData:
                     break
                 except (ValueError, msgpack.exceptions.StackError) as exc:
-                    raise BadInput(f"not msgpack: {exc}", f"{path}: byte {start}") from exc
+                    raise BadInput(f"not msgpack: {exc}", f"{path}: byte {boundary}") from exc
+                start, boundary = boundary, unpacker.tell()
                 yield from reader.item(value, f"{path}: byte {start}")
             offset += len(chunk)
-        if unpacker.tell() < offset:
+        if boundary < offset:
             warnings.warn(
-                f"{path}: byte {unpacker.tell()}: torn last record skipped "
-                f"({offset - unpacker.tell()} bytes)",
+                f"{path}: byte {boundary}: torn last record skipped ({offset - boundary} bytes)",
                 TornRecordWarning,
                 stacklevel=2,
             )

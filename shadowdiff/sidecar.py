@@ -416,7 +416,7 @@ class Sidecar:
     def _check_files(self) -> None:
         index, offset = 0, 0
         reader = _LogReader(str(self.log.files[0].path))
-        unpacker = make_unpacker()
+        unpacker, whole_at = make_unpacker(), 0
         stream = self.log.files[0].path.open("rb")
         records_here = 0
         drain_until: float | None = None
@@ -434,13 +434,15 @@ class Sidecar:
                     stream.seek(offset)
                     chunk = stream.read(min(size - offset, 1 << 16))
                     offset += len(chunk)
-                    base, told = self._consumed_bytes, unpacker.tell()
+                    # tell() counts the bytes of a record cut short too: measure from the last whole one
+                    base, told = self._consumed_bytes, whole_at
                     unpacker.feed(chunk)
                     for value in unpacker:
                         records_here += (
                             value.get("kind") in ("step", "call") if isinstance(value, dict) else 0
                         )
-                        self._consumed_bytes = base + unpacker.tell() - told
+                        whole_at = unpacker.tell()
+                        self._consumed_bytes = base + whole_at - told
                         self._check_value(reader, value, current.path)
                     progressed = True
                 elif current.closed and index + 1 < len(self.log.files):
@@ -448,7 +450,7 @@ class Sidecar:
                     index, offset, records_here = index + 1, 0, 0
                     stream = self.log.files[index].path.open("rb")
                     reader = _LogReader(str(self.log.files[index].path))
-                    unpacker = make_unpacker()
+                    unpacker, whole_at = make_unpacker(), 0
                     progressed = True
                 elif current.closed and self._stop.is_set():
                     self._drain()
@@ -469,7 +471,7 @@ class Sidecar:
                     index, offset, records_here = target, 0, 0
                     stream = self.log.files[index].path.open("rb")
                     reader = _LogReader(str(self.log.files[index].path))
-                    unpacker = make_unpacker()
+                    unpacker, whole_at = make_unpacker(), 0
                 self._reading = (index, offset)
                 if (self._shadow is None or self._shadow.dead) and now_ok(self):
                     self._replace_shadow()

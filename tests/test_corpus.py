@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.doge.corpusgen import generate
 from shadowdiff.corpus import LogWriter, expand, read_items
@@ -74,3 +76,42 @@ def test_directories_expand_sorted_and_missing_paths_are_bad_input(tmp_path: Pat
     assert [p.name for p in expand([tmp_path])] == ["a.jsonl", "b.json"]
     with pytest.raises(BadInput, match="no such file"):
         expand([tmp_path / "missing"])
+
+
+_torn_log = [dict(r) for r in generate(30, slots=2, seed=9)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 10_000), st.integers(16, 4096))
+def test_a_record_cut_anywhere_is_named_at_its_first_byte_and_the_rest_is_read(
+    tmp_path_factory, cut: int, chunk: int
+) -> None:
+    """However the file is read in chunks and wherever the last record was cut, every whole record is
+    read and the warning names the torn record's first byte and its length."""
+    import msgpack
+
+    import shadowdiff.corpus as corpus
+
+    whole = b"".join(msgpack.packb(r) for r in _torn_log[:-1])
+    last = msgpack.packb(_torn_log[-1])
+    cut = 1 + cut % (len(last) - 1)
+    log = tmp_path_factory.mktemp("torn") / "torn.msgpack"
+    log.write_bytes(whole + last[:cut])
+    expected = list(read_items([_write_whole(tmp_path_factory, whole)]))
+    old, corpus.READ_CHUNK = corpus.READ_CHUNK, chunk
+    try:
+        with pytest.warns(
+            corpus.TornRecordWarning, match=rf"byte {len(whole)}: torn last record skipped \({cut} bytes\)"
+        ):
+            got = list(read_items([log]))
+    finally:
+        corpus.READ_CHUNK = old
+    assert [(type(i).__name__, getattr(i, "slot", None)) for i in got] == [
+        (type(i).__name__, getattr(i, "slot", None)) for i in expected
+    ]
+
+
+def _write_whole(factory, data: bytes) -> Path:
+    path = factory.mktemp("whole") / "whole.msgpack"
+    path.write_bytes(data)
+    return path
