@@ -5,7 +5,10 @@
 -- as float32 or float64 and always written as float64. Ext types decode to 'VBad'
 -- (a bad request, not a stream error); only bytes that are not msgpack at all
 -- (0xc1) fail the stream.
-module MsgPack (Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodeV, encodeChecked, encodable) where
+module MsgPack
+  ( Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodeV, encodeChecked, encodable
+  , valueAt, numberAt, fixStrAt
+  ) where
 
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Unsafe as BU
@@ -24,7 +27,7 @@ import qualified Data.ByteString.Internal as BI
 import qualified Data.Text.Array as TA
 import qualified Data.Text.Internal as TI
 import Foreign.Ptr (Ptr, plusPtr, minusPtr, castPtr)
-import Foreign.Storable (poke, peek)
+import Foreign.Storable (Storable, poke, peek, peekByteOff)
 import GHC.ByteOrder (ByteOrder(..), targetByteOrder)
 import GHC.Exts (Int(I#))
 import GHC.Num.Integer (Integer(IS))
@@ -67,31 +70,31 @@ lookupKey b = go (knownKeys `AB.unsafeAt` keyHash b)
 -- | Result of scanning for one complete object starting at offset 0.
 data Scan
   = Complete !Int          -- ^ the object ends at this offset
-  | More !Int [Int]        -- ^ need more bytes; resume at this offset with this stack
+  | More !Int !Int         -- ^ need more bytes; resume at this offset with this many values owed
   | Invalid !Int           -- ^ byte at this offset is not msgpack
 
--- | Resume scanning at an offset with a stack of values still owed per nesting level
--- (start with @scanFrame bs 0 [1]@).
-scanFrame :: B.ByteString -> Int -> [Int] -> Scan
+-- | Resume scanning at an offset with the number of values still owed (start with
+-- @scanFrame bs 0 1@). msgpack is written in prefix order, so one count is all the
+-- state a scan needs: each value read pays one, a container adds its items.
+scanFrame :: B.ByteString -> Int -> Int -> Scan
 scanFrame bs = go
   where
     len = B.length bs
-    go !i [] = Complete i
-    go !i st@(n:rest)
-      | n == 0 = go i rest
-      | i >= len = More i st
+    go !i !n
+      | n == 0 = Complete i
+      | i >= len = More i n
       | otherwise =
           let b = BU.unsafeIndex bs i
-              scalar k = if i + 1 + k > len then More i st else go (i + 1 + k) (n - 1 : rest)
-              sized h k = if i + 1 + h > len then More i st
+              scalar k = if i + 1 + k > len then More i n else go (i + 1 + k) (n - 1)
+              sized h k = if i + 1 + h > len then More i n
                           else let sz = be i h in
-                               if i + 1 + h + sz + k > len then More i st else go (i + 1 + h + sz + k) (n - 1 : rest)
+                               if i + 1 + h + sz + k > len then More i n else go (i + 1 + h + sz + k) (n - 1)
               container h mult
-                | i + 1 + h > len = More i st
-                | otherwise = let c = be i h * mult in go (i + 1 + h) (c : n - 1 : rest)
-          in if b <= 0x7f || b >= 0xe0 then go (i + 1) (n - 1 : rest)
-             else if b .&. 0xf0 == 0x80 then go (i + 1) (fromIntegral (b .&. 0x0f) * 2 : n - 1 : rest)
-             else if b .&. 0xf0 == 0x90 then go (i + 1) (fromIntegral (b .&. 0x0f) : n - 1 : rest)
+                | i + 1 + h > len = More i n
+                | otherwise = go (i + 1 + h) (n - 1 + be i h * mult)
+          in if b <= 0x7f || b >= 0xe0 then go (i + 1) (n - 1)
+             else if b .&. 0xf0 == 0x80 then go (i + 1) (n - 1 + fromIntegral (b .&. 0x0f) * 2)
+             else if b .&. 0xf0 == 0x90 then go (i + 1) (n - 1 + fromIntegral (b .&. 0x0f))
              else if b .&. 0xe0 == 0xa0 then scalar (fromIntegral (b .&. 0x1f))
              else case b of
                0xc0 -> scalar 0
@@ -127,14 +130,27 @@ scanFrame bs = go
                0xde -> container 2 2
                _ -> container 4 2
     -- big-endian unsigned of h bytes after the type byte at i
-    be i h = foldl (\a k -> a `shiftL` 8 .|. fromIntegral (BU.unsafeIndex bs (i + 1 + k))) 0 [0 .. h - 1]
+    be :: Int -> Int -> Int
+    be i h = fromIntegral (beN bs (i + 1) h)
 
 w8 :: B.ByteString -> Int -> Word64
 w8 bs i = fromIntegral (BU.unsafeIndex bs i)
 
+-- | Big-endian unsigned of h bytes at offset i (the usual sizes as one load and a
+-- byte swap).
 beN :: B.ByteString -> Int -> Int -> Word64
-beN bs i h = go 0 0
-  where go !a !k = if k == h then a else go (a `shiftL` 8 .|. w8 bs (i + k)) (k + 1)
+beN bs i h = case h of
+  1 -> w8 bs i
+  2 -> fromIntegral (be16 (load i))
+  4 -> fromIntegral (be32 (load i))
+  8 -> be64 (load i)
+  _ -> go 0 0
+  where
+    go !a !k = if k == h then a else go (a `shiftL` 8 .|. w8 bs (i + k)) (k + 1)
+    load :: Storable a => Int -> a
+    load k = let BI.PS fp off _ = bs in
+      BI.accursedUnutterablePerformIO (BI.unsafeWithForeignPtr fp (\p -> peekByteOff p (off + k)))
+{-# INLINE beN #-}
 
 -- | Decode one object known to be complete (as 'scanFrame' said) at offset i.
 decodeFrame :: B.ByteString -> Int -> (V, Int)
@@ -208,6 +224,66 @@ decodeFrame bs = dec
           in case kv of
                VStr kt -> go (k - 1) i2 ((kt, v) : acc) ok
                _ -> go (k - 1) i2 acc False
+
+------------------------------------------------------------------------------
+-- Bounds-checked readers for the fast paths (no frame scan before them): each is
+-- Nothing when its value is not all there or is not of the kind it reads.
+
+-- | The value at i as 'decodeFrame' reads it, and where it ends; Nothing also when
+-- it holds something the decoder cannot represent (ext types, non-string keys).
+valueAt :: B.ByteString -> Int -> Maybe (V, Int)
+valueAt bs i
+  | i >= B.length bs = Nothing
+  | fixed >= 0 = if i + 1 + fixed <= B.length bs then Just (decodeFrame bs i) else Nothing
+  | otherwise = case scanFrame bs i 1 of
+      Complete _ -> let r@(v, _) = decodeFrame bs i in if representable v then Just r else Nothing
+      _ -> Nothing
+  where
+    b = BU.unsafeIndex bs i
+    -- bytes after the type byte of a scalar decodeFrame reads in full; -1 for the rest
+    fixed | b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3 = 0
+          | b == 0xcc || b == 0xd0 = 1
+          | b == 0xcd || b == 0xd1 = 2
+          | b == 0xca || b == 0xce || b == 0xd2 = 4
+          | b == 0xcb || b == 0xcf || b == 0xd3 = 8
+          | otherwise = -1
+    representable v = case v of
+      VBad _ -> False
+      VArr xs -> all representable xs
+      VMap kvs -> all (representable . snd) kvs
+      _ -> True
+
+-- | A number at i as Python arithmetic sees the value (float, int or bool; what
+-- 'vNum' gives for it), for the encodings an int of at most 32 bits or a float uses.
+numberAt :: B.ByteString -> Int -> Maybe (Double, Int)
+numberAt bs i
+  | i >= len = Nothing
+  | b == 0xcb = need 8 (castWord64ToDouble (beN bs (i + 1) 8))
+  | b <= 0x7f = Just (fromIntegral b, i + 1)
+  | b >= 0xe0 = Just (fromIntegral b - 256, i + 1)
+  | b == 0xca = need 4 (float2Double (castWord32ToFloat (fromIntegral (beN bs (i + 1) 4))))
+  | b == 0xc2 = Just (0, i + 1)
+  | b == 0xc3 = Just (1, i + 1)
+  | b == 0xcc = need 1 (fromIntegral (beN bs (i + 1) 1))
+  | b == 0xcd = need 2 (fromIntegral (beN bs (i + 1) 2))
+  | b == 0xce = need 4 (fromIntegral (beN bs (i + 1) 4))
+  | b == 0xd0 = need 1 (fromIntegral (fromIntegral (beN bs (i + 1) 1) :: Int8))
+  | b == 0xd1 = need 2 (fromIntegral (fromIntegral (beN bs (i + 1) 2) :: Int16))
+  | b == 0xd2 = need 4 (fromIntegral (fromIntegral (beN bs (i + 1) 4) :: Int32))
+  | otherwise = Nothing
+  where
+    len = B.length bs
+    b = BU.unsafeIndex bs i
+    need k d = if i + 1 + k <= len then Just (d, i + 1 + k) else Nothing
+
+-- | The bytes of a fixstr at i (offset and length of its UTF-8).
+fixStrAt :: B.ByteString -> Int -> Maybe (Int, Int)
+fixStrAt bs i
+  | i < B.length bs, b .&. 0xe0 == 0xa0, i + 1 + n <= B.length bs = Just (i + 1, n)
+  | otherwise = Nothing
+  where
+    b = BU.unsafeIndex bs i
+    n = fromIntegral (b .&. 0x1f)
 
 -- | A map key at offset i, known field names shared as in 'decodeFrame'.
 decodeKey :: B.ByteString -> Int -> (V, Int)

@@ -13,8 +13,9 @@ import qualified Data.Map.Strict as M
 import qualified Data.Text as T
 import Data.Text (Text)
 import Control.Exception
-import Data.Bits ((.&.))
+import Data.Bits ((.&.), (.|.), unsafeShiftL)
 import Data.Maybe (isJust)
+import Data.List (find)
 import System.IO
 import System.Exit
 import Value
@@ -223,15 +224,19 @@ cfgHit cache bs i = go cache
       let n = B.length (ceRaw e)
       in if n <= avail && BU.unsafeTake n (BU.unsafeDrop i bs) == ceRaw e then Just (ceVal e, i + n, e) else go es
 
--- | A step request read straight from its bytes: a fixmap whose keys are all
--- distinct fixstr names among op (= "step"), id, session (an int), event, config,
--- order_size_usd, order_sizes, with_invariants, and that holds nothing the decoder
--- cannot represent. Anything else is Nothing and goes the generic way.
+-- | A step request read straight from the front of the buffer: a fixmap whose keys
+-- are all distinct fixstr names among op (= "step"), id, session (an int), event,
+-- config, order_size_usd, order_sizes, with_invariants, and that holds nothing the
+-- decoder cannot represent; with the offset where it ends. Every read is bounds
+-- checked, so it needs no frame scan first: each value but the config is scanned
+-- on its own, and a cached config is one byte comparison (a step's bytes are mostly
+-- its config). Anything else, a step not all there yet included, is Nothing and
+-- goes the generic way.
 data FastStep = FastStep
-  { fsId :: V, fsSession :: Integer, fsEvent :: V, fsSize :: Maybe V, fsSizes :: Maybe V, fsInv :: Maybe V
+  { fsId :: V, fsSession :: Integer, fsEvent :: Event, fsSize :: Maybe V, fsSizes :: Maybe V, fsInv :: Maybe V
   , fsCfg :: Maybe (Int, Int, Maybe CfgEntry), fsCfgV :: V }
 
-fastStep :: [CfgEntry] -> B.ByteString -> Maybe FastStep
+fastStep :: [CfgEntry] -> B.ByteString -> Maybe (FastStep, Int)
 fastStep cache bs
   | B.null bs = Nothing
   | b0 .&. 0xf0 == 0x80 = go (fromIntegral (b0 .&. 0x0f) :: Int) 1 (0 :: Int) fs0
@@ -239,22 +244,22 @@ fastStep cache bs
   where
     b0 = BU.unsafeHead bs
     len = B.length bs
-    fs0 = FastStep VNil 0 VNil Nothing Nothing Nothing Nothing VNil
+    fs0 = FastStep VNil 0 (TimerTick 0) Nothing Nothing Nothing Nothing VNil
     at i = BU.unsafeIndex bs i
-    keyIs n i lit = BU.unsafeTake n (BU.unsafeDrop i bs) == lit
-    plain i = let (v, e) = decodeFrame bs i in if isJust (firstBad v) then Nothing else Just (v, e)
-    go 0 _ !seen fs = if seen .&. 0x0d == 0x0d then Just fs else Nothing   -- op, session, event
+    keyIs i lit = bytesAt bs i lit
+    plain = valueAt bs
+    go 0 i !seen fs = if seen .&. 0x0d == 0x0d then Just (fs, i) else Nothing   -- op, session, event
     go k i !seen fs
       | i >= len = Nothing
       | kb .&. 0xe0 /= 0xa0 = Nothing
       | idx < 0 || seen .&. bit /= 0 = Nothing
       | otherwise = case idx of
-          0 -> if j + 5 <= len && keyIs 5 j "\xa4step" then go (k - 1) (j + 5) seen' fs else Nothing
+          0 -> if j + 5 <= len && keyIs j "\xa4step" then go (k - 1) (j + 5) seen' fs else Nothing
           1 -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsId = v }
           2 -> plain j >>= \(v, e) -> case v of
                  VInt s -> go (k - 1) e seen' fs { fsSession = s }
                  _ -> Nothing
-          3 -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsEvent = v }
+          3 -> fastEvent bs j >>= \(ev, e) -> go (k - 1) e seen' fs { fsEvent = ev }
           4 -> case cfgHit cache bs j of
                  Just (_, e, ent) -> if ceBad ent then Nothing else go (k - 1) e seen' fs { fsCfg = Just (j, e, Just ent) }
                  Nothing -> plain j >>= \(v, e) -> go (k - 1) e seen' fs { fsCfg = Just (j, e, Nothing), fsCfgV = v }
@@ -269,17 +274,98 @@ fastStep cache bs
         idx :: Int
         idx | j > len = -1
             | otherwise = case n of
-                2 | keyIs 2 ks "op" -> 0
-                  | keyIs 2 ks "id" -> 1
-                7 | keyIs 7 ks "session" -> 2
-                5 | keyIs 5 ks "event" -> 3
-                6 | keyIs 6 ks "config" -> 4
-                14 | keyIs 14 ks "order_size_usd" -> 5
-                11 | keyIs 11 ks "order_sizes" -> 6
-                15 | keyIs 15 ks "with_invariants" -> 7
+                2 | keyIs ks "op" -> 0
+                  | keyIs ks "id" -> 1
+                7 | keyIs ks "session" -> 2
+                5 | keyIs ks "event" -> 3
+                6 | keyIs ks "config" -> 4
+                14 | keyIs ks "order_size_usd" -> 5
+                11 | keyIs ks "order_sizes" -> 6
+                15 | keyIs ks "with_invariants" -> 7
                 _ -> -1
-        bit = 2 ^ idx :: Int
+        bit = 1 `unsafeShiftL` idx :: Int
         seen' = seen + bit
+
+-- | Do the bytes at i spell lit? (The caller checks i + length lit is in bounds.)
+bytesAt :: B.ByteString -> Int -> B.ByteString -> Bool
+bytesAt bs i lit = BU.unsafeTake (B.length lit) (BU.unsafeDrop i bs) == lit
+{-# INLINE bytesAt #-}
+
+-- | A step's event read straight into its typed form, when it has the usual shape:
+-- a fixmap of "type" (a fixstr, one of the five names) and "payload" (a fixmap of
+-- distinct fixstr keys, exactly the fields that type reads, its numbers as floats,
+-- bools or ints of at most 32 bits). That is what 'typedEvent' makes of the same
+-- bytes; anything else is Nothing and the generic reading decides.
+fastEvent :: B.ByteString -> Int -> Maybe (Event, Int)
+fastEvent bs i0 = do
+  if i0 < B.length bs && BU.unsafeIndex bs i0 == 0x82 then Just () else Nothing
+  (sa, na) <- fixStrAt bs (i0 + 1)
+  let va = sa + na
+  afterA <- skipped va
+  (sb, nb) <- fixStrAt bs afterA
+  let vb = sb + nb
+  (tyAt, payAt) <- if is sa na "type" && is sb nb "payload" then Just (va, vb)
+                   else if is sa na "payload" && is sb nb "type" then Just (vb, va)
+                   else Nothing
+  (ts, tn) <- fixStrAt bs tyAt
+  shape <- find (\sh -> is ts tn (shName sh)) eventShapes
+  (ev, end) <- payload payAt shape
+  -- the two values are adjacent: the event ends after whichever comes last
+  pure (ev, if payAt > tyAt then end else ts + tn)
+  where
+    is s n lit = n == B.length lit && bytesAt bs s lit
+    -- the end of the first value, for where the second key starts (type is a fixstr,
+    -- the payload a map read in full later)
+    skipped i = case fixStrAt bs i of
+      Just (s, n) -> Just (s + n)
+      Nothing -> case scanFrame bs i 1 of
+        Complete e -> Just e
+        _ -> Nothing
+    payload i shape = do
+      if i < B.length bs && BU.unsafeIndex bs i .&. 0xf0 == 0x80 then Just () else Nothing
+      let n = fromIntegral (BU.unsafeIndex bs i .&. 0x0f)
+          fields = zip [0 ..] (shFields shape)
+      if n == length fields then Just () else Nothing
+      (vals, end) <- readFields fields n (i + 1) 0 []
+      ev <- shMake shape (\k -> lookup k vals)
+      pure (ev, end)
+    -- n entries, each a known field seen once (the mask): with as many entries as
+    -- fields, each field is there exactly once
+    readFields :: [(Int, (B.ByteString, FieldKind))] -> Int -> Int -> Int -> [(Int, EvField)] -> Maybe ([(Int, EvField)], Int)
+    readFields _ 0 j _ acc = Just (acc, j)
+    readFields fields k j !seen acc = do
+      (s, n) <- fixStrAt bs j
+      (idx, (_, kind)) <- find (\(_, (name, _)) -> is s n name) fields
+      let bit = 1 `unsafeShiftL` idx :: Int
+      if seen .&. bit == 0 then Just () else Nothing
+      (v, e) <- case kind of
+        Num -> (\(d, e) -> (FNum d, e)) <$> numberAt bs (s + n)
+        Raw -> (\(v, e) -> (FRaw v, e)) <$> valueAt bs (s + n)
+      readFields fields (k - 1) e (seen .|. bit) ((idx, v) : acc)
+
+data FieldKind = Num | Raw
+data EvField = FNum Double | FRaw V
+
+-- | An event type: its name, its payload fields, and how the typed event is made
+-- of them by position (the same fields, and the same use of them, as 'parseEvent').
+data Shape = Shape { shName :: B.ByteString, shFields :: [(B.ByteString, FieldKind)]
+                   , shMake :: (Int -> Maybe EvField) -> Maybe Event }
+
+eventShapes :: [Shape]
+eventShapes =
+  [ Shape "PriceTick" [("price", Num), ("timestamp", Num)] (\f -> PriceTick <$> n f 0 <*> n f 1)
+  , Shape "TimerTick" [("timestamp", Num)] (\f -> TimerTick <$> n f 0)
+  , Shape "FillEvent" [ ("order_local_id", Raw), ("txid", Raw), ("side", Raw), ("price", Num), ("volume", Num)
+                      , ("fee", Num), ("timestamp", Num) ]
+      (\f -> FillEvent <$> r f 0 <*> r f 1 <*> n f 3 <*> n f 4 <*> n f 5 <*> n f 6)
+  , Shape "RecoveryFillEvent" [ ("recovery_id", Raw), ("txid", Raw), ("side", Raw), ("price", Num), ("volume", Num)
+                              , ("fee", Num), ("timestamp", Num) ]
+      (\f -> RecoveryFillEvent <$> r f 0 <*> r f 1 <*> n f 3 <*> n f 4 <*> n f 5 <*> n f 6)
+  , Shape "RecoveryCancelEvent" [("recovery_id", Raw), ("txid", Raw), ("timestamp", Num)]
+      (\f -> RecoveryCancelEvent <$> r f 0 <*> n f 2) ]
+  where
+    n f k = f k >>= \v -> case v of { FNum d -> Just d; _ -> Nothing }
+    r f k = f k >>= \v -> case v of { FRaw x -> Just x; _ -> Nothing }
 
 -- | handleOp's "step" on a 'FastStep'; Nothing whenever the generic path would
 -- answer an error (it then answers it). Same computations in the same order, so
@@ -288,7 +374,7 @@ stepFast :: Mut -> PreCfg -> Sessions -> FastStep -> Maybe (Sessions, V)
 stepFast mut pre ss fs = do
   let i = fsSession fs
   st <- M.lookup i ss
-  ev <- either (const Nothing) Just (typedEvent (fsEvent fs))
+  let ev = fsEvent fs
   let m = maybe [] (\v -> [("order_size_usd", v)]) (fsSize fs) ++ maybe [] (\v -> [("order_sizes", v)]) (fsSizes fs)
   env <- either (const Nothing) Just (envFrom mut pre m)
   (st', acts) <- either (const Nothing) Just (transition env st ev)
@@ -300,22 +386,16 @@ serveMsgpack mut = do
   hSetBinaryMode stdin True
   hSetBinaryMode stdout True
   hSetBuffering stdout (BlockBuffering (Just 65536))
-  next M.empty [] B.empty 0 [1]
+  next M.empty [] B.empty 0 1
   where
-    -- buf holds the unconsumed input; (off, stack) is where the frame scan resumes.
-    next !ss cache !buf !off stack = case scanFrame buf off stack of
-      Complete end | Just fs <- fastStep cache buf -> do
-        let (cache', pre) = case fsCfg fs of
-              Just (_, _, Just e) -> (cache, Just (ceCfg e))
-              Just (s, e, Nothing) -> let ent = newEntry buf s e (fsCfgV fs)
-                                      in (take cfgCacheSize (ent : cache), Just (ceCfg ent))
-              Nothing -> (cache, Nothing)
-            generic = handleRequest mut pre ss (fst (decodeRequest (cfgHit cache) buf))
-            r = maybe generic id (stepFast mut pre ss fs)
-            (ss', resp) = r
-        ss'' <- safeWrite ss ss' (fsId fs) resp
-        let rest = B.drop end buf
-        if B.null rest then refill ss'' cache' B.empty 0 [1] else next ss'' cache' rest 0 [1]
+    -- buf holds the unconsumed input; (off, owed) is where the frame scan resumes.
+    -- A step is read without a scan when the buffer starts with one; a request
+    -- that arrives in pieces is scanned as it comes (off > 0: no re-reading it
+    -- from the start on every refill), and tried as a step once it is complete.
+    next !ss cache !buf !off !owed
+      | off == 0, Just (fs, end) <- fastStep cache buf = answerStep ss cache buf fs end
+      | otherwise = case scanFrame buf off owed of
+      Complete end | off > 0, Just (fs, _) <- fastStep cache buf -> answerStep ss cache buf fs end
       Complete end -> do
         let (v, cspan) = decodeRequest (cfgHit cache) buf
             (cache', pre) = case (cspan, v) of
@@ -330,22 +410,34 @@ serveMsgpack mut = do
             (ss', resp) = handleRequest mut pre ss v
         ss'' <- safeWrite ss ss' rid resp
         let rest = B.drop end buf
-        if B.null rest then refill ss'' cache' B.empty 0 [1] else next ss'' cache' rest 0 [1]
-      More off' stack' -> refill ss cache buf off' stack'
+        if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
+      More off' owed' -> refill ss cache buf off' owed'
       Invalid at -> do
         hFlush stdout
         hPutStrLn stderr ("doge-core-exe: input is not msgpack (byte 0xc1 at offset " ++ show at ++ " of a request)")
         exitWith (ExitFailure 2)
+    answerStep ss cache buf fs end = do
+      let (cache', pre) = case fsCfg fs of
+            Just (_, _, Just e) -> (cache, Just (ceCfg e))
+            Just (s, e, Nothing) -> let ent = newEntry buf s e (fsCfgV fs)
+                                    in (take cfgCacheSize (ent : cache), Just (ceCfg ent))
+            Nothing -> (cache, Nothing)
+          generic = handleRequest mut pre ss (fst (decodeRequest (cfgHit cache) buf))
+          r = maybe generic id (stepFast mut pre ss fs)
+          (ss', resp) = r
+      ss'' <- safeWrite ss ss' (fsId fs) resp
+      let rest = B.drop end buf
+      if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
     -- Answers go out before we block for more input (pipelining: a batch is
     -- answered in one write, and nothing waits in our buffer while we read).
-    refill ss cache buf off stack = do
+    refill ss cache buf off owed = do
       hFlush stdout
       chunk <- B.hGetSome stdin 262144
       if B.null chunk
         then if B.null buf then exitSuccess else do
           hPutStrLn stderr ("doge-core-exe: truncated msgpack object at end of input (" ++ show (B.length buf) ++ " bytes)")
           exitWith (ExitFailure 2)
-        else next ss cache (if B.null buf then chunk else buf <> chunk) off stack
+        else next ss cache (if B.null buf then chunk else buf <> chunk) off owed
 
 ------------------------------------------------------------------------------
 -- JSON transport
