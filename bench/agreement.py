@@ -35,7 +35,8 @@ def main() -> None:
     per_run = 125_000
     total = divergences = failures = breaches = 0
     started = time.perf_counter()
-    for k, seed in enumerate(range(100, 100 + max(1, args.events // per_run))):
+    runs = max(1, -(-args.events // per_run))  # enough runs for every event asked for
+    for k, seed in enumerate(range(100, 100 + runs)):
         n = min(per_run, args.events - total)
         if n <= 0:
             break
