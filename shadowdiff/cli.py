@@ -1,7 +1,7 @@
 """The shadowdiff command line: the only place that prints or exits.
 
 Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gate: REJECT);
-2 bad usage or bad input; 3 gate EXTEND.
+2 bad usage or bad input; 3 gate EXTEND; 130 replay interrupted (Ctrl-C; the report covers what ran).
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ from .errors import ShadowdiffError, ShadowSetupError
 from .records import LogItem
 from .reducer import Reducer
 from .report import build_report, summary_lines
+from .signals import stop_on_interrupt
 
-EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND = 0, 1, 2, 3
+EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DOMAIN_DEFAULTS = "adapters.doge.defaults"
 
 EPILOG = """\b
 Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
-failures (or a shadow that answered nothing); 2 bad usage or bad input.
+failures (or a shadow that answered nothing); 2 bad usage or bad input;
+130 interrupted by Ctrl-C (in-flight steps drained; the report covers what ran).
 """
 
 
@@ -130,7 +132,8 @@ def run_replay(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TornRecordWarning)
             try:
-                result = replay.run(_guarded(read_items(corpora), errors))
+                with stop_on_interrupt(replay.stop):
+                    result = replay.run(_guarded(read_items(corpora), errors))
             except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
                 errors.append({"where": exc.where or "", "message": exc.what})
                 result = replay.finish()
@@ -346,8 +349,20 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     for error in errors:
         where = f"{error['where']}: " if error["where"] else ""
         click.echo(f"shadowdiff: error: {where}{error['message']}", err=True)
+    if result.interrupted:
+        click.echo(
+            f"shadowdiff: interrupted after step {result.counts.get('steps', 0):,}: the report covers the "
+            "steps before it",
+            err=True,
+        )
     verdict = report["summary"]["verdict"]
-    if shrink_dir and findings and Path(findings).exists() and verdict in ("diverged", "failed"):
+    if (
+        shrink_dir
+        and findings
+        and Path(findings).exists()
+        and verdict in ("diverged", "failed")
+        and not (result.interrupted)
+    ):
         from .fuzz_cli import shrink_into
 
         shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir)
@@ -356,6 +371,8 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     click.echo(f"verdict: {verdict}")
     if errors:
         sys.exit(EXIT_BAD)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_CLEAN if verdict == "pass" else EXIT_FOUND)
 
 

@@ -88,6 +88,7 @@ class ReplayResult:
     elapsed_s: float = 0.0
     shadow_restarts: int = 0
     unchecked: int = 0
+    interrupted: bool = False
 
     @property
     def divergence_count(self) -> int:
@@ -132,6 +133,7 @@ class Replay:
         self._identical = 0
         self._started = time.perf_counter()
         self._stopped = False
+        self.interrupted = False
         self._gave_up = False
 
     # -- feeding -----------------------------------------------------------------------------------
@@ -166,8 +168,14 @@ class Replay:
 
     @property
     def stopped(self) -> bool:
-        """True once fail-fast has seen a finding (feed no more)."""
+        """True once fail-fast has seen a finding, or ``stop`` was called (feed no more)."""
         return self._stopped
+
+    def stop(self) -> None:
+        """Feed no more (``run`` returns after the current record): safe from a signal handler, so an
+        interrupted replay still drains what is in flight and reports every step it sent."""
+        self._stopped = True
+        self.interrupted = True
 
     def _slot(self, name: str, where: str) -> _Slot:
         try:
@@ -495,6 +503,7 @@ class Replay:
         result.authoritative_checks = dict(self._auth_checks)
         result.shadow_checks = dict(self._shadow_checks)
         result.shadow_restarts = self.shadow.restarts
+        result.interrupted = self.interrupted
         result.counts["steps"] = self._steps
         result.counts["identical_answers"] = self._identical
         return result

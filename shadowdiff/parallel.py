@@ -19,6 +19,8 @@ import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
+import signal
 import tempfile
 import time
 import traceback
@@ -34,6 +36,7 @@ from .engine import Replay, ReplayOptions, ReplayResult
 from .errors import ShadowdiffError
 from .records import LogItem, Record
 from .reducer import Reducer
+from .signals import stop_on_interrupt
 
 Factory = Callable[[], Reducer]
 Progress = Callable[[int], None]
@@ -69,7 +72,7 @@ def replay_share(
     errors: list[dict[str, str]] = []
     replay = Replay(shadow, authoritative, options, on_finding)
     fed = 0
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, stop_on_interrupt(replay.stop, escalate=False):
         warnings.simplefilter("always", TornRecordWarning)
         try:
             for mine, item in owned(read_items(corpora), worker, workers):
@@ -120,8 +123,16 @@ def run_parallel(
             send.close()
             pipes.append(receive)
             procs.append(proc)
+
+        def interrupt() -> None:  # the workers stop, drain and report; a `kill -INT` reaches only us
+            for proc in procs:
+                if proc.pid is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(proc.pid, signal.SIGINT)
+
         try:
-            outcomes = _collect(pipes, procs, progress, on_progress)
+            with stop_on_interrupt(interrupt):
+                outcomes = _collect(pipes, procs, progress, on_progress)
         finally:
             for proc in procs:
                 if proc.is_alive():
@@ -221,12 +232,16 @@ def merge_results(results: Sequence[ReplayResult], max_kept: int) -> ReplayResul
         for key, value in r.counts.items():
             if key != "steps":  # every worker counts every step of the stream
                 merged.counts[key] += value
-        merged.counts["steps"] = max(merged.counts["steps"], r.counts["steps"])
         _add(merged.authoritative_checks, r.authoritative_checks)
         _add(merged.shadow_checks, r.shadow_checks)
         merged.slots += r.slots
         merged.shadow_restarts += r.shadow_restarts
         merged.unchecked += r.unchecked
+        merged.interrupted = merged.interrupted or r.interrupted
+    # every worker counts the stream's steps up to where it stopped; interrupted, they stop at
+    # different places, and only the steps before the earliest are covered for every slot
+    positions = [r.counts["steps"] for r in results]
+    merged.counts["steps"] = (min if merged.interrupted else max)(positions, default=0)
     merged.divergences.sort(key=lambda d: (d.step, d.slot, d.kind))
     merged.failures.sort(key=lambda f: (f.step, f.slot))
     merged.breaches.sort(key=lambda b: (b["step"], b["slot"]))

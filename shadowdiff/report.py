@@ -64,6 +64,7 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
             "clusters": len(result.clusters),
             "shadow_restarts": result.shadow_restarts,
             "unchecked": result.unchecked,
+            "interrupted": result.interrupted,
             "gap_dropped": result.counts.get("gap_dropped", 0),
             "elapsed_s": elapsed,
             "events_per_s": rate,

@@ -173,6 +173,7 @@ class Process:
             stderr=subprocess.PIPE,
             bufsize=0,
             close_fds=True,
+            start_new_session=True,  # a Ctrl-C at the terminal is ours to handle: we stop the child
         )
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self._stdin = self.proc.stdin.fileno()

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from conftest import MISBEHAVING, PY_SERVER, ROOT
 
@@ -115,3 +116,37 @@ def test_real_process_end_to_end_on_a_gzipped_log(tmp_path) -> None:
 def test_help_teaches_exit_codes() -> None:
     out = run("replay", "--help")
     assert "Exit codes: 0 no divergence" in out.output and "Examples:" in out.output
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_drains_reports_what_ran_and_exits_130(tmp_path, jobs) -> None:
+    """The shadow runs in its own session: the terminal's SIGINT stops the replay, not the shadow, so
+    the steps in flight are answered and nothing is counted as a crash."""
+    import os
+    import signal
+    import time
+
+    from conftest import children_of
+
+    log = tmp_path / "long.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(3000, slots=2, seed=6):
+            writer.write(record)
+    shadow = " ".join([*MISBEHAVING, "--delay-ms", "2"])  # about 6 s of shadow work: plenty to interrupt
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowdiff", "replay", str(log), "--shadow", shadow, "-j", jobs,
+         "--report", str(report)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    time.sleep(2.5)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: to the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted after step" in err and "Traceback" not in err
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["interrupted"] and 0 < summary["steps"] < 3000
+    assert summary["failures"] == 0 and summary["divergences"] == 0
+    checked = summary["checks"]["shadow"]["transition"] + summary["checks"]["shadow"]["call"]
+    assert checked >= summary["steps"]  # every step before the stop was checked (workers may be past it)
+    assert children_of(proc.pid) == []

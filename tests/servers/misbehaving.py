@@ -2,7 +2,7 @@
 
     python tests/servers/misbehaving.py --crash-at N | --hang-at N | --garbage-at N | --error-at N
                                         [--every] [--once MARKER] [--mutate-price-at N]
-                                        [--reorder-keys]
+                                        [--reorder-keys] [--delay-ms MS]
 
 N counts step/transition requests (1-based). With --every, every Nth one misbehaves.
 """
@@ -30,6 +30,7 @@ def main() -> int:
     for name in ("crash-at", "hang-at", "garbage-at", "error-at", "mutate-price-at"):
         p.add_argument(f"--{name}", type=int, default=0)
     p.add_argument("--every", action="store_true")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="think this long before each step's answer")
     p.add_argument(
         "--reorder-keys", action="store_true", help="answer with the result's keys reversed (still valid)"
     )
@@ -55,6 +56,9 @@ def main() -> int:
         for req in unpacker:
             if req.get("op") in ("step", "transition"):
                 steps += 1
+                if args.delay_ms:
+                    out.flush()  # what is answered goes out before we think
+                    time.sleep(args.delay_ms / 1000)
                 if due(args.crash_at):
                     print("misbehaving: crashing on purpose", file=sys.stderr, flush=True)
                     os._exit(7)
