@@ -175,7 +175,21 @@ def run_jobs(
     return result, errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """Every command: a Ctrl-C that reaches a command (rather than a replay's own drain) exits 130 with
+    one line, never click's 'Aborted!' with exit 1, which scripts would read as 'divergences found'."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.echo("\nshadowdiff: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(
+    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="shadowdiff")
 def main() -> None:
     """Differential shadow testing: run a shadow reducer beside its authoritative twin, and find,

@@ -150,3 +150,18 @@ def test_ctrl_c_drains_reports_what_ran_and_exits_130(tmp_path, jobs) -> None:
     checked = summary["checks"]["shadow"]["transition"] + summary["checks"]["shadow"]["call"]
     assert checked >= summary["steps"]  # every step before the stop was checked (workers may be past it)
     assert children_of(proc.pid) == []
+
+
+def test_ctrl_c_in_any_other_command_is_one_line_and_exit_130() -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowdiff", "fuzz", "--seed", "1", "--examples", "1000000"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "shadowdiff: interrupted" and "Traceback" not in err
