@@ -6,6 +6,10 @@
 2. `shadowdiff sidecar` with the Haskell port, and the same bot flat out under the tap
    (`python -m shadowdiff.tap`): the sidecar's checked records per second, from the bot's first
    record until the sidecar has caught up, next to the rate of step 1. Target (issue 8): >= 0.7x.
+   This rate is bounded by the tapped bot (the tap's sender shares the bot's interpreter, and the
+   bot, the sidecar and the shadow share the machine's cores), so:
+3. the sidecar's own capacity: the records step 2 recorded, pumped into a fresh sidecar over its
+   socket as fast as it takes them (no bot running), until it has checked them all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +84,7 @@ def main() -> None:
         final = status()
         side.send_signal(signal.SIGTERM)
         side.wait(timeout=30)
+        capacity, pumped = pump_recording(Path(tmp) / "rec", Path(tmp))
     checked = final["coverage"]["checked"]
     print(f"{'reducer alone (simulated bot, no tap)':<40}{alone_rate:>10,.0f} transitions/s")
     print(f"{'bot under the tap':<40}{tapped['transitions'] / bot_elapsed:>10,.0f} transitions/s")
@@ -86,6 +92,60 @@ def main() -> None:
           f"({checked:,} records, {final['state_machine_shadow']['total_divergences']} divergences, "
           f"dropped by the tap {final['coverage'].get('dropped_by_tap', 0)})")  # fmt: skip
     print(f"ratio sidecar / reducer alone: {checked / elapsed / alone_rate:.2f}x   (target >= 0.7x)")
+    print(f"{'sidecar capacity (recording pumped in)':<40}{capacity:>10,.0f} records/s  ({pumped:,} records)")
+    print(f"ratio capacity / reducer alone: {capacity / alone_rate:.2f}x")
+
+
+def start_sidecar(sock: Path, record: Path) -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, "-m", "shadowdiff", "sidecar", "--listen", f"unix:{sock}", "--shadow",
+            f"{EXE} --msgpack", "--http", "127.0.0.1:0", "--record", str(record)]  # fmt: skip
+    side = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert side.stdout is not None
+    return side, json.loads(side.stdout.readline())["http"]
+
+
+def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
+    """Every tapped record of a recording, sent to a fresh sidecar as a tap would (frames of 256
+    records) but as fast as the socket takes them; records/s until all are checked."""
+    sys.path.insert(0, str(ROOT))
+    from shadowdiff.codec import make_unpacker, packb
+    from shadowdiff.tap import recv_frame, send_frame
+
+    records = []
+    for log in sorted(recorded.glob("*.msgpack")):
+        unpacker = make_unpacker()
+        unpacker.feed(log.read_bytes())
+        records += [packb(r) for r in unpacker if r.get("kind") not in ("header", "meta")]
+    steps = sum(1 for r in records if msgpack_kind(r) in ("step", "call"))
+    sock = tmp / "pump.sock"
+    side, http = start_sidecar(sock, tmp / "rec2")
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(str(sock))
+        send_frame(conn, packb({"kind": "hello", "protocol": 1, "tap": "bench-pump", "pid": os.getpid()}))
+        recv_frame(conn)
+        started = time.perf_counter()
+        for k in range(0, len(records), 256):
+            send_frame(conn, b"".join(records[k : k + 256]))
+        while True:
+            with urllib.request.urlopen(http + "/api/status", timeout=5) as response:
+                cov = json.loads(response.read())["coverage"]
+            if cov["checked"] >= steps:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        conn.close()
+    finally:
+        side.send_signal(signal.SIGTERM)
+        side.wait(timeout=30)
+    return steps / elapsed, steps
+
+
+def msgpack_kind(raw: bytes) -> str:
+    from shadowdiff.codec import unpackb
+
+    value = unpackb(raw)
+    return str(value.get("kind")) if isinstance(value, dict) else ""
 
 
 if __name__ == "__main__":

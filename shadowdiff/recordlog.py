@@ -80,9 +80,11 @@ class RotatingLog:
 
     def append(self, records: list[tuple[dict[str, Any], bytes]]) -> None:
         with self.lock:
-            for record, raw in records:
+            steps = 0
+            for record, _ in records:
                 self._follow(record)
-                self._write(raw, record["kind"] in ("step", "call"))
+                steps += record["kind"] in ("step", "call")
+            self._write(b"".join(raw for _, raw in records), steps)  # one write a frame, not a record
             assert self._stream is not None
             self._stream.flush()
             self.files[-1].size = self._stream.tell()
