@@ -242,10 +242,10 @@ fastStep cache bs
   | b0 .&. 0xf0 == 0x80 = go (fromIntegral (b0 .&. 0x0f) :: Int) 1 (0 :: Int) fs0
   | otherwise = Nothing
   where
-    b0 = BU.unsafeHead bs
+    b0 = byteAt bs 0
     len = B.length bs
     fs0 = FastStep VNil 0 (TimerTick 0) Nothing Nothing Nothing Nothing VNil
-    at i = BU.unsafeIndex bs i
+    at i = byteAt bs i
     keyIs i lit = bytesAt bs i lit
     plain = valueAt bs
     go 0 i !seen fs = if seen .&. 0x0d == 0x0d then Just (fs, i) else Nothing   -- op, session, event
@@ -286,11 +286,6 @@ fastStep cache bs
         bit = 1 `unsafeShiftL` idx :: Int
         seen' = seen + bit
 
--- | Do the bytes at i spell lit? (The caller checks i + length lit is in bounds.)
-bytesAt :: B.ByteString -> Int -> B.ByteString -> Bool
-bytesAt bs i lit = BU.unsafeTake (B.length lit) (BU.unsafeDrop i bs) == lit
-{-# INLINE bytesAt #-}
-
 -- | A step's event read straight into its typed form, when it has the usual shape:
 -- a fixmap of "type" (a fixstr, one of the five names) and "payload" (a fixmap of
 -- distinct fixstr keys, exactly the fields that type reads, its numbers as floats,
@@ -298,7 +293,7 @@ bytesAt bs i lit = BU.unsafeTake (B.length lit) (BU.unsafeDrop i bs) == lit
 -- bytes; anything else is Nothing and the generic reading decides.
 fastEvent :: B.ByteString -> Int -> Maybe (Event, Int)
 fastEvent bs i0 = do
-  if i0 < B.length bs && BU.unsafeIndex bs i0 == 0x82 then Just () else Nothing
+  if i0 < B.length bs && byteAt bs i0 == 0x82 then Just () else Nothing
   (sa, na) <- fixStrAt bs (i0 + 1)
   let va = sa + na
   afterA <- skipped va
@@ -322,8 +317,8 @@ fastEvent bs i0 = do
         Complete e -> Just e
         _ -> Nothing
     payload i shape = do
-      if i < B.length bs && BU.unsafeIndex bs i .&. 0xf0 == 0x80 then Just () else Nothing
-      let n = fromIntegral (BU.unsafeIndex bs i .&. 0x0f)
+      if i < B.length bs && byteAt bs i .&. 0xf0 == 0x80 then Just () else Nothing
+      let n = fromIntegral (byteAt bs i .&. 0x0f)
           fields = zip [0 ..] (shFields shape)
       if n == length fields then Just () else Nothing
       (vals, end) <- readFields fields n (i + 1) 0 []
@@ -410,6 +405,9 @@ serveMsgpack mut = do
             (ss', resp) = handleRequest mut pre ss v
         ss'' <- safeWrite ss ss' rid resp
         let rest = B.drop end buf
+        -- forced here: a run of requests without a config would otherwise chain
+        -- thunks that keep every decoded request alive
+        _ <- evaluate cache'
         if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
       More off' owed' -> refill ss cache buf off' owed'
       Invalid at -> do
@@ -427,6 +425,7 @@ serveMsgpack mut = do
           (ss', resp) = r
       ss'' <- safeWrite ss ss' (fsId fs) resp
       let rest = B.drop end buf
+      _ <- evaluate cache'
       if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
     -- Answers go out before we block for more input (pipelining: a batch is
     -- answered in one write, and nothing waits in our buffer while we read).
