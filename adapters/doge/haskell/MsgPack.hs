@@ -73,8 +73,15 @@ bytesAt :: B.ByteString -> Int -> B.ByteString -> Bool
 bytesAt bs i lit = go 0
   where
     n = B.length lit
-    go !k = k >= n || (byteAt bs (i + k) == byteAt lit k && go (k + 1))
+    -- eight bytes at a time (unaligned loads), then the rest one by one
+    go !k
+      | k + 8 <= n = (word64At bs (i + k) == word64At lit k) && go (k + 8)
+      | otherwise = k >= n || (byteAt bs (i + k) == byteAt lit k && go (k + 1))
 {-# INLINE bytesAt #-}
+
+word64At :: B.ByteString -> Int -> Word64
+word64At (BI.PS fp off _) i = BI.accursedUnutterablePerformIO (BI.unsafeWithForeignPtr fp (\p -> peekByteOff p (off + i)))
+{-# INLINE word64At #-}
 
 -- | Result of scanning for one complete object starting at offset 0.
 data Scan

@@ -11,6 +11,8 @@ import qualified Data.ByteString.Builder as BB
 import qualified Data.ByteString.Builder.Extra as BBE
 import qualified Data.Map.Strict as M
 import qualified Data.Text as T
+import qualified Data.Text.Encoding as TE
+import qualified Data.Array as A
 import Data.Text (Text)
 import Control.Exception
 import Data.Bits ((.&.), (.|.), unsafeShiftL)
@@ -286,6 +288,97 @@ fastStep cache bs
         bit = 1 `unsafeShiftL` idx :: Int
         seen' = seen + bit
 
+-- | A patch that sets the order list, read straight from the front of the buffer:
+-- a fixmap of distinct fixstr keys among op (= "patch"), id, session (an int) and
+-- delta, where delta is exactly {"set": {"orders": [order, ...]}} and each order a
+-- map of the 13 keys in to_dict order (what the canonical encoder writes). Values
+-- are read by position, with 'orderWith' (the same readers as from_dict); anything
+-- else, an order it cannot read included, is Nothing and goes the generic way
+-- (which then also answers any error).
+data FastPatch = FastPatch { fpId :: V, fpSession :: Integer, fpOrders :: [Order] }
+
+fastPatch :: Mut -> B.ByteString -> Maybe (FastPatch, Int)
+fastPatch mut bs
+  | B.null bs = Nothing
+  | b0 .&. 0xf0 == 0x80 = go (fromIntegral (b0 .&. 0x0f) :: Int) 1 (0 :: Int) (FastPatch VNil 0 [])
+  | otherwise = Nothing
+  where
+    b0 = byteAt bs 0
+    len = B.length bs
+    keyIs i lit = bytesAt bs i lit
+    go 0 i !seen fp = if seen .&. 0x0d == 0x0d then Just (fp, i) else Nothing   -- op, session, delta
+    go k i !seen fp
+      | i >= len = Nothing
+      | kb .&. 0xe0 /= 0xa0 = Nothing
+      | idx < 0 || seen .&. bit /= 0 = Nothing
+      | otherwise = case idx of
+          0 -> if j + 6 <= len && keyIs j "\xa5patch" then go (k - 1) (j + 6) seen' fp else Nothing
+          1 -> valueAt bs j >>= \(v, e) -> go (k - 1) e seen' fp { fpId = v }
+          2 -> valueAt bs j >>= \(v, e) -> case v of
+                 VInt sid -> go (k - 1) e seen' fp { fpSession = sid }
+                 _ -> Nothing
+          _ -> setOrders mut bs j >>= \(os, e) -> go (k - 1) e seen' fp { fpOrders = os }
+      where
+        kb = byteAt bs i
+        n = fromIntegral (kb .&. 0x1f) :: Int
+        ks = i + 1
+        j = ks + n
+        idx :: Int
+        idx | j > len = -1
+            | otherwise = case n of
+                2 | keyIs ks "op" -> 0
+                  | keyIs ks "id" -> 1
+                7 | keyIs ks "session" -> 2
+                5 | keyIs ks "delta" -> 3
+                _ -> -1
+        bit = 1 `unsafeShiftL` idx :: Int
+        seen' = seen + bit
+
+-- | {"set": {"orders": [...]}} at i: the orders and where the delta ends.
+setOrders :: Mut -> B.ByteString -> Int -> Maybe ([Order], Int)
+setOrders mut bs i0 = do
+  let hdr = "\x81\xa3set\x81\xa6orders"
+  if i0 + B.length hdr + 1 <= B.length bs && bytesAt bs i0 hdr then Just () else Nothing
+  let a = i0 + B.length hdr
+      b = byteAt bs a
+  (n, i1) <- if b .&. 0xf0 == 0x90 then Just (fromIntegral (b .&. 0x0f), a + 1)
+             else if b == 0xdc && a + 3 <= B.length bs
+               then Just (fromIntegral (byteAt bs (a + 1)) * 256 + fromIntegral (byteAt bs (a + 2)), a + 3)
+             else Nothing
+  orders n i1 []
+  where
+    orders :: Int -> Int -> [Order] -> Maybe ([Order], Int)
+    orders 0 i acc = Just (reverse acc, i)
+    orders k i acc = do
+      (vals, e) <- orderValues i
+      let arr = A.listArray (0, 12) vals
+      o <- either (const Nothing) Just (orderWith mut (\ix _ -> Just (arr A.! ix)))
+      orders (k - 1) e (o : acc)
+    -- a fixmap of exactly the 13 keys, in order
+    orderValues i
+      | i < B.length bs && byteAt bs i == 0x8d = fields orderKeyBytes (i + 1) []
+      | otherwise = Nothing
+    fields [] i acc = Just (reverse acc, i)
+    fields (kb : kbs) i acc = do
+      (s, n) <- fixStrAt bs i
+      if n == B.length kb && bytesAt bs s kb then Just () else Nothing
+      (v, e) <- valueAt bs (s + n)
+      fields kbs e (v : acc)
+
+-- | 'orderKeys' as their UTF-8 bytes.
+orderKeyBytes :: [B.ByteString]
+orderKeyBytes = map TE.encodeUtf8 orderKeys
+{-# NOINLINE orderKeyBytes #-}  -- made once, not at every use
+
+-- | handleOp's "patch" on a 'FastPatch'; Nothing for an unknown session (the
+-- generic path answers that error).
+patchFast :: Sessions -> FastPatch -> Maybe (Sessions, V)
+patchFast ss fp = do
+  let i = fpSession fp
+  st <- M.lookup i ss
+  let !st' = st { sOrders = fpOrders fp }
+  pure (M.insert i st' ss, respond (fpId fp) (Right (VMap [])))
+
 -- | A step's event read straight into its typed form, when it has the usual shape:
 -- a fixmap of "type" (a fixstr, one of the five names) and "payload" (a fixmap of
 -- distinct fixstr keys, exactly the fields that type reads, its numbers as floats,
@@ -389,8 +482,10 @@ serveMsgpack mut = do
     -- from the start on every refill), and tried as a step once it is complete.
     next !ss cache !buf !off !owed
       | off == 0, Just (fs, end) <- fastStep cache buf = answerStep ss cache buf fs end
+      | off == 0, Just (fp, end) <- fastPatch mut buf = answerPatch ss cache buf fp end
       | otherwise = case scanFrame buf off owed of
       Complete end | off > 0, Just (fs, _) <- fastStep cache buf -> answerStep ss cache buf fs end
+      Complete end | off > 0, Just (fp, _) <- fastPatch mut buf -> answerPatch ss cache buf fp end
       Complete end -> do
         let (v, cspan) = decodeRequest (cfgHit cache) buf
             (cache', pre) = case (cspan, v) of
@@ -427,6 +522,13 @@ serveMsgpack mut = do
       let rest = B.drop end buf
       _ <- evaluate cache'
       if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
+    -- a fast patch has no config, so the generic reading leaves the cache alone
+    answerPatch ss cache buf fp end = do
+      let generic = handleRequest mut Nothing ss (fst (decodeRequest (cfgHit cache) buf))
+          (ss', resp) = maybe generic id (patchFast ss fp)
+      ss'' <- safeWrite ss ss' (fpId fp) resp
+      let rest = B.drop end buf
+      if B.null rest then refill ss'' cache B.empty 0 1 else next ss'' cache rest 0 1
     -- Answers go out before we block for more input (pipelining: a batch is
     -- answered in one write, and nothing waits in our buffer while we read).
     refill ss cache buf off owed = do
