@@ -29,7 +29,8 @@ import qualified Data.Text.Internal as TI
 import Foreign.Ptr (Ptr, plusPtr, minusPtr, castPtr)
 import Foreign.Storable (Storable, poke, peek, peekByteOff)
 import GHC.ByteOrder (ByteOrder(..), targetByteOrder)
-import GHC.Exts (Int(I#))
+import GHC.Exts (Int(I#), indexWord8ArrayAsWord64#, (*#))
+import GHC.Word (Word64(W64#))
 import GHC.Num.Integer (Integer(IS))
 import Data.Word (byteSwap16, byteSwap32, byteSwap64)
 import GHC.Float (castDoubleToWord64)
@@ -603,17 +604,33 @@ pokeBigInt p i
 
 pokeStr :: P -> T.Text -> IO P
 pokeStr p t@(TI.Text arr off len)
-  | len < 32 = ascii (p `plusPtr` 1) off
+  | len < 32 = ascii4 (p `plusPtr` 1) off
   | otherwise = general
   where
-    -- one pass for short ASCII text (a fixstr of len bytes); anything else is
-    -- written again from p by the general path
+    end = off + len
+    -- one pass for short ASCII text (a fixstr of len bytes), four UTF-16 units at a
+    -- time while four remain (one 64-bit load, one 32-bit store; map keys are mostly
+    -- longer than that); anything else is written again from p by the general path
+    ascii4 !q !i
+      | littleEndian && i + 4 <= end =
+          let w = units4 i in
+          if w .&. 0xff80ff80ff80ff80 /= 0 then general
+          else do
+            poke (castPtr q) (fromIntegral ((w .&. 0xff) .|. ((w `shiftR` 8) .&. 0xff00)
+                                 .|. ((w `shiftR` 16) .&. 0xff0000) .|. ((w `shiftR` 24) .&. 0xff000000)) :: Word32)
+            ascii4 (q `plusPtr` 4) (i + 4)
+      | otherwise = ascii q i
     ascii !q !i
-      | i >= off + len = poke p (0xa0 + fromIntegral len :: Word8) >> pure q
+      | i >= end = poke p (0xa0 + fromIntegral len :: Word8) >> pure q
       | otherwise = let w = TA.unsafeIndex arr i in
           if w < 0x80 then poke q (fromIntegral w :: Word8) >> ascii (q `plusPtr` 1) (i + 1)
           else general
+    -- UTF-16 units i .. i+3 as one little-endian word (unit i in the low bits)
+    units4 (I# i) = W64# (indexWord8ArrayAsWord64# (TA.aBA arr) (i *# 2#))
     general = pokeStrGeneral p t
+
+littleEndian :: Bool
+littleEndian = targetByteOrder == LittleEndian
 
 pokeStrGeneral :: P -> T.Text -> IO P
 pokeStrGeneral p t@(TI.Text arr off len) = do
