@@ -385,10 +385,11 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
   where
     nonEmpty k xs = if null xs then [] else [(k, VMap xs)]
     oldLen = Seq.length (sCycles old)
-    newTail = Seq.drop oldLen (sCycles new)
+    newLen = Seq.length (sCycles new)
     (cycS, cycA)
-      | Seq.length (sCycles new) >= oldLen =
-          ([], if Seq.null newTail then [] else [("completed_cycles", VArr (map cycleV (toList newTail)))])
+      | newLen == oldLen = ([], [])   -- most steps book nothing: no need to split the sequence
+      | newLen > oldLen =
+          ([], [("completed_cycles", VArr (map cycleV (toList (Seq.drop oldLen (sCycles new)))))])
       | otherwise = ([("completed_cycles", VArr (map cycleV (toList (sCycles new))))], [])
     (ordS, ordA) = listDelta "orders" orderEq orderV (sOrders old) (sOrders new)
     (recS, recA) = listDelta "recovery_orders" recoveryEq recoveryV (sRecs old) (sRecs new)
