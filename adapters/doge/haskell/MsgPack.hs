@@ -259,7 +259,7 @@ decodeFrame bs = dec
 valueAt :: B.ByteString -> Int -> Maybe (V, Int)
 valueAt bs i
   | i >= B.length bs = Nothing
-  | fixed >= 0 = if i + 1 + fixed <= B.length bs then Just (decodeFrame bs i) else Nothing
+  | fixed >= 0 = if i + 1 + fixed <= B.length bs then Just $! decodeFrame bs i else Nothing
   | otherwise = case scanFrame bs i 1 of
       Complete _ -> let r@(v, _) = decodeFrame bs i in if representable v then Just r else Nothing
       _ -> Nothing

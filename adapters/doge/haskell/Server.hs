@@ -396,8 +396,9 @@ fastEvent bs i0 = do
                    else if is sa na "payload" && is sb nb "type" then Just (vb, va)
                    else Nothing
   (ts, tn) <- fixStrAt bs tyAt
-  shape <- find (\sh -> is ts tn (shName sh)) eventShapes
-  (ev, end) <- payload payAt shape
+  (ev, end) <- if is ts tn "PriceTick" then priceTick payAt
+               else if is ts tn "TimerTick" then timerTick payAt
+               else find (\sh -> is ts tn (shName sh)) eventShapes >>= payload payAt
   -- the two values are adjacent: the event ends after whichever comes last
   pure (ev, if payAt > tyAt then end else ts + tn)
   where
@@ -417,6 +418,23 @@ fastEvent bs i0 = do
       (vals, end) <- readFields fields n (i + 1) 0 []
       ev <- shMake shape (\k -> lookup k vals)
       pure (ev, end)
+    -- the two commonest events in straight-line code: the same reading as 'payload'
+    -- with their shapes (both keys, in either order; numbers as numberAt reads them)
+    priceTick i = do
+      if i < B.length bs && byteAt bs i == 0x82 then Just () else Nothing
+      (s1, n1) <- fixStrAt bs (i + 1)
+      (d1, e1) <- numberAt bs (s1 + n1)
+      (s2, n2) <- fixStrAt bs e1
+      (d2, e2) <- numberAt bs (s2 + n2)
+      if is s1 n1 "price" && is s2 n2 "timestamp" then Just (PriceTick d1 d2, e2)
+      else if is s1 n1 "timestamp" && is s2 n2 "price" then Just (PriceTick d2 d1, e2)
+      else Nothing
+    timerTick i = do
+      if i < B.length bs && byteAt bs i == 0x81 then Just () else Nothing
+      (s1, n1) <- fixStrAt bs (i + 1)
+      if is s1 n1 "timestamp" then Just () else Nothing
+      (d1, e1) <- numberAt bs (s1 + n1)
+      Just (TimerTick d1, e1)
     -- n entries, each a known field seen once (the mask): with as many entries as
     -- fields, each field is there exactly once
     readFields :: [(Int, (B.ByteString, FieldKind))] -> Int -> Int -> Int -> [(Int, EvField)] -> Maybe ([(Int, EvField)], Int)
