@@ -6,6 +6,8 @@ module Server (serveMsgpack, serveJsonLines, serveJsonOnce) where
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Char8 as BC
 import qualified Data.ByteString.Unsafe as BU
+import qualified Data.ByteString.Internal as BI
+import Foreign.Ptr (castPtr, plusPtr)
 import qualified Data.ByteString.Lazy as L
 import qualified Data.ByteString.Builder as BB
 import qualified Data.ByteString.Builder.Extra as BBE
@@ -551,12 +553,25 @@ serveMsgpack mut = do
     -- answered in one write, and nothing waits in our buffer while we read).
     refill ss cache buf off owed = do
       hFlush stdout
-      chunk <- B.hGetSome stdin 262144
-      if B.null chunk
+      more <- readAfter buf
+      if B.length more == B.length buf
         then if B.null buf then exitSuccess else do
           hPutStrLn stderr ("doge-core-exe: truncated msgpack object at end of input (" ++ show (B.length buf) ++ " bytes)")
           exitWith (ExitFailure 2)
-        else next ss cache (if B.null buf then chunk else buf <> chunk) off owed
+        else next ss cache more off owed
+
+-- | The unconsumed bytes followed by the next read from stdin (up to 256 KiB; just
+-- the bytes at end of input). The read goes straight in after them: hGetSome plus
+-- an append would copy every input byte twice (hGetSome trims a short read, and a
+-- pipe's reads are short).
+readAfter :: B.ByteString -> IO B.ByteString
+readAfter buf = BI.createUptoN (n + chunk) $ \p -> do
+  BU.unsafeUseAsCString buf (\src -> BI.memcpy p (castPtr src) n)
+  got <- hGetBufSome stdin (p `plusPtr` n) chunk
+  pure (n + got)
+  where
+    n = B.length buf
+    chunk = 262144
 
 ------------------------------------------------------------------------------
 -- JSON transport
