@@ -7,7 +7,7 @@
 -- (0xc1) fail the stream.
 module MsgPack
   ( Scan(..), scanFrame, decodeFrame, decodeRequest, encV, encodeV, encodeChecked, encodable
-  , valueAt, numberAt, fixStrAt
+  , valueAt, numberAt, fixStrAt, bytesAt, byteAt
   ) where
 
 import qualified Data.ByteString as B
@@ -29,7 +29,8 @@ import qualified Data.Text.Internal as TI
 import Foreign.Ptr (Ptr, plusPtr, minusPtr, castPtr)
 import Foreign.Storable (Storable, poke, peek, peekByteOff)
 import GHC.ByteOrder (ByteOrder(..), targetByteOrder)
-import GHC.Exts (Int(I#))
+import GHC.Exts (Int(I#), indexWord8ArrayAsWord64#, (*#))
+import GHC.Word (Word64(W64#))
 import GHC.Num.Integer (Integer(IS))
 import Data.Word (byteSwap16, byteSwap32, byteSwap64)
 import GHC.Float (castDoubleToWord64)
@@ -59,13 +60,29 @@ keySlots = 1024
 keyHash :: B.ByteString -> Int
 keyHash b = let n = B.length b in
   if n == 0 then 0
-  else (n * 37 + fromIntegral (BU.unsafeHead b) * 131 + fromIntegral (BU.unsafeLast b) * 7) .&. (keySlots - 1)
+  else (n * 37 + fromIntegral (byteAt b 0) * 131 + fromIntegral (byteAt b (n - 1)) * 7) .&. (keySlots - 1)
 
 lookupKey :: B.ByteString -> Maybe T.Text
 lookupKey b = go (knownKeys `AB.unsafeAt` keyHash b)
   where
     go [] = Nothing
-    go ((k, t) : rest) = if k == b then Just t else go rest
+    go ((k, t) : rest) = if B.length k == B.length b && bytesAt b 0 k then Just t else go rest
+
+-- | Do the bytes at i spell lit? (The caller checks i + length lit is in bounds.)
+-- A byte loop: the names compared are short, and a memcmp call costs more than that.
+bytesAt :: B.ByteString -> Int -> B.ByteString -> Bool
+bytesAt bs i lit = go 0
+  where
+    n = B.length lit
+    -- eight bytes at a time (unaligned loads), then the rest one by one
+    go !k
+      | k + 8 <= n = (word64At bs (i + k) == word64At lit k) && go (k + 8)
+      | otherwise = k >= n || (byteAt bs (i + k) == byteAt lit k && go (k + 1))
+{-# INLINE bytesAt #-}
+
+word64At :: B.ByteString -> Int -> Word64
+word64At (BI.PS fp off _) i = BI.accursedUnutterablePerformIO (BI.unsafeWithForeignPtr fp (\p -> peekByteOff p (off + i)))
+{-# INLINE word64At #-}
 
 -- | Result of scanning for one complete object starting at offset 0.
 data Scan
@@ -84,7 +101,7 @@ scanFrame bs = go
       | n == 0 = Complete i
       | i >= len = More i n
       | otherwise =
-          let b = BU.unsafeIndex bs i
+          let b = byteAt bs i
               scalar k = if i + 1 + k > len then More i n else go (i + 1 + k) (n - 1)
               sized h k = if i + 1 + h > len then More i n
                           else let sz = be i h in
@@ -134,7 +151,15 @@ scanFrame bs = go
     be i h = fromIntegral (beN bs (i + 1) h)
 
 w8 :: B.ByteString -> Int -> Word64
-w8 bs i = fromIntegral (BU.unsafeIndex bs i)
+w8 bs i = fromIntegral (byteAt bs i)
+
+-- | The byte at offset i, unchecked: 'BU.unsafeIndex' without its cost. With this
+-- bytestring and GHC 9.0, unsafeIndex goes through withForeignPtr, whose keepAlive#
+-- is an out-of-line call with a closure on every byte; unsafeWithForeignPtr only
+-- touches the pointer.
+byteAt :: B.ByteString -> Int -> Word8
+byteAt (BI.PS fp off _) i = BI.accursedUnutterablePerformIO (BI.unsafeWithForeignPtr fp (\p -> peekByteOff p (off + i)))
+{-# INLINE byteAt #-}
 
 -- | Big-endian unsigned of h bytes at offset i (the usual sizes as one load and a
 -- byte swap).
@@ -158,7 +183,7 @@ decodeFrame bs = dec
   where
     dec :: Int -> (V, Int)
     dec !i =
-      let b = BU.unsafeIndex bs i
+      let b = byteAt bs i
           j = i + 1
           u h = fromIntegral (beN bs j h) :: Int
       in if b <= 0x7f then (VInt (fromIntegral b), j)
@@ -199,7 +224,7 @@ decodeFrame bs = dec
            0xde -> mapN (u 2) (j + 2)
            _ -> mapN (u 4) (j + 4)
     slice n i = BU.unsafeTake n (BU.unsafeDrop i bs)
-    decKey i = let b = BU.unsafeIndex bs i in
+    decKey i = let b = byteAt bs i in
       if b .&. 0xe0 == 0xa0 then key (fromIntegral (b .&. 0x1f)) (i + 1) else dec i
     str n i = (VStr (TE.decodeUtf8With TE.lenientDecode (slice n i)), i + n)
     bin n i = (VBin (B.copy (slice n i)), i + n)
@@ -234,12 +259,12 @@ decodeFrame bs = dec
 valueAt :: B.ByteString -> Int -> Maybe (V, Int)
 valueAt bs i
   | i >= B.length bs = Nothing
-  | fixed >= 0 = if i + 1 + fixed <= B.length bs then Just (decodeFrame bs i) else Nothing
+  | fixed >= 0 = if i + 1 + fixed <= B.length bs then Just $! decodeFrame bs i else Nothing
   | otherwise = case scanFrame bs i 1 of
       Complete _ -> let r@(v, _) = decodeFrame bs i in if representable v then Just r else Nothing
       _ -> Nothing
   where
-    b = BU.unsafeIndex bs i
+    b = byteAt bs i
     -- bytes after the type byte of a scalar decodeFrame reads in full; -1 for the rest
     fixed | b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3 = 0
           | b == 0xcc || b == 0xd0 = 1
@@ -273,7 +298,7 @@ numberAt bs i
   | otherwise = Nothing
   where
     len = B.length bs
-    b = BU.unsafeIndex bs i
+    b = byteAt bs i
     need k d = if i + 1 + k <= len then Just (d, i + 1 + k) else Nothing
 
 -- | The bytes of a fixstr at i (offset and length of its UTF-8).
@@ -282,13 +307,13 @@ fixStrAt bs i
   | i < B.length bs, b .&. 0xe0 == 0xa0, i + 1 + n <= B.length bs = Just (i + 1, n)
   | otherwise = Nothing
   where
-    b = BU.unsafeIndex bs i
+    b = byteAt bs i
     n = fromIntegral (b .&. 0x1f)
 
 -- | A map key at offset i, known field names shared as in 'decodeFrame'.
 decodeKey :: B.ByteString -> Int -> (V, Int)
 decodeKey bs i =
-  let b = BU.unsafeIndex bs i
+  let b = byteAt bs i
       n = fromIntegral (b .&. 0x1f)
   in if b .&. 0xe0 == 0xa0
        then case lookupKey (BU.unsafeTake n (BU.unsafeDrop (i + 1) bs)) of
@@ -311,7 +336,7 @@ decodeRequest hook bs
   | b == 0xdf = top (fromIntegral (beN bs 1 4)) 5
   | otherwise = decodeNone
   where
-    b = BU.unsafeHead bs
+    b = byteAt bs 0
     decodeNone = (fst (decodeFrame bs 0), Nothing)
     top :: Int -> Int -> (V, Maybe (Int, Int, Maybe a))
     top n i0 = go n i0 [] True Nothing
@@ -579,17 +604,33 @@ pokeBigInt p i
 
 pokeStr :: P -> T.Text -> IO P
 pokeStr p t@(TI.Text arr off len)
-  | len < 32 = ascii (p `plusPtr` 1) off
+  | len < 32 = ascii4 (p `plusPtr` 1) off
   | otherwise = general
   where
-    -- one pass for short ASCII text (a fixstr of len bytes); anything else is
-    -- written again from p by the general path
+    end = off + len
+    -- one pass for short ASCII text (a fixstr of len bytes), four UTF-16 units at a
+    -- time while four remain (one 64-bit load, one 32-bit store; map keys are mostly
+    -- longer than that); anything else is written again from p by the general path
+    ascii4 !q !i
+      | littleEndian && i + 4 <= end =
+          let w = units4 i in
+          if w .&. 0xff80ff80ff80ff80 /= 0 then general
+          else do
+            poke (castPtr q) (fromIntegral ((w .&. 0xff) .|. ((w `shiftR` 8) .&. 0xff00)
+                                 .|. ((w `shiftR` 16) .&. 0xff0000) .|. ((w `shiftR` 24) .&. 0xff000000)) :: Word32)
+            ascii4 (q `plusPtr` 4) (i + 4)
+      | otherwise = ascii q i
     ascii !q !i
-      | i >= off + len = poke p (0xa0 + fromIntegral len :: Word8) >> pure q
+      | i >= end = poke p (0xa0 + fromIntegral len :: Word8) >> pure q
       | otherwise = let w = TA.unsafeIndex arr i in
           if w < 0x80 then poke q (fromIntegral w :: Word8) >> ascii (q `plusPtr` 1) (i + 1)
           else general
+    -- UTF-16 units i .. i+3 as one little-endian word (unit i in the low bits)
+    units4 (I# i) = W64# (indexWord8ArrayAsWord64# (TA.aBA arr) (i *# 2#))
     general = pokeStrGeneral p t
+
+littleEndian :: Bool
+littleEndian = targetByteOrder == LittleEndian
 
 pokeStrGeneral :: P -> T.Text -> IO P
 pokeStrGeneral p t@(TI.Text arr off len) = do

@@ -459,7 +459,10 @@ transition env st ev = case runRed (step ev) env (R st []) of
 -- Invariants -------------------------------------------------------------------------
 
 checkInvariants :: Maybe Mutant -> St -> [Text]
-checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
+checkInvariants mut st
+  -- the usual answer, found without building any list
+  | not dup && null phaseV && null s2V && not (any orderBad os) && not countersBad = []
+  | otherwise = concat [["duplicate order local_id" | dup], phaseV, s2V, perOrder, ["cycle counters must be >= 1" | countersBad]]
   where
     os = sOrders st
     -- one pass over the orders: buy/sell entries and exits, entries, exits;
@@ -469,30 +472,31 @@ checkInvariants mut st = concat [dup, phaseV, s2V, perOrder, counters]
        | bx > 0 = S1a
        | sx > 0 = S1b
        | otherwise = S0
-    exits = [() | nExits > 0]
-    entries = [() | nEntries > 0]
-    ids = map oLocalId os
-    dup = ["duplicate order local_id" | hasDup ids]
-    hasDup xs = length xs /= length (uniq xs)
-    uniq = foldr (\x acc -> if x `elem` acc then acc else x : acc) []
+    exits = nExits > 0
+    entries = nEntries > 0
+    -- some local_id repeats (some order's id equals a later one's)
+    dup = hasDup os
+    hasDup [] = False
+    hasDup (o : rest) = any (\r -> oLocalId r == oLocalId o) rest || hasDup rest
     phaseV = case ph of
-      S0 | sLongOnly st -> ["S0 long_only must be exactly one buy entry" | be /= 1 || se > 0 || not (null exits)]
-         | sShortOnly st -> ["S0 short_only must be exactly one sell entry" | se /= 1 || be > 0 || not (null exits)]
-         | otherwise -> ["S0 must be exactly A sell entry + B buy entry" | be /= 1 || se /= 1 || not (null exits)]
+      S0 | sLongOnly st -> ["S0 long_only must be exactly one buy entry" | be /= 1 || se > 0 || exits]
+         | sShortOnly st -> ["S0 short_only must be exactly one sell entry" | se /= 1 || be > 0 || exits]
+         | otherwise -> ["S0 must be exactly A sell entry + B buy entry" | be /= 1 || se /= 1 || exits]
       S1a | sShortOnly st -> ["S1a short_only must have one buy exit" | bx /= 1]
           | otherwise -> ["S1a must be one buy exit + one buy entry" | bx /= 1 || be /= 1 || se > 0 || sx > 0]
       S1b | sLongOnly st -> ["S1b long_only must have one sell exit" | sx /= 1]
           | otherwise -> ["S1b must be one sell exit + one sell entry" | sx /= 1 || se /= 1 || be > 0 || bx > 0]
-      S2 -> ["S2 must be one buy exit + one sell exit only" | bx /= 1 || sx /= 1 || not (null entries)]
+      S2 -> ["S2 must be one buy exit + one sell exit only" | bx /= 1 || sx /= 1 || entries]
     s2V = case sS2EnteredAt st of
       VNil -> []
       _ | ph /= S2 -> [if mut == Just InvariantTypo then "s2_entered_at must be None outside S2"
                        else "s2_entered_at must be null outside S2"]
         | otherwise -> []
+    orderBad o = oCycle o < 1 || (teq (oRole o) "exit" && oEntryPrice o <= 0) || oVolume o <= 0
     perOrder = concatMap (\o -> ["order cycle must be >= 1" | oCycle o < 1]
                              ++ ["exit must carry entry_price" | teq (oRole o) "exit" && oEntryPrice o <= 0]
                              ++ ["order volume must be > 0" | oVolume o <= 0]) os
-    counters = ["cycle counters must be >= 1" | sCycleA st < 1 || sCycleB st < 1]
+    countersBad = sCycleA st < 1 || sCycleB st < 1
 
 data Counts = Counts !Int !Int !Int !Int !Int !Int
 

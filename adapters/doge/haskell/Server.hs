@@ -6,11 +6,15 @@ module Server (serveMsgpack, serveJsonLines, serveJsonOnce) where
 import qualified Data.ByteString as B
 import qualified Data.ByteString.Char8 as BC
 import qualified Data.ByteString.Unsafe as BU
+import qualified Data.ByteString.Internal as BI
+import Foreign.Ptr (castPtr, plusPtr)
 import qualified Data.ByteString.Lazy as L
 import qualified Data.ByteString.Builder as BB
 import qualified Data.ByteString.Builder.Extra as BBE
 import qualified Data.Map.Strict as M
 import qualified Data.Text as T
+import qualified Data.Text.Encoding as TE
+import qualified Data.Array as A
 import Data.Text (Text)
 import Control.Exception
 import Data.Bits ((.&.), (.|.), unsafeShiftL)
@@ -242,10 +246,10 @@ fastStep cache bs
   | b0 .&. 0xf0 == 0x80 = go (fromIntegral (b0 .&. 0x0f) :: Int) 1 (0 :: Int) fs0
   | otherwise = Nothing
   where
-    b0 = BU.unsafeHead bs
+    b0 = byteAt bs 0
     len = B.length bs
     fs0 = FastStep VNil 0 (TimerTick 0) Nothing Nothing Nothing Nothing VNil
-    at i = BU.unsafeIndex bs i
+    at i = byteAt bs i
     keyIs i lit = bytesAt bs i lit
     plain = valueAt bs
     go 0 i !seen fs = if seen .&. 0x0d == 0x0d then Just (fs, i) else Nothing   -- op, session, event
@@ -286,10 +290,96 @@ fastStep cache bs
         bit = 1 `unsafeShiftL` idx :: Int
         seen' = seen + bit
 
--- | Do the bytes at i spell lit? (The caller checks i + length lit is in bounds.)
-bytesAt :: B.ByteString -> Int -> B.ByteString -> Bool
-bytesAt bs i lit = BU.unsafeTake (B.length lit) (BU.unsafeDrop i bs) == lit
-{-# INLINE bytesAt #-}
+-- | A patch that sets the order list, read straight from the front of the buffer:
+-- a fixmap of distinct fixstr keys among op (= "patch"), id, session (an int) and
+-- delta, where delta is exactly {"set": {"orders": [order, ...]}} and each order a
+-- map of the 13 keys in to_dict order (what the canonical encoder writes). Values
+-- are read by position, with 'orderWith' (the same readers as from_dict); anything
+-- else, an order it cannot read included, is Nothing and goes the generic way
+-- (which then also answers any error).
+data FastPatch = FastPatch { fpId :: V, fpSession :: Integer, fpOrders :: [Order] }
+
+fastPatch :: Mut -> B.ByteString -> Maybe (FastPatch, Int)
+fastPatch mut bs
+  | B.null bs = Nothing
+  | b0 .&. 0xf0 == 0x80 = go (fromIntegral (b0 .&. 0x0f) :: Int) 1 (0 :: Int) (FastPatch VNil 0 [])
+  | otherwise = Nothing
+  where
+    b0 = byteAt bs 0
+    len = B.length bs
+    keyIs i lit = bytesAt bs i lit
+    go 0 i !seen fp = if seen .&. 0x0d == 0x0d then Just (fp, i) else Nothing   -- op, session, delta
+    go k i !seen fp
+      | i >= len = Nothing
+      | kb .&. 0xe0 /= 0xa0 = Nothing
+      | idx < 0 || seen .&. bit /= 0 = Nothing
+      | otherwise = case idx of
+          0 -> if j + 6 <= len && keyIs j "\xa5patch" then go (k - 1) (j + 6) seen' fp else Nothing
+          1 -> valueAt bs j >>= \(v, e) -> go (k - 1) e seen' fp { fpId = v }
+          2 -> valueAt bs j >>= \(v, e) -> case v of
+                 VInt sid -> go (k - 1) e seen' fp { fpSession = sid }
+                 _ -> Nothing
+          _ -> setOrders mut bs j >>= \(os, e) -> go (k - 1) e seen' fp { fpOrders = os }
+      where
+        kb = byteAt bs i
+        n = fromIntegral (kb .&. 0x1f) :: Int
+        ks = i + 1
+        j = ks + n
+        idx :: Int
+        idx | j > len = -1
+            | otherwise = case n of
+                2 | keyIs ks "op" -> 0
+                  | keyIs ks "id" -> 1
+                7 | keyIs ks "session" -> 2
+                5 | keyIs ks "delta" -> 3
+                _ -> -1
+        bit = 1 `unsafeShiftL` idx :: Int
+        seen' = seen + bit
+
+-- | {"set": {"orders": [...]}} at i: the orders and where the delta ends.
+setOrders :: Mut -> B.ByteString -> Int -> Maybe ([Order], Int)
+setOrders mut bs i0 = do
+  let hdr = "\x81\xa3set\x81\xa6orders"
+  if i0 + B.length hdr + 1 <= B.length bs && bytesAt bs i0 hdr then Just () else Nothing
+  let a = i0 + B.length hdr
+      b = byteAt bs a
+  (n, i1) <- if b .&. 0xf0 == 0x90 then Just (fromIntegral (b .&. 0x0f), a + 1)
+             else if b == 0xdc && a + 3 <= B.length bs
+               then Just (fromIntegral (byteAt bs (a + 1)) * 256 + fromIntegral (byteAt bs (a + 2)), a + 3)
+             else Nothing
+  orders n i1 []
+  where
+    orders :: Int -> Int -> [Order] -> Maybe ([Order], Int)
+    orders 0 i acc = Just (reverse acc, i)
+    orders k i acc = do
+      (vals, e) <- orderValues i
+      let arr = A.listArray (0, 12) vals
+      o <- either (const Nothing) Just (orderWith mut (\ix _ -> Just (arr A.! ix)))
+      orders (k - 1) e (o : acc)
+    -- a fixmap of exactly the 13 keys, in order
+    orderValues i
+      | i < B.length bs && byteAt bs i == 0x8d = fields orderKeyBytes (i + 1) []
+      | otherwise = Nothing
+    fields [] i acc = Just (reverse acc, i)
+    fields (kb : kbs) i acc = do
+      (s, n) <- fixStrAt bs i
+      if n == B.length kb && bytesAt bs s kb then Just () else Nothing
+      (v, e) <- valueAt bs (s + n)
+      fields kbs e (v : acc)
+
+-- | 'orderKeys' as their UTF-8 bytes.
+orderKeyBytes :: [B.ByteString]
+orderKeyBytes = map TE.encodeUtf8 orderKeys
+{-# NOINLINE orderKeyBytes #-}  -- made once, not at every use
+
+-- | handleOp's "patch" on a 'FastPatch'; Nothing for an unknown session (the
+-- generic path answers that error).
+patchFast :: Sessions -> FastPatch -> Maybe (Sessions, V)
+patchFast ss fp = do
+  let i = fpSession fp
+  st <- M.lookup i ss
+  let !st' = st { sOrders = fpOrders fp }
+  pure (M.insert i st' ss, respond (fpId fp) (Right (VMap [])))
 
 -- | A step's event read straight into its typed form, when it has the usual shape:
 -- a fixmap of "type" (a fixstr, one of the five names) and "payload" (a fixmap of
@@ -298,7 +388,7 @@ bytesAt bs i lit = BU.unsafeTake (B.length lit) (BU.unsafeDrop i bs) == lit
 -- bytes; anything else is Nothing and the generic reading decides.
 fastEvent :: B.ByteString -> Int -> Maybe (Event, Int)
 fastEvent bs i0 = do
-  if i0 < B.length bs && BU.unsafeIndex bs i0 == 0x82 then Just () else Nothing
+  if i0 < B.length bs && byteAt bs i0 == 0x82 then Just () else Nothing
   (sa, na) <- fixStrAt bs (i0 + 1)
   let va = sa + na
   afterA <- skipped va
@@ -308,8 +398,9 @@ fastEvent bs i0 = do
                    else if is sa na "payload" && is sb nb "type" then Just (vb, va)
                    else Nothing
   (ts, tn) <- fixStrAt bs tyAt
-  shape <- find (\sh -> is ts tn (shName sh)) eventShapes
-  (ev, end) <- payload payAt shape
+  (ev, end) <- if is ts tn "PriceTick" then priceTick payAt
+               else if is ts tn "TimerTick" then timerTick payAt
+               else find (\sh -> is ts tn (shName sh)) eventShapes >>= payload payAt
   -- the two values are adjacent: the event ends after whichever comes last
   pure (ev, if payAt > tyAt then end else ts + tn)
   where
@@ -322,13 +413,30 @@ fastEvent bs i0 = do
         Complete e -> Just e
         _ -> Nothing
     payload i shape = do
-      if i < B.length bs && BU.unsafeIndex bs i .&. 0xf0 == 0x80 then Just () else Nothing
-      let n = fromIntegral (BU.unsafeIndex bs i .&. 0x0f)
+      if i < B.length bs && byteAt bs i .&. 0xf0 == 0x80 then Just () else Nothing
+      let n = fromIntegral (byteAt bs i .&. 0x0f)
           fields = zip [0 ..] (shFields shape)
       if n == length fields then Just () else Nothing
       (vals, end) <- readFields fields n (i + 1) 0 []
       ev <- shMake shape (\k -> lookup k vals)
       pure (ev, end)
+    -- the two commonest events in straight-line code: the same reading as 'payload'
+    -- with their shapes (both keys, in either order; numbers as numberAt reads them)
+    priceTick i = do
+      if i < B.length bs && byteAt bs i == 0x82 then Just () else Nothing
+      (s1, n1) <- fixStrAt bs (i + 1)
+      (d1, e1) <- numberAt bs (s1 + n1)
+      (s2, n2) <- fixStrAt bs e1
+      (d2, e2) <- numberAt bs (s2 + n2)
+      if is s1 n1 "price" && is s2 n2 "timestamp" then Just (PriceTick d1 d2, e2)
+      else if is s1 n1 "timestamp" && is s2 n2 "price" then Just (PriceTick d2 d1, e2)
+      else Nothing
+    timerTick i = do
+      if i < B.length bs && byteAt bs i == 0x81 then Just () else Nothing
+      (s1, n1) <- fixStrAt bs (i + 1)
+      if is s1 n1 "timestamp" then Just () else Nothing
+      (d1, e1) <- numberAt bs (s1 + n1)
+      Just (TimerTick d1, e1)
     -- n entries, each a known field seen once (the mask): with as many entries as
     -- fields, each field is there exactly once
     readFields :: [(Int, (B.ByteString, FieldKind))] -> Int -> Int -> Int -> [(Int, EvField)] -> Maybe ([(Int, EvField)], Int)
@@ -394,8 +502,10 @@ serveMsgpack mut = do
     -- from the start on every refill), and tried as a step once it is complete.
     next !ss cache !buf !off !owed
       | off == 0, Just (fs, end) <- fastStep cache buf = answerStep ss cache buf fs end
+      | off == 0, Just (fp, end) <- fastPatch mut buf = answerPatch ss cache buf fp end
       | otherwise = case scanFrame buf off owed of
       Complete end | off > 0, Just (fs, _) <- fastStep cache buf -> answerStep ss cache buf fs end
+      Complete end | off > 0, Just (fp, _) <- fastPatch mut buf -> answerPatch ss cache buf fp end
       Complete end -> do
         let (v, cspan) = decodeRequest (cfgHit cache) buf
             (cache', pre) = case (cspan, v) of
@@ -410,6 +520,9 @@ serveMsgpack mut = do
             (ss', resp) = handleRequest mut pre ss v
         ss'' <- safeWrite ss ss' rid resp
         let rest = B.drop end buf
+        -- forced here: a run of requests without a config would otherwise chain
+        -- thunks that keep every decoded request alive
+        _ <- evaluate cache'
         if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
       More off' owed' -> refill ss cache buf off' owed'
       Invalid at -> do
@@ -427,17 +540,38 @@ serveMsgpack mut = do
           (ss', resp) = r
       ss'' <- safeWrite ss ss' (fsId fs) resp
       let rest = B.drop end buf
+      _ <- evaluate cache'
       if B.null rest then refill ss'' cache' B.empty 0 1 else next ss'' cache' rest 0 1
+    -- a fast patch has no config, so the generic reading leaves the cache alone
+    answerPatch ss cache buf fp end = do
+      let generic = handleRequest mut Nothing ss (fst (decodeRequest (cfgHit cache) buf))
+          (ss', resp) = maybe generic id (patchFast ss fp)
+      ss'' <- safeWrite ss ss' (fpId fp) resp
+      let rest = B.drop end buf
+      if B.null rest then refill ss'' cache B.empty 0 1 else next ss'' cache rest 0 1
     -- Answers go out before we block for more input (pipelining: a batch is
     -- answered in one write, and nothing waits in our buffer while we read).
     refill ss cache buf off owed = do
       hFlush stdout
-      chunk <- B.hGetSome stdin 262144
-      if B.null chunk
+      more <- readAfter buf
+      if B.length more == B.length buf
         then if B.null buf then exitSuccess else do
           hPutStrLn stderr ("doge-core-exe: truncated msgpack object at end of input (" ++ show (B.length buf) ++ " bytes)")
           exitWith (ExitFailure 2)
-        else next ss cache (if B.null buf then chunk else buf <> chunk) off owed
+        else next ss cache more off owed
+
+-- | The unconsumed bytes followed by the next read from stdin (up to 256 KiB; just
+-- the bytes at end of input). The read goes straight in after them: hGetSome plus
+-- an append would copy every input byte twice (hGetSome trims a short read, and a
+-- pipe's reads are short).
+readAfter :: B.ByteString -> IO B.ByteString
+readAfter buf = BI.createUptoN (n + chunk) $ \p -> do
+  BU.unsafeUseAsCString buf (\src -> BI.memcpy p (castPtr src) n)
+  got <- hGetBufSome stdin (p `plusPtr` n) chunk
+  pure (n + got)
+  where
+    n = B.length buf
+    chunk = 262144
 
 ------------------------------------------------------------------------------
 -- JSON transport

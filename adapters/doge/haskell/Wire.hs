@@ -5,7 +5,7 @@
 module Wire
   ( fromDict, toDict, stateFieldsV, orderV, recoveryV, cycleV
   , parseConfig, parseEvent, inferEvent, actionPayload, actionTyped
-  , normRegime, stateDelta, applyDelta, numField
+  , normRegime, stateDelta, applyDelta, numField, orderKeys, orderWith
   ) where
 
 import qualified Data.Text as T
@@ -29,14 +29,24 @@ annot _ r = r
 -- Lenient field readers over an association list --------------------------------
 
 fInt :: Text -> Integer -> [(Text, V)] -> M Integer
-fInt k d m = maybe (Right d) (annot k . pyInt) (lookupT k m)
+fInt k d m = intOr k d (lookupT k m)
 
 fFloat :: Text -> Double -> [(Text, V)] -> M Double
-fFloat k d m = maybe (Right d) (annot k . pyFloat) (lookupT k m)
+fFloat k d m = floatOr k d (lookupT k m)
 
 -- side, role, trade_id, txid, reason: None or "" -> default, else str() of the value
 fEnum :: Text -> Text -> [(Text, V)] -> Text
-fEnum k d m = case lookupT k m of
+fEnum k d m = enumOr d (lookupT k m)
+
+-- The same readers on a field already looked up (Nothing: the key is missing).
+intOr :: Text -> Integer -> Maybe V -> M Integer
+intOr k d = maybe (Right d) (annot k . pyInt)
+
+floatOr :: Text -> Double -> Maybe V -> M Double
+floatOr k d = maybe (Right d) (annot k . pyFloat)
+
+enumOr :: Text -> Maybe V -> Text
+enumOr d mv = case mv of
   Nothing -> d
   Just VNil -> d
   Just (VStr t) | T.null t -> d
@@ -85,12 +95,25 @@ typeName v = case v of
   VStr _ -> "str"; VBin _ -> "bytes"; VArr _ -> "list"; VMap _ -> "dict"; VBad _ -> "unknown"
 
 orderFrom :: Mut -> [(Text, V)] -> M Order
-orderFrom mut m = Order
-  <$> fInt "local_id" 0 m <*> pure (fEnum "side" "buy" m) <*> pure (fEnum "role" "entry" m)
-  <*> fFloat "price" 0 m <*> fFloat "volume" 0 m <*> pure (fEnum "trade_id" "A" m)
-  <*> fInt "cycle" 0 m <*> pure (fEnum "txid" "" m) <*> fFloat "placed_at" 0 m
-  <*> fFloat "entry_price" 0 m <*> fFloat "entry_fee" 0 m <*> fFloat "entry_filled_at" 0 m
-  <*> fRegime mut m
+orderFrom mut m = orderWith mut (\_ k -> lookupT k m)
+
+-- | An order's keys in to_dict order (the order 'orderWith' reads them in).
+orderKeys :: [Text]
+orderKeys =
+  [ "local_id", "side", "role", "price", "volume", "trade_id", "cycle", "txid", "placed_at"
+  , "entry_price", "entry_fee", "entry_filled_at", "regime_at_entry" ]
+
+-- | from_dict of an order, its fields got by position in 'orderKeys' and name
+-- (a reader that already knows where each value is can ignore the name).
+orderWith :: Mut -> (Int -> Text -> Maybe V) -> M Order
+orderWith mut get = Order
+  <$> intOr "local_id" 0 (get 0 "local_id") <*> pure (enumOr "buy" (get 1 "side"))
+  <*> pure (enumOr "entry" (get 2 "role")) <*> floatOr "price" 0 (get 3 "price")
+  <*> floatOr "volume" 0 (get 4 "volume") <*> pure (enumOr "A" (get 5 "trade_id"))
+  <*> intOr "cycle" 0 (get 6 "cycle") <*> pure (enumOr "" (get 7 "txid"))
+  <*> floatOr "placed_at" 0 (get 8 "placed_at") <*> floatOr "entry_price" 0 (get 9 "entry_price")
+  <*> floatOr "entry_fee" 0 (get 10 "entry_fee") <*> floatOr "entry_filled_at" 0 (get 11 "entry_filled_at")
+  <*> maybe (Right Nothing) (annot "regime_at_entry" . normRegime mut) (get 12 "regime_at_entry")
 
 recoveryFrom :: Mut -> [(Text, V)] -> M Recovery
 recoveryFrom mut m = Recovery
@@ -362,10 +385,11 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
   where
     nonEmpty k xs = if null xs then [] else [(k, VMap xs)]
     oldLen = Seq.length (sCycles old)
-    newTail = Seq.drop oldLen (sCycles new)
+    newLen = Seq.length (sCycles new)
     (cycS, cycA)
-      | Seq.length (sCycles new) >= oldLen =
-          ([], if Seq.null newTail then [] else [("completed_cycles", VArr (map cycleV (toList newTail)))])
+      | newLen == oldLen = ([], [])   -- most steps book nothing: no need to split the sequence
+      | newLen > oldLen =
+          ([], [("completed_cycles", VArr (map cycleV (toList (Seq.drop oldLen (sCycles new)))))])
       | otherwise = ([("completed_cycles", VArr (map cycleV (toList (sCycles new))))], [])
     (ordS, ordA) = listDelta "orders" orderEq orderV (sOrders old) (sOrders new)
     (recS, recA) = listDelta "recovery_orders" recoveryEq recoveryV (sRecs old) (sRecs new)
