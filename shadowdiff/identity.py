@@ -107,7 +107,9 @@ class IdentityWire:
                 continue
             if isinstance(new, tuple) and isinstance(old, tuple):
                 n = len(old)
-                if len(new) >= n and all(a is b for a, b in zip(old, new, strict=False)):
+                # the old items still there at the front: compared in C, where an item that is the
+                # very same object costs one pointer test (a generator here cost 3x as much a history item)
+                if len(new) >= n and new[:n] == old:
                     if len(new) > n:
                         appends[name] = [item(x) for x in new[n:]]
                     continue
