@@ -40,7 +40,9 @@ def test_jobs_give_the_report_and_findings_of_one_process(tmp_path) -> None:
                      "--report", str(report), "--findings", str(found))  # fmt: skip
         assert out.exit_code == 1, out.output
         reports.append(report_of(tmp_path / f"r{jobs}.json"))
-        findings.append((tmp_path / f"f{jobs}.jsonl").read_text())
+        # the same findings; a single process writes them as answers are processed (a resent step can
+        # come after a later one), the merge writes them in step order
+        findings.append(sorted(found.read_text().splitlines()))
     assert reports[0]["summary"]["divergences"] > 0 and reports[0]["summary"]["slots"] == 4
     assert reports[1] == reports[0] and reports[2] == reports[0]
     assert findings[1] == findings[0] and findings[2] == findings[0]
