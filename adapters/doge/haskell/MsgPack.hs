@@ -572,25 +572,15 @@ pokeV p v = case v of
     goM q ((k, x) : xs) = pokeStr q k >>= \q1 -> pokeV q1 x >>= \q2 -> goM q2 xs
 
 pokeInt :: P -> Integer -> IO P
-pokeInt p (IS n) = pokeSmallInt p (I# n)
-pokeInt p i = pokeBigInt p i
+pokeInt p (IS n) = pokeIntegral p (I# n)
+pokeInt p i = pokeIntegral p i
 
--- | 'pokeBigInt' on an Int: the same bytes.
-pokeSmallInt :: P -> Int -> IO P
-pokeSmallInt p i
-  | i >= 0 = if i < 128 then w8p p (fromIntegral i)
-             else if i < 0x100 then w8p p 0xcc >>= \q -> w8p q (fromIntegral i)
-             else if i < 0x10000 then w8p p 0xcd >>= \q -> beP q 2 (fromIntegral i)
-             else if i < 0x100000000 then w8p p 0xce >>= \q -> beP q 4 (fromIntegral i)
-             else w8p p 0xcf >>= \q -> beP q 8 (fromIntegral i)
-  | i >= -32 = w8p p (fromIntegral i)
-  | i >= -128 = w8p p 0xd0 >>= \q -> w8p q (fromIntegral i)
-  | i >= -32768 = w8p p 0xd1 >>= \q -> beP q 2 (fromIntegral i)
-  | i >= -2147483648 = w8p p 0xd2 >>= \q -> beP q 4 (fromIntegral i)
-  | otherwise = w8p p 0xd3 >>= \q -> beP q 8 (fromIntegral i)
-
-pokeBigInt :: P -> Integer -> IO P
-pokeBigInt p i
+-- | An integer in msgpack's smallest encoding. Written once, specialised to Int (a small
+-- Integer: no Integer arithmetic on the hot path) and to Integer (the rest).
+pokeIntegral :: Integral a => P -> a -> IO P
+{-# SPECIALIZE pokeIntegral :: P -> Int -> IO P #-}
+{-# SPECIALIZE pokeIntegral :: P -> Integer -> IO P #-}
+pokeIntegral p i
   | i >= 0 = if i < 128 then w8p p (fromIntegral i)
              else if i < 0x100 then w8p p 0xcc >>= \q -> w8p q (fromIntegral i)
              else if i < 0x10000 then w8p p 0xcd >>= \q -> beP q 2 (fromIntegral i)
