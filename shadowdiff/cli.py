@@ -101,7 +101,11 @@ class _Progress:
         self.started = time.perf_counter()
 
     def __call__(self, steps: int) -> None:
-        if self.enabled and steps % 10_000 == 0:
+        if steps % 10_000 == 0:
+            self.show(steps)
+
+    def show(self, steps: int) -> None:
+        if self.enabled:
             rate = steps / max(1e-9, time.perf_counter() - self.started)
             click.echo(f"\r  replayed {steps:,} steps ({rate:,.0f}/s)", nl=False, err=True)
 
@@ -160,13 +164,9 @@ def run_jobs(
     from .parallel import run_parallel
 
     meter = _Progress(progress)
-
-    def shown(steps: int) -> None:
-        meter(steps - steps % 10_000)
-
-    try:
+    try:  # the workers' summed progress arrives a few times a second, at no round number
         result, errors, warned = run_parallel(
-            corpora, make_shadow_, make_authoritative_, options, jobs, findings, shown
+            corpora, make_shadow_, make_authoritative_, options, jobs, findings, meter.show
         )
     finally:
         meter.done()

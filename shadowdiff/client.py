@@ -199,14 +199,25 @@ class SubprocessReducer(Reducer):
             self._resolve(entry, None)
         return ticket
 
-    def _send(self, entry: _Entry, message: WireMap, op: str, state: WireMap | None = None) -> None:
+    def _send(
+        self,
+        entry: _Entry,
+        message: WireMap,
+        op: str,
+        state: WireMap | None = None,
+        expect: WireMap | None = None,
+    ) -> None:
+        """``expect``: the ``ok`` result that would agree with the authority (msgpack answers only)."""
         rid: int | None = None
         if self.codec == "msgpack":
             rid = self._next_id
             self._next_id += 1
             message["id"] = rid
         self.process.send(message)
-        self._wires.append(_Wire(entry, op, rid, time.monotonic(), state))
+        wire = _Wire(entry, op, rid, time.monotonic(), state)
+        if expect is not None and rid is not None:
+            wire.expect = _expected_answer(rid, expect)
+        self._wires.append(wire)
         entry.parts += 1
 
     def _submit_session(self, entry: _Entry, request: Request) -> None:
@@ -228,10 +239,8 @@ class SubprocessReducer(Reducer):
             item = request.input
             if isinstance(item, Call):
                 msg = {"op": "call", "session": sid, "function": item.function, "args": item.args}
-                self._send(entry, msg, "call")
-                if request.expect is not None and self.codec == "msgpack":
-                    wire = self._wires[-1]
-                    wire.expect = _expected_answer(wire.rid, {"delta": request.expect.delta})
+                agrees = {"delta": request.expect.delta} if request.expect is not None else None
+                self._send(entry, msg, "call", expect=agrees)
             else:
                 self._send_step(entry, sid, item, request)
         elif isinstance(request, Patch):

@@ -145,7 +145,7 @@ def run_parallel(
     merged.elapsed_s = time.perf_counter() - started
     errors = _unique([e for o in outcomes for e in o[1]])
     warned = list(dict.fromkeys(w for o in outcomes for w in o[2]))
-    merged.errors = [e for e in merged.errors if e not in errors] + errors
+    merged.errors.extend(errors)  # as one process adds them: the engine's own first, then bad input
     return merged, errors, warned
 
 
@@ -225,7 +225,6 @@ def merge_results(results: Sequence[ReplayResult], max_kept: int) -> ReplayResul
         merged.divergences.extend(r.divergences)
         merged.failures.extend(r.failures)
         merged.breaches.extend(r.breaches)
-        merged.errors.extend(e for e in r.errors if e not in merged.errors)
         merged.clusters.merge(r.clusters)
         merged.by_kind.update(r.by_kind)
         merged.failures_by_kind.update(r.failures_by_kind)
@@ -242,6 +241,7 @@ def merge_results(results: Sequence[ReplayResult], max_kept: int) -> ReplayResul
     # different places, and only the steps before the earliest are covered for every slot
     positions = [r.counts["steps"] for r in results]
     merged.counts["steps"] = (min if merged.interrupted else max)(positions, default=0)
+    merged.errors = _unique([e for r in results for e in r.errors])
     merged.divergences.sort(key=lambda d: (d.step, d.slot, d.kind))
     merged.failures.sort(key=lambda f: (f.step, f.slot))
     merged.breaches.sort(key=lambda b: (b["step"], b["slot"]))
