@@ -29,7 +29,7 @@ from .errors import ShadowdiffError, ShadowSetupError
 from .records import LogItem
 from .reducer import Reducer
 from .report import build_report, summary_lines
-from .signals import stop_on_interrupt
+from .signals import interrupts_delivered, stop_on_interrupt
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DOMAIN_DEFAULTS = "adapters.doge.defaults"
@@ -181,7 +181,8 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with interrupts_delivered():
+                return super().invoke(ctx)
         except (KeyboardInterrupt, click.exceptions.Abort):
             click.echo("\nshadowdiff: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)

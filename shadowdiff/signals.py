@@ -1,4 +1,5 @@
-"""Ctrl-C during a replay: stop feeding, drain what is in flight, report what was checked.
+"""Ctrl-C: a replay stops feeding, drains what is in flight and reports what was checked; every other
+command stops at once, with one line.
 
 The first SIGINT asks the run to stop at the next record (the handler only sets a flag, so no write to a
 shadow is ever cut in half); a second one, for the impatient, raises KeyboardInterrupt as usual. Shadow
@@ -35,3 +36,29 @@ def stop_on_interrupt(stop: Callable[[], None], escalate: bool = True) -> Iterat
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def interrupts_delivered(again_after: float = 0.5) -> Iterator[None]:
+    """While inside, Ctrl-C raises KeyboardInterrupt as usual, and raises it again ``again_after``
+    seconds later if the process is still inside: Python drops an exception raised in a garbage
+    collector callback (Hypothesis installs one), so a single Ctrl-C during a fuzz run could vanish.
+    Outside the main thread: a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.setitimer(signal.ITIMER_REAL, again_after)
+        raise KeyboardInterrupt
+
+    def again(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt), signal.signal(signal.SIGALRM, again)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])
