@@ -175,6 +175,9 @@ class SubprocessReducer(Reducer):
     def close(self) -> None:
         self.process.stop()
 
+    def interrupt(self) -> None:
+        self.process.hurry = True
+
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, request: Request) -> int:
         ticket = self._next_ticket
@@ -493,6 +496,11 @@ class SubprocessReducer(Reducer):
     def _part_failed(self, entry: _Entry, wire: _Wire, message: str) -> None:
         self._failures_in_a_row = 0
         entry.parts -= 1
+        if wire.op == "close" and isinstance(entry.request, Open):
+            # the session being replaced was never opened (the shadow refused its state): gone already
+            if entry.parts == 0 and not entry.done:
+                self._resolve(entry, entry.result)
+            return
         if not entry.done:
             self._resolve(entry, Failure("error", message, wire.rid, self.process.tail()))
 

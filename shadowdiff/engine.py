@@ -32,6 +32,8 @@ from .reducer import Open, Patch, Reducer, Request, Result, Step
 
 MODES = ("lockstep", "free")
 FATAL = frozenset({"crash", "timeout", "protocol"})
+INTERRUPT_GRACE = 1.5
+"""Seconds an interrupted replay waits for the answers in flight before it leaves them unchecked."""
 
 
 @attrs.frozen
@@ -52,6 +54,7 @@ class _Slot:
     context: Context
     mirror: WireMap
     open_on_shadow: bool = True
+    open_failures: int = 0  # in a row: after two, the slot waits for its next record to try again
     diverged: bool = False
     steps: int = 0
 
@@ -70,6 +73,7 @@ class _Pending:
     result: Result = None
     answered: bool = False
     stale: bool = False
+    parked: bool = False  # sent behind an open the shadow refused: unchecked, unless sent again
 
 
 @attrs.define
@@ -134,6 +138,7 @@ class Replay:
         self._started = time.perf_counter()
         self._stopped = False
         self.interrupted = False
+        self._stopped_at = 0.0
         self._gave_up = False
 
     # -- feeding -----------------------------------------------------------------------------------
@@ -176,6 +181,8 @@ class Replay:
         interrupted replay still drains what is in flight and reports every step it sent."""
         self._stopped = True
         self.interrupted = True
+        self._stopped_at = time.monotonic()
+        self.shadow.interrupt()
 
     def _slot(self, name: str, where: str) -> _Slot:
         try:
@@ -210,6 +217,8 @@ class Replay:
     def _check_load(self, slot: _Slot) -> None:
         """The shadow read a raw state: does it hold what the authority's own loading made of it?"""
         self._drain(block=False, until_empty=True)
+        if not slot.open_on_shadow:
+            return  # the shadow refused the state outright: a failure, already reported
         try:
             loaded = self.shadow.get(slot.name)
         except ShadowdiffError:
@@ -229,7 +238,7 @@ class Replay:
             self.authoritative.patch(patch.slot, patch.delta)
         pending = _Pending("patch", slot.name, Patch(slot.name, patch.delta))
         pending.auth = StepResult([], patch.delta, None)
-        if slot.diverged or self._gave_up:
+        if slot.diverged or self._gave_up or not slot.open_on_shadow:
             self._window.append(pending)  # keeps the mirror in order; nothing to send
             pending.answered = True
         else:
@@ -245,7 +254,9 @@ class Replay:
         pending = _Pending("step", slot.name, None, self._steps - 1, rec.seq, auth_result)
         hint = auth_result.delta if self.options.mode == "lockstep" else None
         pending.request = Step(slot.name, rec.input, slot.context, True, hint, auth_result)
-        if slot.diverged or self._gave_up:
+        if not (slot.open_on_shadow or slot.diverged or self._gave_up):
+            self._open_again(slot, pending.step)
+        if slot.diverged or self._gave_up or not slot.open_on_shadow:
             pending.answered = True
             self.result.unchecked += 1
             self._window.append(pending)
@@ -264,6 +275,12 @@ class Replay:
                 if exc.where is None:
                     exc = type(exc)(exc.what, rec.where)
                 raise exc from None
+            except (
+                Exception
+            ) as exc:  # the reducer itself raised (DOGE_REDUCER.md 9): bad input, not a bug of ours
+                raise ShadowdiffError(
+                    f"the authoritative reducer raised {type(exc).__name__}: {exc}", rec.where
+                ) from None
         elif rec.outcome is not None:
             result = rec.outcome
         else:
@@ -292,6 +309,9 @@ class Replay:
                 return
             if block and not until_empty and len(self._window) < self.options.window:
                 return
+            if self.interrupted and time.monotonic() - self._stopped_at > INTERRUPT_GRACE:
+                self._abandon()
+                return
             self.shadow.flush()
             self._take(self.shadow.poll(wait=True))
             self._advance()
@@ -314,6 +334,11 @@ class Replay:
     def _process(self, pending: _Pending) -> None:
         slot = self._slots[pending.slot]
         result = pending.result
+        if pending.parked:
+            self._parked(pending, slot)
+            return
+        if pending.kind in ("open", "reopen") and not isinstance(result, Failure):
+            slot.open_failures = 0
         if isinstance(result, Failure):
             if result.kind != "lost":
                 self._failure(pending, slot, result)
@@ -438,10 +463,65 @@ class Replay:
         if self.shadow.dead:
             self._give_up(str(self.shadow.dead))
             return
+        if pending.kind in ("open", "reopen"):
+            # the shadow refused (or died on) this very state, and would again: the slot waits, its
+            # steps unchecked, until its next step offers the state as it is then (one try per step)
+            self._close_on_shadow(slot)
         if failure.kind in FATAL:
             self._reopen_all()
-        else:
+        elif slot.open_on_shadow:
             self._reopen(slot)
+
+    def _close_on_shadow(self, slot: _Slot) -> None:
+        slot.open_on_shadow = False
+        slot.open_failures += 1
+        for p in self._window:
+            if p.slot != slot.name or p.stale:
+                continue
+            if p.ticket is not None:  # sent to a session that never opened: whatever it answers is moot
+                self._by_ticket.pop(p.ticket, None)
+            p.result = None  # not compared; a step's delta still moves the mirror
+            p.answered = p.parked = True
+
+    def _parked(self, pending: _Pending, slot: _Slot) -> None:
+        """A request sent behind a refused open: its delta moves the mirror, and then the shadow is
+        offered the state as it is after it (the state it refused may hold a value the next step
+        replaces), with the slot's parked requests behind sent again. Two refusals in a row and the
+        rest of the window stays unchecked."""
+        if pending.kind in ("step", "patch"):
+            assert pending.auth is not None
+            apply_delta(slot.mirror, pending.auth.delta, in_place=True)
+        if pending.kind == "step":
+            slot.steps += 1
+            self.result.unchecked += 1
+        if slot.open_on_shadow or slot.diverged or self._gave_up or slot.open_failures >= 2:
+            return
+        behind = [p for p in self._window if p.slot == slot.name and p.parked and not p.stale]
+        slot.open_on_shadow = True
+        self._reopen_before(slot, behind, pending.step + 1)
+
+    def _open_again(self, slot: _Slot, step: int) -> None:
+        """Offer a slot the shadow refused its state as it is now, before the slot's next step."""
+        self._drain(block=False, until_empty=True)  # the slot's earlier steps settle its mirror
+        if slot.open_on_shadow or slot.diverged or self._gave_up:
+            return
+        slot.open_on_shadow = True
+        self._submit(_Pending("reopen", slot.name, Open(slot.name, copy_state(slot.mirror)), step))
+
+    def _abandon(self) -> None:
+        """Interrupted, and the shadow is slow to answer: what is still in flight stays unchecked. From
+        the first unanswered request on, nothing is compared (a later answer would meet a mirror that
+        lacks the steps before it)."""
+        cut = False
+        for p in self._window:
+            cut = cut or not p.answered
+            if cut and not p.stale:
+                p.stale = True
+                self.result.unchecked += p.kind == "step"
+                if p.ticket is not None:
+                    self._by_ticket.pop(p.ticket, None)
+        self._advance()
+        self._gave_up = True
 
     def _give_up(self, why: str) -> None:
         if self._gave_up:
@@ -457,23 +537,28 @@ class Replay:
 
     def _reopen(self, slot: _Slot) -> None:
         """Set the shadow's slot to the mirror and send again what was in flight behind it."""
-        behind = [p for p in self._window if p.slot == slot.name and not p.stale and p.request is not None]
+        behind = [p for p in self._window if p.slot == slot.name and _in_flight(p)]
+        self._reopen_before(slot, behind, behind[0].step if behind else self._steps)
+
+    def _reopen_before(self, slot: _Slot, behind: list[_Pending], step: int) -> None:
+        """Open the slot from the mirror (``step``: the step it comes before), then send ``behind``
+        again, its old requests left stale (their answers, if any come, are moot)."""
         for p in behind:
             p.stale = True
             if p.ticket is not None:
                 self._by_ticket.pop(p.ticket, None)
-        self._submit(_Pending("reopen", slot.name, Open(slot.name, copy_state(slot.mirror))))
+        self._submit(_Pending("reopen", slot.name, Open(slot.name, copy_state(slot.mirror)), step))
         for p in behind:
-            self._submit(attrs.evolve(p, ticket=None, result=None, answered=False, stale=False))
+            self._submit(attrs.evolve(p, ticket=None, result=None, answered=False, stale=False, parked=False))
 
     def _reopen_all(self) -> None:
-        behind = [p for p in self._window if not p.stale and p.request is not None]
+        behind = [p for p in self._window if _in_flight(p) and self._slots[p.slot].open_on_shadow]
         for p in behind:
             p.stale = True
             if p.ticket is not None:
                 self._by_ticket.pop(p.ticket, None)
         for slot in self._slots.values():
-            if not slot.diverged:
+            if not slot.diverged and slot.open_on_shadow:
                 self._submit(_Pending("reopen", slot.name, Open(slot.name, copy_state(slot.mirror))))
         for p in behind:
             self._submit(attrs.evolve(p, ticket=None, result=None, answered=False, stale=False))
@@ -482,9 +567,9 @@ class Replay:
     def finish(self) -> ReplayResult:
         self.shadow.flush()
         self._drain(block=True, until_empty=True)
-        if self.options.verify_final and not self._gave_up and self.shadow.sessions:
+        if self.options.verify_final and not (self._gave_up or self.interrupted) and self.shadow.sessions:
             for slot in self._slots.values():
-                if slot.diverged:
+                if slot.diverged or not slot.open_on_shadow:
                     continue
                 try:
                     held = self.shadow.get(slot.name)
@@ -507,6 +592,11 @@ class Replay:
         result.counts["steps"] = self._steps
         result.counts["identical_answers"] = self._identical
         return result
+
+
+def _in_flight(p: _Pending) -> bool:
+    """Sent to the shadow and still to be compared (a step of a diverged slot was never sent)."""
+    return not p.stale and p.ticket is not None and p.request is not None
 
 
 def _is_event(item: Input) -> bool:

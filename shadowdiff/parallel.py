@@ -66,14 +66,17 @@ def replay_share(
     workers: int,
     on_finding: Callable[[dict[str, Any]], None] | None = None,
     on_progress: Progress | None = None,
+    interrupted_before: Callable[[], bool] = lambda: False,
 ) -> tuple[ReplayResult, list[dict[str, str]], list[str]]:
     """One worker's part: the result, bad-input errors (the stream stops there for every worker) and
-    warnings met on the way."""
+    warnings met on the way. ``interrupted_before``: a Ctrl-C came while the worker was starting."""
     errors: list[dict[str, str]] = []
     replay = Replay(shadow, authoritative, options, on_finding)
     fed = 0
     with warnings.catch_warnings(record=True) as caught, stop_on_interrupt(replay.stop, escalate=False):
         warnings.simplefilter("always", TornRecordWarning)
+        if interrupted_before():
+            replay.stop()
         try:
             for mine, item in owned(read_items(corpora), worker, workers):
                 if replay.stopped:
@@ -163,6 +166,8 @@ def _worker(
     def on_progress(fed: int) -> None:
         progress[worker] = fed
 
+    early: list[int] = []  # a Ctrl-C while the shadow starts: the share stops before its first record
+    signal.signal(signal.SIGINT, lambda signum, frame: early.append(signum))
     try:
         sink = findings.open("w", encoding="utf-8") if findings else None
         try:
@@ -174,7 +179,8 @@ def _worker(
             shadow = make_shadow()
             with shadow:
                 outcome = replay_share(corpora, shadow, make_authoritative(), options, worker, workers,
-                                       on_finding if sink else None, on_progress)  # fmt: skip
+                                       on_finding if sink else None, on_progress,
+                                       lambda: bool(early))  # fmt: skip
         finally:
             if sink is not None:
                 sink.close()

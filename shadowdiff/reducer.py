@@ -184,6 +184,10 @@ class Reducer(ABC):
     def flush(self) -> None:
         """Send whatever is buffered (a no-op for reducers that answer at once)."""
 
+    def interrupt(self) -> None:
+        """The run is being interrupted: from now on, waits for answers are short (safe to call from a
+        signal handler: it only sets a flag). A no-op for reducers that answer at once."""
+
     @property
     def restarts(self) -> int:
         return 0

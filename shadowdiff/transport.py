@@ -25,6 +25,7 @@ import msgpack
 from .codec import make_unpacker
 
 READ_CHUNK = 1 << 16
+WAIT_SLICE = 0.25
 WRITE_THRESHOLD = 1 << 15
 
 
@@ -161,6 +162,8 @@ class Process:
         self._out = bytearray()
         self._receives = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.hurry = False
+        """Set (from a signal handler, say) to make every wait for answers return within a slice."""
 
     def start(self) -> None:
         self.framing = make_framing(self.codec)
@@ -239,7 +242,10 @@ class Process:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            events = self._poller.poll(remaining * 1000)
+            if self.hurry:
+                return []
+            # waits in slices, so that an interrupt set meanwhile cuts a long wait short
+            events = self._poller.poll(min(remaining, WAIT_SLICE) * 1000)
             for fd, _mask in events:
                 if fd == self._stdin:
                     self._write()
@@ -301,8 +307,7 @@ class Process:
         code: int | None = None
         try:
             if grace > 0 and proc.poll() is None:
-                try:
-                    os.set_blocking(self._stdin, True)
+                try:  # what fits in the pipe, never a blocking write: a hung child reads nothing
                     if pending:
                         os.write(self._stdin, pending)
                 except OSError:

@@ -13,7 +13,7 @@ from conftest import MISBEHAVING, PY_SERVER, ROOT
 
 from adapters.doge.corpusgen import generate
 from shadowdiff.cli import main
-from shadowdiff.corpus import LogWriter
+from shadowdiff.corpus import LogWriter, read_items
 
 SHADOW = " ".join([*PY_SERVER, "--msgpack"])
 
@@ -150,6 +150,41 @@ def test_ctrl_c_drains_reports_what_ran_and_exits_130(tmp_path, jobs) -> None:
     checked = summary["checks"]["shadow"]["transition"] + summary["checks"]["shadow"]["call"]
     assert checked >= summary["steps"]  # every step before the stop was checked (workers may be past it)
     assert children_of(proc.pid) == []
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_ends_a_replay_whose_shadow_hangs_without_waiting_for_its_deadline(tmp_path) -> None:
+    """The shadow hangs on a step with a 120 s deadline: Ctrl-C still ends the run within the drain's
+    grace (1.5 s) plus a wait slice, with the report of what ran and the rest counted unchecked."""
+    import os
+    import signal
+    import time
+
+    log = tmp_path / "hang.msgpack"
+    with LogWriter(log) as writer:
+        for record in generate(400, slots=1, seed=3):
+            writer.write(record)
+    steps = [r.input for r in read_items([log]) if hasattr(r, "input")]
+    hung = next(i for i in range(200, len(steps)) if hasattr(steps[i], "payload"))
+    shadow = " ".join([*MISBEHAVING, "--hang-on-ts", repr(steps[hung].payload["timestamp"])])
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowdiff", "replay", str(log), "--shadow", shadow, "--deadline", "120",
+         "--report", str(report)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    time.sleep(4)  # well past start-up: the shadow sits on step 200
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert took < 15, f"Ctrl-C took {took:.1f} s against a 120 s deadline"
+    assert "Traceback" not in err
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["interrupted"] and summary["failures"] == 0
+    checked = summary["checks"]["shadow"]["transition"] + summary["checks"]["shadow"]["call"]
+    assert checked == hung and summary["unchecked"] == summary["steps"] - hung
 
 
 def test_ctrl_c_in_any_other_command_is_one_line_and_exit_130() -> None:

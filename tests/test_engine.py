@@ -204,3 +204,85 @@ def test_answers_identical_to_the_authority_skip_decoding_and_any_other_encoding
     assert found.counts["identical_answers"] == steps - found.divergence_count
     report = build_report(found, {}, deterministic=True)
     assert report["divergences"] == build_report(found_reordered, {}, deterministic=True)["divergences"]
+
+
+# -- every repeated failure is bounded -------------------------------------------------------------
+
+
+def _ticks(tmp_path, bad_stamp: object, n: int = 20):
+    """An upstream S0 fixture followed by a TimerTick at ``bad_stamp`` and ``n`` ordinary PriceTicks."""
+    import json
+
+    from conftest import UPSTREAM
+
+    scenario = json.loads((UPSTREAM / "price_tick_refreshes_entry.json").read_text())
+    events = [{"type": "TimerTick", "payload": {"timestamp": bad_stamp}}]
+    events += [{"type": "PriceTick", "payload": {"price": 0.1 + i * 1e-5, "timestamp": 2000.0 + i}}
+               for i in range(n)]  # fmt: skip
+    scenario.update(name="bounded", events=events)
+    path = tmp_path / "bounded.json"
+    path.write_text(json.dumps(scenario))
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["lockstep", "free"])
+def test_a_step_the_shadow_rejects_every_time_is_one_finding_and_the_replay_goes_on(
+    tmp_path, haskell_exe, mode
+) -> None:
+    """The Python reducer accepts a timestamp "abc"; the port rejects the event, and then the state
+    holding it. Once this reopened the slot from that state forever; now the refusal is a finding, the
+    slot is offered the next pre-state, and every later step is checked."""
+    scenario = _ticks(tmp_path, "abc")
+    result, _ = replay(read_items([scenario]), [str(haskell_exe), "--msgpack"], mode=mode)
+    assert dict(result.failures_by_kind) == {"error": 2}
+    step_failure, open_failure = result.failures
+    assert (step_failure.step, step_failure.event_type) == (0, "TimerTick")
+    assert open_failure.step == 1 and "now" in open_failure.failure.message
+    assert result.unchecked == 1  # the step sent behind the refused state
+    assert result.shadow_checks["transition"] == 20 - 1
+    assert result.divergence_count == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fault", ["--crash-on-ts", "--hang-on-ts"])
+def test_a_step_that_kills_the_shadow_every_time_is_recorded_once_and_skipped(tmp_path, fault) -> None:
+    scenario = _ticks(tmp_path, 1500.0)
+    marker = 2005.0  # the sixth PriceTick: the shadow dies on it however often it is sent
+    command = [*MISBEHAVING, fault, str(marker)]
+    result, shadow = replay(read_items([scenario]), command, deadline=1.0)
+    kind = "crash" if fault == "--crash-on-ts" else "timeout"
+    assert dict(result.failures_by_kind) == {kind: 1}
+    assert result.failures[0].step == 6 and result.failures[0].event_type == "PriceTick"
+    assert result.shadow_checks["transition"] == 21 - 1 and result.unchecked == 0
+    assert shadow.restarts == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_shadow_that_refuses_every_state_is_bounded_and_counts_every_step(upstream) -> None:
+    items = list(read_items([upstream]))
+    result, _ = replay(items, [*MISBEHAVING, "--refuse-open"])
+    steps = result.counts["steps"]
+    assert result.shadow_checks["transition"] == 0
+    assert result.unchecked == steps
+    # one refusal per slot's open and at most one more per step: bounded by the input, not by time
+    assert result.slots <= result.failures_by_kind["error"] <= result.slots + steps
+
+
+def test_the_authoritative_reducer_raising_is_bad_input_named_where(tmp_path) -> None:
+    """A TimerTick "abc" in S2 makes the reducer itself raise (DOGE_REDUCER.md 9): one line naming the
+    record, never a traceback."""
+    import json
+
+    from conftest import UPSTREAM
+
+    from shadowdiff.errors import ShadowdiffError
+
+    scenario = json.loads((UPSTREAM / "s2_timer_sets_flag.json").read_text())
+    scenario["events"] += [{"type": "TimerTick", "payload": {"timestamp": "abc"}}]
+    path = tmp_path / "raises.json"
+    path.write_text(json.dumps(scenario))
+    with pytest.raises(ShadowdiffError) as caught:
+        replay(read_items([path]), [*PY_SERVER, "--msgpack"])
+    assert "authoritative reducer raised TypeError" in caught.value.what
+    assert str(path) in (caught.value.where or "")

@@ -3,8 +3,11 @@
     python tests/servers/misbehaving.py --crash-at N | --hang-at N | --garbage-at N | --error-at N
                                         [--every] [--once MARKER] [--mutate-price-at N]
                                         [--reorder-keys] [--delay-ms MS]
+                                        [--crash-on-ts T] [--hang-on-ts T] [--refuse-open]
 
-N counts step/transition requests (1-based). With --every, every Nth one misbehaves.
+N counts step/transition requests (1-based). With --every, every Nth one misbehaves. The --*-on-ts
+faults hit every request for the event with that timestamp, however often it is sent (a deterministic
+bug); --refuse-open answers every open with an error (a shadow that cannot load any state).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def main() -> int:
     for name in ("crash-at", "hang-at", "garbage-at", "error-at", "mutate-price-at"):
         p.add_argument(f"--{name}", type=int, default=0)
     p.add_argument("--every", action="store_true")
+    p.add_argument("--crash-on-ts", type=float, default=None)
+    p.add_argument("--hang-on-ts", type=float, default=None)
+    p.add_argument("--refuse-open", action="store_true")
     p.add_argument("--delay-ms", type=float, default=0.0, help="think this long before each step's answer")
     p.add_argument(
         "--reorder-keys", action="store_true", help="answer with the result's keys reversed (still valid)"
@@ -54,6 +60,18 @@ def main() -> int:
     while chunk := sys.stdin.buffer.read1(1 << 16):
         unpacker.feed(chunk)
         for req in unpacker:
+            if args.refuse_open and req.get("op") == "open":
+                refusal = {"kind": "bad_request", "message": "cannot load this state"}
+                out.write(packb({"id": req["id"], "error": refusal}))
+                continue
+            stamp_of = ((req.get("event") or {}).get("payload") or {}).get("timestamp")
+            if args.crash_on_ts is not None and stamp_of == args.crash_on_ts:
+                print("misbehaving: crashing on that event, as every time", file=sys.stderr, flush=True)
+                out.flush()
+                os._exit(9)
+            if args.hang_on_ts is not None and stamp_of == args.hang_on_ts:
+                out.flush()
+                time.sleep(3600)
             if req.get("op") in ("step", "transition"):
                 steps += 1
                 if args.delay_ms:
