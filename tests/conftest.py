@@ -47,3 +47,24 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(entry.name))
     return out
+
+
+def wait_for_shadows(pid: int, count: int, marker: str = "misbehaving.py", timeout: float = 60.0) -> None:
+    """Block until ``count`` descendants of ``pid`` run a command containing ``marker`` (the shadows
+    are up, so an interrupt lands mid-replay however loaded the machine is)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found, todo = 0, [pid]
+        while todo:
+            for child in children_of(todo.pop()):
+                todo.append(child)
+                try:
+                    found += marker in (Path("/proc") / str(child) / "cmdline").read_text()
+                except OSError:
+                    pass
+        if found >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{count} shadow(s) of {pid} did not start within {timeout:g} s")

@@ -126,7 +126,7 @@ def test_ctrl_c_drains_reports_what_ran_and_exits_130(tmp_path, jobs) -> None:
     import signal
     import time
 
-    from conftest import children_of
+    from conftest import children_of, wait_for_shadows
 
     log = tmp_path / "long.msgpack"
     with LogWriter(log) as writer:
@@ -139,7 +139,8 @@ def test_ctrl_c_drains_reports_what_ran_and_exits_130(tmp_path, jobs) -> None:
          "--report", str(report)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    time.sleep(2.5)
+    wait_for_shadows(proc.pid, int(jobs))
+    time.sleep(1.0)  # a few hundred steps into the replay
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: to the whole foreground group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -173,7 +174,10 @@ def test_ctrl_c_ends_a_replay_whose_shadow_hangs_without_waiting_for_its_deadlin
          "--report", str(report)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    time.sleep(4)  # well past start-up: the shadow sits on step 200
+    from conftest import wait_for_shadows
+
+    wait_for_shadows(proc.pid, 1)
+    time.sleep(2)  # the shadow sits on step 200 (a 2-step delay would do; this is for loaded machines)
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
