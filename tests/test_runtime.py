@@ -1,0 +1,214 @@
+"""The bot's own saved state (logs/bot_runtime.json) as a corpus, a fuzz seed and a source of slot names.
+
+Real parts: the simulated bot writes the file (``python -m adapters.doge.simbot --runtime-out``), the
+shadow is the compiled Haskell port over real pipes (msgpack and JSON lines), ``shadowdiff`` runs as a
+subprocess where the command line is what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+from adapters.doge.domain import DogeDomain
+from adapters.doge.runtime import (
+    ENV_FIELDS,
+    LEGACY_DROPPED,
+    is_runtime,
+    load_env,
+    runtime_items,
+    slot_context,
+)
+from shadowdiff.corpus import read_items
+from shadowdiff.domain import Domain
+from shadowdiff.errors import BadInput
+from shadowdiff.records import Record, Snapshot
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CODECS = {"msgpack": "--msgpack", "jsonl": "--server"}
+
+
+def simbot_runtime(path: Path, *extra: str, seconds: str = "1", rate: str = "1200") -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "adapters.doge.simbot", "--seconds", seconds, "--rate", rate, "--slots", "3",
+         "--runtime-out", str(path), *extra],
+        cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def runtime_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("runtime")
+    return {
+        "current": simbot_runtime(base / "now" / "bot_runtime.json"),
+        "legacy": simbot_runtime(base / "old" / "bot_runtime.json", "--runtime-legacy"),
+    }
+
+
+def replay(corpus: Path, shadow: str, codec: str, *extra: str) -> tuple[int, dict[str, Any], str]:
+    report = corpus.parent / f"report-{codec}-{abs(hash(shadow))}.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowdiff", "replay", str(corpus), "--codec", codec, "--shadow", shadow,
+         "--report", str(report), *extra],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(report.read_text()), done.stdout + done.stderr
+
+
+# -- the file ---------------------------------------------------------------------------------------
+
+
+def test_the_simulated_bot_writes_the_bots_shape_0600_and_an_older_bot_lacks_the_newer_keys(
+    runtime_files: dict[str, Path],
+) -> None:
+    current = json.loads(runtime_files["current"].read_text())
+    legacy = json.loads(runtime_files["legacy"].read_text())
+    for doc, path in ((current, runtime_files["current"]), (legacy, runtime_files["legacy"])):
+        assert is_runtime(doc)
+        assert doc["version"] == "doge-v1" and isinstance(doc["saved_at"], float)
+        assert sorted(doc["slots"]) == ["0", "1", "2"]
+        assert set(doc["constraints"]) <= {"price_decimals", "volume_decimals", "min_volume", "min_cost_usd"}
+        assert sorted(doc["slot_aliases"]) == sorted(doc["slot_sticky"]) == ["0", "1", "2"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for sid, state in current["slots"].items():
+        assert all(key in state for key in LEGACY_DROPPED)
+        assert len(state["completed_cycles"]) > 20  # a bot that has run a while
+        old = legacy["slots"][sid]
+        assert not any(key in old for key in LEGACY_DROPPED)
+        assert old["profit_pct"] == legacy["profit_pct"]
+    assert not is_runtime({"initial_state": {}, "events": [], "slots": {}, "version": "1"})
+    assert not is_runtime({"version": "v1-doge", "slots": {}})
+
+
+def test_slots_are_named_by_id_and_alias_and_configured_from_the_file_and_the_environment(
+    runtime_files: dict[str, Path], tmp_path: Path
+) -> None:
+    doc = json.loads(runtime_files["current"].read_text())
+    env_file = tmp_path / "env.toml"
+    env_file.write_text(
+        'PAIR_REFRESH_PCT = 1.2\nMAX_RECOVERY_SLOTS = "0"\nRECOVERY_ORDERS_ENABLED = "false"\n'
+        "ORDER_SIZE_USD = 4.0\nENTRY_SPACING_MULT_B = 2.0\n"
+    )
+    env = load_env(env_file, environ={"S1_ORPHAN_AFTER_SEC": "600", "PAIR_REFRESH_PCT": "9"})
+    items = list(runtime_items(doc, "bot_runtime.json", env))
+    snaps = [i for i in items if isinstance(i, Snapshot)]
+    ticks = [i for i in items if isinstance(i, Record)]
+    assert [s.slot for s in snaps] == ["slot-0 (wow)", "slot-1 (such)", "slot-2 (much)"]
+    assert all(s.raw for s in snaps)
+    assert [s.state for s in snaps] == [doc["slots"][k] for k in ("0", "1", "2")]  # as saved, untouched
+    assert [t.input.payload for t in ticks] == [{"timestamp": doc["saved_at"]}] * 3
+    config = snaps[2].context.config
+    assert config["refresh_pct"] == 1.2  # the file overrides the process environment
+    assert config["max_recovery_slots"] == 1  # max(1, int(...)) as the bot does
+    assert math.isinf(config["s1_orphan_after_sec"]) and math.isinf(config["s2_orphan_after_sec"])
+    assert config["entry_pct"] == 0.35 and config["entry_pct_a"] == 0.35 and config["entry_pct_b"] == 0.7
+    assert config["price_decimals"] == 5 and config["min_cost_usd"] == 0.0  # the bot's default
+    assert [s.context.config["sticky_mode_enabled"] for s in snaps] == [False, False, True]
+    profit = doc["slots"]["2"]["total_profit"]
+    assert snaps[2].context.order_size_usd == max(4.0, 4.0 + profit)
+    defaults = load_env(environ={})
+    plain = slot_context(doc, "0", doc["slots"]["0"], defaults, "f").config
+    assert {field: plain[field] for field, _k, _d in ENV_FIELDS.values()} == {
+        field: default for field, _k, default in ENV_FIELDS.values()
+    }
+    assert load_env(environ={"S1_ORPHAN_AFTER_SEC": "600"})["S1_ORPHAN_AFTER_SEC"] == 600.0
+
+
+def test_bad_environment_values_and_bad_files_name_where(tmp_path: Path) -> None:
+    bad = tmp_path / "env.toml"
+    bad.write_text("S1_ORPHAN_AFTER_SEC = 'soon'\n")
+    with pytest.raises(BadInput, match="S1_ORPHAN_AFTER_SEC") as err:
+        load_env(bad, environ={})
+    assert str(bad) in str(err.value)
+    bad.write_text("NOT_A_BOT_NAME = 1\n")
+    with pytest.raises(BadInput, match="unknown name 'NOT_A_BOT_NAME'"):
+        load_env(bad, environ={})
+    with pytest.raises(BadInput, match="RECOVERY_ENABLED"):
+        load_env(environ={"RECOVERY_ENABLED": "maybe"})
+    broken = tmp_path / "bot_runtime.json"
+    broken.write_text(json.dumps({"version": "doge-v1", "slots": {"0": [1, 2]}}))
+    with pytest.raises(BadInput, match=r"slots\.0"):
+        list(read_items([broken], DogeDomain()))
+    done = subprocess.run([sys.executable, "-m", "shadowdiff", "replay", str(broken)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "slots.0" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_runtime_file_is_told_from_a_scenario_in_the_same_directory(
+    runtime_files: dict[str, Path], tmp_path: Path
+) -> None:
+    corpus = tmp_path / "both"
+    corpus.mkdir()
+    (corpus / "bot_runtime.json").write_text(runtime_files["current"].read_text())
+    scenario = {
+        "name": "slot-0 (wow)",
+        "initial_state": {},
+        "events": [{"type": "TimerTick", "payload": {"timestamp": 1.0}}],
+    }
+    (corpus / "a_scenario.json").write_text(json.dumps(scenario))
+    slots = [i.slot for i in read_items([corpus], DogeDomain()) if isinstance(i, Snapshot)]
+    assert slots[0] == "slot-0 (wow)"
+    assert slots[1] == f"slot-0 (wow)@{corpus / 'bot_runtime.json'}"  # same name: renamed, not merged
+    assert slots[2:] == ["slot-1 (such)", "slot-2 (much)"]
+    with pytest.raises(BadInput, match="initial_state"):  # a domain that does not know the format
+        list(read_items([corpus / "bot_runtime.json"], Domain()))
+
+
+# -- replay: three slots, zero divergences; an older file catches a port that fills keys differently --
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_a_three_slot_runtime_file_replays_clean_against_our_port(
+    runtime_files: dict[str, Path], haskell_exe: Path, codec: str
+) -> None:
+    for kind in ("current", "legacy"):
+        code, report, out = replay(runtime_files[kind], f"{haskell_exe} {CODECS[codec]}", codec)
+        summary = report["summary"]
+        assert code == 0, out
+        assert summary["slots"] == 3 and summary["events"] == 3
+        assert summary["divergences"] == 0 and summary["failures"] == 0
+        assert summary["load_checks"] == (3 if codec == "msgpack" else 0)
+        assert summary["checks"]["shadow"]["transition"] == 3
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_an_older_bots_file_catches_a_port_whose_from_dict_fills_a_missing_key_differently(
+    runtime_files: dict[str, Path], haskell_exe: Path, codec: str
+) -> None:
+    shadow = f"{haskell_exe} {CODECS[codec]} --mutant profit_pct_no_fallback"
+    code, report, out = replay(runtime_files["legacy"], shadow, codec)
+    assert code == 1, out
+    found = report["divergences"]
+    assert sorted(d["slot"] for d in found) == ["slot-0 (wow)", "slot-1 (such)", "slot-2 (much)"]
+    for d in found:
+        assert d["kind"] == ("load" if codec == "msgpack" else "transition.state")
+        paths = [x["path"] for x in d["differences"]]
+        assert paths == ["profit_pct_runtime"]
+        assert d["differences"][0]["authoritative"] == 0.9 and d["differences"][0]["shadow"] == 1.0
+    assert "slot-0 (wow)" in out and "profit_pct_runtime" in out
+    # the same mutant on the file as a current bot writes it: nothing to fall back on, nothing found
+    code, report, out = replay(runtime_files["current"], shadow, codec)
+    assert code == 0 and report["summary"]["divergences"] == 0, out
+
+
+def test_files_written_from_a_runtime_file_are_private(
+    runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
+) -> None:
+    findings = tmp_path / "findings.jsonl"
+    shadow = f"{haskell_exe} --msgpack --mutant profit_pct_no_fallback"
+    code, _report, out = replay(runtime_files["legacy"], shadow, "msgpack", "--findings", str(findings))
+    assert code == 1, out
+    assert findings.exists() and stat.S_IMODE(findings.stat().st_mode) == 0o600
+    report = runtime_files["legacy"].parent / f"report-msgpack-{abs(hash(shadow))}.json"
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
