@@ -212,3 +212,63 @@ def test_files_written_from_a_runtime_file_are_private(
     assert findings.exists() and stat.S_IMODE(findings.stat().st_mode) == 0o600
     report = runtime_files["legacy"].parent / f"report-msgpack-{abs(hash(shadow))}.json"
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
+
+
+# -- fuzz --from: real states reach what synthetic ones do not -----------------------------------------
+
+
+def fuzz(tmp: Path, exe: Path, *extra: str) -> tuple[int, str, list[Path]]:
+    out = tmp / "found"
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowdiff", "fuzz", "--seed", "0", "--examples", "120", "--time-budget", "0",
+         "--shrink-budget", "20", "--shadow", f"{exe} --msgpack --mutant history_capped", "--out", str(out),
+         "-q", *extra],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout + done.stderr, sorted(out.glob("*.json")) if out.exists() else []
+
+
+def test_fuzz_from_a_runtime_file_finds_a_bug_synthetic_states_do_not_reach_in_the_same_budget(
+    runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
+) -> None:
+    code, out, written = fuzz(tmp_path / "synthetic", haskell_exe)
+    assert code == 0 and written == [], out
+    assert "120 examples" in out
+    code, out, written = fuzz(tmp_path / "seeded", haskell_exe, "--from", str(runtime_files["current"]))
+    assert code == 1 and len(written) == 1, out
+    case = json.loads(written[0].read_text())
+    assert case["shadowdiff"]["signature"].startswith("transition.state|FillEvent|completed_cycles")
+    note = case["shadowdiff"]["note"]
+    assert "bot_runtime.json" in note and "real orders and txids" in note and "uploads nothing" in note
+    assert stat.S_IMODE(written[0].stat().st_mode) == 0o600
+    state = case["initial_state"]
+    saved = json.loads(runtime_files["current"].read_text())["slots"]
+    # the real pre-state, shrunk: the long history the bug needs (32+ cycles), little else
+    assert 32 <= len(state["completed_cycles"]) <= max(len(s["completed_cycles"]) for s in saved.values()) + 8
+    assert len(case["events"]) == 1
+
+
+def test_seeds_come_from_runtime_files_logs_and_scenarios(
+    runtime_files: dict[str, Path], tmp_path: Path
+) -> None:
+    from adapters.doge.simbot import write_log
+    from shadowdiff.seeds import SEED_KEY, seed_scenarios
+
+    log = tmp_path / "rec.msgpack"
+    write_log(log, 50, seed=3, slots=2)
+    scenario = tmp_path / "one.json"
+    scenario.write_text(json.dumps({"initial_state": {"now": 5.0}, "events": []}))
+    seeds = seed_scenarios([runtime_files["legacy"], log, scenario], DogeDomain())
+    assert [s.meta["slot"] for s in seeds] == ["slot-0 (wow)", "slot-1 (such)", "slot-2 (much)", "slot-0",
+                                               "slot-1", "one"]  # fmt: skip
+    assert all(s.inputs == () for s in seeds) and seeds[-1].initial_state == {"now": 5.0}
+    assert seeds[0].meta[SEED_KEY] == str(runtime_files["legacy"])
+    assert seeds[0].initial_state == json.loads(runtime_files["legacy"].read_text())["slots"]["0"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"kind": "header", "format": "shadowdiff-log", "slots": {}}\n')
+    with pytest.raises(BadInput, match="no state to start from"):
+        seed_scenarios([empty], DogeDomain())
+    argv = [sys.executable, "-m", "shadowdiff", "fuzz", "--from", str(empty)]
+    done = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no state to start from" in done.stderr and "Traceback" not in done.stderr
