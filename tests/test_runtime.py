@@ -272,3 +272,47 @@ def test_seeds_come_from_runtime_files_logs_and_scenarios(
     argv = [sys.executable, "-m", "shadowdiff", "fuzz", "--from", str(empty)]
     done = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no state to start from" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- the live tap and the sidecar name slots from the file the bot starts from -------------------------
+
+
+@pytest.mark.parametrize("where", ["tap", "sidecar"])
+def test_the_tap_or_the_sidecar_names_slots_from_the_runtime_file_the_bot_starts_from(
+    runtime_files: dict[str, Path], tmp_path: Path, where: str
+) -> None:
+    from adapters.doge.domain import DEFAULT_EXE
+
+    runtime = runtime_files["legacy"]
+    sock, record = tmp_path / "tap.sock", tmp_path / "record"
+    argv = [sys.executable, "-m", "shadowdiff", "sidecar", "--listen", f"unix:{sock}",
+            "--record", str(record), "--shadow", f"{DEFAULT_EXE} --msgpack"]  # fmt: skip
+    if where == "sidecar":
+        argv += ["--runtime", str(runtime)]
+    side = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT
+    )
+    try:
+        assert side.stdout is not None and json.loads(side.stdout.readline())["listen"]
+        tap = [sys.executable, "-m", "shadowdiff.tap", "--module", "adapters.doge.reference.state_machine"]
+        if where == "tap":
+            tap += ["--runtime", str(runtime)]
+        bot = [str(ROOT / "tests" / "servers" / "runtime_bot.py"), str(runtime), "--wait", "1.0"]
+        env = {
+            **ENV,
+            "DOGE_CORE_SHADOW": "1",
+            "SHADOWDIFF_TAP": f"unix:{sock}",
+            "SHADOWDIFF_TAP_EXIT_WAIT": "5",
+        }
+        done = subprocess.run([*tap, *bot], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1]) == {"transitions": 12}, (
+            done.stderr
+        )
+    finally:
+        side.send_signal(15)
+        out, err = side.communicate(timeout=60)
+    assert side.returncode == 0, err
+    final = json.loads(out.strip().splitlines()[-1])["final"]
+    assert final["transition_checks"] == 12 and final["total_divergences"] == 0
+    slots = {i.slot for i in read_items(sorted(record.rglob("*.msgpack*"))) if isinstance(i, Snapshot)}
+    assert slots == {"slot-0 (wow)", "slot-1 (such)", "slot-2 (much)"}
