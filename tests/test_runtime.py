@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from adapters.doge.domain import DogeDomain
 from adapters.doge.runtime import (
@@ -316,3 +318,28 @@ def test_the_tap_or_the_sidecar_names_slots_from_the_runtime_file_the_bot_starts
     assert final["transition_checks"] == 12 and final["total_divergences"] == 0
     slots = {i.slot for i in read_items(sorted(record.rglob("*.msgpack*"))) if isinstance(i, Snapshot)}
     assert slots == {"slot-0 (wow)", "slot-1 (such)", "slot-2 (much)"}
+
+
+@given(
+    ids=st.lists(st.text(max_size=6), max_size=6, unique=True),
+    aliases=st.lists(st.one_of(st.none(), st.text(max_size=4), st.integers(-3, 3)), max_size=6),
+    saved_at=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3)),
+)
+@example(ids=["1", "1 (x)"], aliases=["x", None], saved_at=None)  # "slot-1 (x)" twice: two slots still
+@settings(max_examples=200, deadline=None)
+def test_every_saved_slot_is_one_raw_snapshot_under_a_name_of_its_own(
+    ids: list[str], aliases: list[Any], saved_at: Any
+) -> None:
+    slots = {sid: {"now": float(i), "orders": [], "cycle_a": i} for i, sid in enumerate(ids)}
+    doc = {"version": "doge-v1", "saved_at": saved_at, "slots": slots,
+           "slot_aliases": {sid: alias for sid, alias in zip(ids, aliases, strict=False)}}  # fmt: skip
+    items = list(runtime_items(doc, "f.json", load_env(environ={})))
+    snaps = [i for i in items if isinstance(i, Snapshot)]
+    ticks = [i for i in items if isinstance(i, Record)]
+    assert [s.state for s in snaps] == list(slots.values()) and all(s.raw for s in snaps)
+    assert len({s.slot for s in snaps}) == len(slots)
+    assert len(ticks) == len(slots)  # a number saved_at, else each state's own now
+    finite = isinstance(saved_at, float) and math.isfinite(saved_at)
+    assert [t.input.payload["timestamp"] for t in ticks] == [
+        saved_at if finite else s["now"] for s in slots.values()
+    ]

@@ -161,8 +161,13 @@ def slot_names(data: Mapping[str, Any]) -> dict[str, str]:
     """Slot id -> replay slot name, for every slot of a runtime file."""
     aliases = data.get("slot_aliases")
     aliases = aliases if isinstance(aliases, Mapping) else {}
-    slots = data.get("slots")
-    return {str(sid): slot_name(str(sid), aliases.get(str(sid))) for sid in (slots or {})}
+    out: dict[str, str] = {}
+    for sid in data.get("slots") or {}:
+        name = slot_name(str(sid), aliases.get(str(sid)))
+        while name in out.values():  # an id that looks like another's name and alias: still two slots
+            name += "'"
+        out[str(sid)] = name
+    return out
 
 
 def slot_context(data: Mapping[str, Any], slot_id: str, state: Mapping[str, Any], env: Mapping[str, Any],
