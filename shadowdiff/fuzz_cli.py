@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from .client import SubprocessReducer
-from .corpus import expand, load_scenario, read_items, scenario_items, write_scenario
+from .corpus import expand, load_scenario, read_items, scenario_items, use_domain, write_scenario
 from .engine import MODES, Replay
 from .errors import BadInput, ShadowdiffError, ShadowSetupError
 from .fuzz import (
@@ -67,6 +67,7 @@ def _wiring(
         argv = shlex.split(shadow)
     shown = " ".join([Path(argv[0]).name, *argv[1:]])
     domain = d.domain()
+    use_domain(domain)  # the domain's own corpus formats (bot_runtime.json) can be shrunk too
 
     def make() -> Reducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
@@ -244,7 +245,6 @@ def _strategies(d: Any, from_paths: tuple[str, ...], runtime_env: str | None) ->
     is written from then on is created 0600: those states may be production's)."""
     if not from_paths:
         return d.strategies()
-    from .corpus import use_domain
     from .seeds import SeededStrategies, seed_scenarios
 
     domain = d.domain()
@@ -281,8 +281,12 @@ def scenarios_in(path: str) -> Iterator[Scenario]:
     needs cutting first, e.g. with ``replay --findings``)."""
     for file in expand([path]):
         if file.suffix == ".json":
-            yield load_scenario(file)
-            continue
+            try:
+                yield load_scenario(file)
+                continue
+            except BadInput:
+                if not any(isinstance(i, Snapshot) for i in read_items([file])):
+                    raise  # no domain reads it either (a domain's own format, e.g. bot_runtime.json)
         current: dict[str, tuple[WireMap, Context, list[Input]]] = {}
         order: list[str] = []
         for item in read_items([file]):
@@ -350,6 +354,11 @@ def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, co
         cases = list(scenarios_in(scenario))
     except ShadowdiffError as exc:
         _fail(str(exc))
+    from adapters.doge.runtime import holds_runtime, keep_private
+
+    private = holds_runtime([scenario])
+    if private:
+        keep_private()
     done: set[str] = set()
     try:
         for case in cases:
@@ -361,6 +370,11 @@ def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, co
                 done.add(sig)
                 result = shrink_scenario(case, sig, oracle, mode, d.shrink_hooks(), shrink_budget)
                 note = f"shrunk by shadowdiff shrink from {Path(scenario).name}"
+                if private:
+                    note += (
+                        "; its initial state is (a shrunk part of) a real saved state: it may hold real "
+                        "orders and txids, keep it private (shadowdiff uploads nothing)"
+                    )
                 rep_scenario = reproducer_scenario(result.shrunk, found[sig], mode, note, oracle, d.expected)
                 path = None
                 if out_path:

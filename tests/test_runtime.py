@@ -343,3 +343,20 @@ def test_every_saved_slot_is_one_raw_snapshot_under_a_name_of_its_own(
     assert [t.input.payload["timestamp"] for t in ticks] == [
         saved_at if finite else s["now"] for s in slots.values()
     ]
+
+
+def test_shrink_takes_a_runtime_file_and_its_reproducer_is_private_and_says_so(
+    runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "shrunk"
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowdiff", "shrink", str(runtime_files["legacy"]), "-q", "--out", str(out),
+         "--shadow", f"{haskell_exe} --msgpack --mutant profit_pct_no_fallback"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    (case,) = out.glob("*.json")
+    meta = json.loads(case.read_text())["shadowdiff"]
+    assert meta["signature"] == "load|open|profit_pct_runtime"
+    assert "real orders and txids" in meta["note"] and "uploads nothing" in meta["note"]
+    assert stat.S_IMODE(case.stat().st_mode) == 0o600
