@@ -12,36 +12,87 @@ divergence needs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import attrs
 from hypothesis import strategies as st
 
+from .codec import apply_delta
 from .corpus import expand, read_items
 from .domain import Domain
 from .errors import BadInput
 from .generate import Draw, Strategies
 from .model import Context, Input, Scenario, WireMap
-from .records import Snapshot
+from .records import ContextChange, PatchRecord, Record, Snapshot
 
 SEED_KEY = "seed_from"
 
 
 def seed_scenarios(paths: Iterable[str | Path], domain: Domain | None = None) -> list[Scenario]:
-    """One scenario without inputs per state a slot is opened (or reopened) with in these corpora, in
-    file order. Raises ``BadInput`` (naming where) for a file that cannot be read, or one with no state."""
+    """Scenarios without inputs, one per real state in these corpora, in file order: every state a slot
+    is opened (or reopened) with, and in a recorded-outcome log also the states the recorded deltas
+    (and patches) lead to, after steps 1, 2, 4, 8, ... of each slot and at its end (early states and
+    late ones with their history, without keeping thousands). Raises ``BadInput`` (naming where) for a
+    file that cannot be read, or one with no state."""
     out: list[Scenario] = []
     for path in expand(paths):
-        found = 0
+        found = len(out)
+        slots: dict[str, _Walk] = {}
+        take = functools.partial(_take, out, path)
         for item in read_items([path], domain):
             if isinstance(item, Snapshot):
-                found += 1
-                meta = {SEED_KEY: str(path), "slot": item.slot}
-                name = f"{path.name}:{item.slot}"
-                out.append(Scenario(name, item.context, dict(item.state), (), meta=meta))
-        if not found:
+                ended = slots.get(item.slot)
+                if ended is not None and ended.state is not None and ended.taken != ended.steps:
+                    take(item.slot, ended)
+                slots[item.slot] = walk = _Walk(dict(item.state), item.context)
+                take(item.slot, walk)
+                continue
+            walk_or_none = slots.get(getattr(item, "slot", None) or "")
+            if walk_or_none is None or walk_or_none.state is None:
+                continue
+            walk, state = walk_or_none, walk_or_none.state
+            if isinstance(item, ContextChange):
+                walk.context = walk.context.updated(item.changes)
+            elif isinstance(item, PatchRecord):
+                walk.state = apply_delta(state, item.delta)
+            elif isinstance(item, Record):
+                if item.context:
+                    walk.context = walk.context.updated(item.context)
+                if item.outcome is None:
+                    walk.state = None  # no recorded outcome: the slot's next state is unknown
+                    continue
+                walk.state = apply_delta(state, item.outcome.delta)
+                walk.steps += 1
+                if walk.steps & (walk.steps - 1) == 0:  # a power of two
+                    take(item.slot, walk)
+        for slot, walk in slots.items():
+            if walk.state is not None and walk.taken != walk.steps:
+                take(slot, walk)
+        if len(out) == found:
             raise BadInput("no state to start from in this file", str(path))
     return out
+
+
+def _take(out: list[Scenario], path: Path, slot: str, walk: _Walk) -> None:
+    assert walk.state is not None
+    meta: WireMap = {SEED_KEY: str(path), "slot": slot}
+    if walk.steps:
+        meta["after_steps"] = walk.steps
+    name = f"{path.name}:{slot}" + (f"@{walk.steps}" if walk.steps else "")
+    out.append(Scenario(name, walk.context, dict(walk.state), (), meta=meta))
+    walk.taken = walk.steps
+
+
+@attrs.define
+class _Walk:
+    """A slot's state as a recorded log's outcomes say it is (None once a step has no outcome)."""
+
+    state: WireMap | None
+    context: Context
+    steps: int = 0
+    taken: int = -1
 
 
 class SeededStrategies(Strategies):

@@ -22,6 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from adapters.doge.domain import DogeDomain
+from adapters.doge.inprocess import InProcessReducer
 from adapters.doge.runtime import (
     ENV_FIELDS,
     LEGACY_DROPPED,
@@ -33,7 +34,9 @@ from adapters.doge.runtime import (
 from shadowdiff.corpus import read_items
 from shadowdiff.domain import Domain
 from shadowdiff.errors import BadInput
-from shadowdiff.records import Record, Snapshot
+from shadowdiff.model import Context
+from shadowdiff.records import PatchRecord, Record, Snapshot
+from shadowdiff.reducer import Step
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CODECS = {"msgpack": "--msgpack", "jsonl": "--server"}
@@ -262,11 +265,32 @@ def test_seeds_come_from_runtime_files_logs_and_scenarios(
     scenario = tmp_path / "one.json"
     scenario.write_text(json.dumps({"initial_state": {"now": 5.0}, "events": []}))
     seeds = seed_scenarios([runtime_files["legacy"], log, scenario], DogeDomain())
-    assert [s.meta["slot"] for s in seeds] == ["slot-0 (wow)", "slot-1 (such)", "slot-2 (much)", "slot-0",
-                                               "slot-1", "one"]  # fmt: skip
-    assert all(s.inputs == () for s in seeds) and seeds[-1].initial_state == {"now": 5.0}
+    assert [s.meta["slot"] for s in seeds[:3]] == ["slot-0 (wow)", "slot-1 (such)", "slot-2 (much)"]
     assert seeds[0].meta[SEED_KEY] == str(runtime_files["legacy"])
     assert seeds[0].initial_state == json.loads(runtime_files["legacy"].read_text())["slots"]["0"]
+    assert seeds[-1].meta["slot"] == "one" and seeds[-1].initial_state == {"now": 5.0}
+    assert all(s.inputs == () for s in seeds)
+    # the recorded log: each slot's opening state, the states after steps 1, 2, 4, 8, ... and at its end,
+    # as the recorded outcomes and patches say; the last one is what the reference computes
+    from_log = [s for s in seeds if s.meta[SEED_KEY] == str(log)]
+    for slot in ("slot-0", "slot-1"):
+        steps = [s.meta.get("after_steps", 0) for s in from_log if s.meta["slot"] == slot]
+        assert steps[:4] == [0, 1, 2, 4] and steps == sorted(steps) and len(steps) >= 5
+    auth = InProcessReducer("adapters.doge.reference.state_machine")
+    contexts: dict[str, Context] = {}
+    for item in read_items([log]):
+        if isinstance(item, Snapshot):
+            auth.open(item.slot, item.state)
+            contexts[item.slot] = item.context
+        elif isinstance(item, Record):
+            if item.context:
+                contexts[item.slot] = contexts[item.slot].updated(item.context)
+            auth.step(Step(item.slot, item.input, contexts[item.slot]))
+        elif isinstance(item, PatchRecord):
+            auth.patch(item.slot, item.delta)
+    for slot in ("slot-0", "slot-1"):
+        last = [s for s in from_log if s.meta["slot"] == slot][-1]
+        assert last.initial_state == auth.get(slot)
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"kind": "header", "format": "shadowdiff-log", "slots": {}}\n')
     with pytest.raises(BadInput, match="no state to start from"):
