@@ -207,12 +207,12 @@ class Replay:
         sent = copy_state(snap.state if sessions or (snap.raw and auth is not None) else mirror)
         self._submit(_Pending("open", slot.name, Open(slot.name, sent)))
         if (raw_differs or snap.raw) and sessions and self.options.check_load and auth is not None:
+            self.result.counts["load_checks"] += 1
             self._check_load(slot)
 
     def _check_load(self, slot: _Slot) -> None:
         """The shadow read a raw state: does it hold what the authority's own loading made of it?"""
         self._drain(block=False, until_empty=True)
-        self.result.counts["load_checks"] += 1
         try:
             loaded = self.shadow.get(slot.name)
         except ShadowdiffError:
