@@ -223,9 +223,7 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     try:
         generator = d.default_authoritative(authoritative)
         hooks = d.shrink_hooks()
-        report = fuzz(
-            strategies, oracle, options, generator, hooks, d.expected, text, Path(out_dir), show
-        )
+        report = fuzz(strategies, oracle, options, generator, hooks, d.expected, text, Path(out_dir), show)
         if report_path or html_path or junit_path:
             _write_reports(report, oracle, shown, seed, mode, codec, report_path, html_path, junit_path)
     except ShadowdiffError as exc:

@@ -652,6 +652,7 @@ def uninstall(module: ModuleType) -> None:
 def _slot_key(values: Any) -> tuple[int, int, int, int] | None:
     """What a slot's state still shows right after the bot loaded it from its file (reseeding and txid
     binding do not change it): completed cycles, round trips, cycle_a, cycle_b."""
+
     def get(key: str, default: Any) -> Any:
         return values.get(key, default) if isinstance(values, Mapping) else getattr(values, key, default)
 
