@@ -207,14 +207,24 @@ def test_an_older_bots_file_catches_a_port_whose_from_dict_fills_a_missing_key_d
     assert code == 0 and report["summary"]["divergences"] == 0, out
 
 
-def test_files_written_from_a_runtime_file_are_private(
+def test_files_written_from_a_runtime_file_are_private_and_carry_the_bots_config(
     runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
 ) -> None:
     findings = tmp_path / "findings.jsonl"
+    env = tmp_path / "bot-env.toml"
+    env.write_text('RECOVERY_ORDERS_ENABLED = "0"\nPAIR_REFRESH_PCT = 1.2\nORDER_SIZE_USD = 4\n')
     shadow = f"{haskell_exe} --msgpack --mutant profit_pct_no_fallback"
-    code, _report, out = replay(runtime_files["legacy"], shadow, "msgpack", "--findings", str(findings))
+    code, _report, out = replay(
+        runtime_files["legacy"], shadow, "msgpack", "--findings", str(findings), "--runtime-env", str(env)
+    )
     assert code == 1, out
     assert findings.exists() and stat.S_IMODE(findings.stat().st_mode) == 0o600
+    lines = [json.loads(line) for line in findings.read_text().splitlines()]
+    assert [x["slot"] for x in lines] == ["slot-0 (wow)", "slot-1 (such)", "slot-2 (much)"]
+    config = lines[0]["context"]["config"]
+    assert config["s1_orphan_after_sec"] == config["s2_orphan_after_sec"] == math.inf  # bare Infinity in JSON
+    assert config["refresh_pct"] == 1.2 and lines[0]["context"]["order_size_usd"] >= 4.0
+    assert "Infinity" in findings.read_text()
     report = runtime_files["legacy"].parent / f"report-msgpack-{abs(hash(shadow))}.json"
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
 
