@@ -31,10 +31,12 @@ def mutants(exe: Path) -> list[tuple[str, str]]:
     return [(line.split("\t")[0], line.split("\t")[1]) for line in out.splitlines() if line.strip()]
 
 
-def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: float) -> dict[str, Any]:
+def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: float,
+             seeds_from: str | None = None) -> dict[str, Any]:  # fmt: skip
     from adapters.doge import defaults
     from shadowdiff.client import SubprocessReducer
     from shadowdiff.fuzz import FuzzOptions, ReplayOracle, fuzz
+    from shadowdiff.seeds import SeededStrategies, seed_scenarios
 
     argv = [*defaults.default_shadow_command(), "--mutant", name]
     domain = defaults.domain()
@@ -45,7 +47,10 @@ def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: floa
     oracle = ReplayOracle(make(), defaults.default_authoritative(), "lockstep", domain.default_rules(), make)
     options = FuzzOptions(seed, 1_000_000, max_steps, budget, False, "lockstep", 30.0)
     try:
-        report = fuzz(defaults.strategies(), oracle, options, defaults.default_authoritative(),
+        strategies: Any = defaults.strategies()
+        if seeds_from:  # fuzz --from: walks also start from the file's real states
+            strategies = SeededStrategies(strategies, seed_scenarios([seeds_from], domain))
+        report = fuzz(strategies, oracle, options, defaults.default_authoritative(),
                       defaults.shrink_hooks(), defaults.expected)  # fmt: skip
     finally:
         oracle.shadow.close()
@@ -80,6 +85,10 @@ def row(args: tuple[str, int, float, int, float]) -> dict[str, Any]:
     return out
 
 
+def seeded_row(args: tuple[str, int, float, int, float, str]) -> dict[str, Any]:
+    return fuzz_one(*args)
+
+
 def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -89,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=0.5)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--mutants", help="comma-separated names (default: all)")
+    parser.add_argument(
+        "--from", dest="from_file", metavar="FILE",
+        help="also fuzz each mutant starting from FILE's states (fuzz --from, e.g. a bot_runtime.json), "
+        "same budget, and print that beside",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from adapters.doge.domain import DEFAULT_EXE
 
@@ -101,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(n, args.seed, args.budget, args.max_steps, args.deadline) for n, _ in chosen]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(row, jobs))
+        seeded = list(pool.map(seeded_row, [(*j, args.from_file) for j in jobs])) if args.from_file else []
     category = dict(catalogue)
     print(f"seed {args.seed}, search budget {args.budget:g}s per mutant, max {args.max_steps} events/example")
     header = (
@@ -119,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     found_rows = [r for r in rows if r["found"]]
     sizes = [r["events"] for r in found_rows]
     print("-" * len(header))
+    if seeded:
+        print(f"\nstarting from the states of {args.from_file} as well (fuzz --from), same budget:")
+        print(f"{'mutant':28} {'synthetic':9} {'--from':6} {'examples':>8} {'seconds':>8} {'events':>6}")
+        for plain, r in zip(rows, seeded, strict=True):
+            if r["found"]:
+                print(f"{r['mutant']:28} {'y' if plain['found'] else 'n':9} {'y':6} {r['examples']:>8} "
+                      f"{r['seconds']:>8.2f} {r['events']:>6}")  # fmt: skip
+            else:
+                print(f"{r['mutant']:28} {'y' if plain['found'] else 'n':9} {'n':6} {r['examples']:>8}")
+        found_rows = [p for p, r in zip(rows, seeded, strict=True) if p["found"] or r["found"]]
     print(f"found {len(found_rows)}/{len(rows)} within {args.budget:g}s each; "
           f"median shrunk reproducer: {statistics.median(sizes) if sizes else '-'} events; "
           f"upstream fixtures alone expose {sum(r['upstream'] for r in rows)}/{len(rows)}")  # fmt: skip

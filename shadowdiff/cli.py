@@ -21,7 +21,7 @@ import click
 
 from . import __version__
 from .codec import dumps_json
-from .corpus import TornRecordWarning, read_items
+from .corpus import TornRecordWarning, read_items, use_domain
 from .diff import Rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
@@ -287,14 +287,29 @@ def main() -> None:
     help="Run the replay twice in fresh processes with different "
     "PYTHONHASHSEED values and compare the reports byte for byte.",
 )
+@click.option(
+    "--runtime-env",
+    type=click.Path(dir_okay=False),
+    help="TOML file of the bot's environment values (PAIR_REFRESH_PCT, S1_ORPHAN_AFTER_SEC, "
+    "RECOVERY_ORDERS_ENABLED, ...) for a bot_runtime.json corpus; overrides the process environment.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,
            html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
            deadline: float, window: int, jobs: int,
-           no_sessions: bool, deterministic: bool, twice: bool, quiet: bool) -> None:  # fmt: skip
-    """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files)
-    through the authoritative reducer and the shadow, and report every difference.
+           no_sessions: bool, deterministic: bool, twice: bool, runtime_env: str | None,
+           quiet: bool) -> None:  # fmt: skip
+    """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
+    the bot's logs/bot_runtime.json) through the authoritative reducer and the shadow, and report every
+    difference.
+
+    A bot_runtime.json opens one slot per saved slot ("slot-<id> (<alias>)"), with the state exactly as
+    saved: the shadow's reading of it is checked against the authority's from_dict (a load check per
+    slot over msgpack; over jsonl the raw state goes with the next step), then one TimerTick at
+    saved_at. The config is built from the file and the bot's environment (--runtime-env, the process
+    environment, the bot's defaults; adapters/doge/runtime.py lists the names). Files written from it
+    (findings, reports, reproducers) are created 0600: it holds real orders and txids.
 
     \b
     Examples:
@@ -302,6 +317,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
       shadowdiff replay ../shared/upstream-fixtures --report out/report.json
       shadowdiff replay prod.msgpack.gz --authoritative recorded --shadow "./doge-core-exe --msgpack"
       shadowdiff replay findings.jsonl --shadow "./doge-core-exe --server" --codec jsonl
+      shadowdiff replay logs/bot_runtime.json --runtime-env bot-env.toml
     """
     if twice:
         from .determinism import run_twice
@@ -315,6 +331,13 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         from adapters.doge.domain import DogeDomain
 
         domain = DogeDomain()
+        from adapters.doge.runtime import holds_runtime, keep_private, load_env
+
+        if runtime_env:
+            domain.runtime_env = load_env(runtime_env)
+        use_domain(domain)
+        if holds_runtime(corpora):
+            keep_private()
         loaded_rules = domain.default_rules().plus(Rules.load(rules)) if rules else domain.default_rules()
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")

@@ -16,9 +16,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
 import msgpack
 
 from .codec import dumps_json, make_unpacker, packb
+from .domain import Domain
 from .errors import BadInput
 from .model import Context, Scenario, StepResult, WireMap, input_from_wire
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
@@ -53,18 +55,50 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def read_items(paths: Iterable[str | Path]) -> Iterator[LogItem]:
+_domains: list[Domain] = []
+
+
+def use_domain(domain: Domain) -> None:
+    """Read ``domain``'s own ``.json`` corpus formats (``Domain.json_corpus``) from now on, in this
+    process and in the workers it forks (replacing an earlier domain of the same class)."""
+    _domains[:] = [d for d in _domains if type(d) is not type(domain)] + [domain]
+
+
+def read_items(paths: Iterable[str | Path], domain: Domain | None = None) -> Iterator[LogItem]:
     """All records of all the named corpora, in order. Scenario files are slots named after their
-    scenario (after their path when two share a name)."""
+    scenario (after their path when two share a name); a ``.json`` file in a domain's own format (e.g.
+    the DOGE bot's ``bot_runtime.json``) gives the slots the domain reads from it, renamed the same way
+    when taken. ``domain``: the domain to ask (default: those given to ``use_domain``)."""
     names: set[str] = set()
+    domains = [domain] if domain is not None else list(_domains)
     for path in expand(paths):
         if path.suffix == ".json":
-            scenario = load_scenario(path)
-            slot = scenario.name if scenario.name not in names else f"{scenario.name}@{path}"
-            names.add(slot)
-            yield from scenario_items(scenario, str(path), slot)
+            data = _read_json(path)
+            for candidate in domains:
+                items = candidate.json_corpus(data, str(path))
+                if items is not None:
+                    yield from _unique_slots(items, names, str(path))
+                    break
+            else:
+                scenario = scenario_from_wire(data, str(path), default_name=path.stem)
+                slot = scenario.name if scenario.name not in names else f"{scenario.name}@{path}"
+                names.add(slot)
+                yield from scenario_items(scenario, str(path), slot)
         else:
             yield from read_file(path)
+
+
+def _unique_slots(items: Iterable[LogItem], names: set[str], where: str) -> Iterator[LogItem]:
+    renamed: dict[str, str] = {}
+    for item in items:
+        slot = getattr(item, "slot", None)
+        if slot is None:
+            yield item
+            continue
+        if slot not in renamed:
+            renamed[slot] = slot if slot not in names else f"{slot}@{where}"
+            names.add(renamed[slot])
+        yield item if renamed[slot] == slot else attrs.evolve(item, slot=renamed[slot])
 
 
 def read_file(path: Path) -> Iterator[LogItem]:
@@ -73,20 +107,25 @@ def read_file(path: Path) -> Iterator[LogItem]:
     elif path.name.endswith((".jsonl", ".jsonl.gz")):
         yield from read_jsonl(path)
     elif path.suffix == ".json":
-        yield from scenario_items(load_scenario(path), str(path))
+        yield from read_items([path])
     else:
         raise BadInput("unknown corpus type (expected .json, .jsonl[.gz] or .msgpack[.gz])", str(path))
 
 
 # -- scenarios ---------------------------------------------------------------------------------------
 def load_scenario(path: Path) -> Scenario:
+    return scenario_from_wire(_read_json(path), str(path), default_name=path.stem)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}", str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text: {exc.reason}", str(path)) from exc
     except json.JSONDecodeError as exc:
         raise BadInput(f"not valid JSON: {exc.msg}", f"{path}:{exc.lineno}") from exc
-    return scenario_from_wire(data, str(path), default_name=path.stem)
 
 
 def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") -> Scenario:

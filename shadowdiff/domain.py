@@ -5,11 +5,14 @@ The core never imports a domain. A domain is handed in (the CLI finds the DOGE o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .diff import Rules
 from .model import WireMap
+
+if TYPE_CHECKING:
+    from .records import LogItem
 
 
 class Domain:
@@ -35,3 +38,9 @@ class Domain:
     def describe_state(self, state: WireMap) -> str:
         """A one-line summary of a state for people (e.g. the phase and open orders)."""
         return f"{len(state)} fields"
+
+    def json_corpus(self, data: Any, where: str) -> Iterable[LogItem] | None:
+        """The replay items of a ``.json`` corpus file in a format of the domain's own (``data`` is the
+        parsed file), or None when it is not one (it is then read as a scenario). The DOGE domain reads
+        the bot's ``bot_runtime.json`` here; the core never imports a domain to know such formats."""
+        return None

@@ -209,9 +209,12 @@ class Replay:
             return
         raw_differs = auth is not None and not same_value(snap.state, mirror)
         sessions = self.shadow.sessions
-        sent = copy_state(snap.state if sessions else mirror)
+        # a saved file's raw state reaches even a whole-state shadow as it is: its first step then
+        # starts from the shadow's own reading of it
+        sent = copy_state(snap.state if sessions or (snap.raw and auth is not None) else mirror)
         self._submit(_Pending("open", slot.name, Open(slot.name, sent)))
-        if raw_differs and sessions and self.options.check_load:
+        if (raw_differs or snap.raw) and sessions and self.options.check_load and auth is not None:
+            self.result.counts["load_checks"] += 1
             self._check_load(slot)
 
     def _check_load(self, slot: _Slot) -> None:

@@ -30,6 +30,7 @@ from .errors import ShadowdiffError
 from .generate import Example, SearchOptions, SearchStats, Strategies, search
 from .model import Call, Event, Input, Scenario, WireMap
 from .reducer import Reducer, Step
+from .seeds import seed_note
 from .shrink import ShrinkHooks, ShrinkResult, shrink_scenario
 
 ExpectedFn = Callable[[WireMap, list[list[WireMap]], list[str]], WireMap]
@@ -202,7 +203,7 @@ def fuzz(
         text = (
             f"{what}found by shadowdiff fuzz --seed {options.seed} --mode {options.mode} (example "
             f"{example.index}); shrunk from {shrunk.steps_before} to {shrunk.steps_after} events"
-        )
+        ) + seed_note(example.scenario)
         scenario = reproducer_scenario(shrunk.shrunk, item, options.mode, text, oracle, expected)
         path = None
         if out_dir is not None:

@@ -7,6 +7,7 @@ The domain's wiring (reference reducer, reference executable, strategies, shrink
 from __future__ import annotations
 
 import importlib
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from .client import SubprocessReducer
-from .corpus import expand, load_scenario, read_items, scenario_items, write_scenario
+from .corpus import expand, load_scenario, read_items, scenario_items, use_domain, write_scenario
 from .engine import MODES, Replay
 from .errors import BadInput, ShadowdiffError, ShadowSetupError
 from .fuzz import (
@@ -66,6 +67,7 @@ def _wiring(
         argv = shlex.split(shadow)
     shown = " ".join([Path(argv[0]).name, *argv[1:]])
     domain = d.domain()
+    use_domain(domain)  # the domain's own corpus formats (bot_runtime.json) can be shrunk too
 
     def make() -> Reducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
@@ -153,6 +155,21 @@ def _common(fn: Any) -> Any:
 )
 @click.option("--note", default="", help="Text to put in each reproducer's shadowdiff.note.")
 @click.option(
+    "--from",
+    "from_paths",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Also start walks from the states in FILE (repeatable): a bot_runtime.json (every saved slot), "
+    "a recorded log (every snapshot), a scenario or a findings file. About half the walks start from "
+    "them; reproducers keep (a shrunk part of) the real pre-state, say so in their note, and are "
+    "written 0600.",
+)
+@click.option(
+    "--runtime-env",
+    type=click.Path(dir_okay=False),
+    help="TOML file of the bot's environment values for a bot_runtime.json given to --from.",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False),
@@ -169,8 +186,9 @@ def _common(fn: Any) -> Any:
 )
 def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode: str, deadline: float,
                  shrink_budget: float, quiet: bool, seed: int, examples: int, max_steps: int,
-                 time_budget: float, keep_going: bool, out_dir: str, note: str, report_path: str | None,
-                 html_path: str | None, junit_path: str | None) -> None:  # fmt: skip
+                 time_budget: float, keep_going: bool, out_dir: str, note: str, from_paths: tuple[str, ...],
+                 runtime_env: str | None, report_path: str | None, html_path: str | None,
+                 junit_path: str | None) -> None:  # fmt: skip
     """Generate state-guided scenarios until the shadow diverges from the authoritative reducer; shrink
     each new divergence and write it as a scenario file (fixture format, with an expected block).
 
@@ -180,6 +198,7 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
       shadowdiff fuzz --seed 7 --keep-going --time-budget 300 --out /tmp/found
       shadowdiff fuzz --shadow "./doge-core-exe --msgpack" --examples 500 --max-steps 20
       shadowdiff fuzz --mode free --shadow "python -m adapters.doge.pyserver --msgpack"
+      shadowdiff fuzz --from logs/bot_runtime.json --keep-going --time-budget 120
 
     \b
     Exit codes: 0 nothing found; 1 a divergence or shadow failure found (reproducers
@@ -187,6 +206,7 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     """
     try:
         d, oracle, shown = _wiring(shadow, authoritative, codec, deadline, mode)
+        strategies = _strategies(d, from_paths, runtime_env)
     except ShadowdiffError as exc:
         _fail(str(exc))
     options = FuzzOptions(seed, examples, max_steps, time_budget or None, keep_going, mode, shrink_budget)
@@ -203,9 +223,7 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     try:
         generator = d.default_authoritative(authoritative)
         hooks = d.shrink_hooks()
-        report = fuzz(
-            d.strategies(), oracle, options, generator, hooks, d.expected, text, Path(out_dir), show
-        )
+        report = fuzz(strategies, oracle, options, generator, hooks, d.expected, text, Path(out_dir), show)
         if report_path or html_path or junit_path:
             _write_reports(report, oracle, shown, seed, mode, codec, report_path, html_path, junit_path)
     except ShadowdiffError as exc:
@@ -218,6 +236,24 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
         f"{stats.elapsed_s:.1f}s, stopped: {stats.stopped}; {len(report.reproducers)} signature(s) found"
     )
     sys.exit(EXIT_FOUND if report.reproducers else EXIT_CLEAN)
+
+
+def _strategies(d: Any, from_paths: tuple[str, ...], runtime_env: str | None) -> Any:
+    """The domain's strategies, seeded with the states of the ``--from`` files when there are any (what
+    is written from then on is created 0600: those states may be production's)."""
+    if not from_paths:
+        return d.strategies()
+    from .seeds import SeededStrategies, seed_scenarios
+
+    domain = d.domain()
+    if runtime_env:
+        from adapters.doge.runtime import load_env
+
+        domain.runtime_env = load_env(runtime_env)
+    use_domain(domain)
+    seeds = seed_scenarios(from_paths, domain)
+    os.umask(0o077)
+    return SeededStrategies(d.strategies(), seeds)
 
 
 def _write_reports(report: FuzzReport, oracle: ReplayOracle, shown: str, seed: int, mode: str,
@@ -243,8 +279,12 @@ def scenarios_in(path: str) -> Iterator[Scenario]:
     needs cutting first, e.g. with ``replay --findings``)."""
     for file in expand([path]):
         if file.suffix == ".json":
-            yield load_scenario(file)
-            continue
+            try:
+                yield load_scenario(file)
+                continue
+            except BadInput:
+                if not any(isinstance(i, Snapshot) for i in read_items([file])):
+                    raise  # no domain reads it either (a domain's own format, e.g. bot_runtime.json)
         current: dict[str, tuple[WireMap, Context, list[Input]]] = {}
         order: list[str] = []
         for item in read_items([file]):
@@ -312,6 +352,11 @@ def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, co
         cases = list(scenarios_in(scenario))
     except ShadowdiffError as exc:
         _fail(str(exc))
+    from adapters.doge.runtime import holds_runtime, keep_private
+
+    private = holds_runtime([scenario])
+    if private:
+        keep_private()
     done: set[str] = set()
     try:
         for case in cases:
@@ -323,6 +368,11 @@ def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, co
                 done.add(sig)
                 result = shrink_scenario(case, sig, oracle, mode, d.shrink_hooks(), shrink_budget)
                 note = f"shrunk by shadowdiff shrink from {Path(scenario).name}"
+                if private:
+                    note += (
+                        "; its initial state is (a shrunk part of) a real saved state: it may hold real "
+                        "orders and txids, keep it private (shadowdiff uploads nothing)"
+                    )
                 rep_scenario = reproducer_scenario(result.shrunk, found[sig], mode, note, oracle, d.expected)
                 path = None
                 if out_path:

@@ -14,12 +14,14 @@ from .model import Context, Input, StepResult, WireMap
 
 @attrs.frozen
 class Snapshot:
-    """(Re)open a slot with a whole state. ``raw``: the state is as a file holds it, not normalised."""
+    """(Re)open a slot with a whole state. ``raw``: the state is as a file holds it, not normalised
+    (a saved runtime file): the shadow's loading of it is always checked against the authority's."""
 
     slot: str
     state: WireMap
     context: Context
     where: str = ""
+    raw: bool = False
 
 
 @attrs.frozen

@@ -66,6 +66,7 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
             "unchecked": result.unchecked,
             "interrupted": result.interrupted,
             "gap_dropped": result.counts.get("gap_dropped", 0),
+            "load_checks": result.counts.get("load_checks", 0),
             "elapsed_s": elapsed,
             "events_per_s": rate,
             "verdict": verdict(result),
@@ -103,6 +104,8 @@ def summary_lines(report: Mapping[str, Any], limit: int = 10) -> list[str]:
     ]
     if s["unchecked"]:
         lines.append(f"{'unchecked steps':<22}{s['unchecked']:>12,}")
+    if s.get("load_checks"):
+        lines.append(f"{'state loads checked':<22}{s['load_checks']:>12,}   (raw saved states)")
     if s["gap_dropped"]:
         lines.append(f"{'dropped by the tap':<22}{s['gap_dropped']:>12,}")
     lines.append(f"{'throughput':<22}{s['events_per_s']:>12,.0f} events/s   ({s['elapsed_s']:.2f} s)")

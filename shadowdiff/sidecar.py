@@ -73,6 +73,9 @@ class SidecarOptions:
     window: int = 256
     drain_seconds: float = 10.0
     synthetic: bool = False
+    # (key, name) pairs from the bot_runtime.json the bot starts from (tap.runtime_slot_names): sent to
+    # the tap in the hello answer, so it names the slots it meets from then on as the file does
+    slot_names: tuple[Any, ...] = ()
 
 
 def check_listen(address: str) -> tuple[str, Any]:
@@ -320,7 +323,10 @@ class Sidecar:
                 with self.lock:
                     self.counts["malformed"] += 1
                 return
-            send_frame(conn, packb({"ok": True, "snapshots": True}))
+            answer: dict[str, Any] = {"ok": True, "snapshots": True}
+            if self.options.slot_names:
+                answer["slot_names"] = [list(pair) for pair in self.options.slot_names]
+            send_frame(conn, packb(answer))
             while not self._stop_receiving.is_set():
                 try:
                     frame = recv_frame(conn, self.options.max_frame_bytes)

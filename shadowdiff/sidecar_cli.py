@@ -101,13 +101,27 @@ def register(group: click.Group) -> None:
 @click.option(
     "--drain-seconds", type=float, default=10.0, show_default=True, help="Bound on the drain at shutdown."
 )
+@click.option(
+    "--runtime", "runtime_file", type=click.Path(dir_okay=False),
+    help="The bot_runtime.json the bot starts from: taps name the slots they meet after connecting "
+    "'slot-<id> (<alias>)' as the file does (the tap's own --runtime names them from the start).",
+)  # fmt: skip
 def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | None, record_dir: str | None,
                     findings: str | None, rules: str | None, max_lag_bytes: int, rotate_bytes: int,
-                    rotate_seconds: float, deadline: float, drain_seconds: float) -> None:  # fmt: skip
+                    rotate_seconds: float, deadline: float, drain_seconds: float,
+                    runtime_file: str | None) -> None:  # fmt: skip
     """Receive a live tap's records, record them, and check them against the shadow until SIGTERM.
 
     Prints one JSON line when ready: {"listen", "http", "record"}.
     """
+    slot_names: tuple[Any, ...] = ()
+    if runtime_file:
+        from .tap import runtime_slot_names
+
+        try:
+            slot_names = tuple(runtime_slot_names(runtime_file))
+        except (OSError, ValueError) as exc:
+            _fail(f"{runtime_file}: cannot read slot names: {exc}")
     try:
         check_listen(listen)
         if http:
@@ -118,7 +132,7 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
             record_dir=Path(record_dir) if record_dir else Path(tempfile.mkdtemp(prefix="shadowdiff-live-")),
             http=http, findings=Path(findings) if findings else None, rules=_rules(rules),
             max_lag_bytes=max_lag_bytes, rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds,
-            drain_seconds=drain_seconds,
+            drain_seconds=drain_seconds, slot_names=slot_names,
         )  # fmt: skip
         sidecar = Sidecar(options)
         sidecar.start()

@@ -55,6 +55,7 @@ import functools
 import importlib
 import inspect
 import itertools
+import json
 import os
 import socket
 import struct
@@ -73,6 +74,7 @@ from .identity import IdentityWire
 ENV_SWITCH = "DOGE_CORE_SHADOW"
 ENV_ADDRESS = "SHADOWDIFF_TAP"
 ENV_EXIT_WAIT = "SHADOWDIFF_TAP_EXIT_WAIT"
+ENV_RUNTIME = "SHADOWDIFF_TAP_RUNTIME"  # the bot_runtime.json the bot starts from: slot names
 TAP_PROTOCOL = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 << 20
@@ -191,6 +193,7 @@ class RecordBuilder:
         self._by_post: dict[int, _Track] = {}
         self._signatures: dict[str, inspect.Signature] = {}
         self.counters: collections.Counter[str] = collections.Counter()
+        self.namer: Callable[[Any], str | None] | None = None  # a new slot's name from its first state
 
     def signature(self, name: str, fn: Callable[..., Any]) -> None:
         self._signatures[name] = inspect.signature(fn)
@@ -311,7 +314,7 @@ class RecordBuilder:
         if best is not None:
             self.counters["chain_breaks"] += 1
             return best
-        name = f"slot-{len(self.tracks)}"
+        name = (self.namer(pre) if self.namer is not None else None) or f"slot-{len(self.tracks)}"
         while name in self.tracks:
             name += "'"
         track = self.tracks[name] = _Track(name, pre, {})
@@ -558,6 +561,8 @@ class Tap:
         self._sock = sock
         self._backoff = 0.05
         self.counters["connects"] += 1
+        if reply.get("slot_names") and self.builder.namer is None:  # the sidecar knows the bot's file
+            self.builder.namer = _namer_from_pairs(reply["slot_names"])
         if reply.get("snapshots", True):
             self.builder.forget_delivery()
         snapshots = [_packb(r) for r in self.builder.resnapshot_all()] if reply.get("snapshots", True) else []
@@ -623,6 +628,12 @@ def install(
             options["exit_wait"] = float(os.environ[ENV_EXIT_WAIT])
     try:
         tap = Tap(module, address, **options)
+        runtime = os.environ.get(ENV_RUNTIME, "").strip()
+        if runtime:
+            try:
+                tap.builder.namer = _namer_from_pairs(runtime_slot_names(runtime))
+            except (OSError, ValueError) as exc:  # names only: the tap runs on with slot-N names
+                sys.stderr.write(f"shadowdiff.tap: {runtime}: slot names not read: {exc}\n")
         tap.start()
     except (ValueError, TypeError, AttributeError) as exc:
         sys.stderr.write(f"shadowdiff.tap: not installed: {exc}\n")
@@ -637,24 +648,74 @@ def uninstall(module: ModuleType) -> None:
         tap.uninstall()
 
 
+# -- slot names from the bot's bot_runtime.json ------------------------------------------------------------
+def _slot_key(values: Any) -> tuple[int, int, int, int] | None:
+    """What a slot's state still shows right after the bot loaded it from its file (reseeding and txid
+    binding do not change it): completed cycles, round trips, cycle_a, cycle_b."""
+
+    def get(key: str, default: Any) -> Any:
+        return values.get(key, default) if isinstance(values, Mapping) else getattr(values, key, default)
+
+    try:
+        cycles = list(get("completed_cycles", ()) or ())
+        if isinstance(values, Mapping):  # as from_dict reads a saved list: entries that are maps
+            cycles = [c for c in cycles if isinstance(c, Mapping)]
+        return len(cycles), int(get("total_round_trips", 0)), int(get("cycle_a", 1)), int(get("cycle_b", 1))
+    except (TypeError, ValueError):
+        return None
+
+
+def runtime_slot_names(path: str) -> list[tuple[list[int], str]]:
+    """(key, name) pairs for the slots of a bot_runtime.json: ``slot-<id>`` or ``slot-<id> (<alias>)``,
+    the names ``shadowdiff replay`` gives them; slots whose keys are not unique are left out."""
+    with open(path, encoding="utf-8") as stream:
+        data = json.load(stream)
+    slots = data.get("slots") if isinstance(data, dict) else None
+    if not isinstance(slots, dict):
+        raise ValueError("not a bot_runtime.json (no 'slots' object)")
+    aliases = data.get("slot_aliases") if isinstance(data.get("slot_aliases"), dict) else {}
+    keyed: dict[tuple[int, int, int, int], list[str]] = collections.defaultdict(list)
+    for sid, state in slots.items():
+        alias = str(aliases.get(str(sid)) or "").strip()
+        key = _slot_key(state) if isinstance(state, dict) else None
+        if key is not None:
+            keyed[key].append(f"slot-{sid} ({alias})" if alias else f"slot-{sid}")
+    return [(list(key), names[0]) for key, names in keyed.items() if len(names) == 1]
+
+
+def _namer_from_pairs(pairs: Any) -> Callable[[Any], str | None]:
+    table = {tuple(key): str(name) for key, name in pairs}
+
+    def namer(state: Any) -> str | None:
+        return table.get(_slot_key(state))  # type: ignore[arg-type]
+
+    return namer
+
+
 # -- python -m shadowdiff.tap ----------------------------------------------------------------------------
-USAGE = "usage: python -m shadowdiff.tap [--module NAME]... [--tap ADDR] (SCRIPT | -m MODULE) [ARGS...]"
+USAGE = (
+    "usage: python -m shadowdiff.tap [--module NAME]... [--tap ADDR] [--runtime BOT_RUNTIME_JSON] "
+    "(SCRIPT | -m MODULE) [ARGS...]"
+)
 
 
 def _parse_cli(argv: list[str]) -> tuple[list[str], str | None, str | None, str | None, list[str]]:
-    """Options up to the program to run; everything after it is the program's (like coverage run)."""
+    """Options up to the program to run; everything after it is the program's (like coverage run).
+    ``--runtime FILE`` (the bot_runtime.json the bot starts from) is passed on in SHADOWDIFF_TAP_RUNTIME."""
     modules: list[str] = []
     address = script = run_module = None
     i = 0
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
-        if name in ("--module", "--tap") and not eq:
+        if name in ("--module", "--tap", "--runtime") and not eq:
             if i + 1 >= len(argv):
                 raise ValueError(f"{name} needs a value")
             value, i = argv[i + 1], i + 1
         if name == "--module":
             modules.append(value)
+        elif name == "--runtime":
+            os.environ[ENV_RUNTIME] = value
         elif name == "--tap":
             address = value
         elif arg == "-m":

@@ -727,6 +727,10 @@ MUTANT_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "s2_kept_after_fill": transition(S2, fill(1, 99.0)),
     "entry_pct_b_ignored": transition(B_STALE, price(100.0), {"entry_pct_b": 0.5}, 2000.0),
     "backoff_off_by_one": transition(dict(B_STALE, consecutive_losses_b=3), price(100.0), None, 2000.0),
+    # a bot's long history: 32 cycles held, one more booked
+    "history_capped": transition(
+        {**S1A, "completed_cycles": [{"trade_id": "A", "cycle": i} for i in range(1, 33)]}, fill(1, 99.0)
+    ),
 }
 
 FAILURE_CASES: dict[str, tuple[str, dict[str, Any]]] = {

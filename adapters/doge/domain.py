@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shadowdiff.domain import Domain
 from shadowdiff.model import WireMap
+
+if TYPE_CHECKING:
+    from shadowdiff.records import LogItem
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_MODULE = "adapters.doge.reference.state_machine"
@@ -39,6 +42,14 @@ class DogeDomain(Domain):
     action_types = ACTION_TYPES
     call_functions = ("apply_order_regime_at_entry",)
     hot_path_events = frozenset({"FillEvent", "TimerTick", "PriceTick"})
+    # the bot's environment for runtime files (adapters/doge/runtime.py load_env); None: read the
+    # process environment when a file is read
+    runtime_env: Mapping[str, Any] | None = None
+
+    def json_corpus(self, data: Any, where: str) -> Iterable[LogItem] | None:
+        from .runtime import is_runtime, runtime_items
+
+        return runtime_items(data, where, self.runtime_env) if is_runtime(data) else None
 
     def event_type_of(self, payload: Mapping[str, Any]) -> str | None:
         keys = set(payload)

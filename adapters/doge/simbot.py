@@ -278,6 +278,32 @@ def write_log(path: str | Path, events: int, *, seed: int = 1, slots: int = 3) -
     return writer.records
 
 
+ALIASES = ("wow", "such", "much", "very", "many", "so")
+
+
+def write_runtime(path: str | Path, bot: SimBot, legacy: bool = False) -> int:
+    """Save the bot's slots as the real bot saves ``logs/bot_runtime.json`` (DOGE_REDUCER.md section 8;
+    slot ids 0, 1, ..., aliases from the bot's pool); ``legacy``: as an older bot wrote it (the newer
+    state keys missing, adapters/doge/runtime.py ``LEGACY_DROPPED``). Written atomically, 0600 (it is
+    what a real bot's file is: orders and txids). The number of slots."""
+    import os
+
+    from .runtime import runtime_document
+
+    states = {str(i): bot.sm.to_dict(slot.state) for i, slot in enumerate(bot.slots)}
+    aliases = {str(i): ALIASES[i % len(ALIASES)] for i in range(len(bot.slots))}
+    sticky = {str(i): i % 3 == 2 for i in range(len(bot.slots))}
+    document = runtime_document(states, CONFIG, bot.now + 30.0, aliases, sticky, legacy)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(target.name + ".tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(document, out, indent=1)  # Python's defaults, as the bot: Infinity travels bare
+    os.replace(scratch, target)
+    return len(states)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.doge.simbot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -293,12 +319,20 @@ def main(argv: list[str] | None = None) -> int:
         "--log", metavar="FILE", help="instead: write a recorded-outcome log of --events calls"
     )
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument(
+        "--runtime-out", metavar="FILE", help="also save the slots at the end as logs/bot_runtime.json"
+    )
+    parser.add_argument(
+        "--runtime-legacy", action="store_true", help="save it as an older bot did (newer keys missing)"
+    )
     args = parser.parse_args(argv)
     if args.log:
         records = write_log(args.log, args.events, seed=args.seed, slots=args.slots)
         print(json.dumps({"log": args.log, "records": records}))
         return 0
     bot = run(args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module)
+    if args.runtime_out:
+        write_runtime(args.runtime_out, bot, args.runtime_legacy)
     print(json.dumps(bot.summary(), sort_keys=True))
     sys.stdout.flush()
     return 0

@@ -53,6 +53,10 @@ data Mutant
                            --   Exposed by PriceTick(price == some order.price).
   | GarbageNonAsciiTxid    -- failure: writes non-msgpack bytes to stdout on a fill whose txid is not ASCII.
                            --   Exposed by FillEvent / RecoveryFillEvent with txid "TX-\x00e9".
+  | HistoryCapped          -- completed_cycles kept as a bounded history: a booking drops the oldest
+                           --   record once 32 are held. Exposed by a booking on a state with >= 32
+                           --   completed cycles: a bot that has run a while (a bot_runtime.json), never a
+                           --   synthetic state (<= 3 cycles) within a short walk.
   deriving (Eq, Show, Enum, Bounded)
 
 -- | name, category, description
@@ -82,6 +86,7 @@ catalogue =
   , (CrashHugeInt, "crash_huge_int", "failure", "process dies on a state integer >= 2^63 (Int64 port assumption)")
   , (HangPriceAtOrder, "hang_price_at_order", "failure", "loops forever on a PriceTick at exactly an open order's price")
   , (GarbageNonAsciiTxid, "garbage_non_ascii_txid", "failure", "writes non-msgpack bytes to stdout on a fill with a non-ASCII txid")
+  , (HistoryCapped, "history_capped", "history", "completed_cycles keeps only the latest 32 bookings (needs a real state with a long history)")
   ]
 
 mutantName :: Mutant -> String

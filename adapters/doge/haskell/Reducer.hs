@@ -180,6 +180,7 @@ data Exitish = Exitish { xTrade :: Text, xCycle :: Integer, xVolume :: Double, x
 bookCycle :: Exitish -> Double -> Double -> Double -> Bool -> Red Double
 bookCycle x px fx t fromRec = do
   swapped <- isMut QuoteFeeSwappedRecovery
+  capped <- isMut HistoryCapped
   let trade = xTrade x
       gross = if isA trade then (xEntryPrice x - px) * xVolume x else (px - xEntryPrice x) * xVolume x
       ef = xEntryFee x
@@ -192,7 +193,8 @@ bookCycle x px fx t fromRec = do
                   , yVolume = xVolume x, yGross = gross, yFees = fees, yNet = net, yEntryFee = ef
                   , yExitFee = fx, yQuoteFee = quote, ySettled = settled, yEntryTime = xEntryTime x
                   , yExitTime = t, yFromRecovery = fromRec, yRegime = xRegime x }
-  modSt $ \s -> s { sCycles = sCycles s Seq.|> rec, sTotalProfit = sTotalProfit s + net
+      keep cs = if capped && Seq.length cs > 32 then Seq.drop (Seq.length cs - 32) cs else cs
+  modSt $ \s -> s { sCycles = keep (sCycles s Seq.|> rec), sTotalProfit = sTotalProfit s + net
                   , sTotalSettled = sTotalSettled s + settled, sTotalFees = sTotalFees s + fx
                   , sTodayLoss = if net < 0 then sTodayLoss s + abs net else sTodayLoss s
                   , sRoundTrips = sRoundTrips s + 1 }
