@@ -314,10 +314,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--slots", type=int, default=3)
     parser.add_argument("--module", default=DEFAULT_MODULE, help="upstream-compatible reducer module")
-    parser.add_argument("--slot-hints", action=argparse.BooleanOptionalAction, default=False,
-                        help="name each slot to the tap with tap.slot (default: off, the tap infers them)")
-    parser.add_argument("--identical-slots", action="store_true",
-                        help="every slot from the same start, same seed and the same event objects")
+    parser.add_argument(
+        "--slot-hints",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="name each slot to the tap with tap.slot (default: off, the tap infers them)",
+    )
+    parser.add_argument(
+        "--identical-slots",
+        action="store_true",
+        help="every slot from the same start, same seed and the same event objects",
+    )
     parser.add_argument(
         "--log", metavar="FILE", help="instead: write a recorded-outcome log of --events calls"
     )
@@ -327,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         records = write_log(args.log, args.events, seed=args.seed, slots=args.slots)
         print(json.dumps({"log": args.log, "records": records}))
         return 0
-    bot = run(args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module,
-              args.identical_slots)
+    bot = run(
+        args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module, args.identical_slots
+    )
     print(json.dumps(bot.summary(), sort_keys=True))
     sys.stdout.flush()
     return 0
