@@ -15,6 +15,12 @@ from types import ModuleType
 from typing import Any
 
 
+def _weak(value: Any) -> bool:
+    """A value any fresh state may share with any other: no evidence of where a state came from."""
+    kind = type(value)
+    return value is None or kind in (bool, int, str, bytes) or (kind is tuple and not value)
+
+
 def same_value(a: Any, b: Any) -> bool:
     return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
 
@@ -120,26 +126,43 @@ class IdentityWire:
                 sets[name] = new
         return make_delta(sets, appends)
 
-    def kinship(self, pre: Any, known: Any) -> int:
-        """How much ``pre`` shares with ``known`` by identity (tuple items, non-default floats).
+    def evidence(self, pre: Any, known: Any, origin: Any) -> dict[int, int]:
+        """What ``pre`` holds of a slot's last state ``known`` by identity: {id(object): weight}.
 
-        O(fields), never O(history): a tuple that is not the very same object is sampled at its two
-        ends (a patch replaces a few items and keeps the rest), so a long history costs nothing."""
+        Only objects a slot could have made count, never what any fresh state may share: None, bools,
+        ints, strings and empty tuples are skipped, and a scalar field counts only when the slot got it
+        after it was first seen (``origin`` is that first state), so a config float every fresh state
+        copies is no evidence. A non-empty tuple held as is weighs 4 (a slot's history, its orders); a
+        tuple rebuilt outside the reducer (a txid bound) weighs 2 if its first or last item is the very
+        same object, or a copy of it sharing at least two of its fields (prices, volumes, times; not
+        zeros or the field's default, which every fresh item shares); any
+        other object held as is weighs 1. The caller drops objects several slots hold (ambiguous).
+        O(fields), never O(history): only the two ends of a tuple are looked at."""
         if type(pre) is not type(known):
-            return 0
-        score = 0
-        defaults = self._defaults.get(type(pre)) or {}
+            return {}
+        out: dict[int, int] = {}
         for name in self.fields(pre):
             a = getattr(pre, name)
+            if _weak(a):
+                continue
             b = getattr(known, name)
-            if isinstance(a, tuple) and isinstance(b, tuple):
-                if a is b:
-                    score += len(a)
-                elif a and b:
-                    score += (a[0] is b[0]) + (a[-1] is b[-1])
-            elif isinstance(a, float) and a is b and not same_value(a, defaults.get(name)):
-                score += 1
-        return score
+            if a is b:
+                if isinstance(a, tuple):
+                    out[id(a)] = 4
+                elif a is not getattr(origin, name, None):
+                    out.setdefault(id(a), 1)
+            elif isinstance(a, tuple) and isinstance(b, tuple) and b:
+                for x, y in ((a[0], b[0]), (a[-1], b[-1])):
+                    if x is y:
+                        if not _weak(x):
+                            out[id(x)] = 2
+                    elif type(x) is type(y) and dataclasses.is_dataclass(x):
+                        defaults = self._defaults[type(x)]
+                        shared = [id(v) for f in self.fields(x) if (v := getattr(x, f)) is getattr(y, f)
+                                  and not _weak(v) and v != 0.0 and v is not defaults.get(f)]  # fmt: skip
+                        if len(shared) >= 2:
+                            out[shared[0]] = 2
+        return out
 
     def config(self, cfg: Any) -> dict[str, Any]:
         if isinstance(cfg, Mapping):

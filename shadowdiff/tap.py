@@ -30,10 +30,20 @@ What happens where:
 Which slot a call belongs to (the bot calls ``transition`` per slot without naming it):
 
 1. the name set with ``with tap.slot("name"):`` on the calling thread/task (a contextvar), if any;
-2. else the slot whose previous post-state *is* the pre-state (the identity chain);
-3. else the known slot sharing the most objects with the pre-state by identity (tuple items, and
-   float fields not at their default): the bot changed that slot outside the reducer;
-4. else a new slot, named ``slot-N`` in order of appearance.
+2. else the name the ``slot_key`` function returns for the call's arguments (``--slot-key
+   module:function``; called on the tap's thread, never the bot's; None or an error: go on);
+3. else the slot whose previous post-state *is* the pre-state (the identity chain);
+4. else, unless the pre-state is the very state another slot started from (a start shared by several
+   slots), the known slot the pre-state holds *strong evidence* of (``IdentityWire.evidence``): that
+   slot's own non-empty tuples (history, orders) by identity, items of them or copies of those items
+   sharing their prices and volumes, and scalars the slot acquired after it started; never None,
+   bools, ints, strings, empty tuples, zeros, defaults, or what the slot started with (a config float
+   copied into every fresh state), and never an object several slots hold. One scalar alone is not
+   enough. The bot changed that slot outside the reducer: a ``patch``;
+5. else a new slot, named ``slot-N`` in order of appearance.
+
+So slots whose states are equal in value stay apart (identity, not value, decides), and a chain break
+costs O(slots x fields), never O(history); the chain itself is one dict lookup.
 
 Attribution only names things: whichever slot a pre-state is given to, the records carry it exactly
 (a patch from that slot's last state, or a snapshot), so the sidecar always checks the bot's real
@@ -171,6 +181,9 @@ class _Track:
     context: dict[str, Any]
     cfg: Any = None
     needs_snapshot: bool = True
+    origin: Any = None  # the state the slot was first seen with (kept, so identities stay valid)
+    active: int = 0  # when the slot last had a call (the builder's call count)
+    patches: int = 0
 
 
 TRANSITION, CALL = 0, 1
@@ -183,12 +196,20 @@ class RecordBuilder:
     queued it. Socket-free, so the simulated bot's log generator builds its records with this very code.
     """
 
-    def __init__(self, module: ModuleType, check_invariants: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        module: ModuleType,
+        check_invariants: Callable[..., Any] | None = None,
+        slot_key: Callable[..., Any] | None = None,
+    ) -> None:
         self.module = module
         self.wire = IdentityWire(module)
         self.check_invariants = check_invariants or module.check_invariants
+        self.slot_key = slot_key
         self.tracks: dict[str, _Track] = {}
         self._by_post: dict[int, _Track] = {}
+        self._by_origin: dict[int, _Track] = {}
+        self._calls = 0
         self._signatures: dict[str, inspect.Signature] = {}
         self.counters: collections.Counter[str] = collections.Counter()
 
@@ -197,8 +218,8 @@ class RecordBuilder:
 
     def open(self, name: str, state: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         """Declare a slot with its state and context; its snapshot record (for a header, say)."""
-        track = self.tracks[name] = _Track(name, state, dict(context))
-        self._set_post(track, state)
+        track = self._new_track(name, state)
+        track.context = dict(context)
         return self.snapshot(track, state)
 
     def records_for(self, item: tuple[Any, ...], deliver: bool = True) -> list[dict[str, Any]]:
@@ -217,6 +238,8 @@ class RecordBuilder:
             names = list(bound.arguments)
         pre = params[0]
         post = result[0] if kind == TRANSITION else result
+        if hint is None and self.slot_key is not None:
+            hint = self._key(args, kwargs)
         track = self._track_for(hint, pre)
         out: list[dict[str, Any]] = []
         context_change = None
@@ -234,6 +257,7 @@ class RecordBuilder:
             if delta:
                 out.append({"kind": "patch", "slot": track.name, "delta": delta})
                 self.counters["patches"] += 1
+                track.patches += 1
         if kind == TRANSITION:
             record: dict[str, Any] = {
                 "kind": "step",
@@ -294,28 +318,61 @@ class RecordBuilder:
         track.context.update(change)
         return None if track.needs_snapshot else change
 
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        assert self.slot_key is not None
+        try:
+            name = self.slot_key(*args, **kwargs)
+        except Exception:  # a bad key names nothing: the call is attributed as if there were no key
+            self.counters["slot_key_errors"] += 1
+            return None
+        return None if name is None else str(name)
+
     def _track_for(self, hint: str | None, pre: Any) -> _Track:
+        self._calls += 1
         if hint is not None:
             track = self.tracks.get(hint)
             if track is None:
-                track = self.tracks[hint] = _Track(hint, pre, {})
+                track = self._new_track(hint, pre)
+            track.active = self._calls
             return track
         track = self._by_post.get(id(pre))
-        if track is not None and track.post is pre:
+        if track is not None and track.post is pre:  # the identity chain
+            track.active = self._calls
             return track
-        best, score = None, 0
-        for candidate in self.tracks.values():
-            got = self.wire.kinship(pre, candidate.post)
-            if got > score:
-                best, score = candidate, got
-        if best is not None:
-            self.counters["chain_breaks"] += 1
-            return best
+        self.counters["chain_breaks"] += 1
+        started = self._by_origin.get(id(pre))
+        if started is None or started.origin is not pre:  # a start given to a second slot is new
+            track = self._attribute(pre)
+            if track is not None:
+                track.active = self._calls
+                return track
         name = f"slot-{len(self.tracks)}"
         while name in self.tracks:
             name += "'"
-        track = self.tracks[name] = _Track(name, pre, {})
-        self._set_post(track, pre)
+        track = self._new_track(name, pre)
+        track.active = self._calls
+        return track
+
+    def _attribute(self, pre: Any) -> _Track | None:
+        """The known slot ``pre`` holds strong evidence of (wire.evidence), objects only it holds."""
+        found = [(t, self.wire.evidence(pre, t.post, t.origin)) for t in self.tracks.values()]
+        found = [(t, e) for t, e in found if e]
+        if not found:
+            return None
+        if len(found) > 1:  # an object several slots hold says nothing about which one this is
+            seen = collections.Counter(key for _, e in found for key in e)
+            found = [(t, {k: w for k, w in e.items() if seen[k] == 1}) for t, e in found]
+        best, score = None, 1  # one scalar alone is not enough
+        for track, got in found:
+            total = sum(got.values())
+            if total > score or (total == score and best is not None and track.active > best.active):
+                best, score = track, total
+        return best
+
+    def _new_track(self, name: str, state: Any) -> _Track:
+        track = self.tracks[name] = _Track(name, state, {}, origin=state)
+        self._by_origin[id(state)] = track
+        self._set_post(track, state)
         return track
 
     def _set_post(self, track: _Track, post: Any) -> None:
