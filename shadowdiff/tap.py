@@ -9,6 +9,15 @@ pulling in the engine (no attrs-heavy modules, numpy, hypothesis or click).
 
     python -m shadowdiff.tap [--module doge_core] [--tap unix:/path] SCRIPT [ARGS...]
     python -m shadowdiff.tap --module state_machine -m package.bot [ARGS...]
+    python -m shadowdiff.tap --slot-key mybot.keys:slot_of SCRIPT [ARGS...]
+
+Naming slots: a bot that can, wraps its per-slot calls in ``with tap.slot(name):`` (a contextvar read,
+the only cost on the bot's thread); a bot whose state carries an id needs no change:
+``--slot-key module:function`` (or ``SHADOWDIFF_TAP_SLOT_KEY``) names a function that receives each
+call's arguments exactly as the bot passed them (``transition(state, event, cfg, size, sizes)``,
+``apply_order_regime_at_entry(state, local_id, regime)``) and returns the slot's name, or None to let
+the tap infer it. It runs on the tap's thread after the call, so it must depend on its arguments only.
+Without either, the tap infers the slots (below).
 
 What happens where:
 
@@ -83,6 +92,7 @@ from .identity import IdentityWire
 ENV_SWITCH = "DOGE_CORE_SHADOW"
 ENV_ADDRESS = "SHADOWDIFF_TAP"
 ENV_EXIT_WAIT = "SHADOWDIFF_TAP_EXIT_WAIT"
+ENV_SLOT_KEY = "SHADOWDIFF_TAP_SLOT_KEY"
 TAP_PROTOCOL = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 << 20
@@ -398,6 +408,7 @@ class Tap:
         connect_timeout: float = 1.0,
         send_timeout: float = 2.0,
         cpu_share: float = 0.5,
+        slot_key: Callable[..., Any] | None = None,
     ) -> None:
         parse_address(address)
         # the sender shares the bot's GIL: past this share of wall time it sleeps, so a bot running flat
@@ -417,7 +428,7 @@ class Tap:
         self._queue_drops = itertools.count()  # next() is atomic: safe from any bot thread
         self._invariant_calls = itertools.count()
         self._originals: dict[str, Callable[..., Any]] = {}
-        self.builder = RecordBuilder(module, module.check_invariants)
+        self.builder = RecordBuilder(module, module.check_invariants, slot_key)
         self._sock: socket.socket | None = None
         self._next_attempt = 0.0
         self._backoff = 0.05
@@ -679,13 +690,34 @@ def install(
         with contextlib.suppress(ValueError):
             options["exit_wait"] = float(os.environ[ENV_EXIT_WAIT])
     try:
+        if "slot_key" not in options and os.environ.get(ENV_SLOT_KEY, "").strip():
+            options["slot_key"] = load_function(os.environ[ENV_SLOT_KEY].strip())
         tap = Tap(module, address, **options)
         tap.start()
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
         sys.stderr.write(f"shadowdiff.tap: not installed: {exc}\n")
         return None
     _installed[id(module)] = tap
     return tap
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """``package.module:function`` (dots after the colon reach attributes); ValueError naming why not."""
+    module_name, sep, qualname = spec.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"not module:function: {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{spec}: cannot import {module_name}: {exc}") from None
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ValueError(f"{spec}: {module_name} has no {qualname}")
+    if not callable(target):
+        raise ValueError(f"{spec}: not a function")
+    fn: Callable[..., Any] = target
+    return fn
 
 
 def uninstall(module: ModuleType) -> None:
@@ -695,34 +727,59 @@ def uninstall(module: ModuleType) -> None:
 
 
 # -- python -m shadowdiff.tap ----------------------------------------------------------------------------
-USAGE = "usage: python -m shadowdiff.tap [--module NAME]... [--tap ADDR] (SCRIPT | -m MODULE) [ARGS...]"
+USAGE = (
+    "usage: python -m shadowdiff.tap [--module NAME]... [--tap ADDR] [--slot-key MODULE:FUNCTION]"
+    " (SCRIPT | -m MODULE) [ARGS...]"
+)
 
 
-def _parse_cli(argv: list[str]) -> tuple[list[str], str | None, str | None, str | None, list[str]]:
+@dataclasses.dataclass
+class _Cli:
+    """The options of ``python -m shadowdiff.tap``; one field per option (see ``_OPTIONS``)."""
+
+    module: list[str] = dataclasses.field(default_factory=list)
+    tap: str | None = None
+    slot_key: str | None = None
+    script: str | None = None
+    run_module: str | None = None
+    rest: list[str] = dataclasses.field(default_factory=list)
+
+
+# option -> (field of _Cli, repeatable); every option takes one value, as --opt V or --opt=V
+_OPTIONS: dict[str, tuple[str, bool]] = {
+    "--module": ("module", True),
+    "--tap": ("tap", False),
+    "--slot-key": ("slot_key", False),
+}
+
+
+def _parse_cli(argv: list[str]) -> _Cli:
     """Options up to the program to run; everything after it is the program's (like coverage run)."""
-    modules: list[str] = []
-    address = script = run_module = None
+    cli = _Cli()
     i = 0
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
-        if name in ("--module", "--tap") and not eq:
-            if i + 1 >= len(argv):
-                raise ValueError(f"{name} needs a value")
-            value, i = argv[i + 1], i + 1
-        if name == "--module":
-            modules.append(value)
-        elif name == "--tap":
-            address = value
+        if name in _OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"{name} needs a value")
+                value, i = argv[i + 1], i + 1
+            field, repeatable = _OPTIONS[name]
+            if repeatable:
+                getattr(cli, field).append(value)
+            else:
+                setattr(cli, field, value)
         elif arg == "-m":
             if i + 1 >= len(argv):
                 raise ValueError("-m needs a module name")
-            return modules, address, None, argv[i + 1], argv[i + 2 :]
+            cli.run_module, cli.rest = argv[i + 1], argv[i + 2 :]
+            return cli
         elif arg.startswith("-"):
             raise ValueError(f"unknown option {arg}")
         else:
-            script = arg
-            return modules, address, script, run_module, argv[i + 1 :]
+            cli.script, cli.rest = arg, argv[i + 1 :]
+            return cli
         i += 1
     raise ValueError("name a SCRIPT or -m MODULE")
 
@@ -741,35 +798,42 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE + "\n\n" + (main.__doc__ or ""))
         return 0
     try:
-        modules, address, script, run_module, rest = _parse_cli(args)
-        if address:
-            parse_address(address)
+        cli = _parse_cli(args)
+        if cli.tap:
+            parse_address(cli.tap)
     except ValueError as exc:
         sys.stderr.write(f"{USAGE}\nshadowdiff.tap: error: {exc}\n")
         return 2
-    if address:
-        os.environ[ENV_ADDRESS] = address
+    if cli.tap:
+        os.environ[ENV_ADDRESS] = cli.tap
     os.environ.setdefault(ENV_SWITCH, "1")
-    if run_module is not None:
-        sys.argv = [run_module, *rest]
+    if cli.run_module is not None:
+        sys.argv = [cli.run_module, *cli.rest]
         sys.path.insert(0, os.getcwd())
     else:
-        assert script is not None
-        sys.argv = [script, *rest]
-        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    for name in modules or ["doge_core", "state_machine"]:
+        assert cli.script is not None
+        sys.argv = [cli.script, *cli.rest]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(cli.script)))
+    options: dict[str, Any] = {}
+    if cli.slot_key:
+        try:  # resolved once the program's directory is importable: the key may live next to it
+            options["slot_key"] = load_function(cli.slot_key)
+        except ValueError as exc:
+            sys.stderr.write(f"shadowdiff.tap: error: --slot-key {exc}\n")
+            return 2
+    for name in cli.module or ["doge_core", "state_machine"]:
         try:
             module = importlib.import_module(name)
         except ImportError:
-            if modules:
+            if cli.module:
                 sys.stderr.write(f"shadowdiff.tap: cannot import {name}\n")
                 return 2
             continue
-        install(module)
-    if run_module is not None:
-        runpy.run_module(run_module, run_name="__main__", alter_sys=True)
+        install(module, **options)
+    if cli.run_module is not None:
+        runpy.run_module(cli.run_module, run_name="__main__", alter_sys=True)
     else:
-        runpy.run_path(str(script), run_name="__main__")
+        runpy.run_path(str(cli.script), run_name="__main__")
     return 0
 
 
