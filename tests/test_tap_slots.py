@@ -159,7 +159,8 @@ def test_patch_bytes_do_not_grow_with_history() -> None:
 
 
 def _fifths(records: list[Record]) -> tuple[dict[str, int], dict[str, int]]:
-    """Bytes (msgpack), transitions and the largest patch over the first and the last fifth of the calls."""
+    """Bytes (msgpack, snapshots aside), transitions and the largest patch over the first and the last
+    fifth of the calls."""
     calls = sum(r["kind"] in ("step", "call") for r in records)
     fifth = calls // 5
     first = {"bytes": 0, "transitions": 0, "max_patch": 0}
@@ -171,7 +172,7 @@ def _fifths(records: list[Record]) -> tuple[dict[str, int], dict[str, int]]:
         if record["kind"] in ("step", "call"):
             seen += 1
         part = first if seen <= fifth else last if seen > calls - fifth else None
-        if part is None or (record["kind"] == "snapshot" and seen == 0):
+        if part is None or record["kind"] == "snapshot":  # one per slot, counted apart
             continue
         size = len(packb(record))
         part["bytes"] += size
@@ -338,7 +339,7 @@ def test_live_distinct_slots_flat_bytes_per_transition(tmp_path: Path) -> None:
     assert sorted(counts) == ["slot-0", "slot-1", "slot-2"]
     assert all(c["snapshot"] == 1 for c in counts.values())
     first, last = _fifths(records)
-    assert first["transitions"] == last["transitions"] > 1000
+    assert first["transitions"] == last["transitions"] > 300
     assert last["max_patch"] <= 2 * max(first["max_patch"], 200)
     assert last["bytes"] / last["transitions"] <= 1.5 * first["bytes"] / first["transitions"]
 
