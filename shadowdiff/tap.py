@@ -790,6 +790,13 @@ def main(argv: list[str] | None = None) -> int:
     Running under the tap is the opt-in, so DOGE_CORE_SHADOW defaults to 1 here; DOGE_CORE_SHADOW=0
     still disables it (the runbook's safe disable). Without --module, ``doge_core`` and
     ``state_machine`` are tapped, whichever the program can import.
+
+    Slots: the tap infers which slot each reducer call belongs to by identity. A program that can name
+    them wraps its per-slot calls in ``with shadowdiff.tap.slot(name):``; one that cannot be changed
+    but whose state carries an id gets ``--slot-key module:function`` (also SHADOWDIFF_TAP_SLOT_KEY):
+    the function receives each call's arguments as the bot passed them and returns the slot's name
+    (None: infer it). It is imported before the program runs (a bad one exits 2) and called on the
+    tap's thread, never the bot's.
     """
     import runpy
 
