@@ -43,12 +43,13 @@ Which slot a call belongs to (the bot calls ``transition`` per slot without nami
    module:function``; called on the tap's thread, never the bot's; None or an error: go on);
 3. else the slot whose previous post-state *is* the pre-state (the identity chain);
 4. else, unless the pre-state is the very state another slot started from (a start shared by several
-   slots), the known slot the pre-state holds *strong evidence* of (``IdentityWire.evidence``): that
-   slot's own non-empty tuples (history, orders) by identity, items of them or copies of those items
-   sharing their prices and volumes, and scalars the slot acquired after it started; never None,
-   bools, ints, strings, empty tuples, zeros, defaults, or what the slot started with (a config float
-   copied into every fresh state), and never an object several slots hold. One scalar alone is not
-   enough. The bot changed that slot outside the reducer: a ``patch``;
+   slots), the known slot the pre-state holds the most *strong evidence* of (``IdentityWire.evidence``):
+   that slot's own non-empty tuples (history, orders) by identity, the items at their ends, the
+   fields of those items (prices, volumes, times: what a rebuilt copy still shares), and scalars the
+   slot acquired after it started; never None, bools, ints, strings, empty tuples, zeros, defaults,
+   or what the slot started with (a config float copied into every fresh state), and never an object
+   several slots hold (events shared by identical slots). One scalar alone is not enough. The bot
+   changed that slot outside the reducer: a ``patch``;
 5. else a new slot, named ``slot-N`` in order of appearance.
 
 So slots whose states are equal in value stay apart (identity, not value, decides), and a chain break
@@ -192,6 +193,7 @@ class _Track:
     cfg: Any = None
     needs_snapshot: bool = True
     origin: Any = None  # the state the slot was first seen with (kept, so identities stay valid)
+    origin_values: tuple[Any, ...] = ()
     active: int = 0  # when the slot last had a call (the builder's call count)
     patches: int = 0
 
@@ -365,8 +367,9 @@ class RecordBuilder:
 
     def _attribute(self, pre: Any) -> _Track | None:
         """The known slot ``pre`` holds strong evidence of (wire.evidence), objects only it holds."""
-        found = [(t, self.wire.evidence(pre, t.post, t.origin)) for t in self.tracks.values()]
-        found = [(t, e) for t, e in found if e]
+        tracks = list(self.tracks.values())
+        evidence = self.wire.evidence(pre, [(t.post, t.origin_values) for t in tracks])
+        found = [(t, e) for t, e in zip(tracks, evidence, strict=True) if e]
         if not found:
             return None
         if len(found) > 1:  # an object several slots hold says nothing about which one this is
@@ -380,7 +383,9 @@ class RecordBuilder:
         return best
 
     def _new_track(self, name: str, state: Any) -> _Track:
-        track = self.tracks[name] = _Track(name, state, {}, origin=state)
+        track = self.tracks[name] = _Track(
+            name, state, {}, origin=state, origin_values=self.wire.values(state)
+        )
         self._by_origin[id(state)] = track
         self._set_post(track, state)
         return track
