@@ -201,8 +201,7 @@ class IdentityWire:
                     for key in items:
                         got[key] = 2
                     for fields in copies:
-                        for key in fields:
-                            got.setdefault(key, 1)
+                        got.update(dict.fromkeys(fields.difference(got), 1))
                     continue
                 if not isinstance(b, tuple) or not b:
                     continue
@@ -211,8 +210,7 @@ class IdentityWire:
                         got[id(y)] = 2  # and its fields below: other slots' copies of it share some
                     ys = set(map(id, self.values(y)))
                     for fields in copies:  # a copy of one of pre's items: its fields, each on its own
-                        for key in fields.intersection(ys):
-                            got.setdefault(key, 1)
+                        got.update(dict.fromkeys(fields.intersection(ys).difference(got), 1))
         return out
 
     def config(self, cfg: Any) -> dict[str, Any]:

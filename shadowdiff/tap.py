@@ -372,12 +372,12 @@ class RecordBuilder:
         found = [(t, e) for t, e in zip(tracks, evidence, strict=True) if e]
         if not found:
             return None
-        if len(found) > 1:  # an object several slots hold says nothing about which one this is
-            seen = collections.Counter(key for _, e in found for key in e)
-            found = [(t, {k: w for k, w in e.items() if seen[k] == 1}) for t, e in found]
+        seen: collections.Counter[int] = collections.Counter()
+        for _, got in found:
+            seen.update(got.keys())  # an object several slots hold says nothing about which one this is
         best, score = None, 1  # one scalar alone is not enough
         for track, got in found:
-            total = sum(got.values())
+            total = sum(w for k, w in got.items() if seen[k] == 1) if len(found) > 1 else sum(got.values())
             if total > score or (total == score and best is not None and track.active > best.active):
                 best, score = track, total
         return best
