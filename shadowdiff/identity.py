@@ -153,7 +153,8 @@ class IdentityWire:
         ``known``, {id(object): weight}.
 
         Only objects a slot could have made count, never what any fresh state may share: None, bools,
-        ints, strings and empty tuples are skipped, and a scalar field the slot started with (``origin
+        ints, strings, empty tuples, zeros and field defaults are skipped, and a scalar field the slot
+        started with (``origin
         values``: its first state's) weighs 0, so a config float every fresh state copies is no
         evidence. A non-empty tuple held as is weighs 4 (a slot's history, its orders); an item at
         either end of a tuple weighs 2; a field of such an item (a price, a volume, a time; not zeros or
@@ -163,7 +164,9 @@ class IdentityWire:
         hold (shared events, ambiguous). O(fields) per slot, never O(history): only the two ends of a
         tuple are looked at."""
         values = self.values(pre)
-        strong = {id(a): i for i, a in enumerate(values) if not _weak(a)}
+        marks = self._default_values.get(type(pre), ())
+        strong = {id(a): i for i, a in enumerate(values)
+                  if not _weak(a) and a is not marks[i] and a != 0.0}  # fmt: skip
         if not strong:
             return [{} for _ in known]
         # the tuples' two ends, and the fields of those items a copy of them would share
