@@ -154,9 +154,8 @@ class IdentityWire:
 
         Only objects a slot could have made count, never what any fresh state may share: None, bools,
         ints, strings, empty tuples, zeros and field defaults are skipped, and a scalar field the slot
-        started with (``origin
-        values``: its first state's) weighs 0, so a config float every fresh state copies is no
-        evidence. A non-empty tuple held as is weighs 4 (a slot's history, its orders); an item at
+        started with (``origin values``: its first state's) weighs 0, so a config float every fresh
+        state copies is no evidence. A non-empty tuple held as is weighs 4 (a slot's history, its orders); an item at
         either end of a tuple weighs 2; a field of such an item (a price, a volume, a time; not zeros or
         the field's default) found in the slot's item at either end of the same tuple weighs 1, which
         is what a tuple rebuilt outside the reducer (a txid bound) still shares; any other scalar held
