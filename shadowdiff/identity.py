@@ -155,13 +155,13 @@ class IdentityWire:
         Only objects a slot could have made count, never what any fresh state may share: None, bools,
         ints, strings, empty tuples, zeros and field defaults are skipped, and a scalar field the slot
         started with (``origin values``: its first state's) weighs 0, so a config float every fresh
-        state copies is no evidence. A non-empty tuple held as is weighs 4 (a slot's history, its orders); an item at
-        either end of a tuple weighs 2; a field of such an item (a price, a volume, a time; not zeros or
-        the field's default) found in the slot's item at either end of the same tuple weighs 1, which
-        is what a tuple rebuilt outside the reducer (a txid bound) still shares; any other scalar held
-        as is weighs 1. Every object a slot holds is listed, so the caller can drop those several slots
-        hold (shared events, ambiguous). O(fields) per slot, never O(history): only the two ends of a
-        tuple are looked at."""
+        state copies is no evidence. A non-empty tuple held as is weighs 4 (a slot's history, its
+        orders); an item at either end of a tuple weighs 2; a field of such an item (a price, a volume,
+        a time; not zeros or the field's default) found in the slot's item at either end of the same
+        tuple weighs 1, which is what a tuple rebuilt outside the reducer (a txid bound) still shares;
+        any other scalar held as is weighs 1. Every object a slot holds is listed, so the caller can
+        drop those several slots hold (shared events, ambiguous). O(fields) per slot, never
+        O(history): only the two ends of a tuple are looked at."""
         values = self.values(pre)
         marks = self._default_values.get(type(pre), ())
         strong = {id(a): i for i, a in enumerate(values)

@@ -82,7 +82,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -104,14 +104,33 @@ _MARK = "__shadowdiff_tap__"
 _slot_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("shadowdiff_tap_slot", default=None)
 
 
-@contextlib.contextmanager
-def slot(name: str) -> Iterator[None]:
-    """Name the slot of every reducer call made inside the block (this thread or task only)."""
-    token = _slot_var.set(str(name))
-    try:
-        yield
-    finally:
-        _slot_var.reset(token)
+class _SlotName:
+    """``with tap.slot(name):`` (a plain class: a third of a generator-based context manager's cost)."""
+
+    __slots__ = ("name", "token")
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)
+        self.token: contextvars.Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = _slot_var.set(self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _slot_var.reset(self.token)
+            self.token = None
+
+
+def slot(name: str) -> _SlotName:
+    """Name the slot of every reducer call made inside the block (this thread or asyncio task only):
+
+        with tap.slot("slot-3"):
+            state, actions = state_machine.transition(state, event, cfg, size)
+
+    Works whether or not a tap is installed (it only sets a contextvar, a fraction of a microsecond),
+    so a bot can name its slots unconditionally; nested blocks name the innermost slot."""
+    return _SlotName(name)
 
 
 # -- addresses -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +372,45 @@ def test_live_n_slots_make_n_snapshots(tmp_path: Path, slots: int) -> None:
     counts = per_slot(records)
     assert sorted(counts) == [f"slot-{i}" for i in range(slots)]
     assert [c["snapshot"] for c in counts.values()] == [1] * slots
+
+
+def test_tap_slot_names_the_innermost_block_on_this_thread_only() -> None:
+    assert tap._slot_var.get() is None
+    with tap.slot("a"):
+        assert tap._slot_var.get() == "a"
+        seen: list[str | None] = []
+        other = threading.Thread(target=lambda: seen.append(tap._slot_var.get()))
+        other.start()
+        other.join()
+        assert seen == [None]  # another thread names its own slots
+        with pytest.raises(RuntimeError), tap.slot(7):  # type: ignore[arg-type]
+            assert tap._slot_var.get() == "7"
+            raise RuntimeError("the bot's own error passes through")
+        assert tap._slot_var.get() == "a"
+    assert tap._slot_var.get() is None
+
+
+def test_tap_slot_names_reach_the_records_through_a_wrapped_module() -> None:
+    """Installed on a module, the wrapper reads the name on the bot's thread and the records carry it."""
+    module = types.ModuleType("hinted_reducer")
+    module.transition = sm.transition  # type: ignore[attr-defined]
+    module.check_invariants = sm.check_invariants  # type: ignore[attr-defined]
+    installed = tap.install(module, "tcp:127.0.0.1:9", force=True, exit_wait=0.2)
+    assert installed is not None
+    try:
+        cfg = sm.EngineConfig(**simbot.CONFIG)
+        state = sm.bootstrap_entries(_fresh(0.12, simbot.START), cfg, 4.0)[0]
+        tick = sm.PriceTick(price=0.12, timestamp=simbot.START + 60)
+        with tap.slot("pair-DOGEUSD#2"):
+            post, _ = module.transition(state, tick, cfg, 4.0, None)
+        assert post == sm.transition(state, tick, cfg, 4.0, None)[0]
+        queued = list(installed._queue)
+    finally:
+        tap.uninstall(module)
+    assert queued and queued[0][2] == "pair-DOGEUSD#2"
+    builder = tap.RecordBuilder(sm)
+    records = builder.records_for(queued[0])
+    assert [(r["kind"], r["slot"]) for r in records] == [
+        ("snapshot", "pair-DOGEUSD#2"),
+        ("step", "pair-DOGEUSD#2"),
+    ]
