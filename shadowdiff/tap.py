@@ -53,7 +53,10 @@ Which slot a call belongs to (the bot calls ``transition`` per slot without nami
 5. else a new slot, named ``slot-N`` in order of appearance.
 
 So slots whose states are equal in value stay apart (identity, not value, decides), and a chain break
-costs O(slots x fields), never O(history); the chain itself is one dict lookup.
+costs O(slots x fields), never O(history); the chain itself is one dict lookup. What identity cannot
+tell apart, name: a slot created mid-run from the very event objects that a *single* other slot just
+stepped with (two or more make them ambiguous) joins that slot, and two slots handed one state object
+that the reducer then returns unchanged are one chain.
 
 Attribution only names things: whichever slot a pre-state is given to, the records carry it exactly
 (a patch from that slot's last state, or a snapshot), so the sidecar always checks the bot's real
