@@ -148,20 +148,21 @@ class IdentityWire:
         out: tuple[Any, ...] = getter(value)
         return out
 
-    def evidence(self, pre: Any, known: list[tuple[Any, tuple[Any, ...]]]) -> list[dict[int, int]]:
-        """What ``pre`` holds of each slot's last state by identity: per ``(post, origin values)`` of
-        ``known``, {id(object): weight}.
+    def evidence(self, pre: Any, known: list[tuple[Any, tuple[Any, ...], set[int]]]) -> list[dict[int, int]]:
+        """What ``pre`` holds of each slot's last state by identity: per ``(post, origin values,
+        copied)`` of ``known``, {id(object): weight}.
 
         Only objects a slot could have made count, never what any fresh state may share: None, bools,
-        ints, strings, empty tuples, zeros and field defaults are skipped, and a scalar field the slot
-        started with (``origin values``: its first state's) weighs 0, so a config float every fresh
-        state copies is no evidence. A non-empty tuple held as is weighs 4 (a slot's history, its
-        orders); an item at either end of a tuple weighs 2; a field of such an item (a price, a volume,
-        a time; not zeros or the field's default) found in the slot's item at either end of the same
-        tuple weighs 1, which is what a tuple rebuilt outside the reducer (a txid bound) still shares;
-        any other scalar held as is weighs 1. Every object a slot holds is listed, so the caller can
-        drop those several slots hold (shared events, ambiguous). O(fields) per slot, never
-        O(history): only the two ends of a tuple are looked at."""
+        ints, strings, empty tuples, zeros and field defaults are skipped, and a scalar the slot
+        started with (``origin values``: its first state's) or one in ``copied`` (ids of its recent
+        events' fields, which the reducer copies into states) weighs 0, so a config float every fresh
+        state copies, or an event's price, is no evidence. A non-empty tuple held as is weighs 4 (a
+        slot's history, its orders); an item at either end of a tuple weighs 2; a field of such an
+        item (a price, a volume, a time; not zeros or the field's default) found in the slot's item at
+        either end of the same tuple weighs 1, which is what a tuple rebuilt outside the reducer (a
+        txid bound) still shares; any other scalar held as is weighs 1. Every object a slot holds is
+        listed, so the caller can drop those several slots hold (shared events, ambiguous). O(fields)
+        per slot, never O(history): only the two ends of a tuple are looked at."""
         values = self.values(pre)
         marks = self._default_values.get(type(pre), ())
         strong = {id(a): i for i, a in enumerate(values)
@@ -184,7 +185,7 @@ class IdentityWire:
                 ends.append((i, a, items, copies))
         cls = type(pre)
         out: list[dict[int, int]] = []
-        for post, origin in known:
+        for post, origin, copied in known:
             got: dict[int, int] = {}
             out.append(got)
             if type(post) is not cls:
@@ -195,8 +196,10 @@ class IdentityWire:
                 a = values[i]
                 if isinstance(a, tuple):
                     got[key] = 4
-                else:  # what the slot started with weighs nothing, but other slots see it is shared
-                    got[key] = 1 if i >= len(origin) or a is not origin[i] else 0
+                else:  # what the slot started with or copied from an event weighs nothing (listed, so
+                    # other slots see it is shared)
+                    started = i < len(origin) and a is origin[i]
+                    got[key] = 0 if started or key in copied else 1
             for i, a, items, copies in ends:
                 b = theirs[i]
                 if b is a:  # the slot holds these items and their fields too (seen by the ambiguity test)
@@ -204,6 +207,7 @@ class IdentityWire:
                         got[key] = 2
                     for fields in copies:
                         got.update(dict.fromkeys(fields.difference(got), 1))
+                        got.update(dict.fromkeys(fields.intersection(copied), 0))
                     continue
                 if not isinstance(b, tuple) or not b:
                     continue
@@ -212,7 +216,9 @@ class IdentityWire:
                         got[id(y)] = 2  # and its fields below: other slots' copies of it share some
                     ys = set(map(id, self.values(y)))
                     for fields in copies:  # a copy of one of pre's items: its fields, each on its own
-                        got.update(dict.fromkeys(fields.intersection(ys).difference(got), 1))
+                        common = fields.intersection(ys)
+                        got.update(dict.fromkeys(common.difference(got), 1))
+                        got.update(dict.fromkeys(common.intersection(copied), 0))
         return out
 
     def config(self, cfg: Any) -> dict[str, Any]:

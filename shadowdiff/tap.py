@@ -47,16 +47,16 @@ Which slot a call belongs to (the bot calls ``transition`` per slot without nami
    that slot's own non-empty tuples (history, orders) by identity, the items at their ends, the
    fields of those items (prices, volumes, times: what a rebuilt copy still shares), and scalars the
    slot acquired after it started; never None, bools, ints, strings, empty tuples, zeros, defaults,
-   or what the slot started with (a config float copied into every fresh state), and never an object
-   several slots hold (events shared by identical slots). One scalar alone is not enough. The bot
-   changed that slot outside the reducer: a ``patch``;
+   what the slot started with (a config float copied into every fresh state) or copied from its
+   recent events, and never an object several slots hold (events shared by identical slots). One
+   scalar alone is not enough. The bot changed that slot outside the reducer: a ``patch``;
 5. else a new slot, named ``slot-N`` in order of appearance.
 
 So slots whose states are equal in value stay apart (identity, not value, decides), and a chain break
-costs O(slots x fields), never O(history); the chain itself is one dict lookup. What identity cannot
-tell apart, name: a slot created mid-run from the very event objects that a *single* other slot just
-stepped with (two or more make them ambiguous) joins that slot, and two slots handed one state object
-that the reducer then returns unchanged are one chain.
+costs O(slots x fields), never O(history); the chain itself is one dict lookup. What the reducer copied
+from a slot's last four events (a price, a time) weighs nothing either: a slot created mid-run from
+the very event objects another slot just stepped with is a new slot. What identity cannot tell apart,
+name: two slots handed one state object that the reducer then returns unchanged are one chain.
 
 Attribution only names things: whichever slot a pre-state is given to, the records carry it exactly
 (a patch from that slot's last state, or a snapshot), so the sidecar always checks the bot's real
@@ -216,6 +216,9 @@ class _Track:
     needs_snapshot: bool = True
     origin: Any = None  # the state the slot was first seen with (kept, so identities stay valid)
     origin_values: tuple[Any, ...] = ()
+    # the slot's last few events: what the reducer copied from them (a price, a time) every slot
+    # stepped with the same event objects holds too, so it is no evidence of this one
+    events: collections.deque[Any] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=4))
     active: int = 0  # when the slot last had a call (the builder's call count)
     patches: int = 0
 
@@ -280,6 +283,7 @@ class RecordBuilder:
         if kind == TRANSITION:
             sizes = params[4] if len(params) > 4 else None
             context_change = self._context_change(track, params[2], params[3], sizes)
+            track.events.append(params[1])
         if not deliver:
             track.needs_snapshot = True
             self._set_post(track, post)
@@ -390,7 +394,8 @@ class RecordBuilder:
     def _attribute(self, pre: Any) -> _Track | None:
         """The known slot ``pre`` holds strong evidence of (wire.evidence), objects only it holds."""
         tracks = list(self.tracks.values())
-        evidence = self.wire.evidence(pre, [(t.post, t.origin_values) for t in tracks])
+        known = [(t.post, t.origin_values, self._event_ids(t)) for t in tracks]
+        evidence = self.wire.evidence(pre, known)
         found = [(t, e) for t, e in zip(tracks, evidence, strict=True) if e]
         if not found:
             return None
@@ -403,6 +408,12 @@ class RecordBuilder:
             if total > score or (total == score and best is not None and track.active > best.active):
                 best, score = track, total
         return best
+
+    def _event_ids(self, track: _Track) -> set[int]:
+        out: set[int] = set()
+        for event in track.events:
+            out.update(map(id, self.wire.values(event)))
+        return out
 
     def _new_track(self, name: str, state: Any) -> _Track:
         track = self.tracks[name] = _Track(

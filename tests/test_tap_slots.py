@@ -416,12 +416,13 @@ def test_tap_slot_names_reach_the_records_through_a_wrapped_module() -> None:
     ]
 
 
-def test_a_slot_added_mid_run_from_the_events_the_others_share_is_a_new_slot() -> None:
+@pytest.mark.parametrize("before", [1, 2])
+def test_a_slot_added_mid_run_from_the_events_the_others_share_is_a_new_slot(before: int) -> None:
     """Slots stepped with one event object each minute; a slot added later is built from that event's
-    own price and time objects (what every other slot also holds now): still a new slot."""
+    own price and time objects (what the other slots hold now, copied by the reducer): a new slot."""
     cfg = sm.EngineConfig(**simbot.CONFIG)
     builder = tap.RecordBuilder(sm)
-    states = [sm.bootstrap_entries(_fresh(0.12, simbot.START), cfg, 4.0)[0] for _ in range(2)]
+    states = [sm.bootstrap_entries(_fresh(0.12, simbot.START), cfg, 4.0)[0] for _ in range(before)]
     seq = 0
     for minute in range(1, 40):
         tick = sm.PriceTick(price=0.12 * (1 + 0.0005 * minute), timestamp=simbot.START + 60.0 * minute)
@@ -434,4 +435,4 @@ def test_a_slot_added_mid_run_from_the_events_the_others_share_is_a_new_slot() -
             states[i], records = _step(builder, states[i], tick, cfg, seq)
             assert records[-1]["slot"] == f"slot-{i}"
             seq += 1
-    assert len(builder.tracks) == 3 and builder.counters["patches"] == 0
+    assert len(builder.tracks) == before + 1 and builder.counters["patches"] == 0
