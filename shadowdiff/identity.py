@@ -10,9 +10,21 @@ in-process adapter, and the codec's whole-state path.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
+
+_NO_DEFAULT = object()
+
+
+_WEAK_TYPES = frozenset({bool, int, str, bytes, type(None)})
+
+
+def _weak(value: Any) -> bool:
+    """A value any fresh state may share with any other: no evidence of where a state came from."""
+    kind = type(value)
+    return kind in _WEAK_TYPES or (kind is tuple and not value)
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -55,6 +67,8 @@ class IdentityWire:
         self.module = module
         self._fields: dict[type, tuple[str, ...]] = {}
         self._defaults: dict[type, dict[str, Any]] = {}
+        self._getters: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+        self._default_values: dict[type, tuple[Any, ...]] = {}
         self.generic_ok: bool | None = None
 
     def fields(self, value: Any) -> tuple[str, ...]:
@@ -120,26 +134,92 @@ class IdentityWire:
                 sets[name] = new
         return make_delta(sets, appends)
 
-    def kinship(self, pre: Any, known: Any) -> int:
-        """How much ``pre`` shares with ``known`` by identity (tuple items, non-default floats).
+    def values(self, value: Any) -> tuple[Any, ...]:
+        """A dataclass's field values in field order (one C call), () for anything else."""
+        getter = self._getters.get(type(value))
+        if getter is None:
+            names = self.fields(value)
+            if not names:
+                return ()
+            defaults = self._defaults[type(value)]
+            self._default_values[type(value)] = tuple(defaults.get(n, _NO_DEFAULT) for n in names)
+            many = operator.attrgetter(*names)
+            getter = self._getters[type(value)] = many if len(names) > 1 else lambda v: (many(v),)
+        out: tuple[Any, ...] = getter(value)
+        return out
 
-        O(fields), never O(history): a tuple that is not the very same object is sampled at its two
-        ends (a patch replaces a few items and keeps the rest), so a long history costs nothing."""
-        if type(pre) is not type(known):
-            return 0
-        score = 0
-        defaults = self._defaults.get(type(pre)) or {}
-        for name in self.fields(pre):
-            a = getattr(pre, name)
-            b = getattr(known, name)
-            if isinstance(a, tuple) and isinstance(b, tuple):
-                if a is b:
-                    score += len(a)
-                elif a and b:
-                    score += (a[0] is b[0]) + (a[-1] is b[-1])
-            elif isinstance(a, float) and a is b and not same_value(a, defaults.get(name)):
-                score += 1
-        return score
+    def evidence(self, pre: Any, known: list[tuple[Any, tuple[Any, ...], set[int]]]) -> list[dict[int, int]]:
+        """What ``pre`` holds of each slot's last state by identity: per ``(post, origin values,
+        copied)`` of ``known``, {id(object): weight}.
+
+        Only objects a slot could have made count, never what any fresh state may share: None, bools,
+        ints, strings, empty tuples, zeros and field defaults are skipped, and a scalar the slot
+        started with (``origin values``: its first state's) or one in ``copied`` (ids of its recent
+        events' fields, which the reducer copies into states) weighs 0, so a config float every fresh
+        state copies, or an event's price, is no evidence. A non-empty tuple held as is weighs 4 (a
+        slot's history, its orders); an item at either end of a tuple weighs 2; a field of such an
+        item (a price, a volume, a time; not zeros or the field's default) found in the slot's item at
+        either end of the same tuple weighs 1, which is what a tuple rebuilt outside the reducer (a
+        txid bound) still shares; any other scalar held as is weighs 1. Every object a slot holds is
+        listed, so the caller can drop those several slots hold (shared events, ambiguous). O(fields)
+        per slot, never O(history): only the two ends of a tuple are looked at."""
+        values = self.values(pre)
+        marks = self._default_values.get(type(pre), ())
+        strong = {id(a): i for i, a in enumerate(values)
+                  if not _weak(a) and a is not marks[i] and a != 0.0}  # fmt: skip
+        if not strong:
+            return [{} for _ in known]
+        # the tuples' two ends, and the fields of those items a copy of them would share
+        ends: list[tuple[int, Any, set[int], list[set[int]]]] = []
+        for i in strong.values():
+            a = values[i]
+            if isinstance(a, tuple):
+                items = {id(x) for x in (a[0], a[-1]) if not _weak(x)}
+                copies = []
+                for x in {id(x): x for x in (a[0], a[-1])}.values():
+                    xs = self.values(x)
+                    if xs:
+                        marks = self._default_values[type(x)]
+                        copies.append({id(v) for v, d in zip(xs, marks, strict=True)
+                                       if v is not d and not _weak(v) and v != 0.0})  # fmt: skip
+                ends.append((i, a, items, copies))
+        cls = type(pre)
+        out: list[dict[int, int]] = []
+        for post, origin, copied in known:
+            got: dict[int, int] = {}
+            out.append(got)
+            if type(post) is not cls:
+                continue
+            theirs = self.values(post)
+            for key in strong.keys() & set(map(id, theirs)):  # held as is (C set operations)
+                i = strong[key]
+                a = values[i]
+                if isinstance(a, tuple):
+                    got[key] = 4
+                else:  # what the slot started with or copied from an event weighs nothing (listed, so
+                    # other slots see it is shared)
+                    started = i < len(origin) and a is origin[i]
+                    got[key] = 0 if started or key in copied else 1
+            for i, a, items, copies in ends:
+                b = theirs[i]
+                if b is a:  # the slot holds these items and their fields too (seen by the ambiguity test)
+                    for key in items:
+                        got[key] = 2
+                    for fields in copies:
+                        got.update(dict.fromkeys(fields.difference(got), 1))
+                        got.update(dict.fromkeys(fields.intersection(copied), 0))
+                    continue
+                if not isinstance(b, tuple) or not b:
+                    continue
+                for y in (b[0], b[-1]):
+                    if id(y) in items:
+                        got[id(y)] = 2  # and its fields below: other slots' copies of it share some
+                    ys = set(map(id, self.values(y)))
+                    for fields in copies:  # a copy of one of pre's items: its fields, each on its own
+                        common = fields.intersection(ys)
+                        got.update(dict.fromkeys(common.difference(got), 1))
+                        got.update(dict.fromkeys(common.intersection(copied), 0))
+        return out
 
     def config(self, cfg: Any) -> dict[str, Any]:
         if isinstance(cfg, Mapping):

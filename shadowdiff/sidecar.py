@@ -54,6 +54,8 @@ BOT_KEYS = (
     "transition_divergences", "invariant_divergences", "shadow_failures", "last_divergence_kind",
     "last_divergence_event", "last_shadow_error",
 )  # fmt: skip
+MAX_STATUS_SLOTS = 256  # /api/status lists at most this many slots (a tap naming thousands is the alarm)
+SLOT_COLUMNS = (("snapshot", "snapshots"), ("patch", "patches"), ("step", "steps"), ("call", "calls"))
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
 
@@ -196,6 +198,7 @@ class Sidecar:
         self.bot.update(enabled=True, executable_available=False, last_divergence_kind=None,
                         last_divergence_event=None, last_shadow_error=None)  # fmt: skip
         self.clusters: dict[str, dict[str, Any]] = {}
+        self.slot_counts: dict[str, collections.Counter[str]] = {}  # slot -> records received, by kind
         self._last_step: tuple[str, int] | None = None
         self._stop = threading.Event()
         self._stop_receiving = threading.Event()
@@ -350,6 +353,9 @@ class Sidecar:
         unpacker.feed(frame)
         good: list[tuple[dict[str, Any], bytes]] = []
         counts: collections.Counter[str] = collections.Counter()
+        by_slot: collections.defaultdict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
         start = 0
         while True:
             try:
@@ -374,6 +380,8 @@ class Sidecar:
             elif kind == "gap":
                 counts["dropped_by_tap"] += int(record.get("dropped", 0))
             counts[f"records_{kind}"] += 1
+            if kind in ("snapshot", "patch", "step", "call"):
+                by_slot[record["slot"]][kind] += 1
             good.append((record, raw))
             if kind == "snapshot":  # later records of this frame may name the slot
                 self.log.append(good)
@@ -382,6 +390,8 @@ class Sidecar:
             self.log.append(good)
         with self.lock:
             self.counts.update(counts)
+            for name, kinds in by_slot.items():
+                self.slot_counts.setdefault(name, collections.Counter()).update(kinds)
 
     # -- checking ------------------------------------------------------------------------------------
     def _new_checker(self, first: bool = False) -> bool:
@@ -600,6 +610,11 @@ class Sidecar:
             counts = dict(self.counts)
             clusters = sorted(self.clusters.values(), key=lambda c: (-c["count"], c["signature"]))
             recent = sorted(_copy(self.recent))
+            slots = {
+                name: {plural: kinds[kind] for kind, plural in SLOT_COLUMNS}
+                for name, kinds in sorted(self.slot_counts.items())[:MAX_STATUS_SLOTS]
+            }
+            slot_count = len(self.slot_counts)
         return {
             "mode": "sidecar",
             "version": __version__,
@@ -628,6 +643,10 @@ class Sidecar:
                 "latency_ms": {"p50": _quantile(recent, 0.5) * 1000, "p99": _quantile(recent, 0.99) * 1000},
             },
             "taps": {"connected": len(self._connections), "connections": counts.get("tap_connections", 0)},
+            # the slots the taps named, with what each received: one snapshot per slot and patches only
+            # where the bot changed a state outside the reducer; a slot per call, or one slot with
+            # patches on every other call, is a tap attributing calls to the wrong slot
+            "slots": {"count": slot_count, "listed": len(slots), "by_slot": slots},
             "record": {
                 "dir": str(self.options.record_dir),
                 "files": len(self.log.files),

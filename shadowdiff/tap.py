@@ -9,6 +9,15 @@ pulling in the engine (no attrs-heavy modules, numpy, hypothesis or click).
 
     python -m shadowdiff.tap [--module doge_core] [--tap unix:/path] SCRIPT [ARGS...]
     python -m shadowdiff.tap --module state_machine -m package.bot [ARGS...]
+    python -m shadowdiff.tap --slot-key mybot.keys:slot_of SCRIPT [ARGS...]
+
+Naming slots: a bot that can, wraps its per-slot calls in ``with tap.slot(name):`` (a contextvar read,
+the only cost on the bot's thread); a bot whose state carries an id needs no change:
+``--slot-key module:function`` (or ``SHADOWDIFF_TAP_SLOT_KEY``) names a function that receives each
+call's arguments exactly as the bot passed them (``transition(state, event, cfg, size, sizes)``,
+``apply_order_regime_at_entry(state, local_id, regime)``) and returns the slot's name, or None to let
+the tap infer it. It runs on the tap's thread after the call, so it must depend on its arguments only.
+Without either, the tap infers the slots (below).
 
 What happens where:
 
@@ -30,10 +39,24 @@ What happens where:
 Which slot a call belongs to (the bot calls ``transition`` per slot without naming it):
 
 1. the name set with ``with tap.slot("name"):`` on the calling thread/task (a contextvar), if any;
-2. else the slot whose previous post-state *is* the pre-state (the identity chain);
-3. else the known slot sharing the most objects with the pre-state by identity (tuple items, and
-   float fields not at their default): the bot changed that slot outside the reducer;
-4. else a new slot, named ``slot-N`` in order of appearance.
+2. else the name the ``slot_key`` function returns for the call's arguments (``--slot-key
+   module:function``; called on the tap's thread, never the bot's; None or an error: go on);
+3. else the slot whose previous post-state *is* the pre-state (the identity chain);
+4. else, unless the pre-state is the very state another slot started from (a start shared by several
+   slots), the known slot the pre-state holds the most *strong evidence* of (``IdentityWire.evidence``):
+   that slot's own non-empty tuples (history, orders) by identity, the items at their ends, the
+   fields of those items (prices, volumes, times: what a rebuilt copy still shares), and scalars the
+   slot acquired after it started; never None, bools, ints, strings, empty tuples, zeros, defaults,
+   what the slot started with (a config float copied into every fresh state) or copied from its
+   recent events, and never an object several slots hold (events shared by identical slots). One
+   scalar alone is not enough. The bot changed that slot outside the reducer: a ``patch``;
+5. else a new slot, named ``slot-N`` in order of appearance.
+
+So slots whose states are equal in value stay apart (identity, not value, decides), and a chain break
+costs O(slots x fields), never O(history); the chain itself is one dict lookup. What the reducer copied
+from a slot's last four events (a price, a time) weighs nothing either: a slot created mid-run from
+the very event objects another slot just stepped with is a new slot. What identity cannot tell apart,
+name: two slots handed one state object that the reducer then returns unchanged are one chain.
 
 Attribution only names things: whichever slot a pre-state is given to, the records carry it exactly
 (a patch from that slot's last state, or a snapshot), so the sidecar always checks the bot's real
@@ -63,7 +86,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -75,6 +98,7 @@ ENV_SWITCH = "DOGE_CORE_SHADOW"
 ENV_ADDRESS = "SHADOWDIFF_TAP"
 ENV_EXIT_WAIT = "SHADOWDIFF_TAP_EXIT_WAIT"
 ENV_RUNTIME = "SHADOWDIFF_TAP_RUNTIME"  # the bot_runtime.json the bot starts from: slot names
+ENV_SLOT_KEY = "SHADOWDIFF_TAP_SLOT_KEY"
 TAP_PROTOCOL = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 << 20
@@ -85,14 +109,33 @@ _MARK = "__shadowdiff_tap__"
 _slot_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("shadowdiff_tap_slot", default=None)
 
 
-@contextlib.contextmanager
-def slot(name: str) -> Iterator[None]:
-    """Name the slot of every reducer call made inside the block (this thread or task only)."""
-    token = _slot_var.set(str(name))
-    try:
-        yield
-    finally:
-        _slot_var.reset(token)
+class _SlotName:
+    """``with tap.slot(name):`` (a plain class: a third of a generator-based context manager's cost)."""
+
+    __slots__ = ("name", "token")
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)
+        self.token: contextvars.Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = _slot_var.set(self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _slot_var.reset(self.token)
+            self.token = None
+
+
+def slot(name: str) -> _SlotName:
+    """Name the slot of every reducer call made inside the block (this thread or asyncio task only):
+
+        with tap.slot("slot-3"):
+            state, actions = state_machine.transition(state, event, cfg, size)
+
+    Works whether or not a tap is installed (it only sets a contextvar, a fraction of a microsecond),
+    so a bot can name its slots unconditionally; nested blocks name the innermost slot."""
+    return _SlotName(name)
 
 
 # -- addresses -----------------------------------------------------------------------------------------
@@ -173,6 +216,13 @@ class _Track:
     context: dict[str, Any]
     cfg: Any = None
     needs_snapshot: bool = True
+    origin: Any = None  # the state the slot was first seen with (kept, so identities stay valid)
+    origin_values: tuple[Any, ...] = ()
+    # the slot's last few events: what the reducer copied from them (a price, a time) every slot
+    # stepped with the same event objects holds too, so it is no evidence of this one
+    events: collections.deque[Any] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=4))
+    active: int = 0  # when the slot last had a call (the builder's call count)
+    patches: int = 0
 
 
 TRANSITION, CALL = 0, 1
@@ -185,12 +235,20 @@ class RecordBuilder:
     queued it. Socket-free, so the simulated bot's log generator builds its records with this very code.
     """
 
-    def __init__(self, module: ModuleType, check_invariants: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        module: ModuleType,
+        check_invariants: Callable[..., Any] | None = None,
+        slot_key: Callable[..., Any] | None = None,
+    ) -> None:
         self.module = module
         self.wire = IdentityWire(module)
         self.check_invariants = check_invariants or module.check_invariants
+        self.slot_key = slot_key
         self.tracks: dict[str, _Track] = {}
         self._by_post: dict[int, _Track] = {}
+        self._by_origin: dict[int, _Track] = {}
+        self._calls = 0
         self._signatures: dict[str, inspect.Signature] = {}
         self.counters: collections.Counter[str] = collections.Counter()
         self.namer: Callable[[Any], str | None] | None = None  # a new slot's name from its first state
@@ -200,8 +258,8 @@ class RecordBuilder:
 
     def open(self, name: str, state: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         """Declare a slot with its state and context; its snapshot record (for a header, say)."""
-        track = self.tracks[name] = _Track(name, state, dict(context))
-        self._set_post(track, state)
+        track = self._new_track(name, state)
+        track.context = dict(context)
         return self.snapshot(track, state)
 
     def records_for(self, item: tuple[Any, ...], deliver: bool = True) -> list[dict[str, Any]]:
@@ -220,12 +278,15 @@ class RecordBuilder:
             names = list(bound.arguments)
         pre = params[0]
         post = result[0] if kind == TRANSITION else result
+        if hint is None and self.slot_key is not None:
+            hint = self._key(args, kwargs)
         track = self._track_for(hint, pre)
         out: list[dict[str, Any]] = []
         context_change = None
         if kind == TRANSITION:
             sizes = params[4] if len(params) > 4 else None
             context_change = self._context_change(track, params[2], params[3], sizes)
+            track.events.append(params[1])
         if not deliver:
             track.needs_snapshot = True
             self._set_post(track, post)
@@ -237,6 +298,7 @@ class RecordBuilder:
             if delta:
                 out.append({"kind": "patch", "slot": track.name, "delta": delta})
                 self.counters["patches"] += 1
+                track.patches += 1
         if kind == TRANSITION:
             record: dict[str, Any] = {
                 "kind": "step",
@@ -297,28 +359,71 @@ class RecordBuilder:
         track.context.update(change)
         return None if track.needs_snapshot else change
 
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        assert self.slot_key is not None
+        try:
+            name = self.slot_key(*args, **kwargs)
+        except Exception:  # a bad key names nothing: the call is attributed as if there were no key
+            self.counters["slot_key_errors"] += 1
+            return None
+        return None if name is None else str(name)
+
     def _track_for(self, hint: str | None, pre: Any) -> _Track:
+        self._calls += 1
         if hint is not None:
             track = self.tracks.get(hint)
             if track is None:
-                track = self.tracks[hint] = _Track(hint, pre, {})
+                track = self._new_track(hint, pre)
+            track.active = self._calls
             return track
         track = self._by_post.get(id(pre))
-        if track is not None and track.post is pre:
+        if track is not None and track.post is pre:  # the identity chain
+            track.active = self._calls
             return track
-        best, score = None, 0
-        for candidate in self.tracks.values():
-            got = self.wire.kinship(pre, candidate.post)
-            if got > score:
-                best, score = candidate, got
-        if best is not None:
-            self.counters["chain_breaks"] += 1
-            return best
+        self.counters["chain_breaks"] += 1
+        started = self._by_origin.get(id(pre))
+        if started is None or started.origin is not pre:  # a start given to a second slot is new
+            track = self._attribute(pre)
+            if track is not None:
+                track.active = self._calls
+                return track
         name = (self.namer(pre) if self.namer is not None else None) or f"slot-{len(self.tracks)}"
         while name in self.tracks:
             name += "'"
-        track = self.tracks[name] = _Track(name, pre, {})
-        self._set_post(track, pre)
+        track = self._new_track(name, pre)
+        track.active = self._calls
+        return track
+
+    def _attribute(self, pre: Any) -> _Track | None:
+        """The known slot ``pre`` holds strong evidence of (wire.evidence), objects only it holds."""
+        tracks = list(self.tracks.values())
+        known = [(t.post, t.origin_values, self._event_ids(t)) for t in tracks]
+        evidence = self.wire.evidence(pre, known)
+        found = [(t, e) for t, e in zip(tracks, evidence, strict=True) if e]
+        if not found:
+            return None
+        seen: collections.Counter[int] = collections.Counter()
+        for _, got in found:
+            seen.update(got.keys())  # an object several slots hold says nothing about which one this is
+        best, score = None, 1  # one scalar alone is not enough
+        for track, got in found:
+            total = sum(w for k, w in got.items() if seen[k] == 1) if len(found) > 1 else sum(got.values())
+            if total > score or (total == score and best is not None and track.active > best.active):
+                best, score = track, total
+        return best
+
+    def _event_ids(self, track: _Track) -> set[int]:
+        out: set[int] = set()
+        for event in track.events:
+            out.update(map(id, self.wire.values(event)))
+        return out
+
+    def _new_track(self, name: str, state: Any) -> _Track:
+        track = self.tracks[name] = _Track(
+            name, state, {}, origin=state, origin_values=self.wire.values(state)
+        )
+        self._by_origin[id(state)] = track
+        self._set_post(track, state)
         return track
 
     def _set_post(self, track: _Track, post: Any) -> None:
@@ -344,6 +449,7 @@ class Tap:
         connect_timeout: float = 1.0,
         send_timeout: float = 2.0,
         cpu_share: float = 0.5,
+        slot_key: Callable[..., Any] | None = None,
     ) -> None:
         parse_address(address)
         # the sender shares the bot's GIL: past this share of wall time it sleeps, so a bot running flat
@@ -363,7 +469,7 @@ class Tap:
         self._queue_drops = itertools.count()  # next() is atomic: safe from any bot thread
         self._invariant_calls = itertools.count()
         self._originals: dict[str, Callable[..., Any]] = {}
-        self.builder = RecordBuilder(module, module.check_invariants)
+        self.builder = RecordBuilder(module, module.check_invariants, slot_key)
         self._sock: socket.socket | None = None
         self._next_attempt = 0.0
         self._backoff = 0.05
@@ -627,6 +733,8 @@ def install(
         with contextlib.suppress(ValueError):
             options["exit_wait"] = float(os.environ[ENV_EXIT_WAIT])
     try:
+        if "slot_key" not in options and os.environ.get(ENV_SLOT_KEY, "").strip():
+            options["slot_key"] = load_function(os.environ[ENV_SLOT_KEY].strip())
         tap = Tap(module, address, **options)
         runtime = os.environ.get(ENV_RUNTIME, "").strip()
         if runtime:
@@ -635,11 +743,30 @@ def install(
             except (OSError, ValueError) as exc:  # names only: the tap runs on with slot-N names
                 sys.stderr.write(f"shadowdiff.tap: {runtime}: slot names not read: {exc}\n")
         tap.start()
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
         sys.stderr.write(f"shadowdiff.tap: not installed: {exc}\n")
         return None
     _installed[id(module)] = tap
     return tap
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """``package.module:function`` (dots after the colon reach attributes); ValueError naming why not."""
+    module_name, sep, qualname = spec.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"not module:function: {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{spec}: cannot import {module_name}: {exc}") from None
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ValueError(f"{spec}: {module_name} has no {qualname}")
+    if not callable(target):
+        raise ValueError(f"{spec}: not a function")
+    fn: Callable[..., Any] = target
+    return fn
 
 
 def uninstall(module: ModuleType) -> None:
@@ -694,39 +821,60 @@ def _namer_from_pairs(pairs: Any) -> Callable[[Any], str | None]:
 
 # -- python -m shadowdiff.tap ----------------------------------------------------------------------------
 USAGE = (
-    "usage: python -m shadowdiff.tap [--module NAME]... [--tap ADDR] [--runtime BOT_RUNTIME_JSON] "
-    "(SCRIPT | -m MODULE) [ARGS...]"
+    "usage: python -m shadowdiff.tap [--module NAME]... [--tap ADDR] [--slot-key MODULE:FUNCTION]"
+    " [--runtime BOT_RUNTIME_JSON] (SCRIPT | -m MODULE) [ARGS...]"
 )
 
 
-def _parse_cli(argv: list[str]) -> tuple[list[str], str | None, str | None, str | None, list[str]]:
-    """Options up to the program to run; everything after it is the program's (like coverage run).
-    ``--runtime FILE`` (the bot_runtime.json the bot starts from) is passed on in SHADOWDIFF_TAP_RUNTIME."""
-    modules: list[str] = []
-    address = script = run_module = None
+@dataclasses.dataclass
+class _Cli:
+    """The options of ``python -m shadowdiff.tap``; one field per option (see ``_OPTIONS``)."""
+
+    module: list[str] = dataclasses.field(default_factory=list)
+    tap: str | None = None
+    slot_key: str | None = None
+    runtime: str | None = None
+    script: str | None = None
+    run_module: str | None = None
+    rest: list[str] = dataclasses.field(default_factory=list)
+
+
+# option -> (field of _Cli, repeatable); every option takes one value, as --opt V or --opt=V
+_OPTIONS: dict[str, tuple[str, bool]] = {
+    "--module": ("module", True),
+    "--tap": ("tap", False),
+    "--slot-key": ("slot_key", False),
+    "--runtime": ("runtime", False),  # the bot_runtime.json the bot starts from: slot names
+}
+
+
+def _parse_cli(argv: list[str]) -> _Cli:
+    """Options up to the program to run; everything after it is the program's (like coverage run)."""
+    cli = _Cli()
     i = 0
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
-        if name in ("--module", "--tap", "--runtime") and not eq:
-            if i + 1 >= len(argv):
-                raise ValueError(f"{name} needs a value")
-            value, i = argv[i + 1], i + 1
-        if name == "--module":
-            modules.append(value)
-        elif name == "--runtime":
-            os.environ[ENV_RUNTIME] = value
-        elif name == "--tap":
-            address = value
+        if name in _OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"{name} needs a value")
+                value, i = argv[i + 1], i + 1
+            field, repeatable = _OPTIONS[name]
+            if repeatable:
+                getattr(cli, field).append(value)
+            else:
+                setattr(cli, field, value)
         elif arg == "-m":
             if i + 1 >= len(argv):
                 raise ValueError("-m needs a module name")
-            return modules, address, None, argv[i + 1], argv[i + 2 :]
+            cli.run_module, cli.rest = argv[i + 1], argv[i + 2 :]
+            return cli
         elif arg.startswith("-"):
             raise ValueError(f"unknown option {arg}")
         else:
-            script = arg
-            return modules, address, script, run_module, argv[i + 1 :]
+            cli.script, cli.rest = arg, argv[i + 1 :]
+            return cli
         i += 1
     raise ValueError("name a SCRIPT or -m MODULE")
 
@@ -737,6 +885,13 @@ def main(argv: list[str] | None = None) -> int:
     Running under the tap is the opt-in, so DOGE_CORE_SHADOW defaults to 1 here; DOGE_CORE_SHADOW=0
     still disables it (the runbook's safe disable). Without --module, ``doge_core`` and
     ``state_machine`` are tapped, whichever the program can import.
+
+    Slots: the tap infers which slot each reducer call belongs to by identity. A program that can name
+    them wraps its per-slot calls in ``with shadowdiff.tap.slot(name):``; one that cannot be changed
+    but whose state carries an id gets ``--slot-key module:function`` (also SHADOWDIFF_TAP_SLOT_KEY):
+    the function receives each call's arguments as the bot passed them and returns the slot's name
+    (None: infer it). It is imported before the program runs (a bad one exits 2) and called on the
+    tap's thread, never the bot's.
     """
     import runpy
 
@@ -745,35 +900,44 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE + "\n\n" + (main.__doc__ or ""))
         return 0
     try:
-        modules, address, script, run_module, rest = _parse_cli(args)
-        if address:
-            parse_address(address)
+        cli = _parse_cli(args)
+        if cli.tap:
+            parse_address(cli.tap)
     except ValueError as exc:
         sys.stderr.write(f"{USAGE}\nshadowdiff.tap: error: {exc}\n")
         return 2
-    if address:
-        os.environ[ENV_ADDRESS] = address
+    if cli.tap:
+        os.environ[ENV_ADDRESS] = cli.tap
+    if cli.runtime:
+        os.environ[ENV_RUNTIME] = cli.runtime
     os.environ.setdefault(ENV_SWITCH, "1")
-    if run_module is not None:
-        sys.argv = [run_module, *rest]
+    if cli.run_module is not None:
+        sys.argv = [cli.run_module, *cli.rest]
         sys.path.insert(0, os.getcwd())
     else:
-        assert script is not None
-        sys.argv = [script, *rest]
-        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    for name in modules or ["doge_core", "state_machine"]:
+        assert cli.script is not None
+        sys.argv = [cli.script, *cli.rest]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(cli.script)))
+    options: dict[str, Any] = {}
+    if cli.slot_key:
+        try:  # resolved once the program's directory is importable: the key may live next to it
+            options["slot_key"] = load_function(cli.slot_key)
+        except ValueError as exc:
+            sys.stderr.write(f"shadowdiff.tap: error: --slot-key {exc}\n")
+            return 2
+    for name in cli.module or ["doge_core", "state_machine"]:
         try:
             module = importlib.import_module(name)
         except ImportError:
-            if modules:
+            if cli.module:
                 sys.stderr.write(f"shadowdiff.tap: cannot import {name}\n")
                 return 2
             continue
-        install(module)
-    if run_module is not None:
-        runpy.run_module(run_module, run_name="__main__", alter_sys=True)
+        install(module, **options)
+    if cli.run_module is not None:
+        runpy.run_module(cli.run_module, run_name="__main__", alter_sys=True)
     else:
-        runpy.run_path(str(script), run_name="__main__")
+        runpy.run_path(str(cli.script), run_name="__main__")
     return 0
 
 

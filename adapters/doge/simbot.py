@@ -12,6 +12,12 @@ a bot that imported the module would, so a tap installed on the module sees ever
 for a seed: the wall clock only paces the loop, it never feeds the simulation.
 
     python -m adapters.doge.simbot --seconds 5 --rate 200 --seed 1 [--slots 3] [--slot-hints]
+                                   [--identical-slots]
+
+``--slot-hints`` names each slot to the tap (``with tap.slot(name):``); ``--no-slot-hints`` (the
+default) leaves the tap to infer them. ``--identical-slots`` runs every slot from the same start with
+its own random stream seeded alike and the very same event objects (as a backtester does), so the slots'
+states stay equal in value and differ only in identity: the hardest case for the tap's inference.
 
 prints one JSON line: the digest (sha256 of the canonical JSON of every slot's ``to_dict``), and the
 number of transitions, calls and txid patches it made.
@@ -23,6 +29,7 @@ number of transitions, calls and txid patches it made.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -72,14 +79,25 @@ class SimBot:
         module: str | ModuleType = DEFAULT_MODULE,
         observer: Observer | None = None,
         slot_hints: bool = False,
+        identical: bool = False,
     ) -> None:
         self.sm = importlib.import_module(module) if isinstance(module, str) else module
         self.rng = random.Random(seed)
         self.price = 0.12
         self.now = START
-        self.slots = [
-            _Slot(self.sm, f"slot-{i}", i, self.price * (1 + 0.001 * i), self.rng) for i in range(slots)
-        ]
+        self.identical = identical
+        self.slots = []
+        for i in range(slots):
+            # identical slots: one start, and a random stream per slot seeded alike (so the same events)
+            rng = random.Random(seed) if identical else self.rng
+            price = self.price if identical else self.price * (1 + 0.001 * i)
+            slot = _Slot(self.sm, f"slot-{i}", 0 if identical else i, price, rng)
+            slot.rng = rng
+            slot.txid_prefix = "" if identical else f"{slot.name}-"
+            if identical:  # as the backtester does: the config's profit target copied into every slot
+                slot.state = dataclasses.replace(slot.state, profit_pct_runtime=slot.cfg.profit_pct)
+            self.slots.append(slot)
+        self._events: dict[tuple[Any, ...], Any] = {}  # identical slots: this loop's shared event objects
         self.observer = observer
         self.hints = None
         if slot_hints:
@@ -94,7 +112,13 @@ class SimBot:
     # -- reducer calls, through the module's attributes ------------------------------------------------
     def _transition(self, slot: _Slot, kind: str, payload: dict[str, Any]) -> None:
         sm = self.sm
-        event = getattr(sm, kind)(**payload)
+        if self.identical:
+            key = (kind, *payload.items())
+            event = self._events.get(key)
+            if event is None:
+                event = self._events[key] = getattr(sm, kind)(**payload)
+        else:
+            event = getattr(sm, kind)(**payload)
         args = (slot.state, event, slot.cfg, slot.size, None)
         if self.hints is not None:
             with self.hints(slot.name):
@@ -124,7 +148,9 @@ class SimBot:
         self.now += LOOP_SECONDS
         shock = rng.gauss(0.0, self._vol * (3.0 if rng.random() < 0.02 else 1.0))
         self.price = round(max(0.02, self.price * math.exp(shock - 0.02 * math.log(self.price / 0.12))), 6)
+        self._events.clear()
         for slot in self.slots:
+            rng = slot.rng
             now = self.now + slot.offset
             price = self.price
             if slot.state.orders and rng.random() < 0.01:  # the market touches an order without crossing
@@ -144,8 +170,8 @@ class SimBot:
     def _fill(self, slot: _Slot, now: float) -> None:
         for order in slot.state.orders:
             crossed = self.price <= order.price if order.side == "buy" else self.price >= order.price
-            if crossed and self.rng.random() < 0.9:
-                rebate = self.rng.random() < 0.03
+            if crossed and slot.rng.random() < 0.9:
+                rebate = slot.rng.random() < 0.03
                 fee = 0.0 if rebate else round(order.price * order.volume * 0.0025, 8)
                 self._transition(slot, "FillEvent", {
                     "order_local_id": order.local_id, "txid": order.txid or f"TX{order.local_id}",
@@ -157,8 +183,8 @@ class SimBot:
     def _recovery(self, slot: _Slot, now: float) -> None:
         for rec in slot.state.recovery_orders:
             crossed = self.price <= rec.price if rec.side == "buy" else self.price >= rec.price
-            if crossed or self.rng.random() < 0.01:
-                if self.rng.random() < 0.8:
+            if crossed or slot.rng.random() < 0.01:
+                if slot.rng.random() < 0.8:
                     fee = round(rec.price * rec.volume * 0.0025, 8)
                     self._transition(slot, "RecoveryFillEvent", {
                         "recovery_id": rec.recovery_id, "txid": rec.txid or f"RX{rec.recovery_id}",
@@ -177,18 +203,18 @@ class SimBot:
         for order in state.orders:
             if not order.txid:
                 slot.txn += 1
-                state = sm.bind_order_txid(state, order.local_id, f"{slot.name}-O{slot.txn:06d}")
+                state = sm.bind_order_txid(state, order.local_id, f"{slot.txid_prefix}O{slot.txn:06d}")
         for rec in state.recovery_orders:
-            if not rec.txid and self.rng.random() < 0.5:
+            if not rec.txid and slot.rng.random() < 0.5:
                 slot.txn += 1
-                state = sm.bind_recovery_txid(state, rec.recovery_id, f"{slot.name}-R{slot.txn:06d}")
+                state = sm.bind_recovery_txid(state, rec.recovery_id, f"{slot.txid_prefix}R{slot.txn:06d}")
         if state is not slot.state:
             self.patches += 1
             slot.state = state
 
     def _reseed(self, slot: _Slot) -> None:
         """A slot left without any order (cooldowns) is bootstrapped again, as the bot's reseeding does."""
-        if not slot.state.orders and not slot.state.recovery_orders and self.rng.random() < 0.2:
+        if not slot.state.orders and not slot.state.recovery_orders and slot.rng.random() < 0.2:
             state, _ = self.sm.bootstrap_entries(slot.state, slot.cfg, slot.size)
             if state is not slot.state:
                 self.patches += 1
@@ -213,9 +239,9 @@ class SimBot:
 
 
 def run(seconds: float, rate: float, seed: int = 1, slots: int = 3, slot_hints: bool = False,
-        module: str = DEFAULT_MODULE) -> SimBot:  # fmt: skip
+        module: str = DEFAULT_MODULE, identical: bool = False) -> SimBot:  # fmt: skip
     """``seconds * rate`` loops, paced to ``rate`` loops a second (never faster; slower if the host is)."""
-    bot = SimBot(seed, slots, module, slot_hints=slot_hints)
+    bot = SimBot(seed, slots, module, slot_hints=slot_hints, identical=identical)
     loops = round(seconds * rate)
     started = time.monotonic()
     for i in range(loops):
@@ -314,7 +340,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--slots", type=int, default=3)
     parser.add_argument("--module", default=DEFAULT_MODULE, help="upstream-compatible reducer module")
-    parser.add_argument("--slot-hints", action="store_true", help="name each slot to the tap (tap.slot)")
+    parser.add_argument(
+        "--slot-hints",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="name each slot to the tap with tap.slot (default: off, the tap infers them)",
+    )
+    parser.add_argument(
+        "--identical-slots",
+        action="store_true",
+        help="every slot from the same start, same seed and the same event objects",
+    )
     parser.add_argument(
         "--log", metavar="FILE", help="instead: write a recorded-outcome log of --events calls"
     )
@@ -330,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         records = write_log(args.log, args.events, seed=args.seed, slots=args.slots)
         print(json.dumps({"log": args.log, "records": records}))
         return 0
-    bot = run(args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module)
+    bot = run(
+        args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module, args.identical_slots
+    )
     if args.runtime_out:
         write_runtime(args.runtime_out, bot, args.runtime_legacy)
     print(json.dumps(bot.summary(), sort_keys=True))
