@@ -730,7 +730,9 @@ MUTANT_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     # DOGE_REDUCER.md section 9 (bit-exact details)
     "evict_fee_old_grouping": transition(
         # evicted at market 99.5, volume 31: 99.5 * 31 * 0.25 / 100 is one ulp below the module's fee
-        dict(S1A, market_price=99.5, recovery_orders=[dict(REC, recovery_id=1, orphaned_at=100.0, volume=31.0)]),
+        dict(
+            S1A, market_price=99.5, recovery_orders=[dict(REC, recovery_id=1, orphaned_at=100.0, volume=31.0)]
+        ),
         tick(1600.0),
         {"s1_orphan_after_sec": 600.0, "max_recovery_slots": 1},
     ),

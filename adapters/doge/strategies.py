@@ -511,6 +511,8 @@ def _threshold_market(price: float, refresh_pct: float, above: bool) -> list[flo
 def _markets(state: WireMap, context: Context) -> list[float]:
     config = context.config
     market = float(state.get("market_price") or 0.0)
+    if not math.isfinite(market):  # after a NaN (or infinite) PriceTick: aim as if there were no market
+        market = 0.0
     decimals = int(cfg(config, "price_decimals"))
     refresh = float(cfg(config, "refresh_pct"))
     out = [market * f for f in (0.999, 1.001, 0.98, 1.02, 0.95, 1.05)] if market > 0 else [0.1, 100.0]
@@ -542,6 +544,7 @@ def near_midpoint_value(around: float, decimals: int, state: WireMap) -> float:
     """A deterministic near-midpoint value close to ``around`` (varied by the state's clock)."""
     decimals = max(0, min(decimals, 8))
     scale = 10**decimals
+    around = around if math.isfinite(around) else 0.1
     k = round(around * scale) + int(float(state.get("now") or 0.0)) % 3 - 1
     mid = float(f"{max(k, 0)}.5e-{decimals}") if decimals > 0 else max(k, 0) + 0.5
     return nudge(mid, int(float(state.get("now") or 0.0)) % 5 - 2)
