@@ -410,7 +410,7 @@ def raw_states(draw: Any, state: WireMap) -> WireMap:
 
 
 OTHER_TRADES = ("C", "b")
-ODD_TIMES = (-5.0, -1.0, math.nan, -0.0)
+ODD_TIMES = (-5.0, -1.0, -0.0)
 
 
 @st.composite
@@ -422,18 +422,28 @@ def section9_states(draw: Any, state: WireMap) -> WireMap:
     orders = [dict(o) for o in out.get("orders") or [] if isinstance(o, dict)]
     recoveries = [dict(r) for r in out.get("recovery_orders") or [] if isinstance(r, dict)]
     for _ in range(draw(st.integers(1, 3))):
-        rule = draw(st.integers(0, 5))
-        if rule == 0 and (recoveries or orders):  # negative / NaN entry times
-            for item in recoveries + [o for o in orders if o.get("role") == "exit"]:
+        rule = draw(st.integers(0, 6))
+        timed = recoveries + [o for o in orders if o.get("role") == "exit"]
+        if rule == 0 and timed:  # negative entry times
+            for item in timed:
                 if draw(st.booleans()):
                     item["entry_filled_at"] = draw(st.sampled_from(ODD_TIMES))
+        elif rule == 6 and timed:  # a NaN entry time
+            draw(st.sampled_from(timed))["entry_filled_at"] = math.nan
         elif rule == 1 and (recoveries or orders):  # trade ids other than A and B
             item = draw(st.sampled_from(recoveries + orders))
             item["trade_id"] = draw(st.sampled_from(OTHER_TRADES))
         elif rule == 2 and recoveries:  # duplicate recovery ids
-            twin = dict(draw(st.sampled_from(recoveries)))
-            twin["price"] = draw(st.sampled_from([twin.get("price", 0.1), 0.0, 1.0]))
-            recoveries.append(twin)
+            # often a twin of the recovery furthest from the market, itself at the market: the cap
+            # evicts the furthest, and with it (by id) its twin
+            market = out.get("market_price")
+            if draw(st.booleans()) and isinstance(market, float) and market > 0:
+                far = max(recoveries, key=lambda r: abs(float(r.get("price") or 0.0) - market))
+                twin = dict(far, price=market)
+            else:
+                twin = dict(draw(st.sampled_from(recoveries)))
+                twin["price"] = draw(st.sampled_from([twin.get("price", 0.1), 0.0, 1.0]))
+            recoveries.insert(draw(st.integers(0, len(recoveries))), twin)
         elif rule == 3 and orders:  # duplicate order ids (a second order carrying the same local_id)
             twin = dict(draw(st.sampled_from(orders)))
             price = twin.get("price", 0.1)
@@ -658,6 +668,11 @@ class DogeStrategies(Strategies):
         if kind == "timer" or (kind != "price" and draw(st.booleans())):
             return [Event("TimerTick", {"timestamp": draw(st.sampled_from(_ticks(state, context.config)))})]
         price = draw(st.sampled_from(_markets(state, context)))
+        odd = draw(st.integers(0, 24))
+        if odd == 0:  # -0.0: no market (section 9: the market > 0 guards)
+            price = -0.0
+        elif odd == 1 and 1 <= price < 1e15:  # an int where a float is expected (msgpack-encodable)
+            price = round(price)
         return [
             Event("PriceTick", {"price": price, "timestamp": now + draw(st.sampled_from([1.0, 10.0, 0.0]))})
         ]
