@@ -275,6 +275,14 @@ def states(draw: Any, config: WireMap | None = None, size: float = 2.0) -> WireM
             "reason": draw(st.sampled_from(["stale", "s1_timeout"])),
             "regime_at_entry": draw(regime),
         })  # fmt: skip
+    if len(recoveries) >= 2 and draw(st.integers(0, 5)) == 0:
+        # two recoveries sharing an id (section 9: eviction selects ids, a fill removes every one)
+        # (two of them, the twin at the market: a full book's eviction ranks the first one first, and
+        # takes its twin with it by id)
+        recoveries = [
+            recoveries[0],
+            dict(recoveries[1], recovery_id=recoveries[0]["recovery_id"], price=market),
+        ]
     cycles = [
         {
             "trade_id": t,
@@ -422,7 +430,7 @@ def section9_states(draw: Any, state: WireMap) -> WireMap:
     orders = [dict(o) for o in out.get("orders") or [] if isinstance(o, dict)]
     recoveries = [dict(r) for r in out.get("recovery_orders") or [] if isinstance(r, dict)]
     for _ in range(draw(st.integers(1, 3))):
-        rule = draw(st.integers(0, 6))
+        rule = draw(st.integers(0, 7))
         timed = recoveries + [o for o in orders if o.get("role") == "exit"]
         if rule == 0 and timed:  # negative entry times
             for item in timed:
@@ -433,7 +441,9 @@ def section9_states(draw: Any, state: WireMap) -> WireMap:
         elif rule == 1 and (recoveries or orders):  # trade ids other than A and B
             item = draw(st.sampled_from(recoveries + orders))
             item["trade_id"] = draw(st.sampled_from(OTHER_TRADES))
-        elif rule == 2 and recoveries:  # duplicate recovery ids
+        elif (
+            rule in (2, 7) and recoveries
+        ):  # duplicate recovery ids (twice as likely: an eviction must follow)
             # often a twin of the recovery furthest from the market, itself at the market: the cap
             # evicts the furthest, and with it (by id) its twin
             market = out.get("market_price")
@@ -583,11 +593,16 @@ def _fill(draw: Draw, state: WireMap, context: Context, order: WireMap) -> Event
     except (TypeError, ValueError):
         fee = 0.0
     fee_kind = draw(st.integers(0, 6))
-    if fee_kind == 0:
-        fee = 0.0
+    if fee_kind == 0:  # a zero fee, on an exit often an int 0 (the bot's fee-free fills; booking float()s it)
+        fee = 0 if order.get("role") == "exit" and draw(st.booleans()) else 0.0
     elif fee_kind == 6:  # an int where a float is expected (section 9: booking float()s it)
         fee = draw(st.sampled_from([0, 0, 1]))
-        if isinstance(fill_price, float) and fill_price.is_integer() and draw(st.booleans()):
+        if (
+            isinstance(fill_price, float)
+            and fill_price.is_integer()
+            and abs(fill_price) < 1e15
+            and draw(st.booleans())
+        ):
             fill_price = int(fill_price)
     elif fee_kind == 1 and order.get("role") == "exit":  # net exactly zero: fee = gross - entry_fee
         try:
