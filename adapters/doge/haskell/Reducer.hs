@@ -5,6 +5,14 @@
 -- tests), a side other than "buy" down the sell branch, a role other than
 -- "entry" counts as an exit when filled, and removing an order removes every
 -- order with that local_id. The project's reference (adapters/doge/reference) agrees.
+-- DOGE_REDUCER.md section 9 ("Bit-exact details") is followed item by item, each marked
+-- "section 9" where it is done (tests/test_bitexact.py checks them against the reference, type
+-- for type): the eviction fee grouping, the market > 0 guards, today_realized_loss always
+-- reassigned, trade ids other than A/B, eviction by id, int(max_recovery_slots) when orphaning,
+-- the recovery entry time (> 0), and apply_order_regime_at_entry with the bot's wrapper semantics.
+-- A typed port: event numbers are doubles, so where the module keeps an event's int unchanged
+-- (market_price, an exit's entry fields) this answers the equal float; every value section 9
+-- says is float()ed is a float here too.
 module Reducer
   ( Env(..), transition, checkInvariants, applyOrderRegime, derivePhase
   ) where
