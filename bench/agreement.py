@@ -1,15 +1,24 @@
-"""Reference vs port on a million generated events: the count, and the divergences (expected 0).
+"""Agreement of our reference pair, against two authorities, each named in what it prints.
 
-    python bench/agreement.py [--events 1000000] [--no-sessions]
+    python bench/agreement.py [--events 1000000] [--no-sessions] [--recording PATH | --no-recording]
 
-Streams come from the corpus generator with several seeds and slot counts (bootstrapped slots trading
-on a price walk, txid patches, regime calls, reseeding), replayed in lockstep through the Python
-reference in-process and `doge-core-exe --msgpack`.
+1. Generated events, authority = OUR Python reference (adapters/doge/reference, written from
+   DOGE_REDUCER.md): streams from the corpus generator with several seeds and slot counts (bootstrapped
+   slots trading on a price walk, txid patches, regime calls, reseeding), replayed in lockstep through
+   the reference in-process and `doge-core-exe --msgpack`. This says the port agrees with our reading
+   of the spec, not that either agrees with the real bot.
+2. The real bot's recording, authority = the REAL `state_machine.py`'s recorded outcomes
+   (../shared/upstream-recordings/backtest-day1.msgpack.gz, or $SHADOWDIFF_UPSTREAM_RECORDINGS): replayed
+   with the recorded outcomes as the authority against the port and against our Python reference
+   (`python -m adapters.doge.pyserver --msgpack`). This is the figure about the real world.
+
+Both comparisons are exact (the domain's default rules: no tolerance).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +30,7 @@ from adapters.doge import corpusgen  # noqa: E402
 from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
 from adapters.doge.inprocess import InProcessReducer  # noqa: E402
 from shadowdiff.client import SubprocessReducer  # noqa: E402
-from shadowdiff.corpus import _LogReader  # noqa: E402
+from shadowdiff.corpus import _LogReader, read_items  # noqa: E402
 from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
 
 
@@ -31,7 +40,10 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--no-sessions", action="store_true", help="send whole states (slow: quadratic)")
+    parser.add_argument("--recording", type=Path, default=default_recording(), help="the real bot's log")
+    parser.add_argument("--no-recording", action="store_true", help="skip part 2 (the real bot's recording)")
     args = parser.parse_args()
+    print("1. generated events; authority: our Python reference (adapters.doge.reference.state_machine)")
     per_run = 125_000
     total = divergences = failures = breaches = 0
     started = time.perf_counter()
@@ -69,6 +81,38 @@ def main() -> None:
         f"\ntotal: {total:,} events checked on both sides, {divergences} divergences, {failures} shadow "
         f"failures, {breaches:,} invariant breaches (both agree), {time.perf_counter() - started:.0f} s"
     )
+    if not args.no_recording:
+        recording(args.recording)
+
+
+def default_recording() -> Path:
+    shared = Path(
+        os.environ.get("SHADOWDIFF_UPSTREAM_RECORDINGS", ROOT.parent / "shared" / "upstream-recordings")
+    )
+    return shared / "backtest-day1.msgpack.gz"
+
+
+def recording(path: Path) -> None:
+    """Part 2: the real bot's recorded outcomes as the authority, our port and our reference as shadows."""
+    print(
+        f"\n2. the real bot's recording {path.name}; authority: the REAL state_machine.py (recorded outcomes)"
+    )
+    if not path.exists():
+        print(f"   missing: {path} (set SHADOWDIFF_UPSTREAM_RECORDINGS)")
+        return
+    shadows = {
+        "haskell port": [str(DEFAULT_EXE), "--msgpack"],
+        "python reference": [sys.executable, "-m", "adapters.doge.pyserver", "--msgpack"],
+    }
+    for name, argv in shadows.items():
+        started = time.perf_counter()
+        with SubprocessReducer(argv, domain=DogeDomain()) as shadow:
+            result = Replay(shadow, None, ReplayOptions()).run(read_items([path]))
+        steps = result.shadow_checks["transition"] + result.shadow_checks["call"]
+        print(
+            f"   {name}: {steps:,} steps checked, {result.divergence_count} divergences, "
+            f"{result.failure_count} failures, {time.perf_counter() - started:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = Path(os.environ.get("SHADOWDIFF_UPSTREAM_FIXTURES", ROOT.parent / "shared" / "upstream-fixtures"))
+RECORDINGS = Path(
+    os.environ.get("SHADOWDIFF_UPSTREAM_RECORDINGS", ROOT.parent / "shared" / "upstream-recordings")
+)
 EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
 BUILD = ROOT / "adapters" / "doge" / "haskell" / "build.sh"
 PY_SERVER = [sys.executable, "-m", "adapters.doge.pyserver"]
@@ -22,6 +25,16 @@ def upstream() -> Path:
     if not UPSTREAM.is_dir():
         pytest.fail(f"the bot's fixtures are missing: {UPSTREAM} (set SHADOWDIFF_UPSTREAM_FIXTURES)")
     return UPSTREAM
+
+
+@pytest.fixture(scope="session")
+def upstream_recordings() -> Path:
+    """The real bot's recorded-outcome logs (../shared/upstream-recordings); missing fails, never skips."""
+    if not RECORDINGS.is_dir():
+        pytest.fail(
+            f"the real bot's recordings are missing: {RECORDINGS} (set SHADOWDIFF_UPSTREAM_RECORDINGS)"
+        )
+    return RECORDINGS
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,15 +45,19 @@ def _replay(path: Path, shadow: str) -> tuple[int, dict]:
 def test_fuzz_finds_a_mutant_and_the_reproducer_replays(haskell_exe: Path, tmp_path: Path) -> None:
     code, output = _fuzz(haskell_exe, "break_even_counts_as_loss", tmp_path / "a")
     assert code == 1, output
-    assert "signature: transition.state|FillEvent|consecutive_losses_a" in output
+    # which field leads the signature depends on the seed's draws (trade A's or B's loss counter, or the
+    # follow-up entry a counted loss suppresses); the counter is among the differences either way
+    found = re.search(r"signature: (transition\.state\|FillEvent\|[a-z_]+(?:\.length)?)\n", output)
+    assert found and re.search(r"consecutive_losses_[ab]: authoritative 0, shadow 1", output), output
     assert "step event" in output  # the readable table
     (path,) = sorted((tmp_path / "a").glob("*.json"))
     data = json.loads(path.read_text())
-    assert data["shadowdiff"]["signature"] == "transition.state|FillEvent|consecutive_losses_a"
+    assert data["shadowdiff"]["signature"] == found.group(1)
     assert data["expected"]["invariants"] == [] or isinstance(data["expected"]["invariants"], list)
     assert len(data["events"]) <= 3
     code, report = _replay(path, _shadow(haskell_exe, "break_even_counts_as_loss"))
-    assert code == 1 and [c["signature"] for c in report["clusters"]] == [data["shadowdiff"]["signature"]]
+    # the reproducer's signature is among the replay's clusters (a suppressed entry may add an actions one)
+    assert code == 1 and data["shadowdiff"]["signature"] in [c["signature"] for c in report["clusters"]]
     code, report = _replay(path, _shadow(haskell_exe))
     assert code == 0 and report["summary"]["verdict"] == "pass"
     # the same seed writes the same bytes

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import math
 from typing import Any
 
 from hypothesis import given, settings
@@ -124,3 +126,67 @@ def test_doge_walks_reach_every_event_type() -> None:
     search(DogeStrategies(), reference, check, SearchOptions(0, 150, 8), lambda e: True)
     assert {"PriceTick", "TimerTick", "FillEvent", "RecoveryFillEvent", "RecoveryCancelEvent"} <= types
     assert "apply_order_regime_at_entry" in types
+
+
+def _section9_features(scenario: Scenario) -> set[str]:
+    """Which details of DOGE_REDUCER.md section 9 a generated scenario exercises."""
+    out: set[str] = set()
+    cfg, st0 = scenario.context.config, scenario.initial_state
+    slots = cfg.get("max_recovery_slots")
+    if type(slots) is float:
+        out.add("max_recovery_slots float")
+    if slots == "2":
+        out.add("max_recovery_slots str")
+    if any(cfg.get(k) == math.inf for k in ("s1_orphan_after_sec", "s2_orphan_after_sec")):
+        out.add("infinite orphan timeout")
+    items = [x for k in ("orders", "recovery_orders") for x in st0.get(k) or [] if isinstance(x, dict)]
+    for item in items:
+        t = item.get("entry_filled_at")
+        if isinstance(t, float) and math.isnan(t):
+            out.add("NaN time")
+        elif isinstance(t, int | float) and t < 0:
+            out.add("negative time")
+        if item.get("trade_id") in ("C", "b"):
+            out.add("trade id other than A/B")
+        if type(item.get("entry_fee")) is int:
+            out.add("int entry fee")
+    for key, id_key in (("orders", "local_id"), ("recovery_orders", "recovery_id")):
+        ids = [x.get(id_key) for x in st0.get(key) or [] if isinstance(x, dict)]
+        if len(ids) != len(set(map(repr, ids))):
+            out.add(f"duplicate {id_key}")
+    if any(math.copysign(1.0, v) < 0 for v in st0.values() if type(v) is float and v == 0):
+        out.add("-0.0")
+    for item in scenario.inputs:
+        p = item.args if not isinstance(item, Event) else item.payload
+        if type(p.get("fee")) is int:
+            out.add("int fee")
+        price = p.get("price")
+        if type(price) is int:
+            out.add("int price")
+        if isinstance(price, float) and math.isnan(price):
+            out.add("NaN price")
+        if isinstance(price, float) and price == 0 and math.copysign(1.0, price) < 0:
+            out.add("-0.0 price")
+    return out
+
+
+def test_doge_generation_covers_section_9() -> None:
+    """The strategies produce the inputs on which DOGE_REDUCER.md section 9 matters, each a minority."""
+    reference = InProcessReducer(REFERENCE)
+    seen: collections.Counter[str] = collections.Counter()
+    total = 0
+
+    def check(scenario: Scenario) -> None:
+        nonlocal total
+        total += 1
+        seen.update(_section9_features(scenario))
+        return None
+
+    search(DogeStrategies(), reference, check, SearchOptions(0, 500, 8), lambda e: True)
+    wanted = {
+        "max_recovery_slots float", "max_recovery_slots str", "infinite orphan timeout", "NaN time",
+        "negative time", "trade id other than A/B", "int entry fee", "duplicate local_id",
+        "duplicate recovery_id", "-0.0", "int fee", "int price", "NaN price", "-0.0 price",
+    }  # fmt: skip
+    assert wanted <= set(seen), sorted(wanted - set(seen))
+    assert all(seen[w] < total / 2 for w in wanted), seen  # sensible probabilities: none dominates

@@ -553,7 +553,7 @@ def test_mutant_catalogue(haskell_exe: Path) -> None:
     failures = [n for n in names if n.startswith(("crash_", "hang_", "garbage_"))]
     assert len(failures) >= 3
     assert {n.split("_")[0] for n in failures} == {"crash", "hang", "garbage"}
-    assert set(MUTANT_CASES) | set(FAILURE_CASES) == set(names)
+    assert set(MUTANT_CASES) | set(TYPE_MUTANT_CASES) | set(FAILURE_CASES) == set(names)
 
 
 def order(lid: int, side: str, role: str, price: float, trade: str, **kw: Any) -> dict[str, Any]:
@@ -731,6 +731,48 @@ MUTANT_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "history_capped": transition(
         {**S1A, "completed_cycles": [{"trade_id": "A", "cycle": i} for i in range(1, 33)]}, fill(1, 99.0)
     ),
+    # DOGE_REDUCER.md section 9 (bit-exact details)
+    "evict_fee_old_grouping": transition(
+        # evicted at market 99.5, volume 31: 99.5 * 31 * 0.25 / 100 is one ulp below the module's fee
+        dict(
+            S1A, market_price=99.5, recovery_orders=[dict(REC, recovery_id=1, orphaned_at=100.0, volume=31.0)]
+        ),
+        tick(1600.0),
+        {"s1_orphan_after_sec": 600.0, "max_recovery_slots": 1},
+    ),
+    "recovery_entry_time_truthy": transition(
+        base_state(recovery_orders=[dict(REC, recovery_id=1, orphaned_at=100.0, entry_filled_at=-5.0)]),
+        {
+            "type": "RecoveryFillEvent",
+            "payload": {
+                "recovery_id": 1,
+                "txid": "TX-R",
+                "side": "buy",
+                "price": 99.0,
+                "volume": 13.0,
+                "fee": 0.01,
+                "timestamp": 1001.0,
+            },
+        },
+    ),
+    "evict_by_position": transition(
+        dict(
+            S1A,
+            recovery_orders=[
+                dict(REC, recovery_id=1, orphaned_at=100.0),
+                dict(REC, recovery_id=1, orphaned_at=200.0),
+            ],
+            next_recovery_id=3,
+        ),
+        tick(1600.0),
+        {"s1_orphan_after_sec": 600.0, "max_recovery_slots": 2},
+    ),
+}
+
+# name -> (op, fields): an input on which the mutant's answer differs from the clean one in a wire type
+# only (equal by value, so the diff's exact rule, like the bot's ==, cannot see it; tests/test_bitexact.py)
+TYPE_MUTANT_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "fee_int_booked_as_int": transition(S1A, fill(1, 99.0, fee=0)),  # type: ignore[arg-type]
 }
 
 FAILURE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -739,6 +781,18 @@ FAILURE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "hang_price_at_order": transition(base_state(), price(99.8)),
     "garbage_non_ascii_txid": transition(S1A, fill(1, 99.0, txid="TX-\u00e9")),
 }
+
+
+@pytest.mark.parametrize("name", sorted(TYPE_MUTANT_CASES))
+def test_each_wire_type_mutant_is_exposed_by_its_input_in_types_only(haskell_exe: Path, name: str) -> None:
+    op, fields = TYPE_MUTANT_CASES[name]
+    clean, mutant = Server(haskell_exe), Server(haskell_exe, "--mutant", name)
+    try:
+        a, b = clean.ok(op, **copy.deepcopy(fields)), mutant.ok(op, **copy.deepcopy(fields))
+        assert by_value(a, b) and not same(a, b), f"{name} is not exposed (in types only) by its input"
+    finally:
+        clean.close()
+        mutant.close()
 
 
 @pytest.mark.parametrize("name", sorted(MUTANT_CASES))

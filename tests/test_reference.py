@@ -476,7 +476,8 @@ def test_recovery_cap_with_no_market_books_at_recovery_price_then_entry_price() 
     cfg = sm.EngineConfig(s1_orphan_after_sec=0.0, max_recovery_slots=1)
     after, _ = sm.transition(state, sm.TimerTick(timestamp=1000.0), cfg, 2.0)
     assert [c.exit_price for c in after.completed_cycles] == [99.0, 0.0]
-    assert [c.exit_fee for c in after.completed_cycles] == [99.0 * 13.0 * 0.25 / 100, 0.0]
+    # DOGE_REDUCER.md section 9: the division first (99.0 * 13.0 * 0.25 / 100 is 3.2175, one ulp off)
+    assert [c.exit_fee for c in after.completed_cycles] == [99.0 * 13.0 * (0.25 / 100.0), 0.0]
     assert [c.entry_time for c in after.completed_cycles] == [5.0, 6.0]  # orphaned_at stands in for 0
     assert [r.recovery_id for r in after.recovery_orders] == [3]
 

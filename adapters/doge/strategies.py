@@ -15,6 +15,12 @@ Public, for users' own property tests as much as for ``shadowdiff fuzz``:
 
 Rounding stress: decimal midpoints (``2.675`` and the doubles a hair either side of it), exact binary
 ties, and sizes whose volume ``size / price`` is exactly ``n + 0.5``.
+
+Bit-exact stress (DOGE_REDUCER.md section 9), each a minority of draws: ints where floats are expected
+(fees of int ``0``, int prices in events), negative and NaN entry times, ``max_recovery_slots`` as
+``2.0`` and ``"2"``, trade ids other than A/B (``"C"``, ``"b"``), duplicate order and recovery ids,
+infinite orphan timeouts (what the live bot sends when recovery orders are disabled), ``-0.0`` totals,
+NaN and ``-0.0`` prices (``section9_states`` on states, and in ``configs`` and the event draws).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "raw_order_sizes",
     "raw_states",
     "scenarios",
+    "section9_states",
     "states",
 ]
 
@@ -95,8 +102,9 @@ def configs(draw: Any) -> WireMap:
         "min_volume": _choice(draw, 13.0, 0.0, 1.0, 10.0, 12.0, 20.0),
         "min_cost_usd": _choice(draw, 0.0, 0.5, 1.0, 5.0),
         "maker_fee_pct": _choice(draw, 0.25, 0.0, 0.1, 0.16, 1.0),
-        "s1_orphan_after_sec": _choice(draw, 1350.0, 600.0, 60.0, 0.0, 1.5),
-        "s2_orphan_after_sec": _choice(draw, 1800.0, 300.0, 60.0, 0.0, 0.5),
+        # math.inf: the live bot's timeouts when recovery orders are disabled (section 9)
+        "s1_orphan_after_sec": _choice(draw, 1350.0, 600.0, 60.0, 0.0, 1.5, math.inf),
+        "s2_orphan_after_sec": _choice(draw, 1800.0, 300.0, 60.0, 0.0, 0.5, math.inf),
         "loss_backoff_start": _choice(draw, 3, 0, 1, 2, 4),
         "loss_cooldown_start": _choice(draw, 5, 1, 2, 3),
         "loss_cooldown_sec": _choice(draw, 900.0, 0.0, 60.0),
@@ -105,7 +113,8 @@ def configs(draw: Any) -> WireMap:
         "backoff_max_multiplier": _choice(draw, 5.0, 1.0, 2.0, 1.5),
         "max_consecutive_refreshes": _choice(draw, 3, 1, 2, 5, 0),
         "refresh_cooldown_sec": _choice(draw, 300.0, 0.0, 60.0),
-        "max_recovery_slots": _choice(draw, 2, 0, 1, 3),
+        # 2.0 and "2": the reducer int()s it (section 9)
+        "max_recovery_slots": _choice(draw, 2, 0, 1, 3, 2.0, "2", 1.0),
         "sticky_mode_enabled": draw(st.sampled_from([False] * 9 + [True])),
     }
     if draw(st.integers(0, 3)) == 0:
@@ -193,6 +202,7 @@ def states(draw: Any, config: WireMap | None = None, size: float = 2.0) -> WireM
     cycle_a, cycle_b = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     regime = st.sampled_from([None, None, 0, 1, 2])
     s1 = float(cfg(config, "s1_orphan_after_sec"))
+    s1 = s1 if math.isfinite(s1) else 1350.0  # an infinite timeout: ages as for the default
     ages = st.sampled_from([0.0, 10.0, s1 - 1.0, s1, s1 + 1.0, 5000.0])
     vol = draw(st.sampled_from([13.0, 20.0, 100.0, 12.5, 1.0]))
     orders: list[WireMap] = []
@@ -265,6 +275,14 @@ def states(draw: Any, config: WireMap | None = None, size: float = 2.0) -> WireM
             "reason": draw(st.sampled_from(["stale", "s1_timeout"])),
             "regime_at_entry": draw(regime),
         })  # fmt: skip
+    if len(recoveries) >= 2 and draw(st.integers(0, 5)) == 0:
+        # two recoveries sharing an id (section 9: eviction selects ids, a fill removes every one)
+        # (two of them, the twin at the market: a full book's eviction ranks the first one first, and
+        # takes its twin with it by id)
+        recoveries = [
+            recoveries[0],
+            dict(recoveries[1], recovery_id=recoveries[0]["recovery_id"], price=market),
+        ]
     cycles = [
         {
             "trade_id": t,
@@ -289,7 +307,8 @@ def states(draw: Any, config: WireMap | None = None, size: float = 2.0) -> WireM
     in_s2 = shape == "S2"
     s2_at = None
     if (in_s2 and draw(st.integers(0, 2)) > 0) or (not in_s2 and draw(st.integers(0, 7)) == 0):
-        s2_at = now - draw(st.sampled_from([0.0, 10.0, float(cfg(config, "s2_orphan_after_sec")), 100.0]))
+        s2 = float(cfg(config, "s2_orphan_after_sec"))
+        s2_at = now - draw(st.sampled_from([0.0, 10.0, s2 if math.isfinite(s2) else 1800.0, 100.0]))
     backoff, cooldown = int(cfg(config, "loss_backoff_start")), int(cfg(config, "loss_cooldown_start"))
     losses = st.sampled_from([0, 0, max(0, backoff - 1), backoff, max(0, cooldown - 1), cooldown])
     max_refresh = int(cfg(config, "max_consecutive_refreshes"))
@@ -398,13 +417,71 @@ def raw_states(draw: Any, state: WireMap) -> WireMap:
     return raw
 
 
+OTHER_TRADES = ("C", "b")
+ODD_TIMES = (-5.0, -1.0, -0.0)
+
+
+@st.composite
+def section9_states(draw: Any, state: WireMap) -> WireMap:
+    """``state`` with one to three of the details of DOGE_REDUCER.md section 9 that the reducer can
+    see in a state: negative / NaN entry times, trade ids other than A/B, duplicate order and
+    recovery ids, -0.0 totals, int fees."""
+    out: WireMap = dict(state)
+    orders = [dict(o) for o in out.get("orders") or [] if isinstance(o, dict)]
+    recoveries = [dict(r) for r in out.get("recovery_orders") or [] if isinstance(r, dict)]
+    for _ in range(draw(st.integers(1, 3))):
+        rule = draw(st.integers(0, 7))
+        timed = recoveries + [o for o in orders if o.get("role") == "exit"]
+        if rule == 0 and timed:  # negative entry times
+            for item in timed:
+                if draw(st.booleans()):
+                    item["entry_filled_at"] = draw(st.sampled_from(ODD_TIMES))
+        elif rule == 6 and timed:  # a NaN entry time
+            draw(st.sampled_from(timed))["entry_filled_at"] = math.nan
+        elif rule == 1 and (recoveries or orders):  # trade ids other than A and B
+            item = draw(st.sampled_from(recoveries + orders))
+            item["trade_id"] = draw(st.sampled_from(OTHER_TRADES))
+        elif (
+            rule in (2, 7) and recoveries
+        ):  # duplicate recovery ids (twice as likely: an eviction must follow)
+            # often a twin of the recovery furthest from the market, itself at the market: the cap
+            # evicts the furthest, and with it (by id) its twin
+            market = out.get("market_price")
+            if draw(st.booleans()) and isinstance(market, float) and market > 0:
+                far = max(recoveries, key=lambda r: abs(float(r.get("price") or 0.0) - market))
+                twin = dict(far, price=market)
+            else:
+                twin = dict(draw(st.sampled_from(recoveries)))
+                twin["price"] = draw(st.sampled_from([twin.get("price", 0.1), 0.0, 1.0]))
+            recoveries.insert(draw(st.integers(0, len(recoveries))), twin)
+        elif rule == 3 and orders:  # duplicate order ids (a second order carrying the same local_id)
+            twin = dict(draw(st.sampled_from(orders)))
+            price = twin.get("price", 0.1)
+            if isinstance(price, int | float) and not isinstance(price, bool):
+                twin["price"] = price * draw(st.sampled_from([1.0, 0.9, 1.1]))
+            orders.insert(draw(st.integers(0, len(orders))), twin)
+        elif rule == 4:  # -0.0 where the reducer adds to it
+            for key in ("today_realized_loss", "total_profit", "total_settled_usd", "total_fees"):
+                if draw(st.booleans()):
+                    out[key] = -0.0
+        else:  # int fees (from_dict float()s them; a typed state may keep them)
+            for item in orders + recoveries:
+                if draw(st.booleans()):
+                    item["entry_fee"] = 0
+    out["orders"], out["recovery_orders"] = orders, recoveries
+    return out
+
+
 @st.composite
 def scenarios(draw: Any) -> Scenario:
-    """Initial scenarios: a context and a state (a fifth of them raw), no events."""
+    """Initial scenarios: a context and a state (a fifth of them raw, a fifth with section 9 details),
+    no events."""
     context = draw(contexts())
     state = draw(states(context.config, context.order_size_usd))
     if draw(st.integers(0, 4)) == 0:
         state = draw(raw_states(state))
+    if draw(st.integers(0, 4)) == 0:
+        state = draw(section9_states(state))
     return Scenario("generated", context, state, ())
 
 
@@ -433,7 +510,8 @@ def _ticks(state: WireMap, config: WireMap) -> list[float]:
         until = state.get(key) or 0.0
         if until > 0:
             out += [until, until - 0.001]
-    return out
+    # an infinite timeout or a NaN entry time makes no tick worth sending
+    return [t for t in out if math.isfinite(t)] or [now]
 
 
 def _threshold_market(price: float, refresh_pct: float, above: bool) -> list[float]:
@@ -453,6 +531,8 @@ def _threshold_market(price: float, refresh_pct: float, above: bool) -> list[flo
 def _markets(state: WireMap, context: Context) -> list[float]:
     config = context.config
     market = float(state.get("market_price") or 0.0)
+    if not math.isfinite(market):  # after a NaN (or infinite) PriceTick: aim as if there were no market
+        market = 0.0
     decimals = int(cfg(config, "price_decimals"))
     refresh = float(cfg(config, "refresh_pct"))
     out = [market * f for f in (0.999, 1.001, 0.98, 1.02, 0.95, 1.05)] if market > 0 else [0.1, 100.0]
@@ -484,6 +564,7 @@ def near_midpoint_value(around: float, decimals: int, state: WireMap) -> float:
     """A deterministic near-midpoint value close to ``around`` (varied by the state's clock)."""
     decimals = max(0, min(decimals, 8))
     scale = 10**decimals
+    around = around if math.isfinite(around) else 0.1
     k = round(around * scale) + int(float(state.get("now") or 0.0)) % 3 - 1
     mid = float(f"{max(k, 0)}.5e-{decimals}") if decimals > 0 else max(k, 0) + 0.5
     return nudge(mid, int(float(state.get("now") or 0.0)) % 5 - 2)
@@ -511,9 +592,18 @@ def _fill(draw: Draw, state: WireMap, context: Context, order: WireMap) -> Event
         fee = round(float(fill_price) * float(volume) * fee_pct / 100, 8)
     except (TypeError, ValueError):
         fee = 0.0
-    fee_kind = draw(st.integers(0, 5))
-    if fee_kind == 0:
-        fee = 0.0
+    fee_kind = draw(st.integers(0, 6))
+    if fee_kind == 0:  # a zero fee, on an exit often an int 0 (the bot's fee-free fills; booking float()s it)
+        fee = 0 if order.get("role") == "exit" and draw(st.booleans()) else 0.0
+    elif fee_kind == 6:  # an int where a float is expected (section 9: booking float()s it)
+        fee = draw(st.sampled_from([0, 0, 1]))
+        if (
+            isinstance(fill_price, float)
+            and fill_price.is_integer()
+            and abs(fill_price) < 1e15
+            and draw(st.booleans())
+        ):
+            fill_price = int(fill_price)
     elif fee_kind == 1 and order.get("role") == "exit":  # net exactly zero: fee = gross - entry_fee
         try:
             entry = float(order.get("entry_price") or 0.0)
@@ -545,7 +635,7 @@ def _recovery_event(draw: Draw, state: WireMap, context: Context, recovery: Wire
     price = (recovery or {}).get("price", market)
     price = draw(st.sampled_from([price, market, price * 1.01])) if isinstance(price, int | float) else market
     volume = (recovery or {}).get("volume", 13.0)
-    fee = draw(st.sampled_from([0.0, 0.01, 0.033, (recovery or {}).get("entry_fee", 0.0)]))
+    fee = draw(st.sampled_from([0.0, 0.01, 0.033, (recovery or {}).get("entry_fee", 0.0), 0]))
     txid = draw(st.sampled_from(["RX-F", *ODD_TXIDS[:2]]))
     return Event("RecoveryFillEvent", {
         "recovery_id": rid, "txid": txid, "side": (recovery or {}).get("side", "buy"), "price": price,
@@ -578,7 +668,8 @@ class DogeStrategies(Strategies):
                      "volume": 13.0, "side": "buy", "role": "entry"}  # fmt: skip
             return [_fill(draw, state, context, ghost)]
         if kind == "extreme":
-            price = draw(st.sampled_from([0.0, 1e-9, 1e9, 5e-324, 1e300, -0.1]))
+            # NaN never refreshes (the market > 0 guard); -0.0 and an int price (section 9)
+            price = draw(st.sampled_from([0.0, 1e-9, 1e9, 5e-324, 1e300, -0.1, math.nan, -0.0, 100, 1]))
             return [Event("PriceTick", {"price": price, "timestamp": now + 1.0})]
         if kind == "call" and orders:
             order = draw(st.sampled_from(orders))
@@ -592,6 +683,11 @@ class DogeStrategies(Strategies):
         if kind == "timer" or (kind != "price" and draw(st.booleans())):
             return [Event("TimerTick", {"timestamp": draw(st.sampled_from(_ticks(state, context.config)))})]
         price = draw(st.sampled_from(_markets(state, context)))
+        odd = draw(st.integers(0, 24))
+        if odd == 0:  # -0.0: no market (section 9: the market > 0 guards)
+            price = -0.0
+        elif odd == 1 and 1 <= price < 1e15:  # an int where a float is expected (msgpack-encodable)
+            price = round(price)
         return [
             Event("PriceTick", {"price": price, "timestamp": now + draw(st.sampled_from([1.0, 10.0, 0.0]))})
         ]

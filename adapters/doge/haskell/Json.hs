@@ -1,7 +1,8 @@
 {-# LANGUAGE BangPatterns, OverloadedStrings #-}
 -- | JSON for the older line transport: a parser to 'V' (ints stay ints, Python's
--- NaN/Infinity literals accepted) and a writer that prints whole-number floats
--- as integers (as the real binary does) and other floats in Python repr digits.
+-- NaN/Infinity literals accepted) and a writer that prints floats as Python's
+-- json.dumps does (DOGE_REDUCER.md section 9): float repr (100.0 stays a float,
+-- -0.0 keeps its sign) and the bare tokens NaN, Infinity and -Infinity.
 module Json (parseJson, encJson) where
 
 import qualified Data.ByteString as B
@@ -148,7 +149,6 @@ encJson v = case v of
   VFloat d
     | isNaN d -> "NaN"
     | isInfinite d -> if d > 0 then "Infinity" else "-Infinity"
-    | fromInteger (truncate d) == d -> BB.integerDec (truncate d)
     | otherwise -> BB.string7 (pyReprDouble d)
   VStr t -> jstr t
   VBin b -> jstr (TE.decodeLatin1 b)

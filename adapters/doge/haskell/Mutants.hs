@@ -57,6 +57,15 @@ data Mutant
                            --   record once 32 are held. Exposed by a booking on a state with >= 32
                            --   completed cycles: a bot that has run a while (a bot_runtime.json), never a
                            --   synthetic state (<= 3 cycles) within a short walk.
+  -- DOGE_REDUCER.md section 9 (bit-exact details): float grouping and coercions.
+  | EvictFeeOldGrouping    -- eviction fee as x * volume * maker_fee_pct / 100 (not x * volume * (maker_fee_pct / 100.0)).
+                           --   Exposed by about a third of realistic cap evictions (14 steps of the real bot's recorded day).
+  | FeeIntBookedAsInt      -- booking does not float() an int fee: exit_fee (and a B quote_fee) written as int 0, not 0.0.
+                           --   Exposed, as a wire type only, by an exit / recovery fill with fee 0 sent as an int.
+  | RecoveryEntryTimeTruthy -- recovery entry time: entry_filled_at when it is non-zero (Python `or`), not when > 0.
+                           --   Exposed by a recovery fill or eviction whose entry_filled_at is negative or NaN.
+  | EvictByPosition        -- eviction removes exactly `overflow` recoveries by position, not every one sharing a selected id.
+                           --   Exposed by a cap eviction when two recoveries share the evicted recovery_id.
   deriving (Eq, Show, Enum, Bounded)
 
 -- | name, category, description
@@ -87,6 +96,11 @@ catalogue =
   , (HangPriceAtOrder, "hang_price_at_order", "failure", "loops forever on a PriceTick at exactly an open order's price")
   , (GarbageNonAsciiTxid, "garbage_non_ascii_txid", "failure", "writes non-msgpack bytes to stdout on a fill with a non-ASCII txid")
   , (HistoryCapped, "history_capped", "history", "completed_cycles keeps only the latest 32 bookings (needs a real state with a long history)")
+  -- section 9 (bit-exact details)
+  , (EvictFeeOldGrouping, "evict_fee_old_grouping", "bit-exact", "eviction fee computed as x*volume*maker_fee_pct/100 instead of x*volume*(maker_fee_pct/100.0)")
+  , (FeeIntBookedAsInt, "fee_int_booked_as_int", "bit-exact", "booking keeps an int fee an int (exit_fee 0, not 0.0): no float() when booking")
+  , (RecoveryEntryTimeTruthy, "recovery_entry_time_truthy", "bit-exact", "recovery entry time takes a non-zero entry_filled_at (negative/NaN too) instead of only > 0")
+  , (EvictByPosition, "evict_by_position", "bit-exact", "cap eviction removes recoveries by position, not every recovery sharing a selected id")
   ]
 
 mutantName :: Mutant -> String

@@ -5,6 +5,14 @@
 -- tests), a side other than "buy" down the sell branch, a role other than
 -- "entry" counts as an exit when filled, and removing an order removes every
 -- order with that local_id. The project's reference (adapters/doge/reference) agrees.
+-- DOGE_REDUCER.md section 9 ("Bit-exact details") is followed item by item, each marked
+-- "section 9" where it is done (tests/test_bitexact.py checks them against the reference, type
+-- for type): the eviction fee grouping, the market > 0 guards, today_realized_loss always
+-- reassigned, trade ids other than A/B, eviction by id, int(max_recovery_slots) when orphaning,
+-- the recovery entry time (> 0), and apply_order_regime_at_entry with the bot's wrapper semantics.
+-- A typed port: event numbers are doubles, so where the module keeps an event's int unchanged
+-- (market_price, an exit's entry fields) this answers the equal float; every value section 9
+-- says is float()ed is a float here too.
 module Reducer
   ( Env(..), transition, checkInvariants, applyOrderRegime, derivePhase
   ) where
@@ -100,7 +108,9 @@ roundPrice x = do
 
 entryDistance :: Config -> Maybe Mutant -> Text -> Double
 entryDistance c mut trade =
+  -- section 9: only "A" takes entry_pct_a and only "B" entry_pct_b; any other id uses entry_pct
   let over | isA trade = cEntryPctA c
+           | not (teq trade "B") = Nothing
            | mut == Just EntryPctBIgnored = cEntryPctA c
            | otherwise = cEntryPctB c
       d = case over of
@@ -148,7 +158,9 @@ placeEntry side trade cyc size reason = do
       d = entryDistance c mut trade
       market = sMarket st
       isBuy = teq side "buy"
-      losses = if isA trade then sLossesA st else sLossesB st
+      -- section 9: a buy uses losses_b only for trade "B" (else _a); a sell uses losses_a only for "A" (else _b)
+      losses | isBuy = if teq trade "B" then sLossesB st else sLossesA st
+             | otherwise = if isA trade then sLossesA st else sLossesB st
       mult = backoff c mut losses
   p1 <- roundPrice (if isBuy then market * (1 - d * mult / 100) else market * (1 + d * mult / 100))
   price <- if p1 <= 0 then roundPrice (if isBuy then market * (1 - d / 100) else market * (1 + d / 100))
@@ -177,11 +189,16 @@ followUp trade size reason = do
 data Exitish = Exitish { xTrade :: Text, xCycle :: Integer, xVolume :: Double, xEntryPrice :: Double
                        , xEntryFee :: Double, xEntryTime :: Double, xRegime :: Maybe Integer }
 
-bookCycle :: Exitish -> Double -> Double -> Double -> Bool -> Red Double
-bookCycle x px fx t fromRec = do
+bookCycle :: Exitish -> Double -> V -> Double -> Bool -> Red Double
+bookCycle x px fxV t fromRec = do
+  intFee <- isMut FeeIntBookedAsInt
   swapped <- isMut QuoteFeeSwappedRecovery
   capped <- isMut HistoryCapped
-  let trade = xTrade x
+  -- Fees are float()ed when booking (section 9): a Double here already; the mutant
+  -- fee_int_booked_as_int instead writes an int-valued fee of the event as an int (see cycleV).
+  let fx = feeValue fxV
+      feeAsInt = intFee && isIntV fxV
+      trade = xTrade x
       gross = if isA trade then (xEntryPrice x - px) * xVolume x else (px - xEntryPrice x) * xVolume x
       ef = xEntryFee x
       fees = ef + fx
@@ -192,11 +209,12 @@ bookCycle x px fx t fromRec = do
       rec = Cycle { yTradeId = trade, yCycle = xCycle x, yEntryPrice = xEntryPrice x, yExitPrice = px
                   , yVolume = xVolume x, yGross = gross, yFees = fees, yNet = net, yEntryFee = ef
                   , yExitFee = fx, yQuoteFee = quote, ySettled = settled, yEntryTime = xEntryTime x
-                  , yExitTime = t, yFromRecovery = fromRec, yRegime = xRegime x }
+                  , yExitTime = t, yFromRecovery = fromRec, yRegime = xRegime x, yFeeAsInt = feeAsInt }
       keep cs = if capped && Seq.length cs > 32 then Seq.drop (Seq.length cs - 32) cs else cs
   modSt $ \s -> s { sCycles = keep (sCycles s Seq.|> rec), sTotalProfit = sTotalProfit s + net
                   , sTotalSettled = sTotalSettled s + settled, sTotalFees = sTotalFees s + fx
-                  , sTodayLoss = if net < 0 then sTodayLoss s + abs net else sTodayLoss s
+                  -- always reassigned (section 9: a stored -0.0 becomes 0.0)
+                  , sTodayLoss = sTodayLoss s + (if net < 0 then abs net else 0)
                   , sRoundTrips = sRoundTrips s + 1 }
   lossCounters trade net
   emit (BookCycle trade (xCycle x) net gross fees settled fromRec)
@@ -231,16 +249,22 @@ orphan o reason = do
   c <- cfgR
   st <- getSt
   newestFirst <- isMut EvictNewestFirst
+  byPosition <- isMut EvictByPosition
   let recs = sRecs st
       market = sMarket st
-      overflow = toInteger (length recs) + 1 - max 1 (cMaxRecoverySlots c)
+  slots <- liftE (either (\e -> Left ("max_recovery_slots: " ++ e)) Right (pyInt (cMaxRecoverySlots c)))
+  let overflow = toInteger (length recs) + 1 - max 1 slots
       dist r = if market > 0 then abs (rPrice r - market) / market else 0
       key (i, r) = (negate (dist r), if newestFirst then negate (rOrphanedAt r) else rOrphanedAt r, rRecoveryId r, i :: Int)
       ranked = sortBy (comparing key) (zip [0 ..] recs)
-      evictIdx = map fst (take (fromInteger (max 0 overflow)) ranked)
+      chosen = take (fromInteger (max 0 overflow)) ranked
+      -- section 9: eviction selects ids, so every recovery sharing a selected id goes
+      evictIdx = map fst chosen
+      evictIds = map (rRecoveryId . snd) chosen
+      gone (i, r) = if byPosition then i `elem` evictIdx else rRecoveryId r `elem` evictIds
       indexed = zip [0 ..] recs
-      evicted = [r | (i, r) <- indexed, i `elem` evictIdx]
-      kept = [r | (i, r) <- indexed, i `notElem` evictIdx]
+      evicted = [r | ir@(_, r) <- indexed, gone ir]
+      kept = [r | ir@(_, r) <- indexed, not (gone ir)]
   if overflow > 0
     then do
       modSt $ \s -> s { sRecs = kept }
@@ -259,7 +283,8 @@ orphan o reason = do
     let reentry cd = if cReentryBaseCooldown c > 0 then pyMax cd (sNow s + cReentryBaseCooldown c) else cd
     in if isA trade then s { sCooldownA = reentry (sCooldownA s), sCycleA = sCycleA s + 1 }
        else s { sCooldownB = reentry (sCooldownB s), sCycleB = sCycleB s + 1 }
-  size <- effectiveSize trade
+  -- section 9: when orphaning, order_sizes["A"] for trade "A", order_sizes["B"] for every other id
+  size <- effectiveSize (if isA trade then "A" else "B")
   followUp trade size (if isA trade then "orphan_A" else "orphan_B")
   where
     evict r = do
@@ -267,18 +292,38 @@ orphan o reason = do
       s <- getSt
       if T.null (rTxid r) then pure ()
         else emit (CancelOrder (negate (rRecoveryId r)) (rTxid r) "recovery_cap_evict_priority")
+      oldGrouping <- isMut EvictFeeOldGrouping
+      -- section 9: x = float(market if market > 0 else r.price); if x <= 0 (not NaN) then
+      -- float(entry_price if > 0 else 0.0); fee = max(0.0, x * volume * (maker_fee_pct / 100.0))
       let x0 = sMarket s
           x1 = if x0 > 0 then x0 else rPrice r
-          x = if x1 > 0 then x1 else if rEntryPrice r > 0 then rEntryPrice r else 0.0
-          fee = pyMax 0 (x * rVolume r * cMakerFeePct c / 100)
-      _ <- bookCycle (recExitish r) x fee (sNow s) True
+          x = if x1 <= 0 then (if rEntryPrice r > 0 then rEntryPrice r else 0.0) else x1
+          fee | oldGrouping = pyMax 0 (x * rVolume r * cMakerFeePct c / 100)
+              | otherwise = pyMax 0 (x * rVolume r * (cMakerFeePct c / 100))
+      rec <- recExitish r
+      _ <- bookCycle rec x (VFloat fee) (sNow s) True
       pure ()
 
-recExitish :: Recovery -> Exitish
-recExitish r = Exitish { xTrade = rTradeId r, xCycle = rCycle r, xVolume = rVolume r
-                       , xEntryPrice = rEntryPrice r, xEntryFee = rEntryFee r
-                       , xEntryTime = if rEntryFilledAt r /= 0 then rEntryFilledAt r else rOrphanedAt r
-                       , xRegime = rRegime r }
+recExitish :: Recovery -> Red Exitish
+recExitish r = do
+  truthyTime <- isMut RecoveryEntryTimeTruthy
+  -- section 9: entry_filled_at if > 0, else orphaned_at (a negative or NaN entry_filled_at takes orphaned_at)
+  let filled = rEntryFilledAt r
+      useFilled = if truthyTime then filled /= 0 else filled > 0
+  pure Exitish { xTrade = rTradeId r, xCycle = rCycle r, xVolume = rVolume r
+               , xEntryPrice = rEntryPrice r, xEntryFee = rEntryFee r
+               , xEntryTime = if useFilled then filled else rOrphanedAt r
+               , xRegime = rRegime r }
+
+-- | An event's fee (checked to be a number when the event was read) as the Double
+-- that float() gives; 'isIntV' says it came as an int (the fee_int_booked_as_int mutant).
+feeValue :: V -> Double
+feeValue v = maybe 0 id (vNum v)
+
+isIntV :: V -> Bool
+isIntV v = case v of
+  VInt _ -> True
+  _ -> False
 
 -- Python's `==` between an int field and an event's id value.
 idMatches :: V -> Integer -> Bool
@@ -322,7 +367,8 @@ step ev = case ev of
         garbage <- isMut GarbageNonAsciiTxid
         if garbage && nonAscii txid then sabotage garbageThen else pure ()
         modSt $ \s -> s { sRecs = filter ((/= rRecoveryId r) . rRecoveryId) (sRecs s) }
-        _ <- bookCycle (recExitish r) price fee ts True
+        rec <- recExitish r
+        _ <- bookCycle rec price fee ts True
         clearS2UnlessS2
   RecoveryCancelEvent ridV ts -> do
     modSt $ \s -> s { sNow = ts, sRecs = filter (not . idMatches ridV . rRecoveryId) (sRecs s) }
@@ -331,7 +377,7 @@ step ev = case ev of
     nonAscii (VStr t) = T.any (> '\x7f') t
     nonAscii _ = False
 
-entryFilled :: Order -> Double -> Double -> Double -> Double -> Red ()
+entryFilled :: Order -> Double -> Double -> V -> Double -> Red ()
 entryFilled o price vol fee ts = do
   c <- cfgR
   st <- getSt
@@ -344,14 +390,14 @@ entryFilled o price vol fee ts = do
   let lid = sNextOrderId st
       x = Order { oLocalId = lid, oSide = exitSide, oRole = "exit", oPrice = xp, oVolume = vol
                 , oTradeId = oTradeId o, oCycle = oCycle o, oTxid = "", oPlacedAt = ts, oEntryPrice = price
-                , oEntryFee = fee, oEntryFilledAt = ts, oRegime = oRegime o }
-  modSt $ \s -> s { sTotalFees = sTotalFees s + fee, sOrders = sOrders s ++ [x], sNextOrderId = lid + 1 }
+                , oEntryFee = feeValue fee, oEntryFilledAt = ts, oRegime = oRegime o }
+  modSt $ \s -> s { sTotalFees = sTotalFees s + feeValue fee, sOrders = sOrders s ++ [x], sNextOrderId = lid + 1 }
   emit (PlaceOrder lid exitSide "exit" xp vol (oTradeId o) (oCycle o) "entry_fill_exit")
 
-exitFilled :: Order -> Double -> Double -> Double -> Red ()
+exitFilled :: Order -> Double -> V -> Double -> Red ()
 exitFilled o price fee ts = do
   crash <- isMut CrashZeroFeeExit
-  if crash && fee == 0 then sabotage (crashWith "Ratio has zero denominator (fee share)") else pure ()
+  if crash && feeValue fee == 0 then sabotage (crashWith "Ratio has zero denominator (fee share)") else pure ()
   let x = Exitish { xTrade = oTradeId o, xCycle = oCycle o, xVolume = oVolume o, xEntryPrice = oEntryPrice o
                   , xEntryFee = oEntryFee o, xEntryTime = oEntryFilledAt o, xRegime = oRegime o }
   _ <- bookCycle x price fee ts False
@@ -514,7 +560,11 @@ orderCounts = go 0 0 0 0 0 0
       in go (be + one (e && b)) (se + one (e && s)) (bx + one (x && b)) (sx + one (x && s)) (ne + one e) (nx + one x) os
     one c = if c then 1 else 0
 
--- | apply_order_regime_at_entry with int(local_id) and an already normalised regime.
-applyOrderRegime :: Integer -> Maybe Integer -> St -> St
-applyOrderRegime lid reg st = st { sOrders = map f (sOrders st) }
-  where f o = if oLocalId o == lid then o { oRegime = reg } else o
+-- | apply_order_regime_at_entry with the bot's wrapper semantics (DOGE_REDUCER.md section 9): the
+-- wrapper int()s the local_id first (the caller did), then the module normalises the regime only
+-- when some order matches (no match: the state unchanged, no error even for a bad regime).
+applyOrderRegime :: Integer -> Either String (Maybe Integer) -> St -> Either String St
+applyOrderRegime lid reg st
+  | not (any ((== lid) . oLocalId) (sOrders st)) = Right st
+  | otherwise = (\r -> st { sOrders = map (f r) (sOrders st) }) <$> reg
+  where f r o = if oLocalId o == lid then o { oRegime = r } else o

@@ -102,8 +102,7 @@ stateArg mut m = field "state" m >>= bad . fromDict mut
 regimeCall :: Mut -> [(Text, V)] -> St -> H St
 regimeCall mut m st = do
   lid <- field "local_id" m >>= bad . pyInt
-  reg <- bad (normRegime mut (maybe VNil id (lookupT "regime_at_entry" m)))
-  pure (applyOrderRegime lid reg st)
+  bad (applyOrderRegime lid (normRegime mut (maybe VNil id (lookupT "regime_at_entry" m))) st)
 
 -- | The parse of a request's top-level config, when the server already has it.
 type PreCfg = Maybe (Either String Config)
@@ -464,16 +463,17 @@ eventShapes =
   [ Shape "PriceTick" [("price", Num), ("timestamp", Num)] (\f -> PriceTick <$> n f 0 <*> n f 1)
   , Shape "TimerTick" [("timestamp", Num)] (\f -> TimerTick <$> n f 0)
   , Shape "FillEvent" [ ("order_local_id", Raw), ("txid", Raw), ("side", Raw), ("price", Num), ("volume", Num)
-                      , ("fee", Num), ("timestamp", Num) ]
-      (\f -> FillEvent <$> r f 0 <*> r f 1 <*> n f 3 <*> n f 4 <*> n f 5 <*> n f 6)
+                      , ("fee", Raw), ("timestamp", Num) ]
+      (\f -> FillEvent <$> r f 0 <*> r f 1 <*> n f 3 <*> n f 4 <*> rn f 5 <*> n f 6)
   , Shape "RecoveryFillEvent" [ ("recovery_id", Raw), ("txid", Raw), ("side", Raw), ("price", Num), ("volume", Num)
-                              , ("fee", Num), ("timestamp", Num) ]
-      (\f -> RecoveryFillEvent <$> r f 0 <*> r f 1 <*> n f 3 <*> n f 4 <*> n f 5 <*> n f 6)
+                              , ("fee", Raw), ("timestamp", Num) ]
+      (\f -> RecoveryFillEvent <$> r f 0 <*> r f 1 <*> n f 3 <*> n f 4 <*> rn f 5 <*> n f 6)
   , Shape "RecoveryCancelEvent" [("recovery_id", Raw), ("txid", Raw), ("timestamp", Num)]
       (\f -> RecoveryCancelEvent <$> r f 0 <*> n f 2) ]
   where
     n f k = f k >>= \v -> case v of { FNum d -> Just d; _ -> Nothing }
     r f k = f k >>= \v -> case v of { FRaw x -> Just x; _ -> Nothing }
+    rn f k = r f k >>= \x -> x <$ vNum x   -- a number, kept as sent (the fee)
 
 -- | handleOp's "step" on a 'FastStep'; Nothing whenever the generic path would
 -- answer an error (it then answers it). Same computations in the same order, so

@@ -4,7 +4,7 @@ module Types where
 
 import Data.Text (Text)
 import qualified Data.Sequence as Seq
-import Value (V)
+import Value (V(..))
 
 data Config = Config
   { cEntryPct :: Double, cEntryPctA :: Maybe Double, cEntryPctB :: Maybe Double
@@ -14,7 +14,7 @@ data Config = Config
   , cStalePriceMaxAge :: Double, cS1OrphanAfter :: Double, cS2OrphanAfter :: Double
   , cLossBackoffStart :: Integer, cLossCooldownStart :: Integer, cLossCooldownSec :: Double
   , cReentryBaseCooldown :: Double, cBackoffFactor :: Double, cBackoffMaxMult :: Double
-  , cMaxConsecRefreshes :: Integer, cRefreshCooldownSec :: Double, cMaxRecoverySlots :: Integer
+  , cMaxConsecRefreshes :: Integer, cRefreshCooldownSec :: Double, cMaxRecoverySlots :: V
   , cSticky :: Bool
   }
 
@@ -25,7 +25,7 @@ defaultConfig = Config
   , cMakerFeePct = 0.25, cStalePriceMaxAge = 60.0, cS1OrphanAfter = 1350.0, cS2OrphanAfter = 1800.0
   , cLossBackoffStart = 3, cLossCooldownStart = 5, cLossCooldownSec = 900.0, cReentryBaseCooldown = 0.0
   , cBackoffFactor = 0.5, cBackoffMaxMult = 5.0, cMaxConsecRefreshes = 3, cRefreshCooldownSec = 300.0
-  , cMaxRecoverySlots = 2, cSticky = False }
+  , cMaxRecoverySlots = VInt 2, cSticky = False }
 
 data Order = Order
   { oLocalId :: Integer, oSide :: Text, oRole :: Text, oPrice :: Double, oVolume :: Double
@@ -43,7 +43,8 @@ data Cycle = Cycle
   { yTradeId :: Text, yCycle :: Integer, yEntryPrice :: Double, yExitPrice :: Double, yVolume :: Double
   , yGross :: Double, yFees :: Double, yNet :: Double, yEntryFee :: Double, yExitFee :: Double
   , yQuoteFee :: Double, ySettled :: Double, yEntryTime :: Double, yExitTime :: Double
-  , yFromRecovery :: Bool, yRegime :: Maybe Integer }
+  , yFromRecovery :: Bool, yRegime :: Maybe Integer
+  , yFeeAsInt :: Bool }   -- only the mutant fee_int_booked_as_int sets it: exit_fee (and a B quote_fee) written as int
   deriving (Eq, Show)
 
 data St = St
@@ -60,8 +61,8 @@ data St = St
 data Event
   = PriceTick Double Double                     -- price, timestamp
   | TimerTick Double
-  | FillEvent V V Double Double Double Double      -- order_local_id, txid, price, volume, fee, timestamp
-  | RecoveryFillEvent V V Double Double Double Double -- recovery_id, txid, price, volume, fee, timestamp
+  | FillEvent V V Double Double V Double      -- order_local_id, txid, price, volume, fee (a number, kept as sent), timestamp
+  | RecoveryFillEvent V V Double Double V Double -- recovery_id, txid, price, volume, fee (a number, kept as sent), timestamp
   | RecoveryCancelEvent V Double                 -- recovery_id, timestamp
 
 eventName :: Event -> Text

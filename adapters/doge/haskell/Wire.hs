@@ -130,7 +130,7 @@ cycleFrom mut m = Cycle
   <*> fFloat "fees" 0 m <*> fFloat "net_profit" 0 m <*> fFloat "entry_fee" 0 m
   <*> fFloat "exit_fee" 0 m <*> fFloat "quote_fee" 0 m <*> fFloat "settled_usd" 0 m
   <*> fFloat "entry_time" 0 m <*> fFloat "exit_time" 0 m <*> pure (fBool "from_recovery" m)
-  <*> fRegime mut m
+  <*> fRegime mut m <*> pure False
 
 emptySt :: St
 emptySt = St
@@ -237,9 +237,11 @@ cycleV c = VMap
   [ ("trade_id", VStr (yTradeId c)), ("cycle", VInt (yCycle c)), ("entry_price", VFloat (yEntryPrice c))
   , ("exit_price", VFloat (yExitPrice c)), ("volume", VFloat (yVolume c)), ("gross_profit", VFloat (yGross c))
   , ("fees", VFloat (yFees c)), ("net_profit", VFloat (yNet c)), ("entry_fee", VFloat (yEntryFee c))
-  , ("exit_fee", VFloat (yExitFee c)), ("quote_fee", VFloat (yQuoteFee c)), ("settled_usd", VFloat (ySettled c))
+  , ("exit_fee", fee (yExitFee c)), ("quote_fee", if teq (yTradeId c) "A" then VFloat (yQuoteFee c) else fee (yQuoteFee c))
+  , ("settled_usd", VFloat (ySettled c))
   , ("entry_time", VFloat (yEntryTime c)), ("exit_time", VFloat (yExitTime c))
   , ("from_recovery", VBool (yFromRecovery c)), ("regime_at_entry", regV (yRegime c)) ]
+  where fee d = if yFeeAsInt c then VInt (truncate d) else VFloat d
 
 -- | The top-level fields in to_dict order (values built lazily).
 stateFieldsV :: St -> [(Text, V)]
@@ -318,7 +320,8 @@ parseConfig (VMap kvs) = go defaultConfig kvs
       "backoff_max_multiplier" -> num k v (\x -> c { cBackoffMaxMult = x })
       "max_consecutive_refreshes" -> (\x -> c { cMaxConsecRefreshes = x }) <$> intCfg k v
       "refresh_cooldown_sec" -> num k v (\x -> c { cRefreshCooldownSec = x })
-      "max_recovery_slots" -> (\x -> c { cMaxRecoverySlots = x }) <$> intCfg k v
+      -- kept as given: the reducer int()s it when orphaning (2.0 and "2" work; section 9)
+      "max_recovery_slots" -> Right c { cMaxRecoverySlots = v }
       "sticky_mode_enabled" -> Right c { cSticky = truthy v }
       _ -> Right c
 parseConfig v = Left ("config must be a map, not " ++ typeName v)
@@ -330,15 +333,16 @@ parseEvent :: Text -> V -> M Event
 parseEvent ty (VMap p) = case ty of
   "PriceTick" -> PriceTick <$> n "price" <*> n "timestamp"
   "TimerTick" -> TimerTick <$> n "timestamp"
-  "FillEvent" -> FillEvent <$> r "order_local_id" <*> r "txid" <*> n "price" <*> n "volume" <*> n "fee"
+  "FillEvent" -> FillEvent <$> r "order_local_id" <*> r "txid" <*> n "price" <*> n "volume" <*> nv "fee"
                    <*> n "timestamp" <* r "side"
   "RecoveryFillEvent" -> RecoveryFillEvent <$> r "recovery_id" <*> r "txid" <*> n "price" <*> n "volume"
-                   <*> n "fee" <*> n "timestamp" <* r "side"
+                   <*> nv "fee" <*> n "timestamp" <* r "side"
   "RecoveryCancelEvent" -> RecoveryCancelEvent <$> r "recovery_id" <*> n "timestamp" <* r "txid"
   _ -> Left ("unknown event type " ++ show (T.unpack ty))
   where
     r k = maybe (Left ("event payload misses " ++ T.unpack k)) Right (lookupT k p)
     n k = r k >>= numField k
+    nv k = r k >>= \v -> v <$ numField k v   -- a number, kept as sent (int or float)
 parseEvent _ v = Left ("event payload must be a map, not " ++ typeName v)
 
 -- | The JSON transport's bare payload: the type is inferred from the keys.

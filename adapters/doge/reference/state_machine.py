@@ -12,10 +12,22 @@ Notes that matter to anyone porting or comparing (the Haskell port must agree bi
 
 - Floats are Python floats; ``round`` is Python's correctly rounded ``round``; ``min``/``max`` keep
   Python's semantics (``max(a, b)`` is ``b if b > a else a``, ``min(a, b)`` is ``b if b < a else a``).
-- A trade is "A" only when ``trade_id == "A"``; every other trade id takes the B branch. A side is
+- A trade is "A" only when ``trade_id == "A"``; every other trade id takes the B branch, except
+  where section 9 says otherwise (the entry distance: only "B" takes entry_pct_b, any other id
+  entry_pct; the loss count of a new buy entry: only "B" uses consecutive_losses_b). A side is
   "buy" only when ``side == "buy"``; a role is "entry" only when ``role == "entry"``.
-- Removing an order or a recovery by id removes every entry that carries that id.
-- Event payloads are not coerced: an int price in an event stays an int in the state.
+- Removing an order or a recovery by id removes every entry that carries that id; the recovery-cap
+  eviction selects *ids*, so every recovery sharing a selected id goes.
+- Event payloads are not coerced: an int price in an event stays an int in the state. Booking a cycle
+  ``float()``s the entry fee and the exit fee (every path); the eviction path also ``float()``s its
+  price, volume, entry fee and entry time; the RecoveryFillEvent path does not (section 9).
+- Config values are never coerced (``sticky_mode_enabled: "false"`` is truthy), except
+  ``int(max_recovery_slots)`` when orphaning.
+- ``apply_order_regime_at_entry`` follows the *bot's wrapper* (``int()`` of the local_id first), then
+  the module (the regime is normalised only when some order matches).
+
+Every item of DOGE_REDUCER.md section 9 ("Bit-exact details") is followed here; tests/test_bitexact.py
+holds one test per item.
 
 Performance: the history (``completed_cycles``) only grows, and the engine detects changes by
 identity, so a transition never copies the history except to append one record, and every field it
@@ -318,7 +330,8 @@ def entry_backoff_multiplier(loss_count: int, cfg: EngineConfig) -> float:
 
 def _entry_distance(trade_id: str, cfg: EngineConfig) -> float:
     d = cfg.entry_pct
-    override = cfg.entry_pct_a if trade_id == "A" else cfg.entry_pct_b
+    # Section 9: only "A" takes entry_pct_a and only "B" entry_pct_b; any other trade id uses entry_pct.
+    override = cfg.entry_pct_a if trade_id == "A" else cfg.entry_pct_b if trade_id == "B" else None
     if override is not None and override > 0:
         d = override
     if d <= 0:
@@ -363,7 +376,12 @@ def _new_entry(
 ) -> tuple[PairState, PlaceOrderAction | None]:
     """Place one entry order; when the volume rule refuses, nothing changes (same state object)."""
     d = _entry_distance(trade_id, cfg)
-    losses = state.consecutive_losses_a if trade_id == "A" else state.consecutive_losses_b
+    # Section 9: a buy uses consecutive_losses_b only for trade "B" (else _a); a sell uses
+    # consecutive_losses_a only for trade "A" (else _b).
+    if side == "buy":
+        losses = state.consecutive_losses_b if trade_id == "B" else state.consecutive_losses_a
+    else:
+        losses = state.consecutive_losses_a if trade_id == "A" else state.consecutive_losses_b
     mult = entry_backoff_multiplier(losses, cfg)
     market = state.market_price
     decimals = cfg.price_decimals
@@ -405,6 +423,11 @@ def _book_cycle(
     at: float,
     from_recovery: bool,
 ) -> tuple[PairState, BookCycleAction]:
+    # Section 9: both fees are float()ed before anything is computed from them (an int fee of 0 books
+    # 0.0); total_fees adds the raw fill fee.
+    raw_fill_fee = fill_fee
+    entry_fee = float(entry_fee)
+    fill_fee = float(fill_fee)
     if trade_id == "A":
         gross = (entry_price - fill_price) * volume
         quote_fee = entry_fee
@@ -436,11 +459,11 @@ def _book_cycle(
         "completed_cycles": (*state.completed_cycles, record),
         "total_profit": state.total_profit + net,
         "total_settled_usd": state.total_settled_usd + settled,
-        "total_fees": state.total_fees + fill_fee,
+        "total_fees": state.total_fees + raw_fill_fee,
+        # Section 9: always reassigned (a stored -0.0 becomes 0.0 after any booking).
+        "today_realized_loss": state.today_realized_loss + (abs(net) if net < 0 else 0.0),
         "total_round_trips": state.total_round_trips + 1,
     }
-    if net < 0:
-        changes["today_realized_loss"] = state.today_realized_loss + abs(net)
     new_state = _evolve(state, **changes)
     return new_state, BookCycleAction(trade_id, cycle, net, gross, fees, settled, from_recovery)
 
@@ -483,15 +506,18 @@ def _book_recovery(
     at: float,
     cfg: EngineConfig,
     actions: list[Action],
+    *,
+    volume: Any,
+    entry_time: Any,
 ) -> PairState:
     state, book = _book_cycle(
         state,
         trade_id=recovery.trade_id,
         cycle=recovery.cycle,
         entry_price=recovery.entry_price,
-        volume=recovery.volume,
+        volume=volume,
         entry_fee=recovery.entry_fee,
-        entry_time=recovery.entry_filled_at or recovery.orphaned_at,
+        entry_time=entry_time,
         regime=recovery.regime_at_entry,
         fill_price=fill_price,
         fill_fee=fill_fee,
@@ -503,30 +529,48 @@ def _book_recovery(
     return state
 
 
+def _recovery_entry_time(r: RecoveryOrder) -> Any:
+    """entry_filled_at if > 0, else orphaned_at (a negative or NaN entry_filled_at takes orphaned_at)."""
+    return r.entry_filled_at if r.entry_filled_at > 0 else r.orphaned_at
+
+
 def _evict_for_cap(state: PairState, cfg: EngineConfig, overflow: int, actions: list[Action]) -> PairState:
     recoveries = state.recovery_orders
     market = state.market_price
 
-    def rank(i: int) -> tuple[float, float, int]:
-        r = recoveries[i]
-        distance = 0.0 if market <= 0 else abs(r.price - market) / market
+    def rank(r: RecoveryOrder) -> tuple[float, float, int]:
+        # Section 9: the `market > 0` guard (a NaN market ranks every recovery at distance 0).
+        distance = abs(r.price - market) / market if market > 0 else 0
         return (-distance, r.orphaned_at, r.recovery_id)
 
-    # Positions, not ids: exactly `overflow` recoveries go even when ids repeat.
-    evicted = set(sorted(range(len(recoveries)), key=rank)[:overflow])
+    # Section 9: the module selects *ids*, so every recovery sharing a selected id is evicted (possibly
+    # more than `overflow`), booked in original list order.
+    evicted = {r.recovery_id for r in sorted(recoveries, key=rank)[:overflow]}
     kept: list[RecoveryOrder] = []
-    for i, r in enumerate(recoveries):
-        if i not in evicted:
+    for r in recoveries:
+        if r.recovery_id not in evicted:
             kept.append(r)
             continue
         if r.txid != "":
             actions.append(CancelOrderAction(-r.recovery_id, r.txid, "recovery_cap_evict_priority"))
         market_now = state.market_price
-        x = r.price if market_now <= 0 else market_now
+        x = float(market_now if market_now > 0 else r.price)
         if x <= 0:
-            x = r.entry_price if r.entry_price > 0 else 0.0
-        fee = max(0.0, x * r.volume * cfg.maker_fee_pct / 100)
-        state = _book_recovery(state, r, x, fee, state.now, cfg, actions)
+            x = float(r.entry_price if r.entry_price > 0 else 0.0)
+        volume = float(r.volume)
+        # Section 9: this grouping, the division first (not x * volume * maker_fee_pct / 100).
+        fee = max(0.0, x * volume * (float(cfg.maker_fee_pct) / 100.0))
+        state = _book_recovery(
+            state,
+            r,
+            x,
+            fee,
+            state.now,
+            cfg,
+            actions,
+            volume=volume,
+            entry_time=float(_recovery_entry_time(r)),
+        )
     return _evolve(state, recovery_orders=tuple(kept))
 
 
@@ -539,7 +583,8 @@ def _orphan_exit(
     order_sizes: Mapping[str, float] | None,
 ) -> tuple[PairState, list[Action]]:
     actions: list[Action] = []
-    overflow = len(state.recovery_orders) + 1 - max(1, cfg.max_recovery_slots)
+    # int(): a config may carry 2.0 or "2" (section 9); config values are otherwise never coerced.
+    overflow = len(state.recovery_orders) + 1 - max(1, int(cfg.max_recovery_slots))
     if overflow > 0:
         state = _evict_for_cap(state, cfg, overflow, actions)
 
@@ -579,7 +624,8 @@ def _orphan_exit(
         changes["cycle_b"] = state.cycle_b + 1
     state = _evolve(state, **changes)
 
-    size = _size_for(order.trade_id, order_size_usd, order_sizes)
+    # Section 9: when orphaning, order_sizes["A"] for trade "A" and order_sizes["B"] for every other id.
+    size = _size_for("A" if is_a else "B", order_size_usd, order_sizes)
     state, place = _followup_entry(state, cfg, order.trade_id, size, "orphan_A" if is_a else "orphan_B")
     if place is not None:
         actions.append(place)
@@ -602,7 +648,8 @@ def _refresh_stale_entry(
     for o in state.orders:
         if o.role != "entry":
             continue
-        drift = 0.0 if market <= 0 else abs(o.price - market) / market * 100
+        # Section 9: computed only when market > 0 (a NaN market never refreshes).
+        drift = abs(o.price - market) / market * 100 if market > 0 else 0
         if drift <= refresh_pct:
             continue
         is_a = o.trade_id == "A"
@@ -790,7 +837,18 @@ def _on_recovery_fill(
         recovery_orders=tuple(r for r in state.recovery_orders if r.recovery_id != recovery_id),
     )
     actions: list[Action] = []
-    state = _book_recovery(state, recovery, event.price, event.fee, ts, cfg, actions)
+    # No float() of price, volume or entry time on this path (section 9), unlike eviction.
+    state = _book_recovery(
+        state,
+        recovery,
+        event.price,
+        event.fee,
+        ts,
+        cfg,
+        actions,
+        volume=recovery.volume,
+        entry_time=_recovery_entry_time(recovery),
+    )
     return _clear_s2_unless_s2(state), actions
 
 
@@ -812,6 +870,13 @@ def transition(
 ) -> tuple[PairState, list[Action]]:
     """The pure reducer: one event in, the next state and the actions to carry out."""
     kind = type(event)
+    if kind not in _EVENT_CLASSES:
+        # Section 9: the module tests isinstance in the order PriceTick, TimerTick, FillEvent,
+        # RecoveryFillEvent, RecoveryCancelEvent; an event of none of these classes returns the state
+        # unchanged (not even `now` set), no error. (`kind is` below is the fast path.)
+        kind = next((cls for cls in _EVENT_CLASSES if isinstance(event, cls)), None)  # type: ignore[assignment]
+        if kind is None:
+            return state, []
     if kind is PriceTick:
         ts = event.timestamp
         state = _evolve(state, now=ts, market_price=event.price, last_price_update_at=ts)  # type: ignore[union-attr]
@@ -822,9 +887,10 @@ def transition(
         return _on_fill(state, event, cfg, order_size_usd, order_sizes)  # type: ignore[arg-type]
     if kind is RecoveryFillEvent:
         return _on_recovery_fill(state, event, cfg)  # type: ignore[arg-type]
-    if kind is RecoveryCancelEvent:
-        return _on_recovery_cancel(state, event)  # type: ignore[arg-type]
-    raise TypeError(f"unknown event type {kind.__name__}")
+    return _on_recovery_cancel(state, event)  # type: ignore[arg-type]
+
+
+_EVENT_CLASSES = (PriceTick, TimerTick, FillEvent, RecoveryFillEvent, RecoveryCancelEvent)
 
 
 # --------------------------------------------------------------------------- invariants (section 5)
@@ -1129,8 +1195,15 @@ def to_dict(state: PairState) -> dict[str, Any]:
 
 
 def apply_order_regime_at_entry(state: PairState, local_id: int, regime_at_entry: Any) -> PairState:
-    """Tag every order with this local_id with the (normalised) regime; nothing else changes (section 8)."""
+    """Tag every order with this local_id with the (normalised) regime; nothing else changes (section 8).
+
+    This is the *bot's wrapper* semantics, which is what the bot shadows (section 9): the wrapper
+    ``int()``s the local_id first, then the module compares it and normalises the regime only when some
+    order matches (no match: the state unchanged, no error even for a regime that cannot be normalised).
+    """
     target = int(local_id)
+    if not any(o.local_id == target for o in state.orders):
+        return state
     regime = normalize_regime(regime_at_entry)
     if not any(o.local_id == target and o.regime_at_entry != regime for o in state.orders):
         return state
