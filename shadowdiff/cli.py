@@ -462,7 +462,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _register_extensions() -> None:
-    for name in ("runbook_cli", "fuzz_cli", "sidecar_cli"):
+    for name in ("runbook_cli", "fuzz_cli", "sidecar_cli", "triage_cli"):
         try:
             module = importlib.import_module(f"shadowdiff.{name}")
         except ModuleNotFoundError as exc:
