@@ -431,9 +431,10 @@ def _known_note(cluster: Cluster, sigs: list[str], known: Triage | None) -> Clus
         return cluster
     note = known.explanation(sigs)
     entries = [known.match(s) for s in sigs]
-    reproducer = cluster.reproducer or next((e.reproducer for e in entries if e and e.reproducer), None)
-    if note is None or reproducer is None:
-        return cluster
+    reproducers = [e.reproducer for e in entries if e is not None and e.reproducer]
+    if note is None or not (cluster.reproducer or len(reproducers) == len(entries)):
+        return cluster  # unexplained, or a signature nobody can reproduce
+    reproducer = cluster.reproducer or reproducers[0]
     return attrs.evolve(cluster, triage=note, known=True, reproducer=reproducer)
 
 

@@ -155,7 +155,8 @@ def _entry(raw: Any, where: str) -> Entry:
 def loads(text: str, where: str = "triage") -> Triage:
     """A triage file's text (JSON or TOML) as a ``Triage``; ``BadInput`` naming ``where`` if malformed."""
     document: Any
-    if text.lstrip().startswith(("{", "[")):
+    head = text.lstrip()
+    if head.startswith("{") or (head.startswith("[") and not head.startswith("[[")):
         try:
             document = json.loads(text)
         except ValueError as exc:
@@ -184,7 +185,16 @@ def loads(text: str, where: str = "triage") -> Triage:
 
 
 def _toml_str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    """A TOML basic string: backslash, quote and control characters escaped, the rest as is."""
+    out = []
+    for char in value:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 def dumps_toml(triage: Triage) -> str:
