@@ -416,3 +416,22 @@ def test_known_ties_and_non_ties() -> None:
     assert is_exact_tie(0.1640625, 6) and exact_tie_value(6, 0.164) == 0.1640625
     assert is_exact_tie(2.5, 0) and is_exact_tie(0.125, 2)
     assert not is_exact_tie(2.675, 2) and not is_exact_tie(0.1, 6) and not is_exact_tie(math.nan, 2)
+
+
+def test_shrink_with_known_shrinks_for_the_signature_the_triage_lacks(
+    haskell_exe: Path, upstream: Path, tmp_path: Path
+) -> None:
+    scenario = _two_bug_state(tmp_path)
+    known = tmp_path / "known.toml"
+    known.write_text('[[known]]\nsignature = "load|open|cycle_*"\nexplanation = "old states"\n')
+    group = click.Group()
+    fuzz_cli.register(group)
+    shadow = _shadow(haskell_exe, "cycle_default_zero,mode_source_default_empty")
+    out = tmp_path / "shrunk"
+    result = CliRunner().invoke(group, ["shrink", str(scenario), "--shadow", shadow, "--known", str(known),
+                                        "--out", str(out), "-q"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (path,) = sorted(out.glob("*.json"))
+    data = json.loads(path.read_text())
+    assert data["shadowdiff"]["signature"] == "load|open|mode_source"
+    assert "mode_source" not in data["initial_state"]  # the shrunk case keeps the new difference
