@@ -410,7 +410,8 @@ def raw_states(draw: Any, state: WireMap) -> WireMap:
 def scenarios(draw: Any) -> Scenario:
     """Initial scenarios: a context and a state (a fifth of them raw), no events."""
     if draw(st.integers(0, 4)) == 0:  # recovery caps, phases, exact ties, missing keys
-        return draw(cap_scenarios())
+        aimed: Scenario = draw(cap_scenarios())
+        return aimed
     context = draw(contexts())
     state = draw(states(context.config, context.order_size_usd))
     if draw(st.integers(0, 4)) == 0:
@@ -573,7 +574,7 @@ class DogeStrategies(Strategies):
         orders = [o for o in state.get("orders") or [] if isinstance(o, dict)]
         recoveries = [r for r in state.get("recovery_orders") or [] if isinstance(r, dict)]
         now = float(state.get("now") or 0.0)
-        if draw(st.integers(0, 5)) == 0 and (aimed := tie_inputs(state, context, draw)):
+        if draw(st.integers(0, 7)) == 0 and (aimed := tie_inputs(state, context, draw)):
             return aimed
         kind = draw(st.sampled_from(["fill", "fill", "fill", "price", "price", "price", "timer", "timer",
                                      "recovery", "stale", "duplicate", "extreme", "call"]))  # fmt: skip
@@ -618,7 +619,7 @@ def is_exact_tie(value: float, decimals: int) -> bool:
     if not math.isfinite(value) or decimals < 0:
         return False
     scaled = Fraction(value) * 10**decimals
-    return scaled - math.floor(scaled) == Fraction(1, 2)
+    return bool(scaled - math.floor(scaled) == Fraction(1, 2))
 
 
 def exact_tie_value(decimals: int, around: float, offset: int = 0) -> float:
@@ -683,7 +684,9 @@ def tie_inputs(state: WireMap, context: Context, draw: Draw) -> list[Input]:
     tie = exact_tie_value(decimals, market if market > 0 else 0.1, draw(st.integers(-6, 6)))
     orders = [o for o in state.get("orders") or [] if isinstance(o, dict)]
     entries = [o for o in orders if o.get("role") == "entry" and isinstance(o.get("price"), int | float)]
-    how = draw(st.integers(0, 3))
+    how = draw(st.integers(0, 4))
+    if how == 4:  # a new entry's volume size / price lands exactly on a tie at volume_decimals
+        return _volume_tie_inputs(state, context, draw, market, now)
     if how == 1 and entries:  # the exit's profit term: f * (1 +/- p/100) == tie
         order = draw(st.sampled_from(entries))
         p = state.get("profit_pct_runtime") or cfg(config, "profit_pct")
@@ -712,6 +715,29 @@ def tie_inputs(state: WireMap, context: Context, draw: Draw) -> list[Input]:
     if m is None:
         return []
     return [Event("PriceTick", {"price": m, "timestamp": now + draw(st.sampled_from([1.0, 0.0]))})]
+
+
+def _volume_tie_inputs(
+    state: WireMap, context: Context, draw: Draw, market: float, now: float
+) -> list[Input]:
+    """A market at which the next entry's price ``P`` (a price round_price returns unchanged) makes
+    ``size / P`` an exact tie at volume_decimals: the price is chosen first, then the market."""
+    config = context.config
+    try:
+        vd = max(0, int(cfg(config, "volume_decimals")))
+        pd = max(0, min(int(cfg(config, "price_decimals")), 8))
+        size = float(context.order_size_usd)
+    except (TypeError, ValueError):
+        return []
+    candidates = [*NICE_PRICES, *(round(market * k, pd) for k in (0.5, 0.8, 1.0, 1.25, 2.0))]
+    prices = [p for p in candidates if p > 0 and round(p, pd) == p and is_exact_tie(size / p, vd)]
+    if not prices:
+        return []
+    price = draw(st.sampled_from(prices))
+    trade = draw(st.sampled_from(["A", "B"]))
+    d = _distance(config, state, trade)
+    m = solve_product(price, 1 + d / 100 if trade == "A" else 1 - d / 100)
+    return [Event("PriceTick", {"price": m, "timestamp": now + 1.0})] if m is not None else []
 
 
 @st.composite
@@ -753,6 +779,11 @@ def cap_scenarios(draw: Any) -> Scenario:
         })  # fmt: skip
     if draw(st.booleans()):
         recoveries.reverse()  # ids out of book order
+    exits = [o for o in state["orders"] if o.get("role") == "exit"]
+    if exits and draw(st.booleans()):  # the first exit is due: a tick at now orphans it (S1, exactly)
+        first = exits[0]
+        first["entry_filled_at"] = now - float(cfg(config, "s1_orphan_after_sec"))
+        first["price"] = round(market * (0.99 if first["side"] == "buy" else 1.01), max(0, decimals))
     state["recovery_orders"] = recoveries
     state["next_recovery_id"] = count + 1
     if draw(st.integers(0, 3)) == 0:
