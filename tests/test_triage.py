@@ -435,3 +435,11 @@ def test_shrink_with_known_shrinks_for_the_signature_the_triage_lacks(
     data = json.loads(path.read_text())
     assert data["shadowdiff"]["signature"] == "load|open|mode_source"
     assert "mode_source" not in data["initial_state"]  # the shrunk case keeps the new difference
+    # the reproducer directory triages itself: one open entry per reproducer, pointing at it
+    target = tmp_path / "from-repro.toml"
+    code, output = _run("triage", str(out), "--out", str(target))
+    assert code == 0, output
+    (entry,) = loads(target.read_text()).entries
+    assert (entry.signature, entry.status, entry.reproducer) == ("load|open|mode_source", "open", str(path))
+    code, output = _run("triage", "--check", str(target), "--shadow", shadow)
+    assert code == 0 and "reproduces      load|open|mode_source" in output, output
