@@ -3,10 +3,16 @@ what the bot's 20 upstream fixtures alone expose.
 
     python bench/detection.py                       every mutant, 60 s each, seed 0
     python bench/detection.py --budget 20 --jobs 2 --mutants s1_timeout_strict,invariant_typo
+    python bench/detection.py --with-known --budget 30 --jobs 2   # with two known bugs present
 
 Prints one row per mutant: category, found (y/n), examples and seconds to the first find (search
 time, before shrinking), events in the shrunk reproducer, its signature, and whether the upstream
 fixtures expose it; then the median shrunk size and the totals.
+
+With --with-known ("detection with known bugs present"), each mutant is fuzzed (--keep-going --known)
+against a port carrying it plus two companion mutants whose signatures (collected by a short
+--keep-going run of each) are in a triage file; found means a reproducer of at most 3 events whose
+signature the port carrying the mutant alone shows.
 """
 
 from __future__ import annotations
@@ -89,6 +95,116 @@ def seeded_row(args: tuple[str, int, float, int, float, str]) -> dict[str, Any]:
     return fuzz_one(*args)
 
 
+# -- detection with known bugs present ---------------------------------------------------------------
+
+# Companions: mutants with narrow signatures of their own (a from_dict default, an invariant string, a
+# regime spelling); each mutant is fuzzed carrying two of them, whose signatures are in a triage file.
+COMPANIONS = ("cycle_default_zero", "invariant_typo", "regime_case_sensitive")
+
+
+def _oracle(names: list[str], deadline: float) -> Any:
+    from adapters.doge import defaults
+    from shadowdiff.client import SubprocessReducer
+    from shadowdiff.fuzz import ReplayOracle
+
+    argv = [*defaults.default_shadow_command(), "--mutant", ",".join(names)]
+    domain = defaults.domain()
+
+    def make() -> SubprocessReducer:
+        return SubprocessReducer(argv, domain=domain, deadline=deadline)
+
+    return ReplayOracle(make(), defaults.default_authoritative(), "lockstep", domain.default_rules(), make)
+
+
+def companion_signatures(name: str, seed: int, budget: float, max_steps: int, deadline: float) -> list[str]:
+    """Every signature a --keep-going fuzz of ``name`` alone files within ``budget`` (its triage entries)."""
+    from adapters.doge import defaults
+    from shadowdiff.fuzz import FuzzOptions, fuzz
+
+    oracle = _oracle([name], deadline)
+    options = FuzzOptions(seed, 1_000_000, max_steps, budget, True, "lockstep", 10.0)
+    try:
+        report = fuzz(defaults.strategies(), oracle, options, defaults.default_authoritative(),
+                      defaults.shrink_hooks(), defaults.expected)  # fmt: skip
+    finally:
+        oracle.shadow.close()
+    return sorted(r.signature for r in report.reproducers)
+
+
+def fuzz_with_known(args: tuple[str, list[str], list[str], int, float, int, float]) -> dict[str, Any]:
+    """Fuzz ``name`` + two companions with the companions' signatures known; found = a reproducer of at
+    most 3 events whose signature the port carrying ``name`` alone shows."""
+    name, companions, known_sigs, seed, budget, max_steps, deadline = args
+    from adapters.doge import defaults
+    from shadowdiff.fuzz import FuzzOptions, fuzz
+    from shadowdiff.triage import Entry, Triage
+
+    known = Triage(tuple(Entry(sig, "companion mutant", "open") for sig in known_sigs))
+    oracle = _oracle([name, *companions], deadline)
+    alone = _oracle([name], deadline)
+    options = FuzzOptions(seed, 1_000_000, max_steps, budget, True, "lockstep", 20.0)
+    hit: dict[str, Any] = {}
+
+    def own(rep: Any) -> None:
+        if hit or len(rep.scenario.inputs) > 3:
+            return
+        if rep.signature in {f.signature for f in alone.findings(rep.scenario)}:
+            hit.update(seconds=rep.found_after_s, examples=rep.example + 1, events=len(rep.scenario.inputs),
+                       signature=rep.signature)  # fmt: skip
+
+    try:
+        report = fuzz(defaults.strategies(), oracle, options, defaults.default_authoritative(),
+                      defaults.shrink_hooks(), defaults.expected, on_reproducer=own, known=known)  # fmt: skip
+    finally:
+        oracle.shadow.close()
+        alone.shadow.close()
+    return {"mutant": name, "companions": companions, "found": bool(hit), "new": len(report.reproducers),
+            "known_seen": sum(report.known_seen.values()), "total_examples": report.stats.examples,
+            **hit}  # fmt: skip
+
+
+def _any_event(signature: str) -> str:
+    parts = signature.split("|")
+    return "|".join([parts[0], "*", *parts[2:]]) if len(parts) >= 3 else signature
+
+
+def main_with_known(args: argparse.Namespace, catalogue: list[tuple[str, str]]) -> int:
+    wanted = set(args.mutants.split(",")) if args.mutants else None
+    chosen = [n for n, _ in catalogue if wanted is None or n in wanted]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        sigs = dict(zip(COMPANIONS, pool.map(
+            companion_signatures, COMPANIONS, [args.seed] * 3, [args.known_budget] * 3,
+            [args.max_steps] * 3, [args.deadline] * 3,
+        ), strict=True))  # fmt: skip
+        jobs = []
+        for name in chosen:
+            companions = [c for c in COMPANIONS if c != name][:2]
+            # triaged as an operator would: the companion's kind and path on any event
+            known = sorted({_any_event(s) for c in companions for s in sigs[c]})
+            jobs.append((name, companions, known, args.seed, args.budget, args.max_steps, args.deadline))
+        rows = list(pool.map(fuzz_with_known, jobs))
+    print(f"detection with known bugs present: seed {args.seed}, {args.budget:g}s per mutant (--keep-going "
+          f"--known), companions' signatures from {args.known_budget:g}s of --keep-going each:")  # fmt: skip
+    for c in COMPANIONS:
+        print(f"  {c}: {', '.join(sigs[c]) or '-'}")
+    header = f"{'mutant':28} {'with known':44} {'found':5} {'seconds':>8} {'examples':>8} {'events':>6}"
+    header += "  signature"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        found = "y" if r["found"] else "n"
+        seconds = f"{r['seconds']:.2f}" if r["found"] else "-"
+        examples = str(r["examples"]) if r["found"] else f"({r['total_examples']})"
+        events = str(r["events"]) if r["found"] else "-"
+        print(f"{r['mutant']:28} {'+'.join(r['companions']):44} {found:5} {seconds:>8} {examples:>8} "
+              f"{events:>6}  {r.get('signature', '')}")  # fmt: skip
+    found_rows = [r for r in rows if r["found"]]
+    print("-" * len(header))
+    print(f"found {len(found_rows)}/{len(rows)} as their own reproducer (<= 3 events) within "
+          f"{args.budget:g}s each with two known bugs present")  # fmt: skip
+    return 0 if len(found_rows) == len(rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -103,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also fuzz each mutant starting from FILE's states (fuzz --from, e.g. a bot_runtime.json), "
         "same budget, and print that beside",
     )  # fmt: skip
+    parser.add_argument("--with-known", action="store_true",
+                        help="detection with known bugs present: each mutant plus two companions "
+                        "whose signatures are in a triage file")  # fmt: skip
+    parser.add_argument(
+        "--known-budget",
+        type=float,
+        default=20.0,
+        help="--with-known: seconds of --keep-going to collect each companion's signatures",
+    )
     args = parser.parse_args(argv)
     from adapters.doge.domain import DEFAULT_EXE
 
@@ -110,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build the port first: bash {ROOT / 'adapters/doge/haskell/build.sh'}", file=sys.stderr)
         return 2
     catalogue = mutants(DEFAULT_EXE)
+    if args.with_known:
+        return main_with_known(args, catalogue)
     wanted = set(args.mutants.split(",")) if args.mutants else None
     chosen = [(n, c) for n, c in catalogue if wanted is None or n in wanted]
     jobs = [(n, args.seed, args.budget, args.max_steps, args.deadline) for n, _ in chosen]

@@ -2,7 +2,8 @@
 
 A signature names what went wrong independently of where in a stream it happened:
 ``kind|event_type|first path with list indices generalised`` (``transition.state|FillEvent|orders[*].price``);
-for failures ``kind|event_type``. Repeats of one signature form a cluster.
+for failures ``kind|event_type``. A divergence also carries ``signatures``: one per distinct differing
+path, so a new difference beside a known one has a name of its own. Repeats of one signature form a cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ def signature(kind: str, event_type: str, differences: Sequence[Difference]) -> 
     return f"{kind}|{event_type}|{path}"
 
 
+def signatures(kind: str, event_type: str, differences: Sequence[Difference]) -> tuple[str, ...]:
+    """Every distinct signature of a step's differences, in the order of the paths (the first is
+    ``signature``'s): a new difference beside a known one is named too."""
+    if not differences:
+        return (signature(kind, event_type, differences),)
+    out = dict.fromkeys(f"{kind}|{event_type}|{generalise(d.path)}" for d in differences)
+    return tuple(out)
+
+
 def divergence(
     kind: str,
     step: int,
@@ -29,9 +39,8 @@ def divergence(
     seq: int | None = None,
 ) -> Divergence:
     event_type = item.type if item is not None else "open"
-    return Divergence(
-        kind, signature(kind, event_type, differences), step, slot, item, tuple(differences), seq
-    )
+    sigs = signatures(kind, event_type, differences)
+    return Divergence(kind, sigs[0], step, slot, item, tuple(differences), seq, sigs)
 
 
 @attrs.frozen

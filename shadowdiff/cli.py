@@ -25,11 +25,13 @@ from .corpus import TornRecordWarning, read_items, use_domain
 from .diff import Rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
-from .errors import ShadowdiffError, ShadowSetupError
+from .errors import BadInput, ShadowdiffError, ShadowSetupError
 from .records import LogItem
 from .reducer import Reducer
 from .report import build_report, summary_lines
 from .signals import interrupts_delivered, stop_on_interrupt
+from .triage import Triage
+from .triage import loads as triage_loads
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DOMAIN_DEFAULTS = "adapters.doge.defaults"
@@ -44,6 +46,40 @@ failures (or a shadow that answered nothing); 2 bad usage or bad input;
 def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
     click.echo(f"shadowdiff: error: {message}", err=True)
     sys.exit(code)
+
+
+def read_known(path: str | None) -> Triage | None:
+    """The triage file at ``path`` (``--known``), read at the edge; None without one."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read the triage file: {exc.strerror}", where=path) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text ({exc.reason})", where=path) from exc
+    return triage_loads(text, path)
+
+
+KNOWN_HELP = (
+    "Triage file (TOML or JSON, see docs/formats.md): divergences whose every signature it covers "
+    "are counted apart as known; the exit code and verdict are about the others."
+)
+
+
+def known_line(report: dict[str, Any], path: str | None) -> str | None:
+    """One line saying how many known divergences and failures a run saw (None without --known)."""
+    if not path:
+        return None
+    s, known = report["summary"], report.get("known", {})
+    line = (
+        f"known: {s['known_divergences']} divergence(s) and {s['known_failures']} failure(s) triaged in "
+        f"{path} ({len(known.get('clusters', []))} signature(s) of {known.get('entries', 0)} entries)"
+    )
+    fixed = known.get("fixed_seen_again", [])
+    if fixed:
+        line += f"; seen again though marked fixed: {', '.join(fixed)}"
+    return line
 
 
 def domain_defaults() -> Any:
@@ -293,12 +329,14 @@ def main() -> None:
     help="TOML file of the bot's environment values (PAIR_REFRESH_PCT, S1_ORPHAN_AFTER_SEC, "
     "RECOVERY_ORDERS_ENABLED, ...) for a bot_runtime.json corpus; overrides the process environment.",
 )
+@click.option("--known", "known_path", type=click.Path(dir_okay=False), help=KNOWN_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,
            html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
            deadline: float, window: int, jobs: int,
            no_sessions: bool, deterministic: bool, twice: bool, runtime_env: str | None,
+           known_path: str | None,
            quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
     the bot's logs/bot_runtime.json) through the authoritative reducer and the shadow, and report every
@@ -341,11 +379,14 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         loaded_rules = domain.default_rules().plus(Rules.load(rules)) if rules else domain.default_rules()
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
+        known = read_known(known_path)
         auth = make_authoritative(authoritative)
         shadow_reducer = make_shadow(shadow, codec, domain, deadline, False if no_sessions else None)
     except ShadowdiffError as exc:
         fail(str(exc))
-    options = ReplayOptions(mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window)
+    options = ReplayOptions(
+        mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window, known=known
+    )
     scratch = None
     if shrink_dir and not findings:  # shrinking starts from the self-contained findings records
         scratch = tempfile.TemporaryDirectory(prefix="shadowdiff-shrink-")
@@ -378,7 +419,9 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
         "jobs": jobs,
     }
-    report = build_report(result, run, deterministic=deterministic)
+    if known_path:
+        run["known"] = known_path
+    report = build_report(result, run, deterministic=deterministic, known=known)
     write_outputs(report, report_path, html_path, junit_path)
     if not quiet:
         click.echo(f"shadowdiff replay: {shadow_name}")
@@ -403,9 +446,13 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     ):
         from .fuzz_cli import shrink_into
 
-        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir)
+        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
+                    known)  # fmt: skip
     if scratch is not None:
         scratch.cleanup()
+    known_text = known_line(report, known_path)
+    if known_text:
+        click.echo(known_text)
     click.echo(f"verdict: {verdict}")
     if errors:
         sys.exit(EXIT_BAD)
@@ -438,7 +485,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _register_extensions() -> None:
-    for name in ("runbook_cli", "fuzz_cli", "sidecar_cli"):
+    for name in ("runbook_cli", "fuzz_cli", "sidecar_cli", "triage_cli"):
         try:
             module = importlib.import_module(f"shadowdiff.{name}")
         except ModuleNotFoundError as exc:

@@ -29,6 +29,7 @@ from .errors import ShadowdiffError
 from .model import Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 from .reducer import Open, Patch, Reducer, Request, Result, Step
+from .triage import Triage
 
 MODES = ("lockstep", "free")
 FATAL = frozenset({"crash", "timeout", "protocol"})
@@ -46,6 +47,7 @@ class ReplayOptions:
     max_kept: int = 1000
     check_load: bool = True
     verify_final: bool = True
+    known: Triage | None = None  # a triage file: divergences it covers are counted apart
 
 
 @attrs.define
@@ -83,6 +85,7 @@ class ReplayResult:
     breaches: list[dict[str, Any]] = attrs.field(factory=list)
     errors: list[dict[str, str]] = attrs.field(factory=list)
     clusters: Clusters = attrs.field(factory=Clusters)
+    known_clusters: Clusters = attrs.field(factory=Clusters)  # divergences and failures a triage covers
     counts: collections.Counter[str] = attrs.field(factory=collections.Counter)
     by_kind: collections.Counter[str] = attrs.field(factory=collections.Counter)
     failures_by_kind: collections.Counter[str] = attrs.field(factory=collections.Counter)
@@ -414,8 +417,14 @@ class Replay:
         self, found: Divergence, slot: _Slot, pending: _Pending | None, shadow: StepResult | None = None
     ) -> None:
         result = self.result
+        if self._known(found.signatures, found.kind, found.event_type, found.step, "known_divergences"):
+            return
         result.by_kind[found.kind] += 1
-        result.clusters.add_divergence(found)
+        if self.options.known is not None:  # clustered under the first signature the triage lacks
+            sig = (self.options.known.unknown(found.signatures) or [found.signature])[0]
+            result.clusters.add(sig, found.kind, found.event_type, found.step)
+        else:
+            result.clusters.add_divergence(found)
         if len(result.divergences) < self.options.max_kept:
             result.divergences.append(found)
         if self.on_finding is not None:
@@ -426,6 +435,16 @@ class Replay:
                     "shadow": shadow.to_wire() if shadow is not None else None,
                 }
             self._emit_finding(record, slot)
+
+    def _known(self, sigs: tuple[str, ...], kind: str, event_type: str, step: int, counter: str) -> bool:
+        """Count a finding the triage file covers apart (True), or leave it to the caller (False)."""
+        known = self.options.known
+        if known is None or not known.covers(sigs):
+            return False
+        self.result.counts[counter] += 1
+        for sig in sigs:
+            self.result.known_clusters.add(sig, kind, event_type, step)
+        return True
 
     def _emit_finding(self, record: dict[str, Any], slot: _Slot) -> None:
         """A findings line reproduces alone: it carries the authoritative pre-state and the context."""
@@ -453,11 +472,15 @@ class Replay:
             failure, pending.step if pending.step >= 0 else self._steps, slot.name, item, pending.seq
         )
         result = self.result
-        result.failures_by_kind[failure.kind] += 1
-        result.clusters.add_failure(placed)
-        if len(result.failures) < self.options.max_kept:
-            result.failures.append(placed)
-        if self.on_finding is not None:
+        known = self._known(
+            (placed.signature,), placed.kind, placed.event_type, placed.step, "known_failures"
+        )
+        if not known:
+            result.failures_by_kind[failure.kind] += 1
+            result.clusters.add_failure(placed)
+            if len(result.failures) < self.options.max_kept:
+                result.failures.append(placed)
+        if self.on_finding is not None and not known:
             self._emit_finding(placed.to_wire(), slot)
         if pending.kind in ("step", "patch") and pending.auth is not None:
             apply_delta(slot.mirror, pending.auth.delta, in_place=True)
@@ -582,7 +605,11 @@ class Replay:
                 if differences:
                     found = divergence("transition.state", self._steps, slot.name, None, differences)
                     self._divergence(
-                        attrs.evolve(found, signature=found.signature.replace("|open|", "|final|")),
+                        attrs.evolve(
+                            found,
+                            signature=found.signature.replace("|open|", "|final|"),
+                            signatures=tuple(x.replace("|open|", "|final|") for x in found.signatures),
+                        ),
                         slot,
                         None,
                     )

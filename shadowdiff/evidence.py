@@ -32,6 +32,8 @@ import attrs
 
 from shadowdiff import gate, html
 from shadowdiff.errors import BadInput, UsageError
+from shadowdiff.triage import Triage
+from shadowdiff.triage import loads as triage_loads
 
 __all__ = [
     "Bundle",
@@ -39,6 +41,7 @@ __all__ = [
     "build_bundle",
     "load_determinism",
     "load_findings",
+    "load_known",
     "load_policy_file",
     "load_samples",
     "load_triage",
@@ -95,6 +98,11 @@ def load_triage(path: Path) -> dict[str, str]:
         if not isinstance(note, str) or not note.strip():
             raise BadInput(f"triage of {signature!r} must be a non-empty explanation", where=str(path))
     return {str(k): str(v) for k, v in document.items()}
+
+
+def load_known(path: Path | None) -> Triage | None:
+    """A triage file (``--known``, shadowdiff/triage.py); None without one."""
+    return triage_loads("".join(_lines(path)), str(path)) if path is not None else None
 
 
 def load_policy_file(path: Path | None) -> gate.Policy:
@@ -203,6 +211,7 @@ def build_bundle(
     findings: Path | None = None,
     triage: Path | None = None,
     policy: Path | None = None,
+    known: Path | None = None,
     replay_report: Path | None = None,
     determinism: Path | None = None,
     reproducers: Path | None = None,
@@ -235,7 +244,8 @@ def build_bundle(
     if shadow_exe is not None and not shadow_exe.is_file():
         raise UsageError("shadow executable not found", where=str(shadow_exe))
     triage_map = load_triage(triage) if triage else {}
-    result = gate.judge(sample_records, finding_records, triage_map, load_policy_file(policy))
+    known_file = load_known(known)
+    result = gate.judge(sample_records, finding_records, triage_map, load_policy_file(policy), known_file)
 
     directory.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -254,6 +264,10 @@ def build_bundle(
     if findings is not None:
         shutil.copyfile(findings, directory / "findings.jsonl")
         written.append("findings.jsonl")
+    if known is not None:  # the triage file the verdict rests on, byte for byte
+        name = "known" + (known.suffix if known.suffix in (".toml", ".json") else ".toml")
+        shutil.copyfile(known, directory / name)
+        written.append(name)
     copied: dict[str, str] = {}
     if reproducers is not None:
         for signature, path in sorted(_reproducer_index(reproducers).items()):
@@ -306,6 +320,7 @@ def build_bundle(
             "findings": str(findings) if findings else None,
             "triage": str(triage) if triage else None,
             "policy": str(policy) if policy else "default",
+            "known": str(known) if known else None,
             "replay_report": str(replay_report) if replay_report else None,
             "determinism": str(determinism) if determinism else None,
         },

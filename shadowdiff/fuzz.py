@@ -32,6 +32,7 @@ from .model import Call, Event, Input, Scenario, WireMap
 from .reducer import Reducer, Step
 from .seeds import seed_note
 from .shrink import ShrinkHooks, ShrinkResult, shrink_scenario
+from .triage import Triage
 
 ExpectedFn = Callable[[WireMap, list[list[WireMap]], list[str]], WireMap]
 
@@ -100,8 +101,10 @@ class ReplayOracle:
         if result is None:
             return []
         last = len(scenario.inputs)
-        out = [
-            Found(d.signature, d.kind, d.step if d.input is not None else last) for d in result.divergences
+        out = [  # every signature of a step: a new difference beside a known one is a finding too
+            Found(sig, d.kind, d.step if d.input is not None else last)
+            for d in result.divergences
+            for sig in d.signatures
         ]
         out += [Found(f.signature, f.kind, f.step if f.input is not None else last) for f in result.failures]
         return sorted(out, key=lambda f: f.step)
@@ -169,6 +172,8 @@ class FuzzReport:
     reproducers: tuple[Reproducer, ...]
     stats: SearchStats
     runs: int
+    known_seen: dict[str, int] = attrs.field(factory=dict)  # known signature -> examples showing it
+    fixed_seen: tuple[str, ...] = ()  # triage entries marked fixed whose signature showed again
 
 
 def fuzz(
@@ -181,18 +186,25 @@ def fuzz(
     note: str = "",
     out_dir: Path | None = None,
     on_reproducer: Callable[[Reproducer], None] | None = None,
+    known: Triage | None = None,
 ) -> FuzzReport:
     """Search until a divergence (or, with ``keep_going``, until the budget), one reproducer per signature.
 
     ``generator`` is the authoritative session the walk uses to know the current state (a reducer of
-    its own, so generation never disturbs the oracle's slots)."""
+    its own, so generation never disturbs the oracle's slots). With ``known`` (a triage file) the
+    signatures it covers are counted, never reproduced: the search goes on past them, and each new
+    signature is shrunk for itself (a candidate keeping only known differences is rejected)."""
     found: dict[str, Reproducer] = {}
+    known_seen: dict[str, int] = {}
 
     def check(scenario: Scenario) -> Found | None:
+        new = None
         for item in oracle.findings(scenario):
-            if item.signature not in found:
-                return item
-        return None
+            if known is not None and known.known(item.signature):
+                known_seen[item.signature] = known_seen.get(item.signature, 0) + 1
+            elif item.signature not in found and new is None:
+                new = item
+        return new
 
     def on_found(example: Example[Found]) -> bool:
         item = example.finding
@@ -217,7 +229,8 @@ def fuzz(
 
     search_options = SearchOptions(options.seed, options.examples, options.max_steps, options.time_budget)
     stats = search(strategies, generator, check, search_options, on_found)
-    return FuzzReport(tuple(found.values()), stats, oracle.runs)
+    fixed = tuple(e.signature for e in known.fixed_seen(found)) if known is not None else ()
+    return FuzzReport(tuple(found.values()), stats, oracle.runs, dict(sorted(known_seen.items())), fixed)
 
 
 def reproducer_scenario(
@@ -294,7 +307,7 @@ def steps_table(
 def divergence_lines(result: ReplayResult, signature: str) -> list[str]:
     """The differences of the first finding with this signature, one per line."""
     for d in result.divergences:
-        if d.signature == signature:
+        if signature in d.signatures:
             return [
                 f"  {x.path}: authoritative {_short(x.authoritative)}, shadow {_short(x.shadow)}"
                 for x in d.differences[:8]
@@ -310,7 +323,7 @@ def render(rep: Reproducer, oracle: ReplayOracle, domain: Domain | None = None) 
     step = None
     result = oracle.replay(rep.scenario)
     if result is not None:
-        steps = [d.step for d in result.divergences if d.signature == rep.signature]
+        steps = [d.step for d in result.divergences if rep.signature in d.signatures]
         steps += [f.step for f in result.failures if f.signature == rep.signature]
         step = min(steps) if steps else None
     head = [
@@ -326,12 +339,12 @@ def render(rep: Reproducer, oracle: ReplayOracle, domain: Domain | None = None) 
 
 
 def shrink_file_scenarios(
-    scenarios: Sequence[Scenario], oracle: ReplayOracle
+    scenarios: Sequence[Scenario], oracle: ReplayOracle, known: Triage | None = None
 ) -> list[tuple[Scenario, Found]]:
-    """Every (scenario, first finding) pair among ``scenarios`` that shows anything."""
+    """Every (scenario, first finding) pair among ``scenarios`` that shows anything (not known)."""
     out = []
     for scenario in scenarios:
-        found = oracle.findings(scenario)
+        found = [f for f in oracle.findings(scenario) if known is None or not known.known(f.signature)]
         if found:
             out.append((scenario, found[0]))
     return out

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
 import click
 
 from .client import SubprocessReducer
@@ -34,10 +35,13 @@ from .model import Context, Input, Scenario, WireMap
 from .records import ContextChange, Gap, PatchRecord, Record, Snapshot
 from .reducer import Reducer
 from .shrink import shrink_scenario
+from .triage import Triage
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD = 0, 1, 2
 DEFAULTS = "adapters.doge.defaults"
 DEFAULT_OUT = "corpora/regressions"
+DEFAULT_EXAMPLES = 2000
+UNCAPPED = 1_000_000_000  # keep-going with a time budget: the budget, not a count, ends the search
 
 
 def _fail(message: str) -> NoReturn:
@@ -47,6 +51,12 @@ def _fail(message: str) -> NoReturn:
 
 def _defaults() -> Any:
     return importlib.import_module(DEFAULTS)
+
+
+def read_known(path: str | None) -> Triage | None:
+    from .cli import read_known as read  # cli imports this module: import when a command runs
+
+    return read(path)
 
 
 def _wiring(
@@ -110,6 +120,13 @@ _COMMON = [
         help="Seconds spent shrinking each case.",
     ),
     click.option("-q", "--quiet", is_flag=True, help="Print only the summary lines."),
+    click.option(
+        "--known",
+        "known_path",
+        type=click.Path(dir_okay=False),
+        help="Triage file (TOML or JSON): the signatures it covers are known, not findings; "
+        "the search goes on past them and shrinks towards the new ones only.",
+    ),
 ]
 
 
@@ -125,9 +142,9 @@ def _common(fn: Any) -> Any:
 @click.option(
     "--examples",
     type=click.IntRange(1),
-    default=2000,
-    show_default=True,
-    help="Scenarios to generate at most.",
+    default=None,
+    help=f"Scenarios to generate at most [default: {DEFAULT_EXAMPLES}; with --keep-going and a time "
+    "budget, no cap: the budget decides].",
 )
 @click.option(
     "--max-steps", type=click.IntRange(0), default=8, show_default=True, help="Events per scenario at most."
@@ -185,7 +202,8 @@ def _common(fn: Any) -> Any:
     help="Write JUnit XML (a test case per signature found).",
 )
 def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode: str, deadline: float,
-                 shrink_budget: float, quiet: bool, seed: int, examples: int, max_steps: int,
+                 shrink_budget: float, quiet: bool, known_path: str | None, seed: int,
+                 examples: int | None, max_steps: int,
                  time_budget: float, keep_going: bool, out_dir: str, note: str, from_paths: tuple[str, ...],
                  runtime_env: str | None, report_path: str | None, html_path: str | None,
                  junit_path: str | None) -> None:  # fmt: skip
@@ -205,10 +223,13 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     written); 2 bad usage or bad input.
     """
     try:
+        known = read_known(known_path)
         d, oracle, shown = _wiring(shadow, authoritative, codec, deadline, mode)
         strategies = _strategies(d, from_paths, runtime_env)
     except ShadowdiffError as exc:
         _fail(str(exc))
+    if examples is None:
+        examples = UNCAPPED if keep_going and time_budget else DEFAULT_EXAMPLES
     options = FuzzOptions(seed, examples, max_steps, time_budget or None, keep_going, mode, shrink_budget)
     text = f"{note}; shadow: {shown}" if note else f"shadow: {shown}"
 
@@ -223,9 +244,13 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     try:
         generator = d.default_authoritative(authoritative)
         hooks = d.shrink_hooks()
-        report = fuzz(strategies, oracle, options, generator, hooks, d.expected, text, Path(out_dir), show)
+        report = fuzz(
+            strategies, oracle, options, generator, hooks, d.expected, text, Path(out_dir), show, known
+        )
         if report_path or html_path or junit_path:
-            _write_reports(report, oracle, shown, seed, mode, codec, report_path, html_path, junit_path)
+            _write_reports(
+                report, oracle, shown, seed, mode, codec, report_path, html_path, junit_path, known
+            )
     except ShadowdiffError as exc:
         _fail(str(exc))
     finally:
@@ -234,7 +259,15 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     click.echo(
         f"shadowdiff fuzz: seed {seed}, {stats.examples} examples, {report.runs} replays, "
         f"{stats.elapsed_s:.1f}s, stopped: {stats.stopped}; {len(report.reproducers)} signature(s) found"
+        + (f" (new: not in {known_path})" if known is not None else "")
     )
+    if known is not None:
+        seen = report.known_seen
+        click.echo(
+            f"known: {len(seen)} triaged signature(s) seen in {sum(seen.values())} example(s), not reported"
+        )
+        for pattern in report.fixed_seen:
+            click.echo(f"known: {pattern} is marked fixed in {known_path} but was seen again")
     sys.exit(EXIT_FOUND if report.reproducers else EXIT_CLEAN)
 
 
@@ -258,19 +291,19 @@ def _strategies(d: Any, from_paths: tuple[str, ...], runtime_env: str | None) ->
 
 def _write_reports(report: FuzzReport, oracle: ReplayOracle, shown: str, seed: int, mode: str,
                    codec: str, report_path: str | None, html_path: str | None,
-                   junit_path: str | None) -> None:  # fmt: skip
+                   junit_path: str | None, known: Triage | None = None) -> None:  # fmt: skip
     """The shrunk reproducers replayed together: one report, the same schema as ``replay``'s."""
     from .cli import write_outputs
     from .report import build_report
 
-    replay = Replay(oracle.shadow, oracle.authoritative, oracle.options)
+    replay = Replay(oracle.shadow, oracle.authoritative, attrs.evolve(oracle.options, known=known))
     for rep in report.reproducers:
         for item in scenario_items(rep.scenario, slot=rep.scenario.name):
             replay.feed(item)
     result = replay.finish()
     run = {"mode": mode, "codec": codec, "authoritative": "reference", "shadow": shown,
            "corpora": [f"shadowdiff fuzz --seed {seed}"], "sessions": oracle.shadow.sessions}  # fmt: skip
-    write_outputs(build_report(result, run, deterministic=True), report_path, html_path, junit_path)
+    write_outputs(build_report(result, run, True, known), report_path, html_path, junit_path)
 
 
 def scenarios_in(path: str) -> Iterator[Scenario]:
@@ -317,8 +350,8 @@ def scenarios_in(path: str) -> Iterator[Scenario]:
     help="Write the reproducer here (a .json file, or a directory for one file per signature).",
 )
 def shrink_command(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
-                   deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
-                   out_path: str | None) -> None:  # fmt: skip
+                   deadline: float, shrink_budget: float, quiet: bool, known_path: str | None,
+                   signature: str | None, out_path: str | None) -> None:  # fmt: skip
     """Shrink a failing SCENARIO (a scenario .json, a findings .jsonl, or a one-slot log) to the
     smallest case that still shows the same signature, and print it as a table of steps.
 
@@ -332,9 +365,12 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
     Exit codes: 0 the scenario shows nothing to shrink; 1 shrunk (a divergence or
     failure reproduced); 2 bad usage or bad input.
     """
-    done = shrink_into(
-        scenario, shadow, authoritative, codec, mode, deadline, shrink_budget, quiet, signature, out_path
-    )
+    try:
+        known = read_known(known_path)
+    except ShadowdiffError as exc:
+        _fail(str(exc))
+    done = shrink_into(scenario, shadow, authoritative, codec, mode, deadline, shrink_budget, quiet,
+                       signature, out_path, known)  # fmt: skip
     if signature and not done:
         _fail(f"no scenario in {scenario} shows {signature!r}")
     if not done:
@@ -344,9 +380,10 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
 
 def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
                 deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
-                out_path: str | None) -> set[str]:  # fmt: skip
+                out_path: str | None, known: Triage | None = None) -> set[str]:  # fmt: skip
     """Shrink every distinct signature the scenarios in ``scenario`` show (or just ``signature``),
-    print each reproducer, write it under ``out_path``; the signatures done."""
+    print each reproducer, write it under ``out_path``; the signatures done. With ``known``, the first
+    signature of each scenario that the triage file does not cover."""
     try:
         d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode)
         cases = list(scenarios_in(scenario))
@@ -361,7 +398,8 @@ def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, co
     try:
         for case in cases:
             found = {f.signature: f for f in oracle.findings(case)}
-            wanted = [signature] if signature else list(found)[:1]
+            new = [sig for sig in found if known is None or not known.known(sig)]
+            wanted = [signature] if signature else new[:1]
             for sig in wanted:
                 if sig not in found or sig in done:
                     continue

@@ -32,6 +32,7 @@ import attrs
 
 from shadowdiff.errors import BadInput
 from shadowdiff.model import FAILURE_KINDS
+from shadowdiff.triage import Triage
 
 __all__ = [
     "COUNTERS",
@@ -253,6 +254,7 @@ class Cluster:
     seqs: tuple[int, ...] = ()
     reproducer: str | None = None
     triage: str | None = None
+    known: bool = False  # triaged by a --known file's entries (explained, with a reproducer)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self, recurse=False) | {"seqs": list(self.seqs)}
@@ -415,7 +417,30 @@ def _failures(segments: list[list[Sample]], finding_failures: int, policy: Polic
     return Criterion("shadow_failures", "REVIEW", figure, seqs, policy.startup_action or None, "")
 
 
-def _finding_clusters(findings: Iterable[Mapping[str, Any]], policy: Policy) -> list[Cluster]:
+def _signatures(finding: Mapping[str, Any]) -> list[str]:
+    many = finding.get("signatures")
+    sigs = [s for s in many if isinstance(s, str)] if isinstance(many, list) else []
+    return sigs or [str(finding.get("signature", "unsigned"))]
+
+
+def _known_note(cluster: Cluster, sigs: list[str], known: Triage | None) -> Cluster:
+    """The cluster marked triaged when every signature its members show has an explained, open or
+    accepted entry, and a reproducer exists (the entry's or the cluster's): the runbook's
+    "explained, reproducible, and triaged"."""
+    if known is None or cluster.triage is not None:
+        return cluster
+    note = known.explanation(sigs)
+    entries = [known.match(s) for s in sigs]
+    reproducers = [e.reproducer for e in entries if e is not None and e.reproducer]
+    if note is None or not (cluster.reproducer or len(reproducers) == len(entries)):
+        return cluster  # unexplained, or a signature nobody can reproduce
+    reproducer = cluster.reproducer or reproducers[0]
+    return attrs.evolve(cluster, triage=note, known=True, reproducer=reproducer)
+
+
+def _finding_clusters(
+    findings: Iterable[Mapping[str, Any]], policy: Policy, known: Triage | None = None
+) -> list[Cluster]:
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for finding in findings:
         grouped.setdefault(str(finding.get("signature", "unsigned")), []).append(finding)
@@ -425,20 +450,20 @@ def _finding_clusters(findings: Iterable[Mapping[str, Any]], policy: Policy) -> 
         event_type = str(members[0].get("event_type", "unknown"))
         steps = sorted(int(m["step"]) for m in members if isinstance(m.get("step"), int))
         reproducers = sorted(str(m["reproducer"]) for m in members if m.get("reproducer"))
-        clusters.append(
-            Cluster(
-                signature,
-                kind,
-                event_type,
-                len(members),
-                f"step {steps[0]}" if steps else "?",
-                f"step {steps[-1]}" if steps else "?",
-                "findings",
-                failure=kind in FAILURE_KINDS,
-                hot_path=event_type in policy.hot_path_events,
-                reproducer=reproducers[0] if reproducers else None,
-            )
+        cluster = Cluster(
+            signature,
+            kind,
+            event_type,
+            len(members),
+            f"step {steps[0]}" if steps else "?",
+            f"step {steps[-1]}" if steps else "?",
+            "findings",
+            failure=kind in FAILURE_KINDS,
+            hot_path=event_type in policy.hot_path_events,
+            reproducer=reproducers[0] if reproducers else None,
         )
+        sigs = list(dict.fromkeys(s for m in members for s in _signatures(m)))
+        clusters.append(_known_note(cluster, sigs, known))
     return clusters
 
 
@@ -474,7 +499,8 @@ def _divergences(clusters: list[Cluster], policy: Policy) -> Criterion:
     total = sum(cluster.count for cluster in judged)
     if not judged:
         return Criterion("divergences", "PASS", "0 divergences", ())
-    bad = [c for c in judged if c.hot_path and c.count >= policy.hot_path_repeat]
+    # a known, explained and reproducible cluster is not news, even on the hot path
+    bad = [c for c in judged if c.hot_path and c.count >= policy.hot_path_repeat and not c.known]
     if bad:
         names = ", ".join(f"{c.signature} x{c.count}" for c in bad)
         figure = f"{total} divergence(s); repeating on the hot path: {names}"
@@ -493,6 +519,7 @@ def judge(
     findings: Iterable[Mapping[str, Any]] = (),
     triage: Mapping[str, str] | None = None,
     policy: Policy | None = None,
+    known: Triage | None = None,
 ) -> GateResult:
     """The gate's verdict on a window of status samples (in the order they were taken)."""
     policy = policy if policy is not None else Policy()
@@ -507,13 +534,18 @@ def judge(
         records.append(sample)
     good = [sample for sample in records if not sample.gap]
     segments = _segments(good)
-    finding_clusters = _finding_clusters(findings, policy)
+    finding_clusters = _finding_clusters(findings, policy, known)
     covered = {c.event_type for c in finding_clusters if not c.failure}
     clusters = finding_clusters + [
         c for c in _counter_clusters(segments, policy) if c.event_type not in covered
     ]
     clusters = sorted(
-        (attrs.evolve(c, triage=triage.get(c.signature)) for c in clusters),
+        (
+            _known_note(attrs.evolve(c, triage=triage.get(c.signature)), [c.signature], known)
+            if c.source == "counters"
+            else attrs.evolve(c, triage=triage.get(c.signature) or c.triage)
+            for c in clusters
+        ),
         key=lambda c: (c.failure, c.signature),
     )
     criteria = (

@@ -210,6 +210,7 @@ def render_report(report: Mapping[str, Any], max_divergences: int = 200) -> str:
         ("divergences", summary.get("divergences", 0)),
         ("failures", summary.get("failures", 0)),
         ("invariant breaches", summary.get("invariant_breaches", 0)),
+        ("known (triaged)", summary.get("known_divergences", 0) + summary.get("known_failures", 0)),
         ("clusters", summary.get("clusters", 0)),
         ("shadow restarts", summary.get("shadow_restarts", 0)),
     ]
@@ -247,6 +248,20 @@ def render_report(report: Mapping[str, Any], max_divergences: int = 200) -> str:
         if report.get("clusters")
         else "<p>No clusters.</p>",
     ]
+    known = (report.get("known") or {}).get("clusters") or []
+    if known:
+        body.append("<h2>Known (triaged) signatures</h2>")
+        body.append(
+            _table(
+                ["signature", "entry", "status", "explanation", "count"],
+                (
+                    [f"<code>{_e(c.get('signature'))}</code>", f"<code>{_e(c.get('pattern'))}</code>"]
+                    + [_e(c.get(k)) for k in ("status", "explanation", "count")]
+                    for c in known
+                ),
+                numeric=(4,),
+            )
+        )
     failures = report.get("failures", [])
     if failures:
         body.append("<h2>Shadow failures</h2>")

@@ -68,10 +68,24 @@ def render_junit(report: Mapping[str, Any], suite_name: str = "shadowdiff") -> s
             None if verdict == "pass" else (verdict, ""),
         )
         failed += verdict != "pass"
+    skipped = 0
+    for known in (report.get("known", {}) or {}).get("clusters", []) or []:
+        skipped += 1  # a triaged signature: a skipped case carrying its explanation
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"shadowdiff.known.{known.get('kind')}",
+                "name": str(known.get("signature")),
+                "time": "0",
+            },
+        )
+        note = f"known ({known.get('status')}), {known.get('count')} x: {known.get('explanation')}"
+        ET.SubElement(case, "skipped", {"message": note})
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failed))
     suite.set("errors", "0")
-    suite.set("skipped", "0")
+    suite.set("skipped", str(skipped))
     root.set("tests", str(len(suite)))
     root.set("failures", str(failed))
     ET.indent(root)

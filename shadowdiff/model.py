@@ -172,6 +172,10 @@ class Divergence:
     input: Input | None
     differences: tuple[Difference, ...]
     seq: int | None = None
+    # every distinct signature of the step's differences, the first being ``signature``
+    signatures: tuple[str, ...] = attrs.field(
+        default=attrs.Factory(lambda self: (self.signature,), takes_self=True)
+    )
 
     @property
     def event_type(self) -> str:
@@ -181,6 +185,7 @@ class Divergence:
         return {
             "kind": self.kind,
             "signature": self.signature,
+            "signatures": list(self.signatures),
             "step": self.step,
             "seq": self.seq,
             "slot": self.slot,

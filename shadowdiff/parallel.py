@@ -232,6 +232,7 @@ def merge_results(results: Sequence[ReplayResult], max_kept: int) -> ReplayResul
         merged.failures.extend(r.failures)
         merged.breaches.extend(r.breaches)
         merged.clusters.merge(r.clusters)
+        merged.known_clusters.merge(r.known_clusters)
         merged.by_kind.update(r.by_kind)
         merged.failures_by_kind.update(r.failures_by_kind)
         for key, value in r.counts.items():

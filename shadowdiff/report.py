@@ -13,6 +13,7 @@ from . import __version__
 from .diff import to_plain
 from .engine import ReplayResult
 from .model import Difference
+from .triage import Triage
 
 
 def verdict(result: ReplayResult) -> str:
@@ -35,7 +36,33 @@ def _difference(d: Difference) -> dict[str, Any]:
     }
 
 
-def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bool = False) -> dict[str, Any]:
+def known_section(result: ReplayResult, known: Triage | None) -> dict[str, Any]:
+    """What the triage file covered (counted apart) and the ``fixed`` entries seen again."""
+    clusters = []
+    for c in result.known_clusters.as_list():
+        entry = known.match(c.signature) if known is not None else None
+        item = c.to_wire()
+        item["pattern"] = entry.signature if entry else None
+        item["status"] = entry.status if entry else None
+        item["explanation"] = entry.explanation if entry else None
+        clusters.append(item)
+    fixed: list[str] = []
+    if known is not None:
+        sigs = [c.signature for c in result.clusters.as_list()]
+        sigs += [s for d in result.divergences for s in d.signatures]
+        fixed = [e.signature for e in known.fixed_seen(dict.fromkeys(sigs))]
+    return {
+        "entries": len(known) if known is not None else 0,
+        "divergences": result.counts.get("known_divergences", 0),
+        "failures": result.counts.get("known_failures", 0),
+        "clusters": clusters,
+        "fixed_seen_again": fixed,
+    }
+
+
+def build_report(
+    result: ReplayResult, run: Mapping[str, Any], deterministic: bool = False, known: Triage | None = None
+) -> dict[str, Any]:
     steps = result.counts.get("steps", 0)
     elapsed = 0.0 if deterministic else round(result.elapsed_s, 4)
     rate = 0.0 if deterministic or not result.elapsed_s else round(steps / result.elapsed_s, 1)
@@ -61,6 +88,8 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
             "failures": result.failure_count,
             "failures_by_kind": dict(sorted(result.failures_by_kind.items())),
             "invariant_breaches": result.counts.get("invariant_breaches", 0),
+            "known_divergences": result.counts.get("known_divergences", 0),
+            "known_failures": result.counts.get("known_failures", 0),
             "clusters": len(result.clusters),
             "shadow_restarts": result.shadow_restarts,
             "unchecked": result.unchecked,
@@ -75,6 +104,7 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
         "divergences": divergences,
         "failures": [f.to_wire() for f in sorted(result.failures, key=lambda f: (f.step, f.slot))],
         "invariant_breaches": list(result.breaches),
+        "known": known_section(result, known),
         "errors": list(result.errors),
     }
 
@@ -82,6 +112,21 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
 def _short(value: Any, width: int = 28) -> str:
     text = repr(to_plain(value))
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _known_lines(report: Mapping[str, Any]) -> list[str]:
+    known = report.get("known") or {}
+    if not known.get("entries") and not known.get("divergences") and not known.get("failures"):
+        return []
+    s = report["summary"]
+    lines = [
+        f"{'known (triaged)':<22}{s.get('known_divergences', 0) + s.get('known_failures', 0):>12,}   "
+        f"({s.get('known_divergences', 0)} divergences, {s.get('known_failures', 0)} failures in "
+        f"{len(known.get('clusters', []))} known signature(s); not counted above)"
+    ]
+    for pattern in known.get("fixed_seen_again", []):
+        lines.append(f"{'  fixed, seen again':<22}{pattern}")
+    return lines
 
 
 def summary_lines(report: Mapping[str, Any], limit: int = 10) -> list[str]:
@@ -100,6 +145,7 @@ def summary_lines(report: Mapping[str, Any], limit: int = 10) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in s["failures_by_kind"].items()),
         f"{'invariant breaches':<22}{s['invariant_breaches']:>12,}   (both sides agree: about the reducer)",
         f"{'clusters':<22}{s['clusters']:>12,}",
+        *_known_lines(report),
         f"{'shadow restarts':<22}{s['shadow_restarts']:>12,}",
     ]
     if s["unchecked"]:

@@ -130,6 +130,8 @@ Exit codes: 0 ACCEPT, 1 REJECT, 3 EXTEND, 2 bad usage or bad input.""",
 @click.option("--findings", type=_FILE, help="Findings JSONL (clusters by signature).")
 @click.option("--triage", type=_FILE, help="Signature -> explanation (JSON or TOML).")
 @click.option("--policy", type=_FILE, help="Thresholds (TOML) [the runbook's defaults].")
+@click.option("--known", type=_FILE, help="Triage file ([[known]] entries): explained entries with a "
+              "reproducer triage the clusters they cover.")  # fmt: skip
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as JSON.")
 @click.option(
     "--markdown", type=click.Path(dir_okay=False, path_type=Path), help="Write the result as Markdown."
@@ -143,6 +145,7 @@ def gate_command(
     findings: Path | None,
     triage: Path | None,
     policy: Path | None,
+    known: Path | None,
     report: Path | None,
     markdown: Path | None,
     html_out: Path | None,
@@ -153,6 +156,7 @@ def gate_command(
         evidence.load_findings(findings) if findings else (),
         evidence.load_triage(triage) if triage else {},
         evidence.load_policy_file(policy),
+        evidence.load_known(known),
     )
     if report:
         _write(report, json.dumps(result.to_dict(), sort_keys=True, indent=2) + "\n")
@@ -193,6 +197,7 @@ Writes: telemetry.jsonl, counts.json, gate.json, gate.md, triage.md, report.html
 @click.option("--findings", type=_FILE, help="Findings JSONL.")
 @click.option("--triage", type=_FILE, help="Signature -> explanation (JSON or TOML).")
 @click.option("--policy", type=_FILE, help="Gate thresholds (TOML).")
+@click.option("--known", type=_FILE, help="Triage file ([[known]] entries); copied into the bundle.")
 @click.option("--replay-report", type=_FILE, help="A replay report JSON to include (and render).")
 @click.option("--determinism", type=_FILE, help='Determinism result JSON {"identical", "runs"}.')
 @click.option(

@@ -47,6 +47,7 @@ from .records import Gap, Record, Snapshot
 from .reducer import Reducer, Request, Result
 from .sidecar_http import Metrics, handler
 from .tap import parse_address, recv_frame, send_frame
+from .triage import Triage
 
 RECORD_KINDS = frozenset({"snapshot", "context", "step", "call", "patch", "gap", "meta"})
 BOT_KEYS = (
@@ -78,6 +79,7 @@ class SidecarOptions:
     # (key, name) pairs from the bot_runtime.json the bot starts from (tap.runtime_slot_names): sent to
     # the tap in the hello answer, so it names the slots it meets from then on as the file does
     slot_names: tuple[Any, ...] = ()
+    known: Triage | None = None  # a triage file: what it covers is counted apart, never a finding
 
 
 def check_listen(address: str) -> tuple[str, Any]:
@@ -192,6 +194,7 @@ class Sidecar:
         self.recent: collections.deque[float] = collections.deque(maxlen=20_000)
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
+        self._known_before: collections.Counter[str] = collections.Counter()
         self.divergences_by: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures_by: collections.Counter[str] = collections.Counter()
         self.bot: dict[str, Any] = {key: 0 for key in BOT_KEYS}
@@ -400,6 +403,9 @@ class Sidecar:
             self._totals.events += result.counts["events"]
             self._totals.calls += result.counts["calls"]
             self._totals.unchecked += result.unchecked
+            self._known_before.update(
+                {k: result.counts[k] for k in ("known_divergences", "known_failures") if result.counts[k]}
+            )
             if self._shadow is not None:
                 self._totals.restarts += self._shadow.restarts + 1
                 self._shadow.close()
@@ -414,7 +420,7 @@ class Sidecar:
         self._shadow = TimedShadow(inner, self.latency, self.recent)
         self.bot["executable_available"] = True
         options = ReplayOptions(mode="lockstep", rules=self.options.rules, window=self.options.window,
-                                verify_final=False)  # fmt: skip
+                                verify_final=False, known=self.options.known)  # fmt: skip
         self._replay = Replay(self._shadow, None, options, on_finding=self._finding)
         return True
 
@@ -637,6 +643,7 @@ class Sidecar:
             "divergences_by_kind": _by_first(self.divergences_by),
             "failures_by_kind": dict(self.failures_by),
             "clusters": clusters,
+            "known": self._known_counts(),
             "shadow": {
                 "command": self.options.shadow_name,
                 "restarts": pub.get("restarts", 0),
@@ -653,6 +660,16 @@ class Sidecar:
                 "bytes": self.log.total_bytes,
             },
             "uptime_s": round(time.time() - self.started, 3),
+        }
+
+    def _known_counts(self) -> dict[str, int]:
+        """Divergences and failures the triage file (--known) covered: counted, not findings."""
+        replay = self._replay
+        now = replay.result.counts if replay is not None else collections.Counter()
+        return {
+            "entries": len(self.options.known) if self.options.known is not None else 0,
+            "divergences": self._known_before["known_divergences"] + now["known_divergences"],
+            "failures": self._known_before["known_failures"] + now["known_failures"],
         }
 
     def wait_caught_up(self, timeout: float) -> bool:

@@ -20,6 +20,14 @@ from .diff import Rules
 from .errors import ShadowdiffError
 from .reducer import Reducer
 from .sidecar import Sidecar, SidecarOptions, check_http, check_listen
+from .triage import Triage
+
+
+def read_known(path: str | None) -> Triage | None:
+    from .cli import read_known as read  # cli imports this module: import when a command runs
+
+    return read(path)
+
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD = 0, 1, 2
 
@@ -106,10 +114,12 @@ def register(group: click.Group) -> None:
     help="The bot_runtime.json the bot starts from: taps name the slots they meet after connecting "
     "'slot-<id> (<alias>)' as the file does (the tap's own --runtime names them from the start).",
 )  # fmt: skip
+@click.option("--known", "known_path", type=click.Path(dir_okay=False), help="Triage file: the divergences "
+              "it covers are counted apart (status 'known'), not reported as findings.")  # fmt: skip
 def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | None, record_dir: str | None,
                     findings: str | None, rules: str | None, max_lag_bytes: int, rotate_bytes: int,
                     rotate_seconds: float, deadline: float, drain_seconds: float,
-                    runtime_file: str | None) -> None:  # fmt: skip
+                    runtime_file: str | None, known_path: str | None) -> None:  # fmt: skip
     """Receive a live tap's records, record them, and check them against the shadow until SIGTERM.
 
     Prints one JSON line when ready: {"listen", "http", "record"}.
@@ -132,7 +142,7 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
             record_dir=Path(record_dir) if record_dir else Path(tempfile.mkdtemp(prefix="shadowdiff-live-")),
             http=http, findings=Path(findings) if findings else None, rules=_rules(rules),
             max_lag_bytes=max_lag_bytes, rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds,
-            drain_seconds=drain_seconds, slot_names=slot_names,
+            drain_seconds=drain_seconds, slot_names=slot_names, known=read_known(known_path),
         )  # fmt: skip
         sidecar = Sidecar(options)
         sidecar.start()
@@ -148,7 +158,8 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
     finally:
         sidecar.stop()
     status = sidecar.status()
-    click.echo(json.dumps({"final": status["state_machine_shadow"], "coverage": status["coverage"]}))
+    click.echo(json.dumps({"final": status["state_machine_shadow"], "coverage": status["coverage"],
+                           "known": status["known"]}))  # fmt: skip
     sys.exit(EXIT_CLEAN)
 
 

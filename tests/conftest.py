@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -73,10 +74,8 @@ def wait_for_shadows(pid: int, count: int, marker: str = "misbehaving.py", timeo
         while todo:
             for child in children_of(todo.pop()):
                 todo.append(child)
-                try:
+                with contextlib.suppress(OSError):  # it may have ended meanwhile
                     found += marker in (Path("/proc") / str(child) / "cmdline").read_text()
-                except OSError:
-                    pass
         if found >= count:
             return
         time.sleep(0.05)

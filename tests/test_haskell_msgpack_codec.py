@@ -767,6 +767,25 @@ MUTANT_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         tick(1600.0),
         {"s1_orphan_after_sec": 600.0, "max_recovery_slots": 2},
     ),
+    # the exit price f * 1.01 is exactly 0.1640625 = 21 x 2^-7, a tie at 6 decimals (Python: 0.164062)
+    "round_half_up_exact_tie": transition(
+        base_state(market=0.1, orders=[order(1, "buy", "entry", 0.1624381188118812, "B")]),
+        fill(1, 0.1624381188118812),
+    ),
+    "evict_keeps_rank_order": transition(
+        dict(
+            S1A,
+            recovery_orders=[
+                dict(REC, recovery_id=1, price=95.0, orphaned_at=100.0),
+                dict(REC, recovery_id=2, price=80.0, orphaned_at=100.0),
+                dict(REC, recovery_id=3, price=97.0, orphaned_at=100.0),
+            ],
+            next_recovery_id=4,
+        ),
+        tick(1600.0),
+        {"s1_orphan_after_sec": 600.0, "max_recovery_slots": 3},
+    ),
+    "mode_source_default_empty": transition({"market_price": 100.0, "now": 1000.0}, tick(1001.0)),
 }
 
 # name -> (op, fields): an input on which the mutant's answer differs from the clean one in a wire type

@@ -367,3 +367,22 @@ def test_past_the_lag_budget_records_are_skipped_and_counted(tmp_path: Path) -> 
     assert cov["skipped_by_sidecar"] > 0
     assert cov["checked"] + cov["skipped_by_sidecar"] + cov["unchecked"] == cov["received"]
     assert status["state_machine_shadow"]["total_divergences"] == 0
+
+
+def test_known_divergences_are_counted_apart_live_and_leave_no_findings(tmp_path: Path) -> None:
+    shadow = shadow_command(tmp_path, "regime_case_sensitive")
+    known = tmp_path / "known.toml"
+    known.write_text(
+        '[[known]]\nsignature = "transition.*|apply_order_regime_at_entry|*"\n'
+        'explanation = "regime names match upper case only"\nstatus = "open"\n'
+    )
+    with sidecar(tmp_path, shadow, "--known", str(known)) as side:
+        bot = run_bot(side.address, 2.0, 300, seed=3)
+        status = side.caught_up(bot["transitions"] + bot["calls"])
+        final = side.stop()
+    assert status["known"]["entries"] == 1 and status["known"]["divergences"] > 0
+    assert status["state_machine_shadow"]["transition_divergences"] == 0  # the bot's counters: news only
+    assert not side.findings.exists() or side.findings.read_text() == ""
+    assert (
+        json.loads(final.strip().splitlines()[-1])["known"]["divergences"] == status["known"]["divergences"]
+    )

@@ -26,6 +26,7 @@ NaN and ``-0.0`` prices (``section9_states`` on states, and in ``configs`` and t
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 from hypothesis import strategies as st
@@ -37,14 +38,21 @@ from .domain import DEFAULT_CONFIG
 
 __all__ = [
     "DogeStrategies",
+    "cap_scenarios",
     "configs",
     "contexts",
+    "exact_tie_value",
+    "exact_ties",
+    "is_exact_tie",
+    "missing_keys",
     "near_midpoint",
     "raw_order_sizes",
     "raw_states",
     "scenarios",
     "section9_states",
+    "solve_product",
     "states",
+    "tie_inputs",
 ]
 
 NICE_PRICES = (0.08, 0.1, 0.125, 0.16, 0.2, 0.25, 0.4, 0.5, 1.0, 2.0, 99.0, 100.0, 101.0)
@@ -474,8 +482,11 @@ def section9_states(draw: Any, state: WireMap) -> WireMap:
 
 @st.composite
 def scenarios(draw: Any) -> Scenario:
-    """Initial scenarios: a context and a state (a fifth of them raw, a fifth with section 9 details),
-    no events."""
+    """Initial scenarios: a context and a state (a fifth of them raw, a fifth with section 9 details,
+    a fifth aimed at recovery caps, phases, exact ties and missing keys), no events."""
+    if draw(st.integers(0, 4)) == 0:  # recovery caps, phases, exact ties, missing keys
+        aimed: Scenario = draw(cap_scenarios())
+        return aimed
     context = draw(contexts())
     state = draw(states(context.config, context.order_size_usd))
     if draw(st.integers(0, 4)) == 0:
@@ -653,6 +664,8 @@ class DogeStrategies(Strategies):
         orders = [o for o in state.get("orders") or [] if isinstance(o, dict)]
         recoveries = [r for r in state.get("recovery_orders") or [] if isinstance(r, dict)]
         now = float(state.get("now") or 0.0)
+        if draw(st.integers(0, 7)) == 0 and (aimed := tie_inputs(state, context, draw)):
+            return aimed
         kind = draw(st.sampled_from(["fill", "fill", "fill", "price", "price", "price", "timer", "timer",
                                      "recovery", "stale", "duplicate", "extreme", "call"]))  # fmt: skip
         if kind in ("fill", "duplicate") and orders:
@@ -691,3 +704,184 @@ class DogeStrategies(Strategies):
         return [
             Event("PriceTick", {"price": price, "timestamp": now + draw(st.sampled_from([1.0, 10.0, 0.0]))})
         ]
+
+
+# -- aimed generation: exact ties, recovery caps, boundaries, missing keys ----------------------------
+
+
+def is_exact_tie(value: float, decimals: int) -> bool:
+    """True when ``value``'s exact binary value lies exactly half-way between two multiples of
+    ``10^-decimals`` (the only case where Python's round goes to even)."""
+    if not math.isfinite(value) or decimals < 0:
+        return False
+    scaled = Fraction(value) * 10**decimals
+    return bool(scaled - math.floor(scaled) == Fraction(1, 2))
+
+
+def exact_tie_value(decimals: int, around: float, offset: int = 0) -> float:
+    """The exact tie at ``decimals`` nearest ``around`` (moved by ``offset`` ties): an odd multiple of
+    ``2^-(decimals + 1)``, e.g. 0.1640625 = 21 x 2^-7 at 6 decimals. Every such value is a tie, and
+    no other double is."""
+    step = Fraction(1, 2 ** (decimals + 1))
+    j = max(1, math.floor(Fraction(max(around, 0.0)) / step))
+    j = (j | 1) + 2 * offset
+    return float(max(j, 1) * step)
+
+
+@st.composite
+def exact_ties(draw: Any, decimals: int, around: float = 0.1) -> float:
+    """Exact binary ties at ``decimals`` near ``around`` (decimals is clipped to 0..8)."""
+    decimals = max(0, min(decimals, 8))
+    return exact_tie_value(decimals, around, draw(st.integers(-20, 20)))
+
+
+def solve_product(target: float, factor: float) -> float | None:
+    """A double ``m`` with ``m * factor == target`` exactly in floating point (None if none is found
+    within a few ulps of ``target / factor``): the input that makes a computed price land on ``target``."""
+    if factor <= 0 or not math.isfinite(factor) or target <= 0:
+        return None
+    guess = target / factor
+    for k in (0, -1, 1, -2, 2, -3, 3, -4, 4):
+        m = nudge(guess, k)
+        if m * factor == target:
+            return m
+    return None
+
+
+def _distance(config: WireMap, state: WireMap, trade: str) -> float:
+    """The entry distance times the backoff multiplier, as DOGE_REDUCER.md section 3 computes it."""
+    d = cfg(config, "entry_pct")
+    own = cfg(config, f"entry_pct_{trade.lower()}")
+    if own is not None and own > 0:
+        d = own
+    if d <= 0:
+        d = cfg(config, "entry_pct")
+    n = state.get(f"consecutive_losses_{trade.lower()}") or 0
+    start = cfg(config, "loss_backoff_start")
+    try:
+        mult = 1.0 if n < start else min(cfg(config, "backoff_max_multiplier"),
+                                         1 + cfg(config, "backoff_factor") * (n - start + 1))  # fmt: skip
+        return float(d * mult)
+    except TypeError:
+        return float(d)
+
+
+def tie_inputs(state: WireMap, context: Context, draw: Draw) -> list[Input]:
+    """Events whose computed prices land exactly on a binary tie at price_decimals: the tie is built
+    first, then the market (for new entries and the exit's market term) or the fill price (for the
+    exit's profit term) that produces it."""
+    config = context.config
+    try:
+        decimals = max(0, min(int(cfg(config, "price_decimals")), 8))
+        market = float(state.get("market_price") or 0.1)
+        now = float(state.get("now") or 0.0)
+    except (TypeError, ValueError):
+        return []
+    tie = exact_tie_value(decimals, market if market > 0 else 0.1, draw(st.integers(-6, 6)))
+    orders = [o for o in state.get("orders") or [] if isinstance(o, dict)]
+    entries = [o for o in orders if o.get("role") == "entry" and isinstance(o.get("price"), int | float)]
+    how = draw(st.integers(0, 4))
+    if how == 4:  # a new entry's volume size / price lands exactly on a tie at volume_decimals
+        return _volume_tie_inputs(state, context, draw, market, now)
+    if how == 1 and entries:  # the exit's profit term: f * (1 +/- p/100) == tie
+        order = draw(st.sampled_from(entries))
+        p = state.get("profit_pct_runtime") or cfg(config, "profit_pct")
+        try:
+            factor = 1 + p / 100 if order.get("side") == "buy" else 1 - p / 100
+        except TypeError:
+            return []
+        fill = solve_product(tie, factor)
+        if fill is not None:
+            volume = order.get("volume", 13.0)
+            return [Event("FillEvent", {
+                "order_local_id": order.get("local_id"), "txid": order.get("txid") or "TX-T",
+                "side": order.get("side"), "price": fill, "volume": volume, "fee": 0.0,
+                "timestamp": now + 1.0,
+            })]  # fmt: skip
+    if how == 2:  # the exit's market term: market * (1 +/- e/100) == tie
+        e = cfg(config, "entry_pct")
+        factor = 1 + e / 100 if draw(st.booleans()) else 1 - e / 100
+    elif how == 3:
+        factor = 1.0  # the market itself on a tie
+    else:  # a new entry's price: market * (1 -/+ d*mult/100) == tie
+        trade = draw(st.sampled_from(["A", "B"]))
+        d = _distance(config, state, trade)
+        factor = 1 + d / 100 if trade == "A" else 1 - d / 100
+    m = solve_product(tie, factor)
+    if m is None:
+        return []
+    return [Event("PriceTick", {"price": m, "timestamp": now + draw(st.sampled_from([1.0, 0.0]))})]
+
+
+def _volume_tie_inputs(
+    state: WireMap, context: Context, draw: Draw, market: float, now: float
+) -> list[Input]:
+    """A market at which the next entry's price ``P`` (a price round_price returns unchanged) makes
+    ``size / P`` an exact tie at volume_decimals: the price is chosen first, then the market."""
+    config = context.config
+    try:
+        vd = max(0, int(cfg(config, "volume_decimals")))
+        pd = max(0, min(int(cfg(config, "price_decimals")), 8))
+        size = float(context.order_size_usd)
+    except (TypeError, ValueError):
+        return []
+    candidates = [*NICE_PRICES, *(round(market * k, pd) for k in (0.5, 0.8, 1.0, 1.25, 2.0))]
+    prices = [p for p in candidates if p > 0 and round(p, pd) == p and is_exact_tie(size / p, vd)]
+    if not prices:
+        return []
+    price = draw(st.sampled_from(prices))
+    trade = draw(st.sampled_from(["A", "B"]))
+    d = _distance(config, state, trade)
+    m = solve_product(price, 1 + d / 100 if trade == "A" else 1 - d / 100)
+    return [Event("PriceTick", {"price": m, "timestamp": now + 1.0})] if m is not None else []
+
+
+@st.composite
+def missing_keys(draw: Any, state: WireMap) -> WireMap:
+    """``state`` with any subset of its top-level keys left out (from none to all of them)."""
+    dropped = draw(st.sets(st.sampled_from(sorted(state)), max_size=len(state))) if state else set()
+    return {k: v for k, v in state.items() if k not in dropped}
+
+
+@st.composite
+def cap_scenarios(draw: Any) -> Scenario:
+    """Every phase with a recovery book at, one over and several over a cap of 1 to 4: the next
+    orphaning (S1/S2 timeout, which the walk's timer ticks hit exactly) evicts none, one or several;
+    recoveries at equal distances and equal ages test the ranking's tie-breaks, and three or more
+    test the order the survivors are kept in. Sometimes the market is an exact tie, sometimes keys
+    are missing."""
+    context = draw(contexts())
+    cap = draw(st.integers(1, 4))
+    config = {**context.config, "max_recovery_slots": cap}
+    context = Context(config, context.order_size_usd, context.order_sizes)
+    decimals = int(cfg(config, "price_decimals"))
+    state = draw(states(config, context.order_size_usd))
+    market = float(state["market_price"]) if state["market_price"] else 0.1
+    if draw(st.integers(0, 2)) == 0:
+        market = state["market_price"] = draw(exact_ties(decimals, market))
+    count = max(0, cap - 1 + draw(st.sampled_from([0, 1, 1, 2, 3, 4])))  # under, one over, several over
+    now = float(state["now"])
+    recoveries = []
+    for rid in range(1, count + 1):
+        trade = draw(st.sampled_from(["A", "B"]))
+        away = draw(st.sampled_from([0.9, 1.1, 0.95, 1.05, 0.9, 1.1]))  # repeated: distance ties
+        recoveries.append({
+            "recovery_id": rid, "side": "buy" if trade == "A" else "sell",
+            "price": round(market * away, max(0, decimals)), "volume": 13.0, "trade_id": trade,
+            "cycle": 1, "entry_price": round(market, max(0, decimals)),
+            "orphaned_at": now - draw(st.sampled_from([100.0, 100.0, 200.0, 0.0])),
+            "entry_fee": 0.0, "entry_filled_at": draw(st.sampled_from([0.0, now - 500.0])),
+            "txid": draw(st.sampled_from(["", f"RX-{rid}"])), "reason": "s1_timeout", "regime_at_entry": None,
+        })  # fmt: skip
+    if draw(st.booleans()):
+        recoveries.reverse()  # ids out of book order
+    exits = [o for o in state["orders"] if o.get("role") == "exit"]
+    if exits and draw(st.booleans()):  # the first exit is due: a tick at now orphans it (S1, exactly)
+        first = exits[0]
+        first["entry_filled_at"] = now - float(cfg(config, "s1_orphan_after_sec"))
+        first["price"] = round(market * (0.99 if first["side"] == "buy" else 1.01), max(0, decimals))
+    state["recovery_orders"] = recoveries
+    state["next_recovery_id"] = count + 1
+    if draw(st.integers(0, 3)) == 0:
+        state = draw(missing_keys(state))
+    return Scenario("generated", context, state, ())

@@ -2,7 +2,7 @@
 --   --msgpack        shadowdiff protocol v1 over stdio (PROTOCOL.md)
 --   --server         JSON lines (DOGE_REDUCER.md section 7)
 --   (no mode)        one JSON request on stdin, one response on stdout
---   --mutant NAME    switch on one seeded bug (see --list-mutants)
+--   --mutant A,B,C   switch on seeded bugs (comma-separated or repeated; see --list-mutants)
 module Main (main) where
 
 import System.Environment (getArgs)
@@ -12,18 +12,18 @@ import Mutants
 import Server
 
 usage :: String
-usage = "usage: doge-core-exe [--msgpack | --server] [--mutant NAME] | --list-mutants"
+usage = "usage: doge-core-exe [--msgpack | --server] [--mutant NAME[,NAME...]] | --list-mutants"
 
 main :: IO ()
 main = do
   args <- getArgs
-  go args Nothing Nothing
+  go args Nothing []
   where
     go ("--list-mutants" : _) _ _ = do
       mapM_ (\(_, n, c, d) -> putStrLn (n ++ "\t" ++ c ++ "\t" ++ d)) catalogue
-    go ("--mutant" : name : rest) mode _ = case mutantByName name of
-      Just m -> go rest mode (Just m)
-      Nothing -> die ("doge-core-exe: unknown mutant " ++ show name ++ " (see --list-mutants)")
+    go ("--mutant" : names : rest) mode muts = case mutantsByNames names of
+      Right ms -> go rest mode (muts ++ ms)
+      Left name -> die ("doge-core-exe: unknown mutant " ++ show name ++ " (see --list-mutants)")
     go ("--msgpack" : rest) _ mut = go rest (Just "msgpack") mut
     go ("--server" : rest) _ mut = go rest (Just "server") mut
     go (("--help") : _) _ _ = putStrLn usage

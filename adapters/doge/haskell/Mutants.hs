@@ -1,7 +1,7 @@
 -- | Seeded porting bugs, one switched on at a time with --mutant NAME.
 -- Each entry says which input exposes it; they are meant to be rare-ish
 -- (not every event) but reachable by a random stream or a crafted state.
-module Mutants (Mutant(..), catalogue, mutantByName, mutantName) where
+module Mutants (Mutant(..), catalogue, mutantByName, mutantName, mutantsByNames) where
 
 data Mutant
   = RoundScaledDouble      -- round_price as round(x * 10^n) / 10^n in doubles.
@@ -66,6 +66,13 @@ data Mutant
                            --   Exposed by a recovery fill or eviction whose entry_filled_at is negative or NaN.
   | EvictByPosition        -- eviction removes exactly `overflow` recoveries by position, not every one sharing a selected id.
                            --   Exposed by a cap eviction when two recoveries share the evicted recovery_id.
+  | RoundHalfUpExactTie    -- round_price rounds an exact binary tie half-up instead of to even.
+                           --   Exposed only by a price whose exact value is a tie at price_decimals,
+                           --   e.g. 0.1640625 (21 x 2^-7) at 6 decimals -> 0.164063 instead of 0.164062.
+  | EvictKeepsRankOrder    -- recovery-cap eviction keeps the survivors in eviction-rank order, not book order.
+                           --   Exposed by a cap eviction with three or more recoveries in the book.
+  | ModeSourceDefaultEmpty -- from_dict: a missing mode_source defaults to "" instead of "none".
+                           --   Exposed only by a state map without mode_source (any present value loads right).
   deriving (Eq, Show, Enum, Bounded)
 
 -- | name, category, description
@@ -101,6 +108,9 @@ catalogue =
   , (FeeIntBookedAsInt, "fee_int_booked_as_int", "bit-exact", "booking keeps an int fee an int (exit_fee 0, not 0.0): no float() when booking")
   , (RecoveryEntryTimeTruthy, "recovery_entry_time_truthy", "bit-exact", "recovery entry time takes a non-zero entry_filled_at (negative/NaN too) instead of only > 0")
   , (EvictByPosition, "evict_by_position", "bit-exact", "cap eviction removes recoveries by position, not every recovery sharing a selected id")
+  , (RoundHalfUpExactTie, "round_half_up_exact_tie", "rounding", "round_price rounds exact binary ties at price_decimals half-up instead of to even")
+  , (EvictKeepsRankOrder, "evict_keeps_rank_order", "recovery-cap", "recovery-cap eviction keeps the survivors in rank order (3+ recoveries)")
+  , (ModeSourceDefaultEmpty, "mode_source_default_empty", "from_dict", "from_dict defaults a missing mode_source to \"\" instead of \"none\"")
   ]
 
 mutantName :: Mutant -> String
@@ -110,3 +120,12 @@ mutantByName :: String -> Maybe Mutant
 mutantByName s = case [m | (m, n, _, _) <- catalogue, n == s] of
   (m:_) -> Just m
   [] -> Nothing
+
+-- | A comma-separated list of names (--mutant a,b,c): the mutants, or the first unknown name.
+mutantsByNames :: String -> Either String [Mutant]
+mutantsByNames s = mapM one (splitOn s)
+  where
+    one n = maybe (Left n) Right (mutantByName n)
+    splitOn str = case break (== ',') str of
+      (a, []) -> [a]
+      (a, _ : rest) -> a : splitOn rest

@@ -31,7 +31,7 @@ data Env = Env
   { eCfg :: Config
   , eSize :: Double                  -- order_size_usd
   , eSizes :: Maybe [(Text, V)]      -- order_sizes (None = not given)
-  , eMut :: Maybe Mutant }
+  , eMut :: [Mutant] }
 
 -- A state + actions + error monad.
 data R = R { rSt :: !St, rActs :: [Action] }
@@ -62,7 +62,7 @@ emit a = Red $ \_ r -> Right ((), r { rActs = a : rActs r })
 cfgR :: Red Config
 cfgR = Red $ \e r -> Right (eCfg e, r)
 isMut :: Mutant -> Red Bool
-isMut m = Red $ \e r -> Right (eMut e == Just m, r)
+isMut m = Red $ \e r -> Right (m `elem` eMut e, r)
 failR :: String -> Red a
 failR msg = Red $ \_ _ -> Left msg
 liftE :: Either String a -> Red a
@@ -101,28 +101,39 @@ roundPrice :: Double -> Red Double
 roundPrice x = do
   c <- cfgR
   m <- isMut RoundScaledDouble
+  halfUpTie <- isMut RoundHalfUpExactTie
   let n = cPriceDecimals c
   pure $ if m && n >= 0 && n <= 15
     then let s = 10 ^ n :: Double in fromInteger (round (x * s)) / s
-    else pyRound n x
+    else if halfUpTie then halfUpOnTie n x else pyRound n x
 
-entryDistance :: Config -> Maybe Mutant -> Text -> Double
+-- | The RoundHalfUpExactTie mutant: an exact binary tie at n decimals goes up; anything else as Python.
+halfUpOnTie :: Integer -> Double -> Double
+halfUpOnTie n x
+  | n < 0 || n > 300 || isNaN x || isInfinite x = pyRound n x
+  | otherwise =
+      let scale = 10 ^ n :: Integer
+          r = toRational x * fromInteger scale
+          f = floor r :: Integer
+      in if r - fromInteger f == 1 / 2 then fromRational (fromInteger (f + 1) / fromInteger scale) else pyRound n x
+
+entryDistance :: Config -> [Mutant] -> Text -> Double
 entryDistance c mut trade =
   -- section 9: only "A" takes entry_pct_a and only "B" entry_pct_b; any other id uses entry_pct
   let over | isA trade = cEntryPctA c
            | not (teq trade "B") = Nothing
-           | mut == Just EntryPctBIgnored = cEntryPctA c
+           | EntryPctBIgnored `elem` mut = cEntryPctA c
            | otherwise = cEntryPctB c
       d = case over of
         Just x | x > 0 -> x
         _ -> cEntryPct c
   in if d <= 0 then cEntryPct c else d
 
-backoff :: Config -> Maybe Mutant -> Integer -> Double
+backoff :: Config -> [Mutant] -> Integer -> Double
 backoff c mut n
   | n < cLossBackoffStart c = 1.0
   | otherwise =
-      let k = n - cLossBackoffStart c + (if mut == Just BackoffOffByOne then 0 else 1)
+      let k = n - cLossBackoffStart c + (if BackoffOffByOne `elem` mut then 0 else 1)
           mul = 1.0 + cBackoffFactor c * fromInteger k
       in pyMin (cBackoffMaxMult c) mul
 
@@ -250,6 +261,7 @@ orphan o reason = do
   st <- getSt
   newestFirst <- isMut EvictNewestFirst
   byPosition <- isMut EvictByPosition
+  rankOrder <- isMut EvictKeepsRankOrder
   let recs = sRecs st
       market = sMarket st
   slots <- liftE (either (\e -> Left ("max_recovery_slots: " ++ e)) Right (pyInt (cMaxRecoverySlots c)))
@@ -264,7 +276,8 @@ orphan o reason = do
       gone (i, r) = if byPosition then i `elem` evictIdx else rRecoveryId r `elem` evictIds
       indexed = zip [0 ..] recs
       evicted = [r | ir@(_, r) <- indexed, gone ir]
-      kept = [r | ir@(_, r) <- indexed, not (gone ir)]
+      kept = if rankOrder && length recs >= 3 then [r | ir@(_, r) <- reverse ranked, not (gone ir)]
+             else [r | ir@(_, r) <- indexed, not (gone ir)]
   if overflow > 0
     then do
       modSt $ \s -> s { sRecs = kept }
@@ -506,7 +519,7 @@ transition env st ev = case runRed (step ev) env (R st []) of
 
 -- Invariants -------------------------------------------------------------------------
 
-checkInvariants :: Maybe Mutant -> St -> [Text]
+checkInvariants :: [Mutant] -> St -> [Text]
 checkInvariants mut st
   -- the usual answer, found without building any list
   | not dup && null phaseV && null s2V && not (any orderBad os) && not countersBad = []
@@ -537,7 +550,7 @@ checkInvariants mut st
       S2 -> ["S2 must be one buy exit + one sell exit only" | bx /= 1 || sx /= 1 || entries]
     s2V = case sS2EnteredAt st of
       VNil -> []
-      _ | ph /= S2 -> [if mut == Just InvariantTypo then "s2_entered_at must be None outside S2"
+      _ | ph /= S2 -> [if InvariantTypo `elem` mut then "s2_entered_at must be None outside S2"
                        else "s2_entered_at must be null outside S2"]
         | otherwise -> []
     orderBad o = oCycle o < 1 || (teq (oRole o) "exit" && oEntryPrice o <= 0) || oVolume o <= 0

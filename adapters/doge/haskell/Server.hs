@@ -30,7 +30,7 @@ import Wire
 import Reducer
 import Mutants
 
-type Mut = Maybe Mutant
+type Mut = [Mutant]
 type Sessions = M.Map Integer St
 
 data Err = BadRequest String | Unsupported String | Internal String

@@ -19,7 +19,7 @@ import Types
 import Mutants
 import Sabotage
 
-type Mut = Maybe Mutant
+type Mut = [Mutant]
 type M = Either String
 
 annot :: Text -> M a -> M a
@@ -68,7 +68,7 @@ normRegime mut v = case v of
   VStr t ->
     let s = pyStrip t in
     if pyIsDigitStr s then keep <$> pyInt (VStr s)
-    else Right (names (if mut == Just RegimeCaseSensitive then s else T.toUpper s))
+    else Right (names (if RegimeCaseSensitive `elem` mut then s else T.toUpper s))
   _ -> Right Nothing
   where
     keep i = if i >= 0 && i <= 2 then Just i else Nothing
@@ -192,14 +192,14 @@ stateKeys =
 -- | Python's from_dict.
 fromDict :: Mut -> V -> M St
 fromDict mut (VMap m) = do
-  let base = if mut == Just CycleDefaultZero then emptySt { sCycleA = 0, sCycleB = 0 } else emptySt
-  st0 <- foldlM' base stateKeys
+  let base = if CycleDefaultZero `elem` mut then emptySt { sCycleA = 0, sCycleB = 0 } else emptySt
+  st0 <- foldlM' (if ModeSourceDefaultEmpty `elem` mut then base { sModeSource = "" } else base) stateKeys
   let st1 = if isJust (lookupT "total_settled_usd" m) then st0 else st0 { sTotalSettled = sTotalProfit st0 }
   st2 <- if isJust (lookupT "profit_pct_runtime" m) then pure st1
          else case lookupT "profit_pct" m of
-           Just v | mut /= Just ProfitPctNoFallback -> (\x -> st1 { sProfitPctRuntime = x }) <$> annot "profit_pct" (pyFloat v)
+           Just v | ProfitPctNoFallback `notElem` mut -> (\x -> st1 { sProfitPctRuntime = x }) <$> annot "profit_pct" (pyFloat v)
            _ -> pure st1
-  pure (if mut == Just CrashHugeInt && hugeInts st2 then crashWith "arithmetic overflow in Int64 field" st2 else st2)
+  pure (if CrashHugeInt `elem` mut && hugeInts st2 then crashWith "arithmetic overflow in Int64 field" st2 else st2)
   where
     foldlM' !st [] = Right st
     foldlM' !st (k:ks) = case lookupT k m of
