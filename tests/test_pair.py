@@ -121,3 +121,19 @@ def test_every_mutant_has_a_regression_case_that_catches_it(haskell_exe: Path) -
             pinned.add(found.group(1))
     # test_regressions.py replays each case against its mutant (caught, same signature) and the port (clean)
     assert sorted(set(mutants) - pinned) == []
+
+
+def test_the_readme_lists_the_catalogue_as_the_port_does(haskell_exe: Path) -> None:
+    """The README's mutant table is what `--list-mutants` prints, row for row (name, category, bug)."""
+    from conftest import ROOT
+
+    listed = subprocess.run([str(haskell_exe), "--list-mutants"], capture_output=True, text=True, check=True)
+    catalogue = [tuple(line.split("\t")) for line in listed.stdout.splitlines()]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = [
+        tuple(cell.strip().strip("`") for cell in line.strip("|").split(" | "))
+        for line in readme.splitlines()
+        if line.startswith("| `") and line.count(" | ") == 2
+    ]
+    table = [row for row in rows if row[0] in {name for name, *_ in catalogue}]
+    assert table == catalogue
