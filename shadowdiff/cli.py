@@ -1,7 +1,8 @@
 """The shadowdiff command line: the only place that prints or exits.
 
 Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gate: REJECT);
-2 bad usage or bad input; 3 gate EXTEND; 130 replay interrupted (Ctrl-C; the report covers what ran).
+2 bad usage or bad input (the verdict then says ``incomplete``); 3 gate EXTEND; 4 ``replay --twice``: the
+two runs disagree; 130 replay interrupted (Ctrl-C; the report covers what ran).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from .report import build_report, summary_lines
 from .signals import interrupts_delivered, stop_on_interrupt
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_NONDETERMINISTIC = 4
 DOMAIN_DEFAULTS = "adapters.doge.defaults"
 
 EPILOG = """\b
 Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
-failures (or a shadow that answered nothing); 2 bad usage or bad input;
+failures (or a shadow that answered nothing); 2 bad usage or bad input
+(verdict: incomplete, naming where); 4 --twice: the two runs differ (report
+or exit code), otherwise --twice exits with the replay's own code;
 130 interrupted by Ctrl-C (in-flight steps drained; the report covers what ran).
 """
 
@@ -285,7 +289,8 @@ def main() -> None:
     "--twice",
     is_flag=True,
     help="Run the replay twice in fresh processes with different "
-    "PYTHONHASHSEED values and compare the reports byte for byte.",
+    "PYTHONHASHSEED values and compare the reports byte for byte: exit 4 if they (or the exit "
+    "codes) differ, else the replay's own exit code.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
@@ -308,8 +313,15 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
 
         argv = [a for a in sys.argv[1:] if a != "--twice"]
         outcome = run_twice(argv)
+        stderr = outcome.pop("stderr", "")
         click.echo(dumps_json(outcome, indent=2))
-        sys.exit(EXIT_CLEAN if outcome["identical"] else EXIT_FOUND)
+        if outcome["identical"]:  # both runs agree: their own verdict decides, as a single run would
+            if stderr:
+                click.echo(stderr, err=True, nl=False)
+            sys.exit(int(outcome["runs"][0]["exit_code"]))
+        click.echo("shadowdiff: error: the two runs differ (report or exit code): not deterministic",
+                   err=True)  # fmt: skip
+        sys.exit(EXIT_NONDETERMINISTIC)
     corpora = list(corpus) or default_corpus()
     try:
         from adapters.doge.domain import DogeDomain
@@ -355,7 +367,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
         "jobs": jobs,
     }
-    report = build_report(result, run, deterministic=deterministic)
+    report = build_report(result, run, deterministic=deterministic, bad_input=errors)
     write_outputs(report, report_path, html_path, junit_path)
     if not quiet:
         click.echo(f"shadowdiff replay: {shadow_name}")

@@ -15,7 +15,18 @@ from .engine import ReplayResult
 from .model import Difference
 
 
-def verdict(result: ReplayResult) -> str:
+def verdict(result: ReplayResult, bad_input: Sequence[Mapping[str, str]] = ()) -> str:
+    """``bad_input``: the errors that cut the run short (the stream stopped there). Such a run never
+    passes: its verdict says ``incomplete`` and where, and what the part before it found."""
+    found = _found(result)
+    if bad_input:
+        where = str(bad_input[0].get("where") or "")
+        cut = f"bad input at {where}" if where else "bad input"
+        return f"incomplete ({cut})" if found == "pass" else f"incomplete ({cut}; {found} before it)"
+    return found
+
+
+def _found(result: ReplayResult) -> str:
     checked = result.shadow_checks.get("transition", 0) + result.shadow_checks.get("call", 0)
     if result.failure_count:
         return "failed"
@@ -35,7 +46,12 @@ def _difference(d: Difference) -> dict[str, Any]:
     }
 
 
-def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bool = False) -> dict[str, Any]:
+def build_report(
+    result: ReplayResult,
+    run: Mapping[str, Any],
+    deterministic: bool = False,
+    bad_input: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
     steps = result.counts.get("steps", 0)
     elapsed = 0.0 if deterministic else round(result.elapsed_s, 4)
     rate = 0.0 if deterministic or not result.elapsed_s else round(steps / result.elapsed_s, 1)
@@ -68,7 +84,7 @@ def build_report(result: ReplayResult, run: Mapping[str, Any], deterministic: bo
             "gap_dropped": result.counts.get("gap_dropped", 0),
             "elapsed_s": elapsed,
             "events_per_s": rate,
-            "verdict": verdict(result),
+            "verdict": verdict(result, bad_input),
         },
         "clusters": [c.to_wire() for c in result.clusters.as_list()],
         "divergences": divergences,
