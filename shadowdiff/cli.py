@@ -27,6 +27,7 @@ from .diff import Rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
 from .errors import ShadowdiffError, ShadowSetupError
+from .private import open_private, write_private
 from .records import LogItem
 from .reducer import Reducer
 from .report import build_report, summary_lines
@@ -127,7 +128,7 @@ def run_replay(
     progress: bool = False,
 ) -> tuple[ReplayResult, list[dict[str, str]]]:
     errors: list[dict[str, str]] = []
-    sink = findings.open("a", encoding="utf-8") if findings else None
+    sink = open_private(findings, "a") if findings else None  # the bot's orders and P&L: 0600
 
     def on_finding(record: dict[str, Any]) -> None:
         assert sink is not None
@@ -418,10 +419,8 @@ def write_outputs(report: dict[str, Any], report_path: str | None, html_path: st
 
 
 def _write(path: str, text: str) -> None:
-    target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        write_private(Path(path), text)  # reports quote the bot's states: 0600, new directories 0700
     except OSError as exc:
         fail(f"{path}: cannot write: {exc.strerror}")
 

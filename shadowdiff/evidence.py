@@ -32,6 +32,7 @@ import attrs
 
 from shadowdiff import gate, html
 from shadowdiff.errors import BadInput, UsageError
+from shadowdiff.private import private_dir, tighten
 
 __all__ = [
     "Bundle",
@@ -237,7 +238,7 @@ def build_bundle(
     triage_map = load_triage(triage) if triage else {}
     result = gate.judge(sample_records, finding_records, triage_map, load_policy_file(policy))
 
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # 0700 from the start: nobody else can reach the files while they are written
     written: list[str] = []
 
     def write(name: str, text: str) -> None:
@@ -315,6 +316,7 @@ def build_bundle(
     }
     write("environment.json", _dump(environment))
     _write_sums(directory)
+    tighten(directory)  # the bot's telemetry and findings: files 0600, directories 0700
     return Bundle(directory, result.verdict, tuple(sorted(written)))
 
 

@@ -20,6 +20,7 @@ import attrs
 from .codec import apply_delta, packb
 from .corpus import LOG_FORMAT
 from .model import Context
+from .private import open_private, private_dir
 
 
 @attrs.define
@@ -39,7 +40,7 @@ class RotatingLog:
 
     def __init__(self, directory: Path, rotate_bytes: int, rotate_seconds: float, synthetic: bool) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)  # the bot's orders, txids and P&L: 0700, files 0600
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self.synthetic = synthetic
@@ -61,7 +62,7 @@ class RotatingLog:
             self._stream.close()
             self.files[-1].closed = True
         path = self.directory / f"{self._stem}-{len(self.files) + 1:05d}.msgpack"
-        self._stream = path.open("wb")
+        self._stream = open_private(path, "wb")
         self._opened = time.monotonic()
         self.files.append(LogFile(path))
         provenance = {"source": "shadowdiff sidecar", "host": socket.gethostname(), "started": time.time(),

@@ -13,7 +13,10 @@ Three threads with one job each, so none of them can hold up the others:
   snapshot the checker publishes, so a status request never waits on the shadow.
 
 Tap framing and hello: ``shadowdiff/tap.py``. Safety: only loopback TCP addresses and Unix sockets
-(created 0600) are accepted; a malformed or oversized frame from a tap is counted and logged, never fatal.
+(created 0600 in a 0700 directory) are accepted; a TCP listener needs a secret token that every tap's
+hello must carry (compared in constant time; a tap without it is refused and counted); recorded logs and
+findings are 0600 in 0700 directories; the HTTP face answers only loopback ``Host`` headers. A malformed
+or oversized frame from a tap is counted and logged, never fatal.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hmac
 import os
 import socket
 import stat
@@ -42,6 +46,7 @@ from .diff import Rules
 from .engine import Replay, ReplayOptions
 from .errors import ShadowdiffError, UsageError
 from .model import Context, Event, Outcome, WireMap
+from .private import open_private, private_dir
 from .recordlog import RotatingLog
 from .records import Gap, Record, Snapshot
 from .reducer import Reducer, Request, Result
@@ -73,6 +78,8 @@ class SidecarOptions:
     window: int = 256
     drain_seconds: float = 10.0
     synthetic: bool = False
+    token: bytes | None = None  # required for a TCP listener; every tap's hello must carry it
+    hello_seconds: float = 5.0  # a connection that says nothing for this long is dropped
 
 
 def check_listen(address: str) -> tuple[str, Any]:
@@ -170,6 +177,12 @@ class Sidecar:
     def __init__(self, options: SidecarOptions) -> None:
         self.options = options
         self.family, self.where = check_listen(options.listen)
+        if self.family == "tcp" and not options.token:
+            raise UsageError(
+                "a TCP listener needs a secret: --token-file FILE (0600; taps read it from "
+                "SHADOWDIFF_TAP_TOKEN_FILE); any local process could feed records otherwise",
+                options.listen,
+            )
         if options.http:
             check_http(options.http)
         self.started = time.time()
@@ -214,8 +227,7 @@ class Sidecar:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         if self.options.findings is not None:
-            self.options.findings.parent.mkdir(parents=True, exist_ok=True)
-            self._findings = self.options.findings.open("a", encoding="utf-8")
+            self._findings = open_private(self.options.findings, "a")
         self._server = self._bind()
         self._new_checker(first=True)
         if self.options.http:
@@ -236,6 +248,7 @@ class Sidecar:
     def _bind(self) -> socket.socket:
         if self.family == "unix":
             path = Path(self.where)
+            _private_socket_dir(path.parent)
             if path.exists():
                 if not stat.S_ISSOCK(path.stat().st_mode):
                     raise UsageError("exists and is not a socket", str(path))
@@ -310,7 +323,7 @@ class Sidecar:
             self._spawn(functools.partial(self._serve_tap, conn), "tap")
 
     def _serve_tap(self, conn: socket.socket) -> None:
-        conn.settimeout(None)
+        conn.settimeout(self.options.hello_seconds)  # a silent connection cannot hold a thread forever
         self._connections.add(conn)
         with self.lock:
             self.counts["tap_connections"] += 1
@@ -320,6 +333,13 @@ class Sidecar:
                 with self.lock:
                     self.counts["malformed"] += 1
                 return
+            if not self._admitted(hello):
+                with self.lock:
+                    self.counts["refused"] += 1
+                with contextlib.suppress(OSError):
+                    send_frame(conn, packb({"ok": False, "error": "refused: no valid token"}))
+                return
+            conn.settimeout(None)
             send_frame(conn, packb({"ok": True, "snapshots": True}))
             while not self._stop_receiving.is_set():
                 try:
@@ -338,6 +358,17 @@ class Sidecar:
             self._connections.discard(conn)
             with contextlib.suppress(OSError):
                 conn.close()
+
+    def _admitted(self, hello: Mapping[str, Any]) -> bool:
+        expected = self.options.token
+        if expected is None:
+            return True
+        token = hello.get("token")
+        if isinstance(token, str):
+            token = token.encode("utf-8", "surrogateescape")
+        if not isinstance(token, bytes):
+            token = b""
+        return hmac.compare_digest(token, expected)
 
     def _receive(self, frame: bytes) -> None:
         unpacker = make_unpacker()
@@ -621,7 +652,11 @@ class Sidecar:
                 "restarts": pub.get("restarts", 0),
                 "latency_ms": {"p50": _quantile(recent, 0.5) * 1000, "p99": _quantile(recent, 0.99) * 1000},
             },
-            "taps": {"connected": len(self._connections), "connections": counts.get("tap_connections", 0)},
+            "taps": {
+                "connected": len(self._connections),
+                "connections": counts.get("tap_connections", 0),
+                "refused": counts.get("refused", 0),  # no valid token: nothing they sent was kept
+            },
             "record": {
                 "dir": str(self.options.record_dir),
                 "files": len(self.log.files),
@@ -641,6 +676,20 @@ class Sidecar:
                 return True
             time.sleep(0.05)
         return False
+
+
+def _private_socket_dir(directory: Path) -> None:
+    """A Unix socket lives in a 0700 directory of ours: created so if missing, refused otherwise."""
+    if not directory.exists():
+        private_dir(directory)
+        return
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UsageError(
+            f"the socket's directory must be ours and 0700, not {stat.S_IMODE(info.st_mode):04o} "
+            f"(chmod 700 {directory}, or use a new directory: it is created 0700)",
+            str(directory),
+        )
 
 
 def now_ok(sidecar: Sidecar) -> bool:
