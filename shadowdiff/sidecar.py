@@ -30,6 +30,7 @@ import socket
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -186,6 +187,7 @@ class Sidecar:
         if options.http:
             check_http(options.http)
         self.started = time.time()
+        self.instance = uuid.uuid4().hex  # this process's identity in every status: the gate's provenance
         self.log = RotatingLog(
             options.record_dir, options.rotate_bytes, options.rotate_seconds, options.synthetic
         )
@@ -629,7 +631,13 @@ class Sidecar:
             "mode": "sidecar",
             "version": __version__,
             "top_phase": None,
-            "provenance": {"source": "shadowdiff sidecar", "synthetic": self.options.synthetic},
+            "provenance": {
+                "source": "shadowdiff sidecar",
+                "synthetic": self.options.synthetic,
+                "instance": self.instance,
+                "pid": os.getpid(),
+                "started": round(self.started, 3),
+            },
             "state_machine_shadow": bot,
             "coverage": {
                 "received": counts.get("received", 0),

@@ -85,6 +85,12 @@ def sample_from_status(
     prov = dict(provenance)
     if isinstance(own, Mapping) and own.get("synthetic") is True:
         prov["synthetic"] = True
+    if isinstance(own, Mapping):  # the status's own process identity: the gate checks it does not change
+        identity = {
+            k: own[k] for k in ("instance", "pid", "started") if isinstance(own.get(k), str | int | float)
+        }
+        if identity:
+            prov["status"] = identity
     shadow = status.get("state_machine_shadow")
     return {
         "ts": ts,
@@ -212,6 +218,7 @@ def watch(
         raise UsageError("watch needs out or out_path")
     samples = gaps = 0
     first_seq: int | None = None
+    last_identity: Any = None
     start = monotonic()
     tick = 0
     try:
@@ -220,6 +227,10 @@ def watch(
             poll = fetch(source, poll_timeout)
             if poll.status is not None:
                 record = sample_from_status(poll.status, ts=ts, seq=seq, source=source, provenance=provenance)
+                identity = record["provenance"].get("status")
+                if identity is not None and last_identity is not None and identity != last_identity:
+                    record["restart"] = True  # the restart marker: this watcher saw the process change
+                last_identity = identity if identity is not None else last_identity
                 samples += 1
             else:
                 record = gap_sample(ts=ts, seq=seq, source=source, error=poll.error or "no status")

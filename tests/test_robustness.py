@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 from conftest import MISBEHAVING, PY_SERVER, ROOT
@@ -109,3 +110,106 @@ def test_help_and_readme_document_exit_4() -> None:
     done = shadowdiff("replay", "--help")
     assert "4 --twice: the two runs differ" in done.stdout
     assert "| 4 |" in (ROOT / "README.md").read_text()
+
+
+# -- the gate on tampered or incomplete evidence ------------------------------------------------------------
+
+
+def _gate_window(**identity: Any) -> list[dict[str, Any]]:
+    from test_gate import window
+
+    samples = window()
+    for sample in samples:
+        if identity:
+            sample["provenance"]["status"] = dict(identity)
+    return samples
+
+
+def _integrity(result: Any) -> Any:
+    return next(c for c in result.criteria if c.name == "integrity")
+
+
+def test_counters_going_backwards_within_one_process_are_rejected_naming_the_sample() -> None:
+    from shadowdiff.gate import judge
+
+    samples = _gate_window(instance="a1", pid=10, started=1.0)
+    samples[700]["state_machine_shadow"]["transition_checks"] = 5  # someone lowered a count
+    result = judge(samples)
+    assert result.verdict == "REJECT"
+    integrity = _integrity(result)
+    assert integrity.status == "FAIL" and integrity.seqs[0] == 701
+    assert "transition_checks goes backwards within one process at seq 701" in integrity.figure
+
+
+def test_counters_going_backwards_without_a_restart_marker_never_accept() -> None:
+    from shadowdiff.gate import judge
+
+    samples = _gate_window()  # a status that carries no process identity (the bot's own)
+    for sample in samples[1000:]:
+        shadow = sample["state_machine_shadow"]
+        shadow["transition_checks"] -= 1000 + 50 * 1000
+        shadow["invariant_checks"] -= 1000 + 50 * 1000
+    result = judge(samples)
+    assert result.verdict == "EXTEND" and _integrity(result).seqs == (1001,)
+    assert "with no restart marker" in _integrity(result).figure
+    samples[1000]["restart"] = True  # the marker: a restart the watcher saw
+    assert judge(samples).verdict == "ACCEPT"
+
+
+def test_a_status_block_from_another_process_without_a_marker_is_named() -> None:
+    from shadowdiff.gate import judge
+
+    samples = _gate_window(instance="a1")
+    for sample in samples[2000:]:
+        sample["provenance"]["status"] = {"instance": "b2"}  # spliced in from another sidecar
+    result = judge(samples)
+    assert result.verdict == "EXTEND"
+    assert _integrity(result).seqs == (2001,) and "from another process" in _integrity(result).figure
+    samples[2000]["restart"] = True
+    assert judge(samples).verdict == "ACCEPT"
+
+
+@pytest.mark.parametrize("edit", ["delete", "duplicate", "swap"])
+def test_missing_repeated_or_reordered_samples_are_named(edit: str) -> None:
+    from shadowdiff.gate import judge
+
+    samples = _gate_window(instance="a1")
+    if edit == "delete":
+        del samples[1500]
+    elif edit == "duplicate":
+        samples.insert(1500, dict(samples[1500]))
+    else:
+        samples[1500]["seq"], samples[1501]["seq"] = samples[1501]["seq"], samples[1500]["seq"]
+    result = judge(samples)
+    assert result.verdict != "ACCEPT"
+    integrity = _integrity(result)
+    assert integrity.status == "REVIEW" and {1501, 1502} & set(integrity.seqs)
+
+
+def test_watch_marks_a_change_of_sidecar_process_as_a_restart(tmp_path) -> None:
+    """Two real Sidecar objects' status documents, one after the other, through watch's loop."""
+    import io
+
+    from shadowdiff.gate import judge, read_jsonl
+    from shadowdiff.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.watch import Poll, watch
+
+    def make(name: str) -> Any:
+        options = SidecarOptions(listen=f"unix:{tmp_path / name / 's.sock'}", shadow=lambda: None,
+                                 record_dir=tmp_path / name / "rec")  # fmt: skip
+        return Sidecar(options)
+
+    first, second = make("a"), make("b")
+    polls = iter([first.status(), first.status(), second.status(), second.status()])
+    clock = iter(range(0, 1000, 10))
+    out = io.StringIO()
+    watch("http://127.0.0.1:1", every=1, duration=3, out=out,
+          fetch=lambda url, timeout: Poll(next(polls)), clock=lambda: float(next(clock)),
+          monotonic=lambda: 0.0, stop=None)  # fmt: skip
+    records = [r for _, r in read_jsonl(out.getvalue().splitlines(), "w")]
+    assert [r.get("restart", False) for r in records] == [False, False, True, False]
+    assert records[0]["provenance"]["status"]["instance"] == first.instance != second.instance
+    integrity = _integrity(judge(records))
+    assert integrity.status == "PASS"
+    del records[2]["restart"]
+    assert _integrity(judge(records)).status == "REVIEW"
