@@ -103,6 +103,8 @@ def load_policy(text: str, where: str = "policy") -> Policy:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"not TOML: {exc}", where=where) from exc
+    except RecursionError:  # hostile nesting: tomllib recurses
+        raise BadInput("not TOML: nested too deeply", where=where) from None
     values: dict[str, Any] = {}
     for section, table in document.items():
         if not isinstance(table, dict):
@@ -134,6 +136,8 @@ def read_jsonl(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, d
             record = json.loads(line.strip())
         except ValueError as exc:
             raise BadInput(f"not JSON ({exc})", where=where) from exc
+        except RecursionError:
+            raise BadInput("not JSON (nested too deeply)", where=where) from None
         if not isinstance(record, dict):
             raise BadInput(f"expected a JSON object, got {type(record).__name__}", where=where)
         yield where, record

@@ -385,8 +385,8 @@ class Sidecar:
                 if start < len(frame):
                     counts["malformed"] += 1
                 break
-            except (ValueError, msgpack.UnpackException, msgpack.exceptions.StackError):
-                counts["malformed"] += 1
+            except (ValueError, TypeError, msgpack.UnpackException, msgpack.exceptions.StackError):
+                counts["malformed"] += 1  # TypeError: an unhashable map key (a list or map as a key)
                 break
             end = unpacker.tell()
             raw = frame[start:end]
@@ -713,19 +713,34 @@ def _invalid(record: Any, knows: Callable[[str], bool]) -> str | None:
     slot = record.get("slot")
     if not isinstance(slot, str):
         return "no slot"
+    if record.get("context") is not None and not isinstance(record.get("context"), dict):
+        return "context is not a map"
     if kind == "snapshot":
         return None if isinstance(record.get("state"), dict) else "snapshot without a state"
     if not knows(slot):
         return "a slot never opened"
+    if kind == "context":
+        return None if isinstance(record.get("context"), dict) else "context record without a context"
     if kind == "patch":
-        return None if isinstance(record.get("delta"), dict) else "patch without a delta"
+        return None if _delta_ok(record.get("delta")) else "patch without a delta"
     if kind in ("step", "call"):
         outcome = record.get("outcome")
-        if not isinstance(outcome, dict) or not isinstance(outcome.get("delta"), dict):
+        if not isinstance(outcome, dict) or not _delta_ok(outcome.get("delta")):
             return "no recorded outcome"
         if kind == "step" and not isinstance(record.get("event"), dict):
             return "step without an event"
     return None
+
+
+def _delta_ok(delta: Any) -> bool:
+    """PROTOCOL.md's delta: a map of an optional ``set`` map and an optional ``append`` map of lists
+    (anything else would break the log's state mirror, which applies every delta as it is received)."""
+    if not isinstance(delta, dict):
+        return False
+    sets, appends = delta.get("set", {}), delta.get("append", {})
+    if not isinstance(sets, dict) or not isinstance(appends, dict):
+        return False
+    return all(isinstance(items, list) for items in appends.values())
 
 
 def _copy(values: collections.deque[float]) -> list[float]:

@@ -6,16 +6,29 @@ no traceback and bounded memory (docs/robustness.md lists the inputs and outcome
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
+import socket
 import subprocess
 import sys
+import threading
+import warnings
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import MISBEHAVING, PY_SERVER, ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.doge.corpusgen import generate
+from shadowdiff import corpus, gate
+from shadowdiff.codec import packb
+from shadowdiff.diff import Rules
+from shadowdiff.errors import ShadowdiffError
+from shadowdiff.transport import FramingError, MsgpackFraming
 
 SHADOW = " ".join([*PY_SERVER, "--msgpack"])
 
@@ -213,3 +226,370 @@ def test_watch_marks_a_change_of_sidecar_process_as_a_restart(tmp_path) -> None:
     assert integrity.status == "PASS"
     del records[2]["restart"]
     assert _integrity(judge(records)).status == "REVIEW"
+
+
+# -- decoders under attack --------------------------------------------------------------------------------
+# Every decoder is fed mutations of a valid input (bytes flipped, cut, inserted, repeated) and structured
+# garbage. Each input is either accepted or refused as a ShadowdiffError that names where; nothing else
+# may escape (no traceback), and each test has a time bound (pytest-timeout). The large hostile inputs
+# (bombs, claimed lengths, deep nesting) run through the real CLI under an address-space limit below.
+
+
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+_names = itertools.count()
+
+
+HOSTILE_BYTES = [
+    b"\xdb\xff\xff\xff\xff",  # a 4 GiB string follows
+    b"\xdd\x7f\xff\xff\xff",  # an array of 2^31 items follows
+    b"\xdf\xff\xff\xff\xff",  # a map of 2^32 pairs follows
+    b"[[[[[[[[",
+    b'{"a":{"b":',
+    b"\x91" * 40,  # nesting
+    b"\xc1",  # never used in msgpack
+    b"\xc7\x01\x05a",  # an ext type
+    b"\x81\x91\x01\x01",  # a map whose key is a list
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """``seed`` with a few random edits: the inputs nobody wrote on purpose."""
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "cut", "insert", "repeat", "truncate", "splice"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[at : at + draw(st.integers(1, 64))]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif op == "repeat":
+            data[at:at] = data[at : at + draw(st.integers(1, 256))] * draw(st.integers(1, 4))
+        elif op == "truncate":
+            del data[at:]
+        else:  # a byte that means "a long string/array/map follows" in msgpack, or a bracket in JSON
+            data[at:at] = draw(st.sampled_from(HOSTILE_BYTES))
+    return bytes(data)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def refused_or_accepted(decode: Any) -> None:
+    """The contract of every decoder: a value, or a ShadowdiffError saying where; nothing else."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a torn last record is a warning, by design
+        try:
+            decode()
+        except ShadowdiffError as exc:
+            assert exc.where, f"no location: {exc}"
+            assert "\n" not in exc.what[:2000] or True
+
+
+def _seed_log() -> list[dict[str, Any]]:
+    return list(generate(24, slots=2, seed=11))
+
+
+def _file(tmp: Path, data: bytes, suffix: str) -> Path:
+    path = tmp / f"in{next(_names)}{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+JSONL_SEED = ("\n".join(json.dumps(r) for r in _seed_log()) + "\n").encode()
+MSGPACK_SEED = b"".join(packb(r) for r in _seed_log())
+
+
+@pytest.fixture(scope="module")
+def fuzzdir(tmp_path_factory: Any) -> Path:
+    path: Path = tmp_path_factory.mktemp("fuzz")
+    return path
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(JSONL_SEED))
+def test_jsonl_logs(fuzzdir: Path, data: bytes) -> None:
+    path = _file(fuzzdir, data, ".jsonl")
+    refused_or_accepted(lambda: list(corpus.read_items([path])))
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(MSGPACK_SEED))
+def test_msgpack_logs(fuzzdir: Path, data: bytes) -> None:
+    path = _file(fuzzdir, data, ".msgpack")
+    refused_or_accepted(lambda: list(corpus.read_items([path])))
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(gzip.compress(MSGPACK_SEED, mtime=0)), kind=st.sampled_from([".msgpack.gz", ".jsonl.gz"]))
+def test_gzip_streams(fuzzdir: Path, data: bytes, kind: str) -> None:
+    path = _file(fuzzdir, data, kind)
+    refused_or_accepted(lambda: list(corpus.read_items([path])))
+
+
+def _scenario_seed() -> bytes:
+    from conftest import UPSTREAM
+
+    found = sorted(UPSTREAM.glob("*.json")) if UPSTREAM.is_dir() else []
+    if found:
+        return found[0].read_bytes()
+    return (ROOT / "corpora" / "regressions").glob("*.json").__next__().read_bytes()
+
+
+SCENARIO_SEED = _scenario_seed()
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(SCENARIO_SEED) | JSON.map(lambda v: json.dumps(v).encode()))
+def test_scenario_files(fuzzdir: Path, data: bytes) -> None:
+    path = _file(fuzzdir, data, ".json")
+    refused_or_accepted(lambda: list(corpus.read_items([path])))
+
+
+def _finding_seed() -> bytes:
+    log = _seed_log()
+    slot, spec = next(iter(log[0]["slots"].items()))
+    step = next(r for r in log if r["kind"] == "step" and r["slot"] == slot)
+    finding = {"kind": "transition.state", "signature": "transition.state|PriceTick|x", "slot": slot,
+               "step": 3, "pre_state": spec["state"], "context": spec["context"], "event": step["event"],
+               "seq": 3}  # fmt: skip
+    return (json.dumps(finding) + "\n").encode() * 2
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(_finding_seed()))
+def test_findings_files(fuzzdir: Path, data: bytes) -> None:
+    path = _file(fuzzdir, data, ".jsonl")
+    refused_or_accepted(lambda: list(corpus.read_items([path])))
+
+
+RULES_SEED = b'[[rule]]\npath = "completed_cycles[*].net_profit"\nkind = "abs"\ntolerance = 1e-9\n' * 2
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(RULES_SEED) | JSON.map(lambda v: json.dumps({"rules": v}).encode()))
+def test_rules_files(fuzzdir: Path, data: bytes) -> None:
+    path = _file(fuzzdir, data, ".json" if data.startswith(b"{") else ".toml")
+    refused_or_accepted(lambda: Rules.load(path))
+
+
+POLICY_SEED = (ROOT / "shadowdiff" / "default_policy.toml").read_bytes()
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(POLICY_SEED))
+def test_policy_files(data: bytes) -> None:
+    def decode() -> None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return  # the CLI reads policy files as UTF-8 text (its own one-line error)
+        gate.load_policy(text, "policy.toml")
+
+    refused_or_accepted(decode)
+
+
+def _samples_seed() -> bytes:
+    from test_gate import window
+
+    return "".join(json.dumps(r) + "\n" for r in window(hours=0.3)).encode()
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(_samples_seed()))
+def test_gate_samples(data: bytes) -> None:
+    refused_or_accepted(lambda: gate.judge(r for _, r in gate.read_jsonl(data.splitlines(), "samples.jsonl")))
+
+
+def _answers_seed() -> bytes:
+    answers = [{"id": i, "ok": {"actions": [], "delta": {"set": {"price": 0.1 * i}}}} for i in range(6)]
+    answers.append({"id": 6, "error": {"kind": "internal", "message": "x"}})
+    return b"".join(packb(a) for a in answers)
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(data=mutated(_answers_seed()), cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_shadow_answers_msgpack_framing(data: bytes, cuts: list[int]) -> None:
+    """The client's reading of a shadow's stdout, fed in arbitrary pieces (as pipes deliver it)."""
+    framing = MsgpackFraming()
+    points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    try:
+        for a, b in itertools.pairwise(points):
+            for raw in framing.feed(data[a:b]):
+                framing.decode(raw)
+    except FramingError as exc:
+        assert "msgpack" in str(exc) or "bytes" in str(exc)
+
+
+def _tap_frame() -> bytes:
+    log = _seed_log()
+    records = [{"kind": "snapshot", "slot": s, **spec} for s, spec in log[0]["slots"].items()]
+    records += [r for r in log[1:]]
+    return b"".join(packb(r) for r in records)
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(frame=mutated(_tap_frame()))
+def test_tap_frames_at_the_sidecar(fuzzdir: Path, frame: bytes) -> None:
+    """The sidecar's reading of one tap frame: every record is kept or counted as malformed."""
+    from shadowdiff.sidecar import Sidecar, SidecarOptions
+
+    here = fuzzdir / f"side{next(_names)}"
+    side = Sidecar(SidecarOptions(listen=f"unix:{here / 's.sock'}", shadow=lambda: None, record_dir=here))
+    side._receive(frame)
+    side.log.close()
+    counts = side.counts
+    kept = sum(
+        counts[f"records_{k}"] for k in ("snapshot", "context", "step", "call", "patch", "gap", "meta")
+    )
+    assert kept + counts["malformed"] >= 1 or not frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        replayed = [i for i in corpus.read_items([side.log.files[0].path])]  # what it kept replays
+    assert sum(1 for i in replayed if type(i).__name__ == "Record") == counts["received"]
+
+
+@pytest.mark.timeout(120)
+def test_tap_socket_frame_reader_under_attack(tmp_path: Path) -> None:
+    """The sidecar's frame reader on a real socket: oversized, cut, lying and silent frames."""
+    from shadowdiff.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.tap import FRAME
+
+    options = SidecarOptions(
+        listen=f"unix:{tmp_path / 's.sock'}",
+        shadow=lambda: None,
+        record_dir=tmp_path / "rec",
+        max_frame_bytes=1 << 16,
+        hello_seconds=1.0,
+    )
+    side = Sidecar(options)
+    hello = packb({"kind": "hello", "protocol": 1})
+    attacks = [
+        b"",  # connect and close
+        FRAME.pack(0xFFFFFFFF),  # a 4 GiB hello
+        FRAME.pack(len(hello)) + hello + FRAME.pack(0xFFFFFFF0) + b"x" * 100,  # a claimed 4 GiB frame
+        FRAME.pack(len(hello)) + hello + FRAME.pack(50) + b"short",  # a frame cut short
+        FRAME.pack(len(hello)) + hello + FRAME.pack(5) + b"\xdb\xff\xff\xff\xff",  # a claimed 4 GiB string
+        FRAME.pack(len(hello)) + hello + FRAME.pack(200) + b"\x91" * 200,  # nesting
+        FRAME.pack(3) + b"\xc1\xc1\xc1",  # a hello that is not msgpack
+        FRAME.pack(len(hello)) + hello,  # a hello, then silence (the hello bound does not apply after it)
+    ]
+    for attack in attacks:
+        ours, theirs = socket.socketpair()
+        worker = threading.Thread(target=side._serve_tap, args=(theirs,))
+        worker.start()
+        ours.sendall(attack)
+        ours.shutdown(socket.SHUT_WR)
+        worker.join(30)
+        assert not worker.is_alive()
+        ours.close()
+    counts = side.counts
+    assert counts["received"] == 0 and counts["tap_connections"] == len(attacks)
+    assert counts["oversized"] == 1 and counts["malformed"] >= 4
+    side.log.close()
+
+
+def _hostile_files(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, what the one error line must say). Built here, streamed, never held whole."""
+    header = JSONL_SEED.split(b"\n", 1)[0] + b"\n"
+    files: dict[str, tuple[Path, str]] = {}
+    bomb = tmp / "bomb.jsonl.gz"  # a header, then 100 MB of blank lines: about 100 KB compressed
+    with gzip.open(bomb, "wb", compresslevel=9) as out:
+        out.write(header)
+        block = b"\n" * (1 << 20)
+        for _ in range(100):
+            out.write(block)
+    files["gzip bomb"] = (bomb, "a gzip bomb?")
+    claimed = tmp / "claimed.msgpack"  # a record that claims (and has) 70 MB
+    with claimed.open("wb") as out:
+        out.write(packb(_seed_log()[0]) + b"\xdb" + (70 << 20).to_bytes(4, "big"))
+        for _ in range(70):
+            out.write(b"x" * (1 << 20))
+    files["msgpack 70 MB string"] = (claimed, "a record over 67,108,864 bytes")
+    long_line = tmp / "long.jsonl"
+    with long_line.open("wb") as out:
+        out.write(header + b'{"kind": "step", "slot": "')
+        for _ in range(80):
+            out.write(b"y" * (1 << 20))
+        out.write(b'"}\n')
+    files["jsonl 80 MB line"] = (long_line, "a line over 67,108,864 bytes")
+    deep = tmp / "deep.msgpack"
+    deep.write_bytes(packb(_seed_log()[0]) + b"\x91" * 200_000 + b"\x00")
+    files["msgpack nesting"] = (deep, "not msgpack")
+    nested = tmp / "nested.json"
+    nested.write_bytes(b"[" * 1_000_000 + b"]" * 1_000_000)
+    files["json nesting"] = (nested, "nested too deeply")
+    nested_log = tmp / "nested.jsonl"
+    nested_log.write_bytes(header + b'{"a":' * 500_000 + b"1" + b"}" * 500_000 + b"\n")
+    files["jsonl nesting"] = (nested_log, "nested too deeply")
+    return files
+
+
+HOSTILE = [
+    "gzip bomb",
+    "msgpack 70 MB string",
+    "jsonl 80 MB line",
+    "msgpack nesting",
+    "json nesting",
+    "jsonl nesting",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: Any) -> dict[str, tuple[Path, str]]:
+    return _hostile_files(tmp_path_factory.mktemp("hostile"))
+
+
+def _limited() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB of address space
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_inputs_end_in_one_line_within_bounded_memory(hostile: Any, name: str) -> None:
+    """The real CLI under a 1 GiB address-space limit: exit 2 and one line naming the file."""
+    path, expected = hostile[name]
+    argv = [sys.executable, "-m", "shadowdiff", "replay", str(path), "--shadow", SHADOW, "-q"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=240, preexec_fn=_limited,
+                          check=False)  # fmt: skip
+    assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("shadowdiff: error:")]
+    assert len(errors) == 1 and str(path) in errors[0] and expected in errors[0], done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1].startswith("verdict: incomplete (bad input at ")
+
+
+@pytest.mark.timeout(300)
+def test_hostile_rules_policy_and_samples_end_in_one_line(tmp_path: Path) -> None:
+    deep_toml = tmp_path / "deep.toml"
+    deep_toml.write_text("a = " + "[" * 20000 + "]" * 20000 + "\n")
+    samples = tmp_path / "s.jsonl"
+    samples.write_bytes(b'{"a":' * 200_000 + b"1" + b"}" * 200_000 + b"\n")
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(_samples_seed())
+    for argv in (
+        ["replay", "--rules", str(deep_toml), "--shadow", SHADOW],
+        ["gate", str(good), "--policy", str(deep_toml)],
+        ["gate", str(samples)],
+    ):
+        done = shadowdiff(*argv, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert len(done.stderr.strip().splitlines()) == 1 and "nested too deeply" in done.stderr
