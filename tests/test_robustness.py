@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -593,3 +594,41 @@ def test_hostile_rules_policy_and_samples_end_in_one_line(tmp_path: Path) -> Non
         done = shadowdiff(*argv, timeout=120)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
         assert len(done.stderr.strip().splitlines()) == 1 and "nested too deeply" in done.stderr
+
+
+HOSTILE_ANSWERS = {
+    "delta set is a list": ["--answer-json", '{"id": "ID", "ok": {"actions": [], "delta": {"set": [1]}}}'],
+    "delta append not lists": [
+        "--answer-json",
+        '{"id": "ID", "ok": {"actions": [], "delta": {"append": {"orders": 5}, "set": {}}}}',
+    ],
+    "delta not a map": ["--answer-json", '{"id": "ID", "ok": {"actions": [], "delta": [1, 2]}}'],
+    "actions of anything": [
+        "--answer-json",
+        '{"id": "ID", "ok": {"actions": [1, "x", null, [2]], "delta": {}}}',
+    ],
+    "error of odd types": ["--answer-json", '{"id": "ID", "error": {"kind": [1], "message": {"a": 1}}}'],
+    "id as a string": ["--answer-json", '{"id": "x", "ok": {"actions": [], "delta": {}}}'],
+    "claimed 4 GiB string": [
+        "--raw-hex",
+        "82a26964" + "01" + "a26f6b" + "dbfffffff0" + "6162",
+        "--then-hang",
+    ],
+    "deep nesting": ["--raw-hex", "91", "--repeat", "100000"],
+    "a list as a map key": ["--raw-hex", "81910101"],
+    "ext type": ["--raw-hex", "c70105" + "61"],
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", sorted(HOSTILE_ANSWERS))
+def test_hostile_shadow_answers_are_failures_not_tracebacks(name: str, upstream: Path) -> None:
+    """A real shadow process whose third step answer is hostile: the replay records a shadow failure
+    (or a divergence) for that step and goes on; no traceback, exit 1, within the deadline."""
+    shadow = shlex.join(
+        [sys.executable, str(ROOT / "tests" / "servers" / "hostile.py"), *HOSTILE_ANSWERS[name]]
+    )
+    done = shadowdiff("replay", str(upstream), "--shadow", shadow, "--deadline", "3", timeout=200)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1, (done.stdout[-2000:], done.stderr[-2000:])
+    assert done.stdout.splitlines()[-1] in ("verdict: failed", "verdict: diverged")
