@@ -37,7 +37,7 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def open_private(path: Path, mode: str = "a", encoding: str | None = "utf-8") -> IO[Any]:
+def open_private(path: Path, mode: str = "a", encoding: str | None = "utf-8", buffering: int = -1) -> IO[Any]:
     """``open(path, mode)`` for writing, the file created (or made) 0600, its missing parents 0700."""
     if path.parent != path and not path.parent.exists():
         private_dir(path.parent)
@@ -47,7 +47,7 @@ def open_private(path: Path, mode: str = "a", encoding: str | None = "utf-8") ->
     try:
         os.fchmod(fd, FILE_MODE)  # an existing file keeps its old mode otherwise
         if "b" in mode:
-            return os.fdopen(fd, mode)
+            return os.fdopen(fd, mode, buffering)
         return os.fdopen(fd, mode, encoding=encoding)
     except BaseException:
         os.close(fd)

@@ -589,8 +589,12 @@ class Sidecar:
             cluster["last_step"] = record.get("step")
             cluster["last_seen"] = time.time()
         if self._findings is not None:
-            self._findings.write(dumps_json(record) + "\n")
-            self._findings.flush()
+            try:
+                self._findings.write(dumps_json(record) + "\n")
+                self._findings.flush()
+            except OSError:  # disk full: counted, and the checker goes on
+                with self.lock:
+                    self.counts["findings_unwritten"] += 1
 
     # -- status --------------------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -609,7 +613,7 @@ class Sidecar:
             self.bot["executable_available"] = shadow is not None and not shadow.dead
             counts = self.counts
             not_fed = counts["received"] - events - calls - counts["skipped"] - counts["unchecked_no_shadow"]
-            not_fed -= counts["unreadable"]
+            not_fed -= counts["unreadable"] + self.log.unrecorded
             self._published = {
                 "checked": checked,
                 "calls_checked": call_checks,
@@ -648,6 +652,7 @@ class Sidecar:
                 "dropped_by_tap": counts.get("dropped_by_tap", 0),
                 "skipped_by_sidecar": counts.get("skipped", 0),
                 "unchecked": pub.get("unchecked", 0),
+                "unrecorded": self.log.unrecorded,  # could not be written (disk full): never checked
                 "malformed": counts.get("malformed", 0)
                 + counts.get("oversized", 0)
                 + counts.get("unreadable", 0),
@@ -669,6 +674,10 @@ class Sidecar:
                 "dir": str(self.options.record_dir),
                 "files": len(self.log.files),
                 "bytes": self.log.total_bytes,
+                "unrecorded": self.log.unrecorded,
+                "write_errors": self.log.write_errors,
+                "last_write_error": self.log.last_write_error,
+                "findings_unwritten": counts.get("findings_unwritten", 0),
             },
             "uptime_s": round(time.time() - self.started, 3),
         }

@@ -57,6 +57,7 @@ class Metrics(Collector):
         drops.add_metric(["tap"], cov["dropped_by_tap"])
         drops.add_metric(["sidecar_skip"], cov["skipped_by_sidecar"])
         drops.add_metric(["malformed"], cov["malformed"])
+        drops.add_metric(["unrecorded"], cov["unrecorded"])
         yield drops
         received = CounterMetricFamily("shadowdiff_sidecar_received", "Step and call records received")
         received.add_metric([], cov["received"])
