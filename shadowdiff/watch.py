@@ -25,11 +25,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
 
 from shadowdiff.errors import BadInput, UsageError
+from shadowdiff.private import open_private
 
 __all__ = [
     "Poll",
@@ -213,7 +215,8 @@ def watch(
         "tool": "shadowdiff watch",
         "synthetic": synthetic,
     }
-    handle = open(out_path, "a", encoding="utf-8") if out_path is not None else out  # noqa: SIM115
+    # the samples are evidence holding the bot's figures: 0600, like recorded logs and findings
+    handle = open_private(Path(out_path), "a") if out_path is not None else out
     if handle is None:
         raise UsageError("watch needs out or out_path")
     samples = gaps = 0

@@ -177,6 +177,11 @@ def test_recorded_logs_findings_and_the_socket_directory_are_private(tmp_path: P
         settle(s, bot["transitions"] + bot["calls"])
         assert mode(sock.parent) == 0o700 and mode(sock.parent.parent) == 0o700
         assert mode(sock) == 0o600
+        samples = tmp_path / "watch" / "samples.jsonl"  # the gate's evidence, sampled from the sidecar
+        argv = [sys.executable, "-m", "shadowdiff", "watch", s.http, "--every", "0.2s", "--duration", "0.4s",
+                "--out", str(samples)]  # fmt: skip
+        assert subprocess.run(argv, env=ENV, cwd=ROOT, timeout=60, capture_output=True).returncode == 0
+        assert mode(samples) == 0o600 and mode(samples.parent) == 0o700
     assert mode(s.record) == 0o700 and mode(s.record.parent) == 0o700
     logs = list(s.record.iterdir())
     assert logs and all(mode(p) == 0o600 for p in logs)
