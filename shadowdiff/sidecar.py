@@ -496,7 +496,7 @@ class Sidecar:
                     for between in self.log.files[index + 1 : target]:
                         skipped += between.records
                         self._consumed_bytes += between.size
-                    self._consumed_bytes += current.size - offset
+                    self._consumed_bytes += current.size - whole_at  # a record cut short counts too
                     with self.lock:
                         self.counts["skipped"] += max(0, skipped)
                     self._drain()
