@@ -128,6 +128,9 @@ def next_seq(tail: bytes) -> int:
     return 1 if complete.strip() else 0
 
 
+MAX_STATUS_BYTES = 16 << 20
+
+
 @attrs.frozen
 class Poll:
     """What one fetch gave: a status document or the reason there is none."""
@@ -141,17 +144,21 @@ def fetch_status(url: str, timeout: float) -> Poll:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
+            body = response.read(MAX_STATUS_BYTES + 1)  # a hostile endpoint cannot fill our memory
     except urllib.error.HTTPError as exc:
         return Poll(None, f"HTTP {exc.code}: {exc.reason}")
     except urllib.error.URLError as exc:
         return Poll(None, f"unreachable: {exc.reason}")
     except (TimeoutError, OSError) as exc:
         return Poll(None, f"unreachable: {exc}")
+    if len(body) > MAX_STATUS_BYTES:
+        return Poll(None, f"a status over {MAX_STATUS_BYTES:,} bytes")
     try:
         document = json.loads(body)
     except ValueError as exc:
         return Poll(None, f"not JSON: {exc}")
+    except RecursionError:
+        return Poll(None, "not JSON: nested too deeply")
     if not isinstance(document, dict):
         return Poll(None, f"not a JSON object: {type(document).__name__}")
     return Poll(document)

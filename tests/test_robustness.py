@@ -632,3 +632,58 @@ def test_hostile_shadow_answers_are_failures_not_tracebacks(name: str, upstream:
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 1, (done.stdout[-2000:], done.stderr[-2000:])
     assert done.stdout.splitlines()[-1] in ("verdict: failed", "verdict: diverged")
+
+
+@pytest.mark.timeout(300)
+def test_hostile_evidence_inputs_end_in_one_line(tmp_path: Path) -> None:
+    samples = tmp_path / "s.jsonl"
+    samples.write_bytes(_samples_seed())
+    nested = tmp_path / "nested.json"
+    nested.write_bytes(b"{" + b'"a":{' * 200_000 + b"}" * 200_001)
+    deep_toml = tmp_path / "deep.toml"
+    deep_toml.write_text("a = " + "[" * 20000 + "]" * 20000 + "\n")
+    for option, path in (("--triage", nested), ("--triage", deep_toml), ("--determinism", nested),
+                         ("--replay-report", nested)):  # fmt: skip
+        out = tmp_path / f"bundle{next(_names)}"
+        done = shadowdiff("evidence", "build", str(out), "--samples", str(samples), option, str(path),
+                          "--allow-synthetic", timeout=120)  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert len(done.stderr.strip().splitlines()) == 1 and "nested too deeply" in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_watch_turns_a_hostile_status_endpoint_into_gap_samples() -> None:
+    """A real HTTP server answering deep nesting, then 20 MB: each poll is a gap sample, nothing raised."""
+    import io
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shadowdiff.watch import watch
+
+    bodies = iter([b"[" * 200_000 + b"]" * 200_000, b"{" + b" " * (20 << 20) + b"}", b'{"mode": "ok"}'])
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = next(bodies)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = io.StringIO()
+    clock = iter(range(0, 1000, 10))
+    try:
+        watch(f"http://127.0.0.1:{server.server_address[1]}", every=1, duration=2, out=out,
+              clock=lambda: float(next(clock)), monotonic=lambda: 0.0)  # fmt: skip
+    finally:
+        server.shutdown()
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r.get("error") for r in records] == [
+        "not JSON: nested too deeply",
+        "a status over 16,777,216 bytes",
+        None,
+    ]
