@@ -1,7 +1,8 @@
 """The shadowdiff command line: the only place that prints or exits.
 
 Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gate: REJECT);
-2 bad usage or bad input; 3 gate EXTEND; 130 replay interrupted (Ctrl-C; the report covers what ran).
+2 bad usage or bad input (the verdict then says ``incomplete``); 3 gate EXTEND; 4 ``replay --twice``: the
+two runs disagree; 130 replay interrupted (Ctrl-C; the report covers what ran).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .diff import Rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
 from .errors import BadInput, ShadowdiffError, ShadowSetupError
+from .private import open_private, write_private
 from .records import LogItem
 from .reducer import Reducer
 from .report import build_report, summary_lines
@@ -34,11 +36,14 @@ from .triage import Triage
 from .triage import loads as triage_loads
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_NONDETERMINISTIC = 4
 DOMAIN_DEFAULTS = "adapters.doge.defaults"
 
 EPILOG = """\b
 Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
-failures (or a shadow that answered nothing); 2 bad usage or bad input;
+failures (or a shadow that answered nothing); 2 bad usage or bad input
+(verdict: incomplete, naming where); 4 --twice: the two runs differ (report
+or exit code), otherwise --twice exits with the replay's own code;
 130 interrupted by Ctrl-C (in-flight steps drained; the report covers what ran).
 """
 
@@ -159,7 +164,7 @@ def run_replay(
     progress: bool = False,
 ) -> tuple[ReplayResult, list[dict[str, str]]]:
     errors: list[dict[str, str]] = []
-    sink = findings.open("a", encoding="utf-8") if findings else None
+    sink = open_private(findings, "a") if findings else None  # the bot's orders and P&L: 0600
 
     def on_finding(record: dict[str, Any]) -> None:
         assert sink is not None
@@ -321,7 +326,8 @@ def main() -> None:
     "--twice",
     is_flag=True,
     help="Run the replay twice in fresh processes with different "
-    "PYTHONHASHSEED values and compare the reports byte for byte.",
+    "PYTHONHASHSEED values and compare the reports byte for byte: exit 4 if they (or the exit "
+    "codes) differ, else the replay's own exit code.",
 )
 @click.option(
     "--runtime-env",
@@ -362,8 +368,15 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
 
         argv = [a for a in sys.argv[1:] if a != "--twice"]
         outcome = run_twice(argv)
+        stderr = outcome.pop("stderr", "")
         click.echo(dumps_json(outcome, indent=2))
-        sys.exit(EXIT_CLEAN if outcome["identical"] else EXIT_FOUND)
+        if outcome["identical"]:  # both runs agree: their own verdict decides, as a single run would
+            if stderr:
+                click.echo(stderr, err=True, nl=False)
+            sys.exit(int(outcome["runs"][0]["exit_code"]))
+        click.echo("shadowdiff: error: the two runs differ (report or exit code): not deterministic",
+                   err=True)  # fmt: skip
+        sys.exit(EXIT_NONDETERMINISTIC)
     corpora = list(corpus) or default_corpus()
     try:
         from adapters.doge.domain import DogeDomain
@@ -421,7 +434,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     }
     if known_path:
         run["known"] = known_path
-    report = build_report(result, run, deterministic=deterministic, known=known)
+    report = build_report(result, run, deterministic=deterministic, bad_input=errors, known=known)
     write_outputs(report, report_path, html_path, junit_path)
     if not quiet:
         click.echo(f"shadowdiff replay: {shadow_name}")
@@ -476,10 +489,8 @@ def write_outputs(report: dict[str, Any], report_path: str | None, html_path: st
 
 
 def _write(path: str, text: str) -> None:
-    target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        write_private(Path(path), text)  # reports quote the bot's states: 0600, new directories 0700
     except OSError as exc:
         fail(f"{path}: cannot write: {exc.strerror}")
 

@@ -44,8 +44,10 @@ def unpackb(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-def make_unpacker() -> msgpack.Unpacker:
-    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=1 << 30)
+def make_unpacker(max_bytes: int = 1 << 30) -> msgpack.Unpacker:
+    """A streaming unpacker whose buffer (and so any one object, and every claimed length) is at most
+    ``max_bytes``: past it ``feed`` raises ``msgpack.BufferFull``."""
+    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max_bytes)
 
 
 def _json_default(value: Any) -> Any:

@@ -4,14 +4,19 @@ Everything is streamed: a log is read record by record, so memory stays flat how
 reader yields what it could read and raises ``BadInput`` (naming the file and line, or byte offset) at
 the first thing it cannot, so a caller has already replayed every valid record before it. Formats:
 docs/formats.md.
+
+Hostile input is bounded (docs/robustness.md): one record (a JSONL line, a msgpack object) is at most
+``MAX_RECORD_BYTES``, a scenario file at most ``MAX_SCENARIO_BYTES``, a gzip file may not decompress to
+more than ``MAX_GZIP_RATIO`` times its size (past ``GZIP_SLACK_BYTES``), and nesting deeper than the
+parsers' own limits is refused: each as ``BadInput`` naming the place, never a traceback.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +33,58 @@ from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 LOG_FORMAT = "shadowdiff-log"
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")
 READ_CHUNK = 1 << 16
+MAX_RECORD_BYTES = 64 << 20
+MAX_SCENARIO_BYTES = 256 << 20
+MAX_GZIP_RATIO = 200
+GZIP_SLACK_BYTES = 64 << 20
+UNREADABLE = (OSError, EOFError, zlib.error)  # what a damaged (gzip) stream raises while read
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``json.loads`` with every way it can fail as BadInput naming ``where`` (and the line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = f":{exc.lineno}" if exc.lineno > 1 else ""
+        raise BadInput(f"not valid JSON: {exc.msg}", f"{where}{line}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text (byte {exc.start})", where) from None
+    except RecursionError:
+        raise BadInput("nested too deeply", where) from None
+
+
+class _Bounded:
+    """A gzip stream that refuses to decompress to more than ``MAX_GZIP_RATIO`` times the file's size."""
+
+    def __init__(self, stream: gzip.GzipFile, path: Path, compressed: int) -> None:
+        self.stream = stream
+        self.path = path
+        self.limit = max(GZIP_SLACK_BYTES, MAX_GZIP_RATIO * compressed)
+        self.out = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self.out += len(data)
+        if self.out > self.limit:
+            raise BadInput(
+                f"decompresses to over {self.limit:,} bytes ({MAX_GZIP_RATIO}x its size): a gzip bomb?",
+                str(self.path),
+            )
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._count(self.stream.read(n))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._count(self.stream.readline(limit))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> _Bounded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TornRecordWarning(UserWarning):
@@ -119,13 +176,15 @@ def load_scenario(path: Path) -> Scenario:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_SCENARIO_BYTES:
+            raise BadInput(
+                f"a JSON file of {size:,} bytes (over {MAX_SCENARIO_BYTES:,}): use a log", str(path)
+            )
+        raw = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}", str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"not UTF-8 text: {exc.reason}", str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"not valid JSON: {exc.msg}", f"{path}:{exc.lineno}") from exc
+    return parse_json(raw, str(path))
 
 
 def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") -> Scenario:
@@ -138,6 +197,9 @@ def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") ->
         raise BadInput("'initial_state' must be an object", where)
     if not isinstance(data["events"], list):
         raise BadInput("'events' must be a list", where)
+    for key in ("config", "order_sizes"):
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            raise BadInput(f"{key!r} must be an object", where)
     inputs = []
     for i, raw in enumerate(data["events"]):
         try:
@@ -176,52 +238,72 @@ def write_scenario(scenario: Scenario, path: Path) -> None:
 def _open_binary(path: Path) -> IO[bytes]:
     try:
         raw = path.open("rb")
+        size = path.stat().st_size
     except OSError as exc:
         raise BadInput(f"cannot read: {exc.strerror}", str(path)) from exc
-    return gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw  # type: ignore[return-value]
+    if path.name.endswith(".gz"):
+        return _Bounded(gzip.GzipFile(fileobj=raw), path, size)  # type: ignore[return-value]
+    return raw
 
 
 def read_jsonl(path: Path) -> Iterator[LogItem]:
     """A JSONL log, or a findings file (lines with ``pre_state``)."""
     with _open_binary(path) as stream:
         reader = _LogReader(str(path))
-        try:
-            for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    if not line.endswith("\n"):
-                        warnings.warn(f"{where}: torn last record skipped", TornRecordWarning, stacklevel=2)
-                        return
-                    raise BadInput(f"not valid JSON: {exc.msg}", where) from exc
-                yield from reader.item(value, where)
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise BadInput(f"cannot read on: {exc}", str(path)) from exc
+        number = 0
+        while True:
+            try:
+                line = stream.readline(MAX_RECORD_BYTES + 1)
+            except UNREADABLE as exc:
+                raise BadInput(f"cannot read on: {exc}", f"{path}:{number + 1}") from exc
+            if not line:
+                return
+            number += 1
+            where = f"{path}:{number}"
+            if len(line) > MAX_RECORD_BYTES:
+                raise BadInput(f"a line over {MAX_RECORD_BYTES:,} bytes", where)
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if not line.endswith(b"\n"):
+                    warnings.warn(f"{where}: torn last record skipped", TornRecordWarning, stacklevel=2)
+                    return
+                raise BadInput(f"not valid JSON: {exc.msg}", where) from exc
+            except UnicodeDecodeError as exc:
+                raise BadInput(f"not UTF-8 text (byte {exc.start} of the line)", where) from exc
+            except RecursionError:
+                raise BadInput("nested too deeply", where) from None
+            yield from reader.item(value, where)
 
 
 def read_msgpack_log(path: Path) -> Iterator[LogItem]:
     with _open_binary(path) as stream:
-        unpacker = make_unpacker()
+        unpacker = make_unpacker(MAX_RECORD_BYTES)
         reader = _LogReader(str(path))
         offset = 0
         boundary = 0  # where the next record starts (unpacker.tell() moves into a record cut short)
         while True:
             try:
                 chunk = stream.read(READ_CHUNK)
-            except (OSError, EOFError) as exc:
+            except UNREADABLE as exc:
                 raise BadInput(f"cannot read on: {exc}", f"{path}: byte {offset}") from exc
             if not chunk:
                 break
-            unpacker.feed(chunk)
+            try:
+                unpacker.feed(chunk)
+            except msgpack.BufferFull:
+                raise BadInput(
+                    f"a record over {MAX_RECORD_BYTES:,} bytes", f"{path}: byte {boundary}"
+                ) from None
             while True:
                 try:
                     value = unpacker.unpack()
                 except msgpack.OutOfData:
                     break
-                except (ValueError, msgpack.exceptions.StackError) as exc:
+                except (ValueError, TypeError, msgpack.exceptions.StackError) as exc:
+                    # TypeError: a map key msgpack can decode but Python cannot hash (a list, a map)
                     raise BadInput(f"not msgpack: {exc}", f"{path}: byte {boundary}") from exc
                 start, boundary = boundary, unpacker.tell()
                 yield from reader.item(value, f"{path}: byte {start}")

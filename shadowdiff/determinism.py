@@ -1,6 +1,9 @@
 """Run a replay twice in fresh processes under different PYTHONHASHSEED values; compare the reports.
 
-The evidence bundle records the outcome: ``{"identical": bool, "runs": [{"pythonhashseed", "sha256"}]}``.
+The evidence bundle records the outcome: ``{"identical": bool, "runs": [{"pythonhashseed", "sha256",
+"exit_code"}]}``. The runs agree when their reports are byte-identical (or both absent, as after bad usage)
+and their exit codes are equal; ``replay --twice`` then exits with that code, else with 4. ``stderr`` holds
+the first run's error lines (the CLI shows them when the runs agree, then drops the key).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ def run_twice(replay_argv: Sequence[str], seeds: Sequence[str] = SEEDS) -> dict[
     """``replay_argv`` is the argument list after ``shadowdiff`` (starting with ``replay``)."""
     args = [a for a in replay_argv if a not in ("--twice", "--deterministic")]
     runs = []
+    stderr: list[str] = []
     with tempfile.TemporaryDirectory(prefix="shadowdiff-twice-") as tmp:
         for seed in seeds:
             report = Path(tmp) / f"report-{seed}.json"
@@ -30,8 +34,9 @@ def run_twice(replay_argv: Sequence[str], seeds: Sequence[str] = SEEDS) -> dict[
             done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
             digest = hashlib.sha256(report.read_bytes()).hexdigest() if report.exists() else ""
             runs.append({"pythonhashseed": seed, "sha256": digest, "exit_code": done.returncode})
-    identical = len({r["sha256"] for r in runs}) == 1 and bool(runs[0]["sha256"])
-    return {"identical": identical, "runs": runs}
+            stderr.append(done.stderr)
+    identical = len({(r["sha256"], r["exit_code"]) for r in runs}) == 1
+    return {"identical": identical, "runs": runs, "stderr": stderr[0] if stderr else ""}
 
 
 def _without_report(args: Sequence[str]) -> list[str]:

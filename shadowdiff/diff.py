@@ -75,6 +75,8 @@ class Rules:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "rules") -> Rules:
+        if not isinstance(data, Mapping):
+            raise BadInput("rules must be a table (TOML) or an object (JSON)", where)
         entries = data.get("rule", data.get("rules", []))
         if not isinstance(entries, list):
             raise BadInput("'rule' must be a list of tables", where)
@@ -103,6 +105,8 @@ class Rules:
             raise BadInput(f"cannot read rules: {exc.strerror}", str(p)) from exc
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise BadInput(f"not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}", str(p)) from exc
+        except RecursionError:  # hostile nesting: the parsers recurse
+            raise BadInput("nested too deeply", str(p)) from None
         return cls.from_mapping(data, str(p))
 
 

@@ -32,6 +32,7 @@ import attrs
 
 from shadowdiff import gate, html
 from shadowdiff.errors import BadInput, UsageError
+from shadowdiff.private import private_dir, tighten
 from shadowdiff.triage import Triage
 from shadowdiff.triage import loads as triage_loads
 
@@ -87,11 +88,15 @@ def load_triage(path: Path) -> dict[str, str]:
             document = json.loads(text)
         except ValueError as exc:
             raise BadInput(f"not JSON ({exc})", where=str(path)) from exc
+        except RecursionError:
+            raise BadInput("not JSON (nested too deeply)", where=str(path)) from None
     else:
         try:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise BadInput(f"neither a JSON object nor TOML ({exc})", where=str(path)) from exc
+        except RecursionError:
+            raise BadInput("not TOML (nested too deeply)", where=str(path)) from None
     if not isinstance(document, dict):
         raise BadInput("triage must map signature -> explanation", where=str(path))
     for signature, note in document.items():
@@ -115,6 +120,8 @@ def load_determinism(path: Path) -> dict[str, Any]:
         document = json.loads("".join(_lines(path)))
     except ValueError as exc:
         raise BadInput(f"not JSON ({exc})", where=str(path)) from exc
+    except RecursionError:
+        raise BadInput("not JSON (nested too deeply)", where=str(path)) from None
     runs = document.get("runs") if isinstance(document, dict) else None
     if (
         not isinstance(document, dict)
@@ -197,7 +204,7 @@ def _reproducer_index(directory: Path) -> dict[str, Path]:
     for path in sorted(directory.rglob("*.json")):
         try:
             signature = json.loads(path.read_text(encoding="utf-8")).get("shadowdiff", {}).get("signature")
-        except (ValueError, AttributeError, OSError):
+        except (ValueError, AttributeError, OSError, RecursionError):
             continue
         if isinstance(signature, str):
             index.setdefault(signature, path)
@@ -238,6 +245,8 @@ def build_bundle(
             report = json.loads("".join(_lines(replay_report)))
         except ValueError as exc:
             raise BadInput(f"not JSON ({exc})", where=str(replay_report)) from exc
+        except RecursionError:
+            raise BadInput("not JSON (nested too deeply)", where=str(replay_report)) from None
         if not isinstance(report, dict) or not isinstance(report.get("summary"), dict):
             raise BadInput("not a replay report (no summary)", where=str(replay_report))
     determinism_doc = load_determinism(determinism) if determinism else None
@@ -247,7 +256,7 @@ def build_bundle(
     known_file = load_known(known)
     result = gate.judge(sample_records, finding_records, triage_map, load_policy_file(policy), known_file)
 
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # 0700 from the start: nobody else can reach the files while they are written
     written: list[str] = []
 
     def write(name: str, text: str) -> None:
@@ -330,6 +339,7 @@ def build_bundle(
     }
     write("environment.json", _dump(environment))
     _write_sums(directory)
+    tighten(directory)  # the bot's telemetry and findings: files 0600, directories 0700
     return Bundle(directory, result.verdict, tuple(sorted(written)))
 
 

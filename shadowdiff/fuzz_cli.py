@@ -303,7 +303,7 @@ def _write_reports(report: FuzzReport, oracle: ReplayOracle, shown: str, seed: i
     result = replay.finish()
     run = {"mode": mode, "codec": codec, "authoritative": "reference", "shadow": shown,
            "corpora": [f"shadowdiff fuzz --seed {seed}"], "sessions": oracle.shadow.sessions}  # fmt: skip
-    write_outputs(build_report(result, run, True, known), report_path, html_path, junit_path)
+    write_outputs(build_report(result, run, True, known=known), report_path, html_path, junit_path)
 
 
 def scenarios_in(path: str) -> Iterator[Scenario]:

@@ -15,7 +15,12 @@ The staging rule then decides: ACCEPT when every criterion passes or exactly one
 action; REJECT when any fails; EXTEND otherwise (two or more in REVIEW, or one with nothing done about it).
 
 A counter that goes down means the bot restarted: the window splits into segments there and deltas are
-taken within a segment, never across. Counts already present in a segment's first sample are counted as
+taken within a segment, never across. The evidence must say so, though (the ``integrity`` criterion): a
+sample after a restart carries a restart marker (``"restart": true``, which ``watch`` writes when the
+status's own ``provenance.instance`` changes). Counters that go backwards within one process instance are
+FAIL (tampered or corrupt); counters that go backwards, or a status block from a different process, with
+no marker, and seqs that skip or repeat, are REVIEW with nothing to do but look (so at best EXTEND); each
+names the sample. Counts already present in a segment's first sample are counted as
 having happened at that sample (the bot's start-up), so nothing before the first sample is silently lost.
 """
 
@@ -99,6 +104,8 @@ def load_policy(text: str, where: str = "policy") -> Policy:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"not TOML: {exc}", where=where) from exc
+    except RecursionError:  # hostile nesting: tomllib recurses
+        raise BadInput("not TOML: nested too deeply", where=where) from None
     values: dict[str, Any] = {}
     for section, table in document.items():
         if not isinstance(table, dict):
@@ -130,6 +137,8 @@ def read_jsonl(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, d
             record = json.loads(line.strip())
         except ValueError as exc:
             raise BadInput(f"not JSON ({exc})", where=where) from exc
+        except RecursionError:
+            raise BadInput("not JSON (nested too deeply)", where=where) from None
         if not isinstance(record, dict):
             raise BadInput(f"expected a JSON object, got {type(record).__name__}", where=where)
         yield where, record
@@ -150,6 +159,8 @@ class Sample:
     last_event: str | None = None
     last_error: str | None = None
     synthetic: bool = False
+    instance: str | None = None  # the status's own process identity (provenance.status), when it has one
+    restart: bool = False  # a restart marker: the process may have changed before this sample
 
 
 def _parse_ts(value: object, where: str) -> float:
@@ -531,7 +542,7 @@ def judge(
             raise BadInput(
                 f"ts goes backwards ({sample.ts} after {records[-1].ts})", where=f"seq {sample.seq}"
             )
-        records.append(sample)
+        records.append(attrs.evolve(sample, instance=_instance(record), restart=_restart(record)))
     good = [sample for sample in records if not sample.gap]
     segments = _segments(good)
     finding_clusters = _finding_clusters(findings, policy, known)
@@ -552,6 +563,7 @@ def judge(
         _coverage(records, segments, policy),
         _failures(segments, sum(c.count for c in clusters if c.failure), policy),
         _divergences(clusters, policy),
+        _integrity(records),
     )
     reviews = [criterion for criterion in criteria if criterion.status == "REVIEW"]
     verdict: Verdict
@@ -578,6 +590,75 @@ def judge(
         policy,
         tuple(records),
     )
+
+
+def _instance(record: Mapping[str, Any]) -> str | None:
+    """The process identity a sample's status block carried (``provenance.status``: the sidecar's
+    ``instance``, else ``pid`` and ``started``), or None when the status does not say."""
+    provenance = record.get("provenance")
+    own = provenance.get("status") if isinstance(provenance, Mapping) else None
+    if not isinstance(own, Mapping):
+        return None
+    if own.get("instance") is not None:
+        return str(own["instance"])
+    if own.get("pid") is not None and own.get("started") is not None:
+        return f"{own['pid']}@{own['started']}"
+    return None
+
+
+def _restart(record: Mapping[str, Any]) -> bool:
+    marker = record.get("restart")
+    return marker is True or (isinstance(marker, Mapping) and bool(marker))
+
+
+def _integrity(records: list[Sample]) -> Criterion:
+    """Counters that go backwards, a change of process and skipped or repeated seqs, checked against the
+    restart markers: FAIL for counters going backwards within one process, REVIEW (no action) otherwise."""
+    fail: list[tuple[int, str]] = []
+    review: list[tuple[int, str]] = []
+    previous: Sample | None = None
+    marked = False  # a restart marker since the previous good sample (on it or on a gap sample between)
+    last_seq: int | None = None
+    for sample in records:
+        if last_seq is not None and sample.seq != last_seq + 1:
+            how = "repeats or goes backwards" if sample.seq <= last_seq else f"skips from {last_seq}"
+            review.append((sample.seq, f"seq {sample.seq} {how}"))
+        last_seq = sample.seq
+        marked = marked or sample.restart
+        if sample.gap:
+            continue
+        if previous is not None and not marked:
+            down = [
+                name
+                for name in COUNTERS
+                if (now := sample.counters.get(name)) is not None
+                and (before := previous.counters.get(name)) is not None
+                and now < before
+            ]
+            same = sample.instance is not None and sample.instance == previous.instance
+            other = sample.instance is not None and previous.instance is not None and not same
+            if down and same:
+                fail.append((sample.seq, f"{down[0]} goes backwards within one process at seq {sample.seq}"))
+            elif down:
+                review.append(
+                    (sample.seq, f"{down[0]} goes backwards at seq {sample.seq} with no restart marker")
+                )
+            if other:
+                review.append(
+                    (sample.seq, f"seq {sample.seq} is from another process with no restart marker")
+                )
+        previous, marked = sample, False
+    if fail:
+        figure = fail[0][1] + (
+            f" (+{len(fail) + len(review) - 1} more)" if len(fail) + len(review) > 1 else ""
+        )
+        advice = "the samples were altered or mixed: take the window again from the source"
+        return Criterion("integrity", "FAIL", figure, tuple(s for s, _ in fail)[:20], None, advice)
+    if review:
+        figure = review[0][1] + (f" (+{len(review) - 1} more)" if len(review) > 1 else "")
+        return Criterion("integrity", "REVIEW", figure, tuple(s for s, _ in review)[:20], None,
+                         "check the named samples; a real restart needs a restart marker")  # fmt: skip
+    return Criterion("integrity", "PASS", "counters, processes and seqs consistent", ())
 
 
 def _segment(index: int, segment: list[Sample]) -> Segment:

@@ -31,7 +31,7 @@ code,pre{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",monospace}
 pre{margin:0;white-space:pre-wrap;word-break:break-all}
 .badge{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:700;color:#fff}
 .PASS,.ACCEPT,.pass{background:#1f883d}.REVIEW,.EXTEND,.diverged{background:#bf8700}
-.FAIL,.REJECT,.failed{background:#cf222e}.no-shadow{background:#6e7781}
+.FAIL,.REJECT,.failed,.incomplete{background:#cf222e}.no-shadow{background:#6e7781}
 .banner{background:#cf222e;color:#fff;padding:8px 12px;font-weight:700;margin:8px 0}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#fff;border:1px solid #d8dce3;padding:8px 14px}
 .card b{display:block;font-size:20px}mark{background:#ffd6d6;color:#82071e;border-radius:2px}
@@ -66,7 +66,9 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Seque
 
 
 def _badge(status: str) -> str:
-    return f'<span class="badge {_e(status)}">{_e(status)}</span>'
+    """The class is the verdict's first word (``incomplete (bad input at x:3)`` is an ``incomplete``)."""
+    kind = status.split(" ", 1)[0] if status else "unknown"
+    return f'<span class="badge {_e(kind)}">{_e(status)}</span>'
 
 
 def _wire(value: Any) -> str:

@@ -29,6 +29,9 @@ def render_junit(report: Mapping[str, Any], suite_name: str = "shadowdiff") -> s
     clusters = sorted(report.get("clusters", []) or [], key=lambda c: str(c.get("signature", "")))
     root = ET.Element("testsuites", {"name": suite_name})
     suite = ET.SubElement(root, "testsuite", {"name": suite_name})
+    verdict = str(summary.get("verdict", "pass"))
+    properties = ET.SubElement(suite, "properties")  # the same verdict line as the text and JSON reports
+    ET.SubElement(properties, "property", {"name": "verdict", "value": verdict})
     failed = 0
     for cluster in clusters:
         count = int(cluster.get("count", 0) or 0)
@@ -57,9 +60,9 @@ def render_junit(report: Mapping[str, Any], suite_name: str = "shadowdiff") -> s
     for error in report.get("errors", []) or []:
         failed += 1
         where = str(error.get("where", "?"))
-        _case(suite, "shadowdiff.input", f"input {where}", (str(error.get("message", "bad input")), where))
-    if not len(suite):
-        verdict = str(summary.get("verdict", "pass"))
+        _case(suite, "shadowdiff.input", f"input {where}",
+              (str(error.get("message", "bad input")), f"{where}\nverdict: {verdict}"))  # fmt: skip
+    if len(suite) == 1:  # only the properties: every report has at least one test case
         checks = summary.get("steps", 0)
         _case(
             suite,
@@ -82,11 +85,12 @@ def render_junit(report: Mapping[str, Any], suite_name: str = "shadowdiff") -> s
         )
         note = f"known ({known.get('status')}), {known.get('count')} x: {known.get('explanation')}"
         ET.SubElement(case, "skipped", {"message": note})
-    suite.set("tests", str(len(suite)))
+    tests = len(suite) - 1  # the properties are not a test case
+    suite.set("tests", str(tests))
     suite.set("failures", str(failed))
     suite.set("errors", "0")
     suite.set("skipped", str(skipped))
-    root.set("tests", str(len(suite)))
+    root.set("tests", str(tests))
     root.set("failures", str(failed))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -34,6 +34,7 @@ from .codec import dumps_json
 from .corpus import TornRecordWarning, read_items
 from .engine import Replay, ReplayOptions, ReplayResult
 from .errors import ShadowdiffError
+from .private import open_private
 from .records import LogItem, Record
 from .reducer import Reducer
 from .signals import stop_on_interrupt
@@ -278,5 +279,5 @@ def _merge_findings(parts: list[Path], findings: Path) -> None:
                 step = json.loads(line).get("step", 0)
                 lines.append((int(step) if isinstance(step, int) else 0, k * (1 << 40) + n, line))
     lines.sort()
-    with findings.open("a", encoding="utf-8") as out:
+    with open_private(findings, "a") as out:
         out.writelines(line for _, _, line in lines)

@@ -3,10 +3,16 @@
 Each file opens with a header holding every slot's state at that point, so any file replays alone
 (``shadowdiff replay FILE --authoritative recorded``) and any file start is a resync point. Rotation by
 size and age, fsync on rotate. The checker reads the files back, so a slow shadow costs disk, not memory.
+
+A write that fails (disk full, a file-size limit) is undone (the file is cut back to its last whole
+record, so what is on disk stays replayable), its step and call records are counted as ``unrecorded``,
+and the next write that succeeds first writes a snapshot of every slot (or the header, if the file has
+none yet): the checker resyncs there, so nothing it checks afterwards rests on the records that were lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -20,6 +26,7 @@ import attrs
 from .codec import apply_delta, packb
 from .corpus import LOG_FORMAT
 from .model import Context
+from .private import open_private, private_dir
 
 
 @attrs.define
@@ -39,7 +46,7 @@ class RotatingLog:
 
     def __init__(self, directory: Path, rotate_bytes: int, rotate_seconds: float, synthetic: bool) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)  # the bot's orders, txids and P&L: 0700, files 0600
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self.synthetic = synthetic
@@ -50,50 +57,85 @@ class RotatingLog:
         self._stem = time.strftime("live-%Y%m%dT%H%M%S", time.gmtime())
         self._stream: IO[bytes] | None = None
         self._opened = 0.0
+        self.unrecorded = 0  # step and call records that could not be written
+        self.write_errors = 0
+        self.last_write_error: str | None = None
+        self._resync = False  # a write failed: the next one starts with every slot's snapshot
+        self._needs_header = False  # the current file's header could not be written yet
         self.changed = threading.Condition(self.lock)
         with self.lock:
             self._open_next()
 
     def _open_next(self) -> None:
         if self._stream is not None:
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
+            with contextlib.suppress(OSError):
+                os.fsync(self._stream.fileno())
             self._stream.close()
             self.files[-1].closed = True
         path = self.directory / f"{self._stem}-{len(self.files) + 1:05d}.msgpack"
-        self._stream = path.open("wb")
+        self._stream = open_private(path, "wb", buffering=0)  # every write reaches the file or fails here
         self._opened = time.monotonic()
         self.files.append(LogFile(path))
+        self._needs_header = not self._write(self._header(), 0)
+
+    def _header(self) -> bytes:
         provenance = {"source": "shadowdiff sidecar", "host": socket.gethostname(), "started": time.time(),
                       "synthetic": self.synthetic}  # fmt: skip
         header = {"kind": "header", "format": LOG_FORMAT, "version": 1, "provenance": provenance,
                   "slots": {name: dict(spec) for name, spec in self.slots.items()}}  # fmt: skip
-        self._write(packb(header), 0)
+        return packb(header)
 
-    def _write(self, data: bytes, records: int) -> None:
+    def _write(self, data: bytes, records: int) -> bool:
+        """All of ``data`` appended to the current file, or none of it (False, the error counted)."""
         assert self._stream is not None
-        self._stream.write(data)
         current = self.files[-1]
+        try:
+            done = 0
+            while done < len(data):
+                wrote = self._stream.write(data[done:])
+                if not wrote:
+                    raise OSError("no progress writing the log")
+                done += wrote
+        except OSError as exc:
+            self.write_errors += 1
+            self.last_write_error = f"{current.path.name}: {exc.strerror or exc}"
+            self.unrecorded += records
+            self._resync = True
+            try:
+                self._stream.seek(current.size)
+                self._stream.truncate(current.size)  # back to the last whole record
+            except OSError:
+                pass
+            return False
         current.size += len(data)
         current.records += records
         self.total_bytes += len(data)
+        return True
 
     def append(self, records: list[tuple[dict[str, Any], bytes]]) -> None:
         with self.lock:
+            prefix = b""
+            if self._needs_header:  # the file has no header yet: it resyncs every slot
+                prefix = self._header()
+            elif self._resync:  # records were lost: every slot's state before this frame, then the frame
+                prefix = b"".join(packb(self._snapshot(name, spec)) for name, spec in self.slots.items())
             steps = 0
             for record, _ in records:
                 self._follow(record)
                 steps += record["kind"] in ("step", "call")
-            self._write(b"".join(raw for _, raw in records), steps)  # one write a frame, not a record
-            assert self._stream is not None
-            self._stream.flush()
-            self.files[-1].size = self._stream.tell()
+            # one write a frame, not a record
+            if self._write(prefix + b"".join(raw for _, raw in records), steps):
+                self._resync = self._needs_header = False
             if (
                 self.files[-1].size >= self.rotate_bytes
                 or time.monotonic() - self._opened >= self.rotate_seconds
             ):
                 self._open_next()
             self.changed.notify_all()
+
+    @staticmethod
+    def _snapshot(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {"kind": "snapshot", "slot": name, "state": spec["state"], "context": spec["context"]}
 
     def _follow(self, record: Mapping[str, Any]) -> None:
         kind = record["kind"]
@@ -132,7 +174,8 @@ class RotatingLog:
         with self.lock:
             if self._stream is not None:
                 self._stream.flush()
-                os.fsync(self._stream.fileno())
+                with contextlib.suppress(OSError):
+                    os.fsync(self._stream.fileno())
                 self._stream.close()
                 self._stream = None
                 self.files[-1].closed = True

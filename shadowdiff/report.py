@@ -16,7 +16,18 @@ from .model import Difference
 from .triage import Triage
 
 
-def verdict(result: ReplayResult) -> str:
+def verdict(result: ReplayResult, bad_input: Sequence[Mapping[str, str]] = ()) -> str:
+    """``bad_input``: the errors that cut the run short (the stream stopped there). Such a run never
+    passes: its verdict says ``incomplete`` and where, and what the part before it found."""
+    found = _found(result)
+    if bad_input:
+        where = str(bad_input[0].get("where") or "")
+        cut = f"bad input at {where}" if where else "bad input"
+        return f"incomplete ({cut})" if found == "pass" else f"incomplete ({cut}; {found} before it)"
+    return found
+
+
+def _found(result: ReplayResult) -> str:
     checked = result.shadow_checks.get("transition", 0) + result.shadow_checks.get("call", 0)
     if result.failure_count:
         return "failed"
@@ -61,7 +72,11 @@ def known_section(result: ReplayResult, known: Triage | None) -> dict[str, Any]:
 
 
 def build_report(
-    result: ReplayResult, run: Mapping[str, Any], deterministic: bool = False, known: Triage | None = None
+    result: ReplayResult,
+    run: Mapping[str, Any],
+    deterministic: bool = False,
+    bad_input: Sequence[Mapping[str, str]] = (),
+    known: Triage | None = None,
 ) -> dict[str, Any]:
     steps = result.counts.get("steps", 0)
     elapsed = 0.0 if deterministic else round(result.elapsed_s, 4)
@@ -98,7 +113,7 @@ def build_report(
             "load_checks": result.counts.get("load_checks", 0),
             "elapsed_s": elapsed,
             "events_per_s": rate,
-            "verdict": verdict(result),
+            "verdict": verdict(result, bad_input),
         },
         "clusters": [c.to_wire() for c in result.clusters.as_list()],
         "divergences": divergences,

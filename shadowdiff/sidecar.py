@@ -13,7 +13,10 @@ Three threads with one job each, so none of them can hold up the others:
   snapshot the checker publishes, so a status request never waits on the shadow.
 
 Tap framing and hello: ``shadowdiff/tap.py``. Safety: only loopback TCP addresses and Unix sockets
-(created 0600) are accepted; a malformed or oversized frame from a tap is counted and logged, never fatal.
+(created 0600 in a 0700 directory) are accepted; a TCP listener needs a secret token that every tap's
+hello must carry (compared in constant time; a tap without it is refused and counted); recorded logs and
+findings are 0600 in 0700 directories; the HTTP face answers only loopback ``Host`` headers. A malformed
+or oversized frame from a tap is counted and logged, never fatal.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hmac
 import os
 import socket
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +47,7 @@ from .diff import Rules
 from .engine import Replay, ReplayOptions
 from .errors import ShadowdiffError, UsageError
 from .model import Context, Event, Outcome, WireMap
+from .private import open_private, private_dir
 from .recordlog import RotatingLog
 from .records import Gap, Record, Snapshot
 from .reducer import Reducer, Request, Result
@@ -80,6 +86,8 @@ class SidecarOptions:
     # the tap in the hello answer, so it names the slots it meets from then on as the file does
     slot_names: tuple[Any, ...] = ()
     known: Triage | None = None  # a triage file: what it covers is counted apart, never a finding
+    token: bytes | None = None  # required for a TCP listener; every tap's hello must carry it
+    hello_seconds: float = 5.0  # a connection that says nothing for this long is dropped
 
 
 def check_listen(address: str) -> tuple[str, Any]:
@@ -177,9 +185,16 @@ class Sidecar:
     def __init__(self, options: SidecarOptions) -> None:
         self.options = options
         self.family, self.where = check_listen(options.listen)
+        if self.family == "tcp" and not options.token:
+            raise UsageError(
+                "a TCP listener needs a secret: --token-file FILE (0600; taps read it from "
+                "SHADOWDIFF_TAP_TOKEN_FILE); any local process could feed records otherwise",
+                options.listen,
+            )
         if options.http:
             check_http(options.http)
         self.started = time.time()
+        self.instance = uuid.uuid4().hex  # this process's identity in every status: the gate's provenance
         self.log = RotatingLog(
             options.record_dir, options.rotate_bytes, options.rotate_seconds, options.synthetic
         )
@@ -223,8 +238,7 @@ class Sidecar:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         if self.options.findings is not None:
-            self.options.findings.parent.mkdir(parents=True, exist_ok=True)
-            self._findings = self.options.findings.open("a", encoding="utf-8")
+            self._findings = open_private(self.options.findings, "a")
         self._server = self._bind()
         self._new_checker(first=True)
         if self.options.http:
@@ -245,6 +259,7 @@ class Sidecar:
     def _bind(self) -> socket.socket:
         if self.family == "unix":
             path = Path(self.where)
+            _private_socket_dir(path.parent)
             if path.exists():
                 if not stat.S_ISSOCK(path.stat().st_mode):
                     raise UsageError("exists and is not a socket", str(path))
@@ -319,7 +334,7 @@ class Sidecar:
             self._spawn(functools.partial(self._serve_tap, conn), "tap")
 
     def _serve_tap(self, conn: socket.socket) -> None:
-        conn.settimeout(None)
+        conn.settimeout(self.options.hello_seconds)  # a silent connection cannot hold a thread forever
         self._connections.add(conn)
         with self.lock:
             self.counts["tap_connections"] += 1
@@ -329,6 +344,13 @@ class Sidecar:
                 with self.lock:
                     self.counts["malformed"] += 1
                 return
+            if not self._admitted(hello):
+                with self.lock:
+                    self.counts["refused"] += 1
+                with contextlib.suppress(OSError):
+                    send_frame(conn, packb({"ok": False, "error": "refused: no valid token"}))
+                return
+            conn.settimeout(None)
             answer: dict[str, Any] = {"ok": True, "snapshots": True}
             if self.options.slot_names:
                 answer["slot_names"] = [list(pair) for pair in self.options.slot_names]
@@ -351,6 +373,17 @@ class Sidecar:
             with contextlib.suppress(OSError):
                 conn.close()
 
+    def _admitted(self, hello: Mapping[str, Any]) -> bool:
+        expected = self.options.token
+        if expected is None:
+            return True
+        token = hello.get("token")
+        if isinstance(token, str):
+            token = token.encode("utf-8", "surrogateescape")
+        if not isinstance(token, bytes):
+            token = b""
+        return hmac.compare_digest(token, expected)
+
     def _receive(self, frame: bytes) -> None:
         unpacker = make_unpacker()
         unpacker.feed(frame)
@@ -367,8 +400,8 @@ class Sidecar:
                 if start < len(frame):
                     counts["malformed"] += 1
                 break
-            except (ValueError, msgpack.UnpackException, msgpack.exceptions.StackError):
-                counts["malformed"] += 1
+            except (ValueError, TypeError, msgpack.UnpackException, msgpack.exceptions.StackError):
+                counts["malformed"] += 1  # TypeError: an unhashable map key (a list or map as a key)
                 break
             end = unpacker.tell()
             raw = frame[start:end]
@@ -485,7 +518,7 @@ class Sidecar:
                     for between in self.log.files[index + 1 : target]:
                         skipped += between.records
                         self._consumed_bytes += between.size
-                    self._consumed_bytes += current.size - offset
+                    self._consumed_bytes += current.size - whole_at  # a record cut short counts too
                     with self.lock:
                         self.counts["skipped"] += max(0, skipped)
                     self._drain()
@@ -578,8 +611,12 @@ class Sidecar:
             cluster["last_step"] = record.get("step")
             cluster["last_seen"] = time.time()
         if self._findings is not None:
-            self._findings.write(dumps_json(record) + "\n")
-            self._findings.flush()
+            try:
+                self._findings.write(dumps_json(record) + "\n")
+                self._findings.flush()
+            except OSError:  # disk full: counted, and the checker goes on
+                with self.lock:
+                    self.counts["findings_unwritten"] += 1
 
     # -- status --------------------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -598,7 +635,7 @@ class Sidecar:
             self.bot["executable_available"] = shadow is not None and not shadow.dead
             counts = self.counts
             not_fed = counts["received"] - events - calls - counts["skipped"] - counts["unchecked_no_shadow"]
-            not_fed -= counts["unreadable"]
+            not_fed -= counts["unreadable"] + self.log.unrecorded
             self._published = {
                 "checked": checked,
                 "calls_checked": call_checks,
@@ -625,7 +662,13 @@ class Sidecar:
             "mode": "sidecar",
             "version": __version__,
             "top_phase": None,
-            "provenance": {"source": "shadowdiff sidecar", "synthetic": self.options.synthetic},
+            "provenance": {
+                "source": "shadowdiff sidecar",
+                "synthetic": self.options.synthetic,
+                "instance": self.instance,
+                "pid": os.getpid(),
+                "started": round(self.started, 3),
+            },
             "state_machine_shadow": bot,
             "coverage": {
                 "received": counts.get("received", 0),
@@ -636,6 +679,7 @@ class Sidecar:
                 "dropped_by_tap": counts.get("dropped_by_tap", 0),
                 "skipped_by_sidecar": counts.get("skipped", 0),
                 "unchecked": pub.get("unchecked", 0),
+                "unrecorded": self.log.unrecorded,  # could not be written (disk full): never checked
                 "malformed": counts.get("malformed", 0)
                 + counts.get("oversized", 0)
                 + counts.get("unreadable", 0),
@@ -649,7 +693,11 @@ class Sidecar:
                 "restarts": pub.get("restarts", 0),
                 "latency_ms": {"p50": _quantile(recent, 0.5) * 1000, "p99": _quantile(recent, 0.99) * 1000},
             },
-            "taps": {"connected": len(self._connections), "connections": counts.get("tap_connections", 0)},
+            "taps": {
+                "connected": len(self._connections),
+                "connections": counts.get("tap_connections", 0),
+                "refused": counts.get("refused", 0),  # no valid token: nothing they sent was kept
+            },
             # the slots the taps named, with what each received: one snapshot per slot and patches only
             # where the bot changed a state outside the reducer; a slot per call, or one slot with
             # patches on every other call, is a tap attributing calls to the wrong slot
@@ -658,6 +706,10 @@ class Sidecar:
                 "dir": str(self.options.record_dir),
                 "files": len(self.log.files),
                 "bytes": self.log.total_bytes,
+                "unrecorded": self.log.unrecorded,
+                "write_errors": self.log.write_errors,
+                "last_write_error": self.log.last_write_error,
+                "findings_unwritten": counts.get("findings_unwritten", 0),
             },
             "uptime_s": round(time.time() - self.started, 3),
         }
@@ -685,6 +737,20 @@ class Sidecar:
         return False
 
 
+def _private_socket_dir(directory: Path) -> None:
+    """A Unix socket lives in a 0700 directory of ours: created so if missing, refused otherwise."""
+    if not directory.exists():
+        private_dir(directory)
+        return
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UsageError(
+            f"the socket's directory must be ours and 0700, not {stat.S_IMODE(info.st_mode):04o} "
+            f"(chmod 700 {directory}, or use a new directory: it is created 0700)",
+            str(directory),
+        )
+
+
 def now_ok(sidecar: Sidecar) -> bool:
     return time.monotonic() >= sidecar._next_shadow_attempt
 
@@ -698,19 +764,34 @@ def _invalid(record: Any, knows: Callable[[str], bool]) -> str | None:
     slot = record.get("slot")
     if not isinstance(slot, str):
         return "no slot"
+    if record.get("context") is not None and not isinstance(record.get("context"), dict):
+        return "context is not a map"
     if kind == "snapshot":
         return None if isinstance(record.get("state"), dict) else "snapshot without a state"
     if not knows(slot):
         return "a slot never opened"
+    if kind == "context":
+        return None if isinstance(record.get("context"), dict) else "context record without a context"
     if kind == "patch":
-        return None if isinstance(record.get("delta"), dict) else "patch without a delta"
+        return None if _delta_ok(record.get("delta")) else "patch without a delta"
     if kind in ("step", "call"):
         outcome = record.get("outcome")
-        if not isinstance(outcome, dict) or not isinstance(outcome.get("delta"), dict):
+        if not isinstance(outcome, dict) or not _delta_ok(outcome.get("delta")):
             return "no recorded outcome"
         if kind == "step" and not isinstance(record.get("event"), dict):
             return "step without an event"
     return None
+
+
+def _delta_ok(delta: Any) -> bool:
+    """PROTOCOL.md's delta: a map of an optional ``set`` map and an optional ``append`` map of lists
+    (anything else would break the log's state mirror, which applies every delta as it is received)."""
+    if not isinstance(delta, dict):
+        return False
+    sets, appends = delta.get("set", {}), delta.get("append", {})
+    if not isinstance(sets, dict) or not isinstance(appends, dict):
+        return False
+    return all(isinstance(items, list) for items in appends.values())
 
 
 def _copy(values: collections.deque[float]) -> list[float]:

@@ -18,6 +18,7 @@ import click
 
 from .diff import Rules
 from .errors import ShadowdiffError
+from .private import read_token_file
 from .reducer import Reducer
 from .sidecar import Sidecar, SidecarOptions, check_http, check_listen
 from .triage import Triage
@@ -116,13 +117,22 @@ def register(group: click.Group) -> None:
 )  # fmt: skip
 @click.option("--known", "known_path", type=click.Path(dir_okay=False), help="Triage file: the divergences "
               "it covers are counted apart (status 'known'), not reported as findings.")  # fmt: skip
+@click.option("--token-file", metavar="FILE", help="A 0600 file whose first line is the secret every tap "
+              "must present (taps: SHADOWDIFF_TAP_TOKEN_FILE). Required with a tcp: listener.")  # fmt: skip
 def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | None, record_dir: str | None,
                     findings: str | None, rules: str | None, max_lag_bytes: int, rotate_bytes: int,
                     rotate_seconds: float, deadline: float, drain_seconds: float,
-                    runtime_file: str | None, known_path: str | None) -> None:  # fmt: skip
+                    runtime_file: str | None, known_path: str | None,
+                    token_file: str | None) -> None:  # fmt: skip
     """Receive a live tap's records, record them, and check them against the shadow until SIGTERM.
 
-    Prints one JSON line when ready: {"listen", "http", "record"}.
+    Prints one JSON line when ready: {"listen", "http", "record"}. Recorded logs and findings are written
+    0600 in 0700 directories; a unix: socket's directory must be 0700 (created so if missing).
+
+    \b
+    Examples:
+      shadowdiff sidecar --listen unix:/run/shadowdiff/tap.sock --http 127.0.0.1:8765 --record rec/
+      shadowdiff sidecar --listen tcp:127.0.0.1:7000 --token-file ~/.shadowdiff-token
     """
     slot_names: tuple[Any, ...] = ()
     if runtime_file:
@@ -134,6 +144,7 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
             _fail(f"{runtime_file}: cannot read slot names: {exc}")
     try:
         check_listen(listen)
+        token = read_token_file(token_file) if token_file else None
         if http:
             check_http(http)
         factory, name = _shadow_factory(shadow, codec, deadline)
@@ -142,7 +153,7 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
             record_dir=Path(record_dir) if record_dir else Path(tempfile.mkdtemp(prefix="shadowdiff-live-")),
             http=http, findings=Path(findings) if findings else None, rules=_rules(rules),
             max_lag_bytes=max_lag_bytes, rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds,
-            drain_seconds=drain_seconds, slot_names=slot_names, known=read_known(known_path),
+            drain_seconds=drain_seconds, slot_names=slot_names, known=read_known(known_path), token=token,
         )  # fmt: skip
         sidecar = Sidecar(options)
         sidecar.start()

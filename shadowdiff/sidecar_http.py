@@ -1,12 +1,15 @@
 """The sidecar's HTTP face: ``/api/status``, ``/metrics`` (Prometheus text) and ``/healthz``.
 
 Everything is computed from the sidecar's published snapshot at request time, so a scrape never waits
-on the shadow. Loopback only: the sidecar checks the address before it binds.
+on the shadow. Loopback only: the sidecar checks the address before it binds, and every request must name
+a loopback ``Host`` (``127.0.0.1``, ``localhost``, ``[::1]``, with or without a port), else 403: a web page
+cannot reach the sidecar through DNS rebinding. No answer echoes request data (errors are fixed text).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +57,7 @@ class Metrics(Collector):
         drops.add_metric(["tap"], cov["dropped_by_tap"])
         drops.add_metric(["sidecar_skip"], cov["skipped_by_sidecar"])
         drops.add_metric(["malformed"], cov["malformed"])
+        drops.add_metric(["unrecorded"], cov["unrecorded"])
         yield drops
         received = CounterMetricFamily("shadowdiff_sidecar_received", "Step and call records received")
         received.add_metric([], cov["received"])
@@ -72,11 +76,29 @@ class Metrics(Collector):
         yield up
 
 
+LOOPBACK_HOST = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
+
+
+def loopback_host(value: str | None) -> bool:
+    """A ``Host`` header naming loopback (a rebinding page's Host names the attacker's domain)."""
+    return value is not None and LOOPBACK_HOST.fullmatch(value.strip()) is not None
+
+
 def handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"shadowdiff-sidecar/{__version__}"
+        sys_version = ""
+        error_message_format = "%(code)d %(message)s\n"
+        error_content_type = "text/plain; charset=utf-8"
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            # the standard phrase only: the default message quotes the request line back
+            super().send_error(code, None, None)
 
         def do_GET(self) -> None:
+            if len(self.headers.get_all("Host") or []) != 1 or not loopback_host(self.headers.get("Host")):
+                self._send(403, "text/plain", b"forbidden: the Host header must name loopback\n")
+                return
             path = self.path.split("?", 1)[0].rstrip("/") or "/"
             if path == "/api/status":
                 self._send(200, "application/json", json.dumps(sidecar.status()).encode())

@@ -99,6 +99,8 @@ ENV_ADDRESS = "SHADOWDIFF_TAP"
 ENV_EXIT_WAIT = "SHADOWDIFF_TAP_EXIT_WAIT"
 ENV_RUNTIME = "SHADOWDIFF_TAP_RUNTIME"  # the bot_runtime.json the bot starts from: slot names
 ENV_SLOT_KEY = "SHADOWDIFF_TAP_SLOT_KEY"
+ENV_TOKEN_FILE = "SHADOWDIFF_TAP_TOKEN_FILE"  # the sidecar's --token-file: its first line is the secret
+ENV_TOKEN = "SHADOWDIFF_TAP_TOKEN"  # or the secret itself
 TAP_PROTOCOL = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 << 20
@@ -170,6 +172,19 @@ def connect(address: str, timeout: float = 1.0) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def tap_token() -> str | None:
+    """The secret the hello carries (``SHADOWDIFF_TAP_TOKEN_FILE``'s first line, or
+    ``SHADOWDIFF_TAP_TOKEN``); None without one (a sidecar that wants one refuses the tap)."""
+    path = os.environ.get(ENV_TOKEN_FILE, "").strip()
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                return handle.read(4096).split(b"\n", 1)[0].strip().decode("utf-8", "surrogateescape")
+        except OSError:
+            return None
+    return os.environ.get(ENV_TOKEN) or None
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:
@@ -652,6 +667,9 @@ class Tap:
             sock = connect(self.address, self.connect_timeout)
             hello = {"kind": "hello", "protocol": TAP_PROTOCOL, "tap": self.tap_id, "pid": os.getpid(),
                      "module": getattr(self.module, "__name__", "?"), "format": LOG_FORMAT}  # fmt: skip
+            token = tap_token()
+            if token is not None:
+                hello["token"] = token
             send_frame(sock, _packb(hello))
             answer = recv_frame(sock, 1 << 16)
             reply = msgpack.unpackb(answer, raw=False) if answer is not None else None

@@ -27,6 +27,7 @@ from .codec import make_unpacker
 READ_CHUNK = 1 << 16
 WAIT_SLICE = 0.25
 WRITE_THRESHOLD = 1 << 15
+MAX_ANSWER_BYTES = 64 << 20  # one answer from the shadow (any claimed length past it is refused)
 
 
 class FramingError(Exception):
@@ -41,7 +42,7 @@ class MsgpackFraming:
     name = "msgpack"
 
     def __init__(self) -> None:
-        self._unpacker = make_unpacker()
+        self._unpacker = make_unpacker(MAX_ANSWER_BYTES)
         self._packer = msgpack.Packer(use_bin_type=True)
         self._pending = b""  # bytes of an object not yet complete
         self._boundary = 0  # stream offset where they start (tell() moves into a partial object)
@@ -59,7 +60,11 @@ class MsgpackFraming:
         unpacker = self._unpacker
         base = self._boundary
         buf = self._pending + data if self._pending else data
-        unpacker.feed(data)
+        try:
+            unpacker.feed(data)
+        except msgpack.BufferFull:
+            self.broken = FramingError(f"an answer over {MAX_ANSWER_BYTES:,} bytes at byte {base}")
+            raise self.broken from None
         out: list[bytes] = []
         start = 0
         try:
@@ -83,7 +88,7 @@ class MsgpackFraming:
     def decode(raw: bytes) -> Any:
         try:
             return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        except (ValueError, msgpack.exceptions.ExtraData, msgpack.exceptions.StackError) as exc:
+        except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.StackError) as exc:
             raise FramingError(f"stdout is not msgpack: {exc}") from exc
 
 
@@ -101,7 +106,7 @@ class JsonLinesFraming:
     def decode(raw: bytes) -> Any:
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise FramingError(f"stdout line is not JSON ({exc})") from exc
 
     def feed(self, data: bytes) -> list[Any]:
@@ -109,13 +114,16 @@ class JsonLinesFraming:
             raise self.broken
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
+        if len(self._partial) > MAX_ANSWER_BYTES:
+            self.broken = FramingError(f"a stdout line over {MAX_ANSWER_BYTES:,} bytes")
+            raise self.broken
         out = []
         for line in lines:
             if not line.strip():
                 continue
             try:
                 out.append(json.loads(line))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 shown = line[:80].decode("utf-8", "replace")
                 self.broken = FramingError(f"stdout line is not JSON ({exc}): {shown!r}")
                 if not out:

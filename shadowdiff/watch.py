@@ -25,11 +25,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
 
 from shadowdiff.errors import BadInput, UsageError
+from shadowdiff.private import open_private
 
 __all__ = [
     "Poll",
@@ -85,6 +87,12 @@ def sample_from_status(
     prov = dict(provenance)
     if isinstance(own, Mapping) and own.get("synthetic") is True:
         prov["synthetic"] = True
+    if isinstance(own, Mapping):  # the status's own process identity: the gate checks it does not change
+        identity = {
+            k: own[k] for k in ("instance", "pid", "started") if isinstance(own.get(k), str | int | float)
+        }
+        if identity:
+            prov["status"] = identity
     shadow = status.get("state_machine_shadow")
     return {
         "ts": ts,
@@ -120,6 +128,9 @@ def next_seq(tail: bytes) -> int:
     return 1 if complete.strip() else 0
 
 
+MAX_STATUS_BYTES = 16 << 20
+
+
 @attrs.frozen
 class Poll:
     """What one fetch gave: a status document or the reason there is none."""
@@ -133,17 +144,21 @@ def fetch_status(url: str, timeout: float) -> Poll:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
+            body = response.read(MAX_STATUS_BYTES + 1)  # a hostile endpoint cannot fill our memory
     except urllib.error.HTTPError as exc:
         return Poll(None, f"HTTP {exc.code}: {exc.reason}")
     except urllib.error.URLError as exc:
         return Poll(None, f"unreachable: {exc.reason}")
     except (TimeoutError, OSError) as exc:
         return Poll(None, f"unreachable: {exc}")
+    if len(body) > MAX_STATUS_BYTES:
+        return Poll(None, f"a status over {MAX_STATUS_BYTES:,} bytes")
     try:
         document = json.loads(body)
     except ValueError as exc:
         return Poll(None, f"not JSON: {exc}")
+    except RecursionError:
+        return Poll(None, "not JSON: nested too deeply")
     if not isinstance(document, dict):
         return Poll(None, f"not a JSON object: {type(document).__name__}")
     return Poll(document)
@@ -207,11 +222,13 @@ def watch(
         "tool": "shadowdiff watch",
         "synthetic": synthetic,
     }
-    handle = open(out_path, "a", encoding="utf-8") if out_path is not None else out  # noqa: SIM115
+    # the samples are evidence holding the bot's figures: 0600, like recorded logs and findings
+    handle = open_private(Path(out_path), "a") if out_path is not None else out
     if handle is None:
         raise UsageError("watch needs out or out_path")
     samples = gaps = 0
     first_seq: int | None = None
+    last_identity: Any = None
     start = monotonic()
     tick = 0
     try:
@@ -220,6 +237,10 @@ def watch(
             poll = fetch(source, poll_timeout)
             if poll.status is not None:
                 record = sample_from_status(poll.status, ts=ts, seq=seq, source=source, provenance=provenance)
+                identity = record["provenance"].get("status")
+                if identity is not None and last_identity is not None and identity != last_identity:
+                    record["restart"] = True  # the restart marker: this watcher saw the process change
+                last_identity = identity if identity is not None else last_identity
                 samples += 1
             else:
                 record = gap_sample(ts=ts, seq=seq, source=source, error=poll.error or "no status")

@@ -273,7 +273,7 @@ def test_final_states_are_identical_with_the_tap_off_on_and_on_with_the_sidecar_
     with sidecar(tmp_path / "a", shadow_command(tmp_path)) as side:
         on = run_bot(side.address, *args)
     assert on["digest"] == off["digest"]
-    (tmp_path / "b").mkdir()
+    (tmp_path / "b").mkdir(mode=0o700)  # a Unix socket lives in a private directory
     first = Sidecar(tmp_path / "b", shadow_command(tmp_path))
     env = dict(ENV, DOGE_CORE_SHADOW="1", SHADOWDIFF_TAP=first.address, SHADOWDIFF_TAP_EXIT_WAIT="3")
     argv = [

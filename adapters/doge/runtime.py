@@ -275,9 +275,7 @@ def runtime_document(states: Mapping[str, Mapping[str, Any]], config: Mapping[st
 def holds_runtime(paths: list[str]) -> bool:
     """True when any of these corpora (files, or ``.json`` files below directories) is a runtime file:
     what is derived from it (findings, reports, reproducers) holds real orders and txids."""
-    import json
-
-    from shadowdiff.corpus import expand
+    from shadowdiff.corpus import expand, parse_json
 
     try:
         files = expand(paths)
@@ -286,10 +284,10 @@ def holds_runtime(paths: list[str]) -> bool:
     for file in files:
         if file.suffix != ".json":
             continue
-        try:
-            if is_runtime(json.loads(file.read_text(encoding="utf-8"))):
+        try:  # bounded like any corpus read: deep nesting or bad bytes are the replay's to report
+            if is_runtime(parse_json(file.read_bytes(), str(file))):
                 return True
-        except (OSError, ValueError):
+        except (OSError, BadInput):
             continue
     return False
 
