@@ -18,11 +18,15 @@ from .triage import Triage
 
 def verdict(result: ReplayResult, bad_input: Sequence[Mapping[str, str]] = ()) -> str:
     """``bad_input``: the errors that cut the run short (the stream stopped there). Such a run never
-    passes: its verdict says ``incomplete`` and where, and what the part before it found."""
+    passes, nor does an interrupted one: its verdict says ``incomplete`` and where, and what the part
+    before it found."""
     found = _found(result)
     if bad_input:
         where = str(bad_input[0].get("where") or "")
         cut = f"bad input at {where}" if where else "bad input"
+        return f"incomplete ({cut})" if found == "pass" else f"incomplete ({cut}; {found} before it)"
+    if result.interrupted:  # Ctrl-C: what ran is reported, and the rest was never looked at
+        cut = f"interrupted after step {result.counts.get('steps', 0):,}"
         return f"incomplete ({cut})" if found == "pass" else f"incomplete ({cut}; {found} before it)"
     return found
 
