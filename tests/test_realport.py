@@ -1,0 +1,163 @@
+"""Issue 18: the real port as it is, and the bot's own files as they are."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+from click.testing import CliRunner
+
+from shadowdiff import runbook_cli
+from shadowdiff.gate import judge, read_samples
+from shadowdiff.watch import _prepare_append, format_ts
+
+START = 1_790_000_000.0
+RUNBOOK_JQ = "{ts, mode, top_phase, state_machine_shadow}"
+
+
+def bot_status(minute: int, *, shadow: bool = True) -> dict[str, Any]:
+    """A bot's whole ``/api/status`` document, with keys the runbook's filter drops."""
+    status: dict[str, Any] = {
+        "ts": format_ts(START + minute * 60),
+        "mode": "live",
+        "top_phase": "S0",
+        "pair": "XDGUSD",
+        "slots": {"0": {"phase": "S0"}},
+        "uptime_sec": minute * 60,
+    }
+    if shadow:
+        status["state_machine_shadow"] = {
+            "enabled": True,
+            "executable_available": True,
+            "transition_checks": 1000 + 50 * minute,
+            "invariant_checks": 1000 + 50 * minute,
+            "total_divergences": 0,
+            "transition_divergences": 0,
+            "invariant_divergences": 0,
+            "shadow_failures": 0,
+            "last_divergence_kind": None,
+            "last_divergence_event": None,
+            "last_shadow_error": None,
+        }
+    return status
+
+
+def runbook_filter(document: Any) -> str:
+    """What ``curl -s URL | jq -c FILTER`` prints for one document (the real jq when there is one)."""
+    text = json.dumps(document)
+    if shutil.which("jq"):
+        return subprocess.run(
+            ["jq", "-c", RUNBOOK_JQ], input=text, capture_output=True, text=True, check=True
+        ).stdout
+    picked = {k: document.get(k) for k in ("ts", "mode", "top_phase", "state_machine_shadow")}
+    return json.dumps(picked, separators=(",", ":")) + "\n"
+
+
+def runbook_window(path: Path, hours: int = 48) -> dict[str, int]:
+    """A window as the runbook's 48-hour loop leaves it: no seq; three kinds of empty poll."""
+    lines: list[str] = []
+    # Batch the real jq over the whole window (one process), as jq reads a stream of documents.
+    documents = [bot_status(minute, shadow=minute != hours * 15) for minute in range(hours * 60 + 1)]
+    if shutil.which("jq"):
+        out = subprocess.run(
+            ["jq", "-c", RUNBOOK_JQ],
+            input="\n".join(json.dumps(d) for d in documents),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines = out.splitlines(keepends=True)
+    else:
+        lines = [runbook_filter(d) for d in documents]
+    lines[hours * 6] = "\n"  # curl got nothing and the loop still wrote its line
+    lines[hours * 6 + 1] = "null\n"  # jq on an empty body with `-n`-style loops
+    path.write_text("".join(lines))
+    return {"lines": len(lines), "gaps": 3}
+
+
+def group() -> click.Group:
+    main = click.Group("shadowdiff")
+    runbook_cli.register(main)
+    return main
+
+
+def test_runbook_jq_lines_have_no_seq_and_are_read_with_line_numbers(tmp_path: Path) -> None:
+    line = runbook_filter(bot_status(3))
+    assert set(json.loads(line)) == {"ts", "mode", "top_phase", "state_machine_shadow"}
+    path = tmp_path / "w.jsonl"
+    path.write_text(line + "\nnull\n" + runbook_filter(bot_status(5, shadow=False)))
+    records = [record for _, record in read_samples(path.read_text().splitlines(True), str(path))]
+    assert [r["seq"] for r in records] == [1, 2, 3, 4]
+    assert [bool(r.get("gap")) for r in records] == [False, True, True, False]
+    result = judge(records)
+    assert [s.gap for s in result.series] == [False, True, True, True]
+    assert result.window["gap_samples"] == 3
+
+
+def test_gate_accepts_a_48h_window_written_by_the_runbooks_own_loop(tmp_path: Path) -> None:
+    path = tmp_path / "state_machine_shadow_2026.jsonl"
+    shape = runbook_window(path)
+    report = tmp_path / "gate.json"
+    done = CliRunner().invoke(group(), ["gate", str(path), "--report", str(report)])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("verdict: ACCEPT\n")
+    window = json.loads(report.read_text())["window"]
+    assert window["gap_samples"] == shape["gaps"]
+    assert window["samples"] == shape["lines"] - shape["gaps"]
+    assert window["hours"] == 48.0
+
+
+def test_gate_on_the_runbooks_lines_still_rejects_what_its_criteria_reject(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    runbook_window(path)
+    lines = path.read_text().splitlines(keepends=True)
+    for index in (900, 1900):
+        for later in range(index, len(lines)):
+            if lines[later].strip() in ("", "null"):
+                continue
+            sample = json.loads(lines[later])
+            if sample["state_machine_shadow"] is None:
+                continue
+            sample["state_machine_shadow"]["total_divergences"] += 1
+            sample["state_machine_shadow"]["transition_divergences"] += 1
+            sample["state_machine_shadow"]["last_divergence_event"] = "FillEvent"
+            sample["state_machine_shadow"]["last_divergence_kind"] = "transition"
+            lines[later] = json.dumps(sample) + "\n"
+    path.write_text("".join(lines))
+    done = CliRunner().invoke(group(), ["gate", str(path)])
+    assert done.exit_code == 1, done.output
+    assert done.stdout.startswith("verdict: REJECT\n")
+
+
+def test_evidence_build_takes_the_runbooks_lines(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    runbook_window(path)
+    done = CliRunner().invoke(group(), ["evidence", "build", str(tmp_path / "b"), "--samples", str(path)])
+    assert done.exit_code == 0, done.output
+    assert "verdict ACCEPT" in done.stdout
+    assert (tmp_path / "b" / "telemetry.jsonl").read_bytes() == path.read_bytes()
+
+
+def test_watch_appending_to_a_runbook_file_continues_its_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    shape = runbook_window(path, hours=1)
+    path.write_text(path.read_text() + '{"ts": "2026-')  # a loop killed mid-line
+    assert _prepare_append(str(path)) == shape["lines"] + 1
+    assert path.read_text().endswith("\n")
+    with path.open("a") as handle:
+        handle.write(json.dumps({"ts": format_ts(START + 3600 * 2), "seq": shape["lines"] + 1}) + "\n")
+    assert _prepare_append(str(path)) == shape["lines"] + 2
+    records = [r for _, r in read_samples(path.read_text().splitlines(True), "w")]
+    assert [r["seq"] for r in records] == list(range(1, shape["lines"] + 2))
+
+
+def test_a_line_that_is_not_json_is_still_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text(runbook_filter(bot_status(0)) + "<html>502</html>\n")
+    done = CliRunner().invoke(group(), ["gate", str(path)])
+    assert done.exit_code == 2
+    assert done.stderr.startswith(f"error: {path}:2: not JSON (")
