@@ -298,18 +298,19 @@ class SubprocessReducer(Reducer):
             self._held[request.slot] = apply_delta(pre, request.delta)
             return
         entry.pre = pre
+        sent = pre if request.raw is None else request.raw  # the answer is still read against ``pre``
         item = request.input
         msg: WireMap
         if isinstance(item, Call):
             if self.codec == "msgpack":
-                msg = {"op": "call", "function": item.function, "args": {"state": pre, **item.args}}
+                msg = {"op": "call", "function": item.function, "args": {"state": sent, **item.args}}
             else:
-                msg = {"method": item.function, "params": {"state": pre, **item.args}}
+                msg = {"method": item.function, "params": {"state": sent, **item.args}}
             self._send(entry, msg, "call", pre)
         else:
             ctx = request.context
             msg = {
-                "state": pre,
+                "state": sent,
                 "config": ctx.config,
                 "order_size_usd": ctx.order_size_usd,
                 "order_sizes": ctx.order_sizes,

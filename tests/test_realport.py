@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from shadowdiff import runbook_cli
@@ -161,3 +163,65 @@ def test_a_line_that_is_not_json_is_still_one_line_naming_it(tmp_path: Path) -> 
     done = CliRunner().invoke(group(), ["gate", str(path)])
     assert done.exit_code == 2
     assert done.stderr.startswith(f"error: {path}:2: not JSON (")
+
+
+# -- 1. whole-state transports see raw states ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+LENIENT = ROOT / "tests" / "servers" / "settled_default_zero.py"
+BACKWARD = "backward_compat_missing_new_fields.json"
+JSONL_SHADOW = ROOT / "tests" / "servers" / "jsonl_shadow.py"
+
+
+def replay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shadowdiff", "replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def lenient_port(transport: str) -> str:
+    return f"{sys.executable} -m adapters.doge.pyserver --module {LENIENT} {transport}"
+
+
+@pytest.mark.parametrize("mode", ["lockstep", "free"])
+@pytest.mark.parametrize(
+    ("transport", "codec"),
+    [("--server", "jsonl"), ("--msgpack --no-sessions", "msgpack"), ("--msgpack", "msgpack")],
+)
+def test_a_port_that_loads_leniently_wrong_is_a_load_divergence(
+    upstream: Path, tmp_path: Path, transport: str, codec: str, mode: str
+) -> None:
+    report = tmp_path / "r.json"
+    done = replay_cli(
+        str(upstream / BACKWARD), "--shadow", lenient_port(transport), "--codec", codec,
+        "--mode", mode, "--report", str(report),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    found = json.loads(report.read_text())
+    kinds = {d["kind"] for d in found["divergences"]}
+    assert kinds == {"load"}, kinds
+    paths = {x["path"] for d in found["divergences"] for x in d["differences"]}
+    assert paths == {"total_settled_usd"}
+
+
+@pytest.mark.parametrize(("flag", "codec"), [("--server", "jsonl"), ("--msgpack", "msgpack")])
+def test_the_unmutated_port_passes_the_same_fixture(
+    upstream: Path, haskell_exe: Path, flag: str, codec: str
+) -> None:
+    for extra in ([], ["--no-sessions"]):
+        done = replay_cli(
+            str(upstream / BACKWARD), "--shadow", f"{haskell_exe} {flag}", "--codec", codec, *extra
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_transition_bug_seen_on_the_raw_step_is_not_called_load(upstream: Path) -> None:
+    """The same step from the normalised state differs too: classified as today, not ``load``."""
+    command = f"{sys.executable} {JSONL_SHADOW} --module {LENIENT} --bump-profit"
+    done = replay_cli(str(upstream / BACKWARD), "--shadow", command, "--codec", "jsonl")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ": load" not in done.stdout and ": transition.state" in done.stdout
