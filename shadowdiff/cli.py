@@ -25,8 +25,8 @@ from .corpus import TornRecordWarning, read_items
 from .diff import Rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
-from .errors import ShadowdiffError, ShadowSetupError
-from .records import LogItem
+from .errors import ShadowdiffError, ShadowSetupError, UsageError
+from .records import LogItem, Record
 from .reducer import Reducer
 from .report import build_report, summary_lines
 from .signals import interrupts_delivered, stop_on_interrupt
@@ -55,9 +55,62 @@ def domain_defaults() -> Any:
 def make_authoritative(spec: str | None) -> Reducer | None:
     if spec == "recorded":
         return None
+    if spec == "reference":
+        spec = None
     from adapters.doge.inprocess import InProcessReducer
 
     return InProcessReducer(spec or "adapters.doge.reference.state_machine")
+
+
+def default_authority(corpora: Sequence[str]) -> tuple[str, str]:
+    """The authority a replay takes when ``--authoritative`` is not given, and why.
+
+    A log whose records carry outcomes is checked against them (what the bot, or the sidecar, saw live),
+    anything else against the reference reducer; a corpus that mixes both kinds is refused (exit 2)
+    rather than judged against an authority the user did not choose. The corpus is read once for this
+    (streaming); ``--authoritative`` skips the look.
+    """
+    recorded = bare = 0
+    first_recorded = first_bare = ""
+    with warnings.catch_warnings():  # the replay itself warns about torn records and names bad ones
+        warnings.simplefilter("ignore")
+        try:
+            for item in read_items(corpora):
+                recorded, bare, first_recorded, first_bare = _tally(
+                    item, recorded, bare, first_recorded, first_bare
+                )
+        except ShadowdiffError as exc:
+            if isinstance(exc, UsageError):
+                raise
+    if recorded:
+        return "recorded", f"default: all {recorded:,} records carry recorded outcomes"
+    return "reference", "default: the records carry no outcomes"
+
+
+def _tally(item: LogItem, recorded: int, bare: int, first_recorded: str, first_bare: str
+           ) -> tuple[int, int, str, str]:  # fmt: skip
+    if isinstance(item, Record):
+        if item.outcome is not None:
+            recorded += 1
+            first_recorded = first_recorded or item.where
+        else:
+            bare += 1
+            first_bare = first_bare or item.where
+        if recorded and bare:
+            raise UsageError(
+                f"the corpus mixes records with recorded outcomes ({first_recorded}) and without "
+                f"({first_bare}): say which authority with --authoritative recorded (replay only "
+                "logs that carry outcomes) or --authoritative MODULE|PATH"
+            )
+    return recorded, bare, first_recorded, first_bare
+
+
+def describe_authority(name: str) -> str:
+    if name == "recorded":
+        return "recorded outcomes (the log's own)"
+    if name == "reference":
+        return "the reference reducer (adapters.doge.reference.state_machine)"
+    return name
 
 
 def make_shadow(
@@ -211,7 +264,9 @@ def main() -> None:
     "--authoritative",
     metavar="MODULE|PATH|recorded",
     help="Upstream-compatible Python module (import name or .py path); 'recorded' checks "
-    "against the outcomes a recorded log carries. Default: the reference reducer.",
+    "against the outcomes a recorded log carries; 'reference' is the reference reducer. Default: "
+    "'recorded' when every record carries an outcome, else the reference (a corpus mixing both is "
+    "refused, exit 2).",
 )
 @click.option(
     "--shadow",
@@ -318,6 +373,13 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         loaded_rules = domain.default_rules().plus(Rules.load(rules)) if rules else domain.default_rules()
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
+        if authoritative is None:
+            if corpus:
+                authoritative, authority_source = default_authority(corpora)
+            else:  # the bundled sample mixes both kinds on purpose: it shows the reference pair
+                authoritative, authority_source = "reference", "default for the bundled sample"
+        else:
+            authority_source = "--authoritative"
         auth = make_authoritative(authoritative)
         shadow_reducer = make_shadow(shadow, codec, domain, deadline, False if no_sessions else None)
     except ShadowdiffError as exc:
@@ -349,7 +411,8 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     run = {
         "mode": mode,
         "codec": codec,
-        "authoritative": authoritative or "reference",
+        "authoritative": authoritative,
+        "authority": f"{describe_authority(authoritative)} [{authority_source}]",
         "shadow": shadow or "reference doge-core-exe",
         "corpora": corpora,
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
@@ -358,6 +421,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     report = build_report(result, run, deterministic=deterministic)
     write_outputs(report, report_path, html_path, junit_path)
     if not quiet:
+        click.echo(f"authority: {run['authority']}")
         click.echo(f"shadowdiff replay: {shadow_name}")
         for line in summary_lines(report):
             click.echo(line)
@@ -380,7 +444,10 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     ):
         from .fuzz_cli import shrink_into
 
-        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir)
+        module = (
+            None if authoritative in ("recorded", "reference") else authoritative
+        )  # shrunk runs need a reducer
+        shrink_into(findings, shadow, module, codec, mode, deadline, 30.0, quiet, None, shrink_dir)
     if scratch is not None:
         scratch.cleanup()
     click.echo(f"verdict: {verdict}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -225,3 +226,62 @@ def test_a_transition_bug_seen_on_the_raw_step_is_not_called_load(upstream: Path
     done = replay_cli(str(upstream / BACKWARD), "--shadow", command, "--codec", "jsonl")
     assert done.returncode == 1, done.stdout + done.stderr
     assert ": load" not in done.stdout and ": transition.state" in done.stdout
+
+
+# -- 4. a recorded log is checked against its own outcomes ----------------------------------------------
+
+SAMPLE_RECORDED = ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"
+PY_SHADOW = f"{sys.executable} -m adapters.doge.pyserver --msgpack"
+
+
+def sidecar_recording(tmp_path: Path, steps: int = 400) -> Path:
+    """A sidecar-style recorded log whose recorded outcome of one step is not what the reference says
+    (the bot's reducer and ours differ there): only an authority that reads the outcomes sees it."""
+    out, kept = [], 0
+    with gzip.open(SAMPLE_RECORDED, "rt") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record.get("kind") == "step":
+                kept += 1
+                if kept > steps:
+                    break
+                if kept == 50:
+                    record["outcome"]["delta"].setdefault("set", {})["total_fees"] = 123.0
+            out.append(json.dumps(record))
+    path = tmp_path / "sidecar-recording.jsonl"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_a_recording_replays_against_its_own_outcomes_by_default(tmp_path: Path) -> None:
+    log = sidecar_recording(tmp_path)
+    reports = {}
+    for name, extra in (("default", []), ("recorded", ["--authoritative", "recorded"]),
+                        ("reference", ["--authoritative", "reference"])):  # fmt: skip
+        path = tmp_path / f"{name}.json"
+        done = replay_cli(str(log), "--shadow", PY_SHADOW, "--report", str(path), "--deterministic", *extra)
+        reports[name] = (done, json.loads(path.read_text()))
+    default, recorded, reference = reports["default"], reports["recorded"], reports["reference"]
+    assert default[0].returncode == recorded[0].returncode == 1
+    assert reference[0].returncode == 0
+    assert default[1]["divergences"] == recorded[1]["divergences"] != []
+    assert default[1]["summary"] == recorded[1]["summary"]
+    assert default[1]["run"]["authoritative"] == "recorded"
+    assert default[0].stdout.splitlines()[0].startswith("authority: recorded outcomes")
+    assert (
+        recorded[0].stdout.splitlines()[0] == "authority: recorded outcomes (the log's own) [--authoritative]"
+    )
+    assert reference[0].stdout.splitlines()[0].startswith("authority: the reference reducer")
+
+
+def test_a_corpus_mixing_recorded_and_bare_records_is_refused_in_one_line(
+    tmp_path: Path, upstream: Path
+) -> None:
+    log = sidecar_recording(tmp_path, steps=20)
+    scenario = upstream / BACKWARD
+    done = replay_cli(str(log), str(scenario), "--shadow", PY_SHADOW)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "mixes records with recorded outcomes" in done.stderr and "--authoritative" in done.stderr
+    chosen = replay_cli(str(log), str(scenario), "--shadow", PY_SHADOW, "--authoritative", "reference")
+    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
