@@ -208,14 +208,15 @@ class SubprocessReducer(Reducer):
         expect: WireMap | None = None,
     ) -> None:
         """``expect``: the ``ok`` result that would agree with the authority (msgpack answers only)."""
-        rid: int | None = None
+        # JSON lines carry no ids: the request is still numbered (its line on the shadow's stdin since
+        # the process started), so a failure names the request it was serving
+        rid = self._next_id
+        self._next_id += 1
         if self.codec == "msgpack":
-            rid = self._next_id
-            self._next_id += 1
             message["id"] = rid
         self.process.send(message)
         wire = _Wire(entry, op, rid, time.monotonic(), state)
-        if expect is not None and rid is not None:
+        if expect is not None and self.codec == "msgpack":
             wire.expect = _expected_answer(rid, expect)
         self._wires.append(wire)
         entry.parts += 1
@@ -404,7 +405,7 @@ class SubprocessReducer(Reducer):
             body = obj["ok"]
         else:
             if "error" in obj:
-                self._part_failed(entry, wire, str(obj["error"]))
+                self._part_failed(entry, wire, f"request {wire.rid} ({wire.op}): {obj['error']}")
                 return
             body = obj
         if wire.op not in ("open", "patch", "close", "get"):  # only real work proves the shadow healthy

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
+import math
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +16,15 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
+from adapters.doge import simbot
+from adapters.doge.inprocess import load_module
 from shadowdiff import runbook_cli
+from shadowdiff.codec import dumps_json
 from shadowdiff.gate import judge, read_samples
+from shadowdiff.transport import JsonLinesFraming
 from shadowdiff.watch import _prepare_append, format_ts
 
 START = 1_790_000_000.0
@@ -285,3 +294,136 @@ def test_a_corpus_mixing_recorded_and_bare_records_is_refused_in_one_line(
     assert "mixes records with recorded outcomes" in done.stderr and "--authoritative" in done.stderr
     chosen = replay_cli(str(log), str(scenario), "--shadow", PY_SHADOW, "--authoritative", "reference")
     assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+
+
+# -- 5. non-finite floats on the JSON-lines wire -------------------------------------------------------
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True)
+wire_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | finite_or_not | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    """Equal value for value and type for type; floats bit for bit (so NaN == NaN and -0.0 != 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return struct.pack("<d", a) == struct.pack("<d", b) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_bits(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_bits(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@given(wire_values)
+def test_jsonl_codec_round_trips_non_finite_floats_as_pythons_json_does(value: Any) -> None:
+    framing = JsonLinesFraming()
+    encoded = framing.encode({"v": value})
+    assert encoded == json.dumps({"v": value}, separators=(",", ":")).encode() + b"\n"
+    (decoded,) = framing.feed(encoded)
+    assert same_bits(decoded["v"], value)
+    assert same_bits(JsonLinesFraming.decode(encoded.strip())["v"], value)
+
+
+def test_the_bare_tokens_are_what_crosses_the_wire() -> None:
+    encoded = JsonLinesFraming().encode({"a": math.inf, "b": -math.inf, "c": math.nan})
+    assert encoded == b'{"a":Infinity,"b":-Infinity,"c":NaN}\n'
+    assert dumps_json({"x": math.inf}) == '{"x": Infinity}'
+
+
+def recovery_disabled_scenario(tmp_path: Path, upstream: Path) -> Path:
+    scenario = json.loads((upstream / "s1_timeout_orphan.json").read_text())
+    scenario["name"] = "recovery_disabled"
+    scenario["config"]["s1_orphan_after_sec"] = scenario["config"]["s2_orphan_after_sec"] = math.inf
+    path = tmp_path / "recovery_disabled.json"
+    path.write_text(json.dumps(scenario))
+    assert "Infinity" in path.read_text()
+    return path
+
+
+def test_a_shadow_that_rejects_infinity_is_an_error_failure_naming_the_request(
+    tmp_path: Path, upstream: Path
+) -> None:
+    scenario = recovery_disabled_scenario(tmp_path, upstream)
+    report = tmp_path / "r.json"
+    strict = f"{sys.executable} {JSONL_SHADOW} --strict-json"
+    done = replay_cli(str(scenario), "--shadow", strict, "--codec", "jsonl", "--report", str(report))
+    assert done.returncode == 1, done.stdout + done.stderr
+    (failure,) = json.loads(report.read_text())["failures"]
+    assert failure["kind"] == "error" and failure["request_id"] == 1
+    assert failure["message"].startswith("request 1 (transition): bad JSON")
+    assert failure["signature"] == "error|TimerTick"
+    lenient = replay_cli(str(scenario), "--shadow", f"{sys.executable} {JSONL_SHADOW}", "--codec", "jsonl")
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+
+
+def test_the_port_reads_infinity_over_json_lines(tmp_path: Path, upstream: Path, haskell_exe: Path) -> None:
+    """The live bot's recovery-disabled config against the real port's --server reader."""
+    scenario = recovery_disabled_scenario(tmp_path, upstream)
+    done = replay_cli(str(scenario), "--shadow", f"{haskell_exe} --server", "--codec", "jsonl")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_simulated_bot_with_recovery_disabled_logs_infinite_timeouts(tmp_path: Path) -> None:
+    log = tmp_path / "bot.jsonl"
+    simbot.write_log(log, 300, seed=3, slots=2, recovery_disabled=True)
+    header = json.loads(log.read_text().splitlines()[0])
+    for slot in header["slots"].values():
+        config = slot["context"]["config"]
+        assert config["s1_orphan_after_sec"] == config["s2_orphan_after_sec"] == math.inf
+    assert '"s1_orphan_after_sec": Infinity' in log.read_text()
+    done = replay_cli(str(log), "--shadow", f"{sys.executable} {JSONL_SHADOW}", "--codec", "jsonl")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("authority: recorded outcomes")
+
+
+# -- 6. the simulated bot drives any section-1 module -----------------------------------------------------
+
+BOT_ONLY_HELPERS = ("bootstrap_entries", "bind_order_txid", "bind_recovery_txid")
+
+
+def upstream_like_module(tmp_path: Path) -> Path:
+    """The reference's text without the helpers only it has: what a section-1 module guarantees."""
+    source = (ROOT / "adapters" / "doge" / "reference" / "state_machine.py").read_text()
+    tree = ast.parse(source)
+    tree.body = [
+        node
+        for node in tree.body
+        if not (isinstance(node, ast.FunctionDef) and node.name in BOT_ONLY_HELPERS)
+    ]
+    path = tmp_path / "state_machine.py"
+    path.write_text(ast.unparse(tree))
+    return path
+
+
+def test_the_simulated_bot_drives_a_module_without_the_references_helpers(tmp_path: Path) -> None:
+    path = upstream_like_module(tmp_path)
+    module = load_module(str(path))
+    assert not any(hasattr(module, name) for name in BOT_ONLY_HELPERS)
+    bot = simbot.SimBot(seed=4, slots=2, module=str(path))
+    for _ in range(400):
+        bot.loop()
+    assert bot.transitions > 800 and bot.calls > 0 and bot.patches > 0
+    states = bot.states()
+    assert all(state["completed_cycles"] for state in states.values()), "the bot traded"
+    for state in states.values():
+        assert module.check_invariants(module.from_dict(state)) == [] or state["orders"] == []
+    reference = simbot.SimBot(seed=4, slots=2)
+    for _ in range(400):
+        reference.loop()
+    assert reference.digest() == bot.digest()  # same bot code, same module text: the same run
+
+
+def test_the_simulated_bot_runs_by_file_path_from_the_command_line(tmp_path: Path) -> None:
+    path = upstream_like_module(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "adapters.doge.simbot", "--seconds", "0.2", "--rate", "500",
+         "--module", str(path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["transitions"] > 100
