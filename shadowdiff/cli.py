@@ -114,7 +114,13 @@ def describe_authority(name: str) -> str:
 
 
 def make_shadow(
-    command: str | None, codec: str, domain: Domain, deadline: float, sessions: bool | None
+    command: str | None,
+    codec: str,
+    domain: Domain,
+    deadline: float,
+    sessions: bool | None,
+    history: str = "whole",
+    full_check_every: int = 5000,
 ) -> Reducer:
     from .client import SubprocessReducer
 
@@ -130,7 +136,15 @@ def make_shadow(
             argv = [str(DEFAULT_EXE), "--server"]
     else:
         argv = command
-    return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions)
+    return SubprocessReducer(
+        argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions, history=history,
+        full_check_every=full_check_every,
+    )  # fmt: skip
+
+
+def describe_history(shadow: Reducer) -> str:
+    describe = getattr(shadow, "describe_history", None)
+    return str(describe()) if callable(describe) else "sent whole with every request"
 
 
 def default_corpus() -> list[str]:
@@ -334,6 +348,23 @@ def main() -> None:
 )
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
 @click.option(
+    "--history",
+    type=click.Choice(["auto", "trim", "last", "whole"]),
+    default="auto",
+    show_default=True,
+    help="Whole-state shadows: send the append-only history (completed_cycles) empty (trim), with its "
+    "last record (last) or whole every time (whole). auto: trim for jsonl, whole otherwise. Trimmed, a "
+    "replay stays linear and the whole state is still checked every --full-check-every steps and at "
+    "the end.",
+)
+@click.option(
+    "--full-check-every",
+    type=click.IntRange(1),
+    default=5000,
+    show_default=True,
+    help="With trimmed history: send a slot's whole state every N-th step.",
+)
+@click.option(
     "--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons)."
 )
 @click.option(
@@ -346,8 +377,8 @@ def main() -> None:
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,
            html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
-           deadline: float, window: int, jobs: int,
-           no_sessions: bool, deterministic: bool, twice: bool, quiet: bool) -> None:  # fmt: skip
+           deadline: float, window: int, jobs: int, no_sessions: bool, history: str,
+           full_check_every: int, deterministic: bool, twice: bool, quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files)
     through the authoritative reducer and the shadow, and report every difference.
 
@@ -381,7 +412,11 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         else:
             authority_source = "--authoritative"
         auth = make_authoritative(authoritative)
-        shadow_reducer = make_shadow(shadow, codec, domain, deadline, False if no_sessions else None)
+        if history == "auto":
+            history = "trim" if codec == "jsonl" else "whole"
+        shadow_reducer = make_shadow(
+            shadow, codec, domain, deadline, False if no_sessions else None, history, full_check_every
+        )
     except ShadowdiffError as exc:
         fail(str(exc))
     options = ReplayOptions(mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window)
@@ -395,7 +430,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
             shadow_reducer.close()  # it proved the shadow starts; each worker starts its own
             result, errors = run_jobs(
                 jobs, corpora, functools.partial(make_shadow, shadow, codec, domain, deadline,
-                                                 False if no_sessions else None),
+                                                 False if no_sessions else None, history, full_check_every),
                 functools.partial(make_authoritative, authoritative), options,
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
             )  # fmt: skip
@@ -416,6 +451,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         "shadow": shadow or "reference doge-core-exe",
         "corpora": corpora,
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
+        "history": describe_history(shadow_reducer),
         "jobs": jobs,
     }
     report = build_report(result, run, deterministic=deterministic)
@@ -423,6 +459,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     if not quiet:
         click.echo(f"authority: {run['authority']}")
         click.echo(f"shadowdiff replay: {shadow_name}")
+        click.echo(f"history: {run['history']}")
         for line in summary_lines(report):
             click.echo(line)
     for error in errors:

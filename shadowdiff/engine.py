@@ -522,7 +522,8 @@ class Replay:
     def finish(self) -> ReplayResult:
         self.shadow.flush()
         self._drain(block=True, until_empty=True)
-        if self.options.verify_final and not self._gave_up and self.shadow.sessions:
+        checks_history = getattr(self.shadow, "checks_history", False)  # whole states, history trimmed
+        if self.options.verify_final and not self._gave_up and (self.shadow.sessions or checks_history):
             for slot in self._slots.values():
                 if slot.diverged:
                     continue

@@ -427,3 +427,102 @@ def test_the_simulated_bot_runs_by_file_path_from_the_command_line(tmp_path: Pat
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["transitions"] > 100
+
+
+# -- 2. linear against whole-state shadows ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trading_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
+    """A one-slot recorded log of the simulated bot, and the steps that book a cycle."""
+    path = tmp_path_factory.mktemp("history") / "bot.jsonl"
+    simbot.write_log(path, 2500, seed=7, slots=1)
+    bookings, step = [], -1
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") not in ("step", "call"):
+            continue
+        step += 1
+        if record["outcome"]["delta"].get("append", {}).get("completed_cycles"):
+            bookings.append(step)
+    assert len(bookings) > 20, "the simulated bot traded"
+    return path, bookings
+
+
+def history_replay(log: Path, tmp_path: Path, *shadow_flags: str, extra: tuple[str, ...] = ()) -> Any:
+    report = tmp_path / "r.json"
+    shadow = f"{sys.executable} {JSONL_SHADOW} " + " ".join(shadow_flags)
+    done = replay_cli(str(log), "--shadow", shadow, "--codec", "jsonl", "--report", str(report), *extra)
+    return done, json.loads(report.read_text())
+
+
+def test_trimmed_history_sends_it_empty_and_checks_it_whole_every_n_steps(
+    trading_log: tuple[Path, list[int]], tmp_path: Path
+) -> None:
+    log, _ = trading_log
+    sizes = tmp_path / "sizes"
+    done, report = history_replay(
+        log, tmp_path, "--log-sizes", str(sizes), extra=("--full-check-every", "400")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report["run"]["history"].startswith(
+        "completed_cycles sent empty; the whole state checked every 400"
+    )
+    assert "history: completed_cycles sent empty" in done.stdout
+    sent = [int(n) for n in sizes.read_text().split()]
+    assert len(sent) == report["summary"]["checks"]["shadow"]["transition"] + 1  # + the end check
+    whole = [i for i, n in enumerate(sent) if n]
+    steps = report["summary"]["steps"]
+    assert 1 <= len(whole) <= steps // 400 + 1
+    assert sent[-1] == max(sent) > 5, "the full checks and the end check carried the history"
+
+
+def test_a_port_that_rewrites_its_history_is_caught_within_n_steps(
+    trading_log: tuple[Path, list[int]], tmp_path: Path
+) -> None:
+    log, bookings = trading_log
+    done, report = history_replay(
+        log, tmp_path, "--rewrite-history", "3", extra=("--full-check-every", "300", "--fail-fast")
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    first = report["divergences"][0]
+    assert first["kind"] == "transition.state"
+    assert any(d["path"].startswith("completed_cycles[") for d in first["differences"])
+    # it rewrites when it books with five or more records: seen at the first booking once N is due
+    possible = bookings[4]
+    due = next(b for b in bookings if b >= 299 and b > possible)
+    assert possible <= first["step"] <= due
+
+
+def test_sent_whole_the_rewrite_is_caught_at_the_step_itself(
+    trading_log: tuple[Path, list[int]], tmp_path: Path
+) -> None:
+    log, bookings = trading_log
+    done, report = history_replay(
+        log, tmp_path, "--rewrite-history", "3", extra=("--history", "whole", "--fail-fast")
+    )
+    assert done.returncode == 1
+    assert report["run"]["history"] == "sent whole with every request"
+    assert report["divergences"][0]["step"] == bookings[4]
+
+
+def test_a_rewrite_after_the_last_full_check_is_caught_at_the_end(
+    trading_log: tuple[Path, list[int]], tmp_path: Path
+) -> None:
+    log, _ = trading_log
+    done, report = history_replay(
+        log, tmp_path, "--rewrite-history", "3", extra=("--full-check-every", "1000000", "--history", "last")
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (final,) = report["divergences"]
+    assert "|final|" in final["signature"]
+    assert any(d["path"].startswith("completed_cycles[") for d in final["differences"])
+
+
+def test_a_port_that_reads_its_history_is_caught_at_once(
+    trading_log: tuple[Path, list[int]], tmp_path: Path
+) -> None:
+    log, _ = trading_log
+    done, report = history_replay(log, tmp_path, "--reads-history", extra=("--fail-fast",))
+    assert done.returncode == 1
+    assert any(d["path"] == "total_round_trips" for d in report["divergences"][0]["differences"])

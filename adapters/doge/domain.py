@@ -39,6 +39,7 @@ class DogeDomain(Domain):
     action_types = ACTION_TYPES
     call_functions = ("apply_order_regime_at_entry",)
     hot_path_events = frozenset({"FillEvent", "TimerTick", "PriceTick"})
+    history_fields = ("completed_cycles",)  # DOGE_REDUCER.md sections 2, 4 and 9: appended, never read
 
     def event_type_of(self, payload: Mapping[str, Any]) -> str | None:
         keys = set(payload)

@@ -9,7 +9,7 @@ from the reference reducer (or ``--module PATH``), with porting bugs switched on
                      exit_fee + 1 (a port that rewrites old history: seen only with the history sent)
 --reads-history      total_round_trips = len(completed_cycles) after a booking (a port that reads it)
 --strict-json        rejects Infinity/-Infinity/NaN in a request, as a strict JSON reader does
---log-sizes FILE     appends the number of completed_cycles each request carried (what crossed the pipe)
+--log-sizes FILE     appends the number of completed_cycles each transition carried (what crossed the pipe)
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> int:
             reply: dict[str, Any] = {"error": f"bad JSON: {exc}"}
         else:
             state = request.get("state") if isinstance(request, dict) else None
-            if sizes is not None and isinstance(state, dict):
+            if sizes is not None and isinstance(state, dict) and request.get("method") == "transition":
                 sizes.write(f"{len(state.get('completed_cycles') or [])}\n")
                 sizes.flush()
             reply = server.handle(request)
