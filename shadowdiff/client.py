@@ -31,6 +31,9 @@ from .transport import FramingError, Process, ProcessGone, describe_exit
 
 PROTOCOL_VERSION = 1
 HISTORY_MODES = ("whole", "trim", "last")
+HELLO_CLIENT = "shadowdiff\n"
+_JSON_OPENERS = (ord("{"), ord("["))  # the first byte of a JSON answer, decoded as a msgpack fixint
+JSONL_HINT = "--codec jsonl (pytest plugin: --shadowdiff-codec jsonl or SHADOWDIFF_CODEC=jsonl)"
 FLUSH_BYTES = 1 << 14  # batch requests into few large writes: one write wakes the shadow once
 HANDSHAKE_SECONDS = 20.0  # start-up (an interpreter importing its modules) is not a request
 SESSION_OPS = frozenset({"open", "step", "patch", "get", "close"})
@@ -136,7 +139,10 @@ class SubprocessReducer(Reducer):
         self._started = True
 
     def _handshake(self) -> None:
-        self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION})
+        # The hello carries a newline inside a string: a msgpack server ignores the unknown key, and a
+        # JSON-lines server (the real doge-core-exe --server) sees a whole, bad line and answers
+        # {"error": ...} at once, instead of waiting for a newline that never comes.
+        self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION, "client": HELLO_CLIENT})
         self.process.flush()
         try:
             reply = self._receive_one(max(self.deadline, HANDSHAKE_SECONDS))
@@ -146,6 +152,12 @@ class SubprocessReducer(Reducer):
             raise ShadowSetupError(
                 f"handshake failed: {exc}" + (f"; stderr: {tail}" if tail else "")
             ) from exc
+        if reply in _JSON_OPENERS:  # '{' or '[' read as msgpack: the shadow answered in JSON
+            self.process.stop(grace=0)
+            raise ShadowSetupError(
+                f"{self.name} speaks JSON lines, not msgpack: it answered the msgpack hello with a JSON "
+                f"line; pass {JSONL_HINT}"
+            )
         ok = reply.get("ok") if isinstance(reply, dict) else None
         if not isinstance(ok, dict) or reply.get("id") != 0:
             self.process.stop(grace=0)
