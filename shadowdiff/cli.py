@@ -266,7 +266,7 @@ def main() -> None:
     \b
     Start here:
       shadowdiff replay                      the reference pair on the bundled corpus
-      shadowdiff replay ../shared/upstream-fixtures --shadow "doge-core-exe --msgpack"
+      shadowdiff replay BOT/tests/fixtures/cross_language --shadow "doge-core-exe --server" --codec jsonl
       shadowdiff fuzz --seed 1               generate streams until the shadow diverges
       shadowdiff demo live                   the live sidecar against a simulated bot
     """
@@ -385,7 +385,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     \b
     Examples:
       shadowdiff replay
-      shadowdiff replay ../shared/upstream-fixtures --report out/report.json
+      shadowdiff replay BOT/tests/fixtures/cross_language --report out/report.json
       shadowdiff replay prod.msgpack.gz --authoritative recorded --shadow "./doge-core-exe --msgpack"
       shadowdiff replay findings.jsonl --shadow "./doge-core-exe --server" --codec jsonl
     """
