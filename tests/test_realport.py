@@ -6,6 +6,7 @@ import ast
 import gzip
 import json
 import math
+import os
 import shutil
 import struct
 import subprocess
@@ -526,3 +527,32 @@ def test_a_port_that_reads_its_history_is_caught_at_once(
     done, report = history_replay(log, tmp_path, "--reads-history", extra=("--fail-fast",))
     assert done.returncode == 1
     assert any(d["path"] == "total_round_trips" for d in report["divergences"][0]["differences"])
+
+
+# -- 7. the bot's scenarios, found through the environment ------------------------------------------------
+
+
+def test_a_clone_without_the_bots_scenarios_skips_with_the_reason(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    (clone / "tests").mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "conftest.py", clone / "tests" / "conftest.py")
+    (clone / "tests" / "test_x.py").write_text("def test_x(upstream):\n    assert upstream.is_dir()\n")
+    env = {k: v for k, v in os.environ.items() if k != "SHADOWDIFF_UPSTREAM_FIXTURES"}
+
+    def run(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", str(clone / "tests")],
+            capture_output=True, text=True, env={**env, **extra}, cwd=clone, timeout=120, check=False,
+        )  # fmt: skip
+
+    skipped = run({})
+    assert skipped.returncode == 0, skipped.stdout
+    assert "1 skipped" in skipped.stdout
+    assert (
+        "tests/fixtures/cross_language/" in skipped.stdout
+        and "SHADOWDIFF_UPSTREAM_FIXTURES" in skipped.stdout
+    )
+    broken = run({"SHADOWDIFF_UPSTREAM_FIXTURES": str(tmp_path / "nowhere")})
+    assert broken.returncode == 1 and "is not a directory" in broken.stdout
+    (tmp_path / "shared" / "upstream-fixtures").mkdir(parents=True)
+    assert run({}).returncode == 0 and "1 passed" in run({}).stdout  # the default, as CI lays it out
