@@ -556,3 +556,20 @@ def test_a_clone_without_the_bots_scenarios_skips_with_the_reason(tmp_path: Path
     assert broken.returncode == 1 and "is not a directory" in broken.stdout
     (tmp_path / "shared" / "upstream-fixtures").mkdir(parents=True)
     assert run({}).returncode == 0 and "1 passed" in run({}).stdout  # the default, as CI lays it out
+
+
+def test_watch_resume_continues_a_runbook_file_through_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    shape = runbook_window(path, hours=1)
+    missing = CliRunner().invoke(
+        group(), ["watch", "http://127.0.0.1:9", "--resume", "--out", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 2 and "--resume needs an existing --out file" in missing.output
+    done = CliRunner().invoke(
+        group(),
+        ["watch", "http://127.0.0.1:9", "--out", str(path), "--resume", "--every", "1s", "--duration", "1s"],
+    )
+    assert done.exit_code == 0, done.output
+    appended = [json.loads(line) for line in path.read_text().splitlines()[shape["lines"] :]]
+    assert appended and all(r["gap"] is True for r in appended)  # port 9: refused, a gap
+    assert [r["seq"] for r in appended] == list(range(shape["lines"] + 1, shape["lines"] + 1 + len(appended)))
