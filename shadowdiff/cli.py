@@ -26,9 +26,9 @@ from .corpus import TornRecordWarning, read_items, use_domain
 from .diff import Rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
-from .errors import BadInput, ShadowdiffError, ShadowSetupError
+from .errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
 from .private import open_private, write_private
-from .records import LogItem
+from .records import LogItem, Record
 from .reducer import Reducer
 from .report import build_report, summary_lines
 from .signals import interrupts_delivered, stop_on_interrupt
@@ -96,13 +96,72 @@ def domain_defaults() -> Any:
 def make_authoritative(spec: str | None) -> Reducer | None:
     if spec == "recorded":
         return None
+    if spec == "reference":
+        spec = None
     from adapters.doge.inprocess import InProcessReducer
 
     return InProcessReducer(spec or "adapters.doge.reference.state_machine")
 
 
+def default_authority(corpora: Sequence[str]) -> tuple[str, str]:
+    """The authority a replay takes when ``--authoritative`` is not given, and why.
+
+    A log whose records carry outcomes is checked against them (what the bot, or the sidecar, saw live),
+    anything else against the reference reducer; a corpus that mixes both kinds is refused (exit 2)
+    rather than judged against an authority the user did not choose. The corpus is read once for this
+    (streaming); ``--authoritative`` skips the look.
+    """
+    recorded = bare = 0
+    first_recorded = first_bare = ""
+    with warnings.catch_warnings():  # the replay itself warns about torn records and names bad ones
+        warnings.simplefilter("ignore")
+        try:
+            for item in read_items(corpora):
+                recorded, bare, first_recorded, first_bare = _tally(
+                    item, recorded, bare, first_recorded, first_bare
+                )
+        except ShadowdiffError as exc:
+            if isinstance(exc, UsageError):
+                raise
+    if recorded:
+        return "recorded", f"default: all {recorded:,} records carry recorded outcomes"
+    return "reference", "default: the records carry no outcomes"
+
+
+def _tally(item: LogItem, recorded: int, bare: int, first_recorded: str, first_bare: str
+           ) -> tuple[int, int, str, str]:  # fmt: skip
+    if isinstance(item, Record):
+        if item.outcome is not None:
+            recorded += 1
+            first_recorded = first_recorded or item.where
+        else:
+            bare += 1
+            first_bare = first_bare or item.where
+        if recorded and bare:
+            raise UsageError(
+                f"the corpus mixes records with recorded outcomes ({first_recorded}) and without "
+                f"({first_bare}): say which authority with --authoritative recorded (replay only "
+                "logs that carry outcomes) or --authoritative MODULE|PATH"
+            )
+    return recorded, bare, first_recorded, first_bare
+
+
+def describe_authority(name: str) -> str:
+    if name == "recorded":
+        return "recorded outcomes (the log's own)"
+    if name == "reference":
+        return "the reference reducer (adapters.doge.reference.state_machine)"
+    return name
+
+
 def make_shadow(
-    command: str | None, codec: str, domain: Domain, deadline: float, sessions: bool | None
+    command: str | None,
+    codec: str,
+    domain: Domain,
+    deadline: float,
+    sessions: bool | None,
+    history: str = "whole",
+    full_check_every: int = 5000,
 ) -> Reducer:
     from .client import SubprocessReducer
 
@@ -118,7 +177,15 @@ def make_shadow(
             argv = [str(DEFAULT_EXE), "--server"]
     else:
         argv = command
-    return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions)
+    return SubprocessReducer(
+        argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions, history=history,
+        full_check_every=full_check_every,
+    )  # fmt: skip
+
+
+def describe_history(shadow: Reducer) -> str:
+    describe = getattr(shadow, "describe_history", None)
+    return str(describe()) if callable(describe) else "sent whole with every request"
 
 
 def default_corpus() -> list[str]:
@@ -240,7 +307,7 @@ def main() -> None:
     \b
     Start here:
       shadowdiff replay                      the reference pair on the bundled corpus
-      shadowdiff replay ../shared/upstream-fixtures --shadow "doge-core-exe --msgpack"
+      shadowdiff replay BOT/tests/fixtures/cross_language --shadow "doge-core-exe --server" --codec jsonl
       shadowdiff fuzz --seed 1               generate streams until the shadow diverges
       shadowdiff demo live                   the live sidecar against a simulated bot
     """
@@ -252,7 +319,9 @@ def main() -> None:
     "--authoritative",
     metavar="MODULE|PATH|recorded",
     help="Upstream-compatible Python module (import name or .py path); 'recorded' checks "
-    "against the outcomes a recorded log carries. Default: the reference reducer.",
+    "against the outcomes a recorded log carries; 'reference' is the reference reducer. Default: "
+    "'recorded' when every record carries an outcome, else the reference (a corpus mixing both is "
+    "refused, exit 2).",
 )
 @click.option(
     "--shadow",
@@ -320,6 +389,23 @@ def main() -> None:
 )
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
 @click.option(
+    "--history",
+    type=click.Choice(["auto", "trim", "last", "whole"]),
+    default="auto",
+    show_default=True,
+    help="Whole-state shadows: send the append-only history (completed_cycles) empty (trim), with its "
+    "last record (last) or whole every time (whole). auto: trim for jsonl, whole otherwise. Trimmed, a "
+    "replay stays linear and the whole state is still checked every --full-check-every steps and at "
+    "the end.",
+)
+@click.option(
+    "--full-check-every",
+    type=click.IntRange(1),
+    default=5000,
+    show_default=True,
+    help="With trimmed history: send a slot's whole state every N-th step.",
+)
+@click.option(
     "--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons)."
 )
 @click.option(
@@ -341,9 +427,8 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
            resync: bool, rules: str | None, report_path: str | None, findings: str | None,
            html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
            deadline: float, window: int, jobs: int,
-           no_sessions: bool, deterministic: bool, twice: bool, runtime_env: str | None,
-           known_path: str | None,
-           quiet: bool) -> None:  # fmt: skip
+           no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
+           runtime_env: str | None, known_path: str | None, quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
     the bot's logs/bot_runtime.json) through the authoritative reducer and the shadow, and report every
     difference.
@@ -358,7 +443,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     \b
     Examples:
       shadowdiff replay
-      shadowdiff replay ../shared/upstream-fixtures --report out/report.json
+      shadowdiff replay BOT/tests/fixtures/cross_language --report out/report.json
       shadowdiff replay prod.msgpack.gz --authoritative recorded --shadow "./doge-core-exe --msgpack"
       shadowdiff replay findings.jsonl --shadow "./doge-core-exe --server" --codec jsonl
       shadowdiff replay logs/bot_runtime.json --runtime-env bot-env.toml
@@ -393,8 +478,19 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
         known = read_known(known_path)
+        if authoritative is None:
+            if corpus:
+                authoritative, authority_source = default_authority(corpora)
+            else:  # the bundled sample mixes both kinds on purpose: it shows the reference pair
+                authoritative, authority_source = "reference", "default for the bundled sample"
+        else:
+            authority_source = "--authoritative"
         auth = make_authoritative(authoritative)
-        shadow_reducer = make_shadow(shadow, codec, domain, deadline, False if no_sessions else None)
+        if history == "auto":
+            history = "trim" if codec == "jsonl" else "whole"
+        shadow_reducer = make_shadow(
+            shadow, codec, domain, deadline, False if no_sessions else None, history, full_check_every
+        )
     except ShadowdiffError as exc:
         fail(str(exc))
     options = ReplayOptions(
@@ -410,7 +506,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
             shadow_reducer.close()  # it proved the shadow starts; each worker starts its own
             result, errors = run_jobs(
                 jobs, corpora, functools.partial(make_shadow, shadow, codec, domain, deadline,
-                                                 False if no_sessions else None),
+                                                 False if no_sessions else None, history, full_check_every),
                 functools.partial(make_authoritative, authoritative), options,
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
             )  # fmt: skip
@@ -426,10 +522,12 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     run = {
         "mode": mode,
         "codec": codec,
-        "authoritative": authoritative or "reference",
+        "authoritative": authoritative,
+        "authority": f"{describe_authority(authoritative)} [{authority_source}]",
         "shadow": shadow or "reference doge-core-exe",
         "corpora": corpora,
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
+        "history": describe_history(shadow_reducer),
         "jobs": jobs,
     }
     if known_path:
@@ -437,7 +535,9 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     report = build_report(result, run, deterministic=deterministic, bad_input=errors, known=known)
     write_outputs(report, report_path, html_path, junit_path)
     if not quiet:
+        click.echo(f"authority: {run['authority']}")
         click.echo(f"shadowdiff replay: {shadow_name}")
+        click.echo(f"history: {run['history']}")
         for line in summary_lines(report):
             click.echo(line)
     for error in errors:
@@ -459,7 +559,10 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     ):
         from .fuzz_cli import shrink_into
 
-        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
+        module = (
+            None if authoritative in ("recorded", "reference") else authoritative
+        )  # shrunk runs need a reducer
+        shrink_into(findings, shadow, module, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
                     known)  # fmt: skip
     if scratch is not None:
         scratch.cleanup()

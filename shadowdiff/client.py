@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from .codec import apply_delta, compute_delta, packb
+from .codec import apply_delta, compute_delta, packb, same_value
 from .domain import Domain
 from .errors import ShadowSetupError
 from .model import Call, Context, Event, Failure, Outcome, StepResult, WireMap
@@ -30,6 +30,10 @@ from .reducer import Close, Open, Patch, Reducer, Request, Result, ShadowFailure
 from .transport import FramingError, Process, ProcessGone, describe_exit
 
 PROTOCOL_VERSION = 1
+HISTORY_MODES = ("whole", "trim", "last")
+HELLO_CLIENT = "shadowdiff\n"
+_JSON_OPENERS = (ord("{"), ord("["))  # the first byte of a JSON answer, decoded as a msgpack fixint
+JSONL_HINT = "--codec jsonl (pytest plugin: --shadowdiff-codec jsonl or SHADOWDIFF_CODEC=jsonl)"
 FLUSH_BYTES = 1 << 14  # batch requests into few large writes: one write wakes the shadow once
 HANDSHAKE_SECONDS = 20.0  # start-up (an interpreter importing its modules) is not a request
 SESSION_OPS = frozenset({"open", "step", "patch", "get", "close"})
@@ -48,6 +52,16 @@ class _Entry:
 
 
 @attrs.define
+class _Trimmed:
+    """A slot's last step sent with its history trimmed: enough to send it again whole at the end."""
+
+    pre: WireMap
+    message: WireMap
+    op: str
+    post: WireMap | None = None  # what the trimmed answer made of the whole state
+
+
+@attrs.define
 class _Wire:
     entry: _Entry
     op: str
@@ -55,6 +69,7 @@ class _Wire:
     sent: float
     state: WireMap | None = None  # the pre-state a whole-state transition was sent with
     expect: bytes | None = None  # the answer that would agree with the authority, byte for byte
+    full: WireMap | None = None  # the whole pre-state when ``state`` was sent with its history trimmed
 
 
 class SubprocessReducer(Reducer):
@@ -68,8 +83,21 @@ class SubprocessReducer(Reducer):
         deadline: float = 10.0,
         max_restarts: int = 8,
         use_sessions: bool | None = None,
+        history: str = "whole",
+        full_check_every: int = 5000,
     ) -> None:
+        """``history`` (whole-state transports only): "whole" sends every state as it is; "trim" sends
+        the domain's history fields empty and "last" with only their last record, and then every
+        ``full_check_every``-th step of a slot (in lockstep: the first step after that which appends to
+        the history, within another N) and a slot's last step (through ``get``) go whole, so a shadow
+        that reads or rewrites its history is still caught."""
         super().__init__()
+        if history not in HISTORY_MODES:
+            raise ValueError(f"history must be one of {', '.join(HISTORY_MODES)}, not {history!r}")
+        self.history = history
+        self.full_check_every = max(1, full_check_every)
+        self._since_full: dict[str, int] = {}
+        self._last_trimmed: dict[str, _Trimmed] = {}
         self.process = Process(command, codec)
         self.codec = codec
         self.domain = domain or Domain()
@@ -111,7 +139,10 @@ class SubprocessReducer(Reducer):
         self._started = True
 
     def _handshake(self) -> None:
-        self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION})
+        # The hello carries a newline inside a string: a msgpack server ignores the unknown key, and a
+        # JSON-lines server (the real doge-core-exe --server) sees a whole, bad line and answers
+        # {"error": ...} at once, instead of waiting for a newline that never comes.
+        self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION, "client": HELLO_CLIENT})
         self.process.flush()
         try:
             reply = self._receive_one(max(self.deadline, HANDSHAKE_SECONDS))
@@ -121,6 +152,12 @@ class SubprocessReducer(Reducer):
             raise ShadowSetupError(
                 f"handshake failed: {exc}" + (f"; stderr: {tail}" if tail else "")
             ) from exc
+        if reply in _JSON_OPENERS:  # '{' or '[' read as msgpack: the shadow answered in JSON
+            self.process.stop(grace=0)
+            raise ShadowSetupError(
+                f"{self.name} speaks JSON lines, not msgpack: it answered the msgpack hello with a JSON "
+                f"line; pass {JSONL_HINT}"
+            )
         ok = reply.get("ok") if isinstance(reply, dict) else None
         if not isinstance(ok, dict) or reply.get("id") != 0:
             self.process.stop(grace=0)
@@ -211,14 +248,15 @@ class SubprocessReducer(Reducer):
         expect: WireMap | None = None,
     ) -> None:
         """``expect``: the ``ok`` result that would agree with the authority (msgpack answers only)."""
-        rid: int | None = None
+        # JSON lines carry no ids: the request is still numbered (its line on the shadow's stdin since
+        # the process started), so a failure names the request it was serving
+        rid = self._next_id
+        self._next_id += 1
         if self.codec == "msgpack":
-            rid = self._next_id
-            self._next_id += 1
             message["id"] = rid
         self.process.send(message)
         wire = _Wire(entry, op, rid, time.monotonic(), state)
-        if expect is not None and rid is not None:
+        if expect is not None and self.codec == "msgpack":
             wire.expect = _expected_answer(rid, expect)
         self._wires.append(wire)
         entry.parts += 1
@@ -301,18 +339,23 @@ class SubprocessReducer(Reducer):
             self._held[request.slot] = apply_delta(pre, request.delta)
             return
         entry.pre = pre
+        sent = pre if request.raw is None else request.raw  # the answer is still read against ``pre``
+        full: WireMap | None = None
+        if self._trims(request):
+            full, sent = pre, self._trimmed(pre)
         item = request.input
         msg: WireMap
         if isinstance(item, Call):
             if self.codec == "msgpack":
-                msg = {"op": "call", "function": item.function, "args": {"state": pre, **item.args}}
+                msg = {"op": "call", "function": item.function, "args": {"state": sent, **item.args}}
             else:
-                msg = {"method": item.function, "params": {"state": pre, **item.args}}
-            self._send(entry, msg, "call", pre)
+                msg = {"method": item.function, "params": {"state": sent, **item.args}}
+            self._send(entry, msg, "call", sent if full is not None else pre)
+            op = "call"
         else:
             ctx = request.context
             msg = {
-                "state": pre,
+                "state": sent,
                 "config": ctx.config,
                 "order_size_usd": ctx.order_size_usd,
                 "order_sizes": ctx.order_sizes,
@@ -321,11 +364,69 @@ class SubprocessReducer(Reducer):
                 msg.update(op="transition", event=item.to_wire(), with_invariants=request.with_invariants)
             else:
                 msg.update(method="transition", event=item.payload)
-            self._send(entry, msg, "transition", pre)
+            self._send(entry, msg, "transition", sent if full is not None else pre)
+            op = "transition"
+        if full is not None:
+            self._wires[-1].full = full
+            if self._appends(request):  # the end check sends the slot's last appending step again
+                self._last_trimmed[request.slot] = _Trimmed(full, msg, op)
+        elif self._appends(request):
+            self._last_trimmed.pop(request.slot, None)
         if request.hint is not None:
             self._held[request.slot] = apply_delta(pre, request.hint)
         else:
             self._held.pop(request.slot, None)  # known again once this step is answered
+
+    def _trims(self, request: Step) -> bool:
+        """Send this step with its history trimmed? Not the raw first step, not every N-th one."""
+        if self.history == "whole" or not self.domain.history_fields or request.raw is not None:
+            self._since_full[request.slot] = 0
+            return False
+        count = self._since_full.get(request.slot, 0) + 1
+        self._since_full[request.slot] = count
+        if count < self.full_check_every:
+            return True
+        # Due: a port that rewrites old records when it appends shows it only on a step that appends,
+        # so in lockstep (where the authority's delta is known) the whole state goes with the next
+        # such step, or after another N steps without one.
+        if self._appends(request) or count >= 2 * self.full_check_every:
+            self._since_full[request.slot] = 0
+            return False
+        return True
+
+    def _appends(self, request: Step) -> bool:
+        """Does the step append to the history (as far as the authority's delta tells; True without)?"""
+        hint = request.hint
+        if hint is None:
+            return True
+        appended = hint.get("append") or {}
+        return any(name in appended for name in self.domain.history_fields)
+
+    def _trimmed(self, state: WireMap) -> WireMap:
+        keep = 1 if self.history == "last" else 0
+        out = dict(state)
+        for name in self.domain.history_fields:
+            value = state.get(name)
+            if isinstance(value, list):
+                out[name] = value[len(value) - keep :] if keep else []
+        return out
+
+    def _whole_delta(self, wire: _Wire, state: WireMap) -> WireMap:
+        """The delta of an answer against the pre-state it was read against; for a trimmed request,
+        against the whole pre-state, in time independent of the history's length unless the shadow
+        rewrote what it was sent (then the field is set whole, and the engine shows the difference)."""
+        delta = compute_delta(wire.state or {}, state)
+        full = wire.full
+        if full is None or not delta.get("set"):
+            return delta
+        sent = wire.state or {}
+        fixed = dict(delta["set"])
+        for name in self.domain.history_fields:
+            if name in fixed and isinstance(fixed[name], list):
+                before = full.get(name) or []
+                kept = len(before) - len(sent.get(name) or [])
+                fixed[name] = [*before[:kept], *fixed[name]]
+        return {**delta, "set": fixed}
 
     def _known_state(self, slot: str) -> WireMap | None:
         while (
@@ -406,7 +507,7 @@ class SubprocessReducer(Reducer):
             body = obj["ok"]
         else:
             if "error" in obj:
-                self._part_failed(entry, wire, str(obj["error"]))
+                self._part_failed(entry, wire, f"request {wire.rid} ({wire.op}): {obj['error']}")
                 return
             body = obj
         if wire.op not in ("open", "patch", "close", "get"):  # only real work proves the shadow healthy
@@ -458,8 +559,9 @@ class SubprocessReducer(Reducer):
                 entry.result = StepResult([], _field(body, "delta", dict, wire), None)
             else:
                 state = _field(body, "state", dict, wire)
-                self._settle(entry, wire, state)
-                entry.result = StepResult([], compute_delta(wire.state or {}, state), None)
+                delta = self._whole_delta(wire, state)
+                self._settle(entry, wire, state, delta)
+                entry.result = StepResult([], delta, None)
         elif op == "transition":
             state = _field(body, "state", dict, wire)
             actions = [self._typed_action(a) for a in _field(body, "actions", list, wire)]
@@ -471,17 +573,25 @@ class SubprocessReducer(Reducer):
                     self.answered["invariants"] += 1
                 else:  # the JSON-lines server checks invariants in a request of its own
                     self._send(entry, {"method": "check_invariants", "state": state}, "check_invariants")
-            self._settle(entry, wire, state)
-            entry.result = StepResult(actions, compute_delta(wire.state or {}, state), violations)
+            delta = self._whole_delta(wire, state)
+            self._settle(entry, wire, state, delta)
+            entry.result = StepResult(actions, delta, violations)
         elif op == "check_invariants":
             self.answered["invariants"] += 1
             assert isinstance(entry.result, StepResult)
             entry.result = attrs.evolve(entry.result, violations=_field(body, "violations", list, wire))
 
-    def _settle(self, entry: _Entry, wire: _Wire, state: WireMap) -> None:
+    def _settle(self, entry: _Entry, wire: _Wire, state: WireMap, delta: WireMap) -> None:
         request = entry.request
-        if isinstance(request, Step) and request.hint is None and request.slot not in self._held:
-            self._held[request.slot] = state
+        if not isinstance(request, Step):
+            return
+        post: WireMap | None = None
+        if wire.full is not None:
+            last = self._last_trimmed.get(request.slot)
+            if last is not None and last.pre is wire.full:
+                post = last.post = apply_delta(wire.full, delta)
+        if request.hint is None and request.slot not in self._held:
+            self._held[request.slot] = post if post is not None else state
 
     def _typed_action(self, action: Any) -> WireMap:
         if isinstance(action, dict) and "type" in action and "payload" in action:
@@ -590,9 +700,47 @@ class SubprocessReducer(Reducer):
         result: WireMap = body["state"]
         return result
 
+    @property
+    def checks_history(self) -> bool:
+        """True when the whole state is verified only now and then: the engine then asks ``get`` at the
+        end, which sends the slot's last step again whole."""
+        return not self.sessions and self.history != "whole" and bool(self.domain.history_fields)
+
+    def describe_history(self) -> str:
+        if self.sessions:
+            return "held by the shadow (sessions)"
+        if not self.checks_history:
+            return "sent whole with every request"
+        fields = ", ".join(self.domain.history_fields)
+        how = "empty" if self.history == "trim" else "with its last record only"
+        return (
+            f"{fields} sent {how}; the whole state checked every {self.full_check_every:,} steps of a "
+            "slot and at its end (--history whole to send it every time)"
+        )
+
     def get(self, slot: str) -> WireMap:
         if not self.sessions:
-            return super().get(slot)
+            held = super().get(slot)
+            last = self._last_trimmed.get(slot)
+            if last is None or last.post is None:
+                return held
+            body = self._sync(_with_state(last.message, last.pre), last.op)
+            whole = body.get("state")
+            if not isinstance(whole, dict) or same_value(whole, last.post):
+                return held  # the history changed nothing: the step was compared already
+            # what the whole history changed in that step, carried forward to the slot's state now
+            out = dict(held)
+            for name, value in whole.items():
+                before = last.post.get(name)
+                if same_value(value, before):
+                    continue
+                now = held.get(name)
+                if name in self.domain.history_fields and isinstance(value, list):
+                    later = now[len(before) :] if isinstance(now, list) and isinstance(before, list) else []
+                    out[name] = [*value, *later]
+                else:
+                    out[name] = value
+            return out
         sid = self._session_ids.get(slot)
         if sid is None:
             raise ShadowFailureError(Failure("error", f"slot {slot!r} is not open on the shadow"))
@@ -623,6 +771,14 @@ def _expected_answer(rid: int | None, ok: WireMap) -> bytes:
 
 class _ProtocolViolation(Exception):
     pass
+
+
+def _with_state(message: WireMap, state: WireMap) -> WireMap:
+    """A copy of a whole-state request with another pre-state (a call keeps it among its arguments)."""
+    for key in ("params", "args"):
+        if isinstance(message.get(key), dict):
+            return {**message, key: {**message[key], "state": state}}
+    return {**message, "state": state}
 
 
 def _field(body: dict[str, Any], name: str, kind: type, wire: _Wire) -> Any:

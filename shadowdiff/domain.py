@@ -23,6 +23,10 @@ class Domain:
     action_types: tuple[str, ...] = ()
     call_functions: tuple[str, ...] = ()
     hot_path_events: frozenset[str] = frozenset()
+    history_fields: tuple[str, ...] = ()
+    """Top-level state fields that are append-only history: a transition only ever appends to them and
+    never reads them. A whole-state shadow can then be sent them empty (the client stays linear in the
+    stream) and checked whole every so often."""
 
     def default_rules(self) -> Rules:
         return Rules()

@@ -23,10 +23,10 @@ from typing import Any
 import attrs
 
 from .classify import Clusters, divergence
-from .codec import apply_delta, same_value
+from .codec import apply_delta, compute_delta, same_value
 from .diff import Rules, diff, identical
 from .errors import ShadowdiffError
-from .model import Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
+from .model import Call, Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 from .reducer import Open, Patch, Reducer, Request, Result, Step
 from .triage import Triage
@@ -59,6 +59,7 @@ class _Slot:
     open_failures: int = 0  # in a row: after two, the slot waits for its next record to try again
     diverged: bool = False
     steps: int = 0
+    raw: WireMap | None = None  # a whole-state shadow's first step sends the state as the log held it
 
 
 @attrs.define(eq=False)
@@ -76,6 +77,7 @@ class _Pending:
     answered: bool = False
     stale: bool = False
     parked: bool = False  # sent behind an open the shadow refused: unchecked, unless sent again
+    raw: bool = False  # sent with the raw pre-state (a difference may be the shadow's loading)
 
 
 @attrs.define
@@ -212,13 +214,14 @@ class Replay:
             return
         raw_differs = auth is not None and not same_value(snap.state, mirror)
         sessions = self.shadow.sessions
-        # a saved file's raw state reaches even a whole-state shadow as it is: its first step then
-        # starts from the shadow's own reading of it
-        sent = copy_state(snap.state if sessions or (snap.raw and auth is not None) else mirror)
+        sent = copy_state(snap.state if sessions else mirror)
         self._submit(_Pending("open", slot.name, Open(slot.name, sent)))
-        if (raw_differs or snap.raw) and sessions and self.options.check_load and auth is not None:
-            self.result.counts["load_checks"] += 1
-            self._check_load(slot)
+        if (raw_differs or snap.raw) and self.options.check_load and auth is not None:
+            if sessions:
+                self.result.counts["load_checks"] += 1
+                self._check_load(slot)
+            else:  # whole states: the slot's first step carries the raw state, as the bot's harness does
+                slot.raw = copy_state(snap.state)
 
     def _check_load(self, slot: _Slot) -> None:
         """The shadow read a raw state: does it hold what the authority's own loading made of it?"""
@@ -237,6 +240,33 @@ class Replay:
                 self._reopen(slot)
             else:
                 slot.diverged = True
+
+    def _loads_differently(self, pending: _Pending, slot: _Slot, auth: StepResult) -> bool:
+        """A step sent with the raw state differed: does the same step agree from the authority's
+        normalised state? Then the difference is the shadow's loading (``load``), not its transition."""
+        assert isinstance(pending.request, Step)
+        item = pending.request.input
+        pre = copy_state(slot.mirror)
+        try:
+            if isinstance(item, Call):
+                post = self.shadow.call(item.function, pre, item.args)
+                again = StepResult([], compute_delta(pre, post), None)
+            else:
+                with_invariants = auth.violations is not None
+                outcome = self.shadow.transition(pre, item, pending.request.context, with_invariants)
+                again = StepResult(outcome.actions, compute_delta(pre, outcome.state), outcome.violations)
+        except ShadowdiffError:
+            return False  # the shadow failed on the normalised state too: not a loading difference
+        rules = self.options.rules
+        if state_differences(slot.mirror, auth.delta, again.delta, rules):
+            return False
+        if diff(auth.actions, again.actions, "actions", rules):
+            return False
+        return (
+            auth.violations is None
+            or again.violations is None
+            or identical(auth.violations, again.violations)
+        )
 
     def _patch(self, patch: PatchRecord) -> None:
         slot = self._slot(patch.slot, patch.where)
@@ -300,6 +330,11 @@ class Replay:
 
     def _submit(self, pending: _Pending) -> None:
         assert pending.request is not None
+        if pending.kind == "step" and isinstance(pending.request, Step):
+            slot = self._slots[pending.slot]
+            if slot.raw is not None:
+                pending.request = attrs.evolve(pending.request, raw=slot.raw)
+                pending.raw, slot.raw = True, None
         pending.ticket = self.shadow.submit(pending.request)
         self._by_ticket[pending.ticket] = pending
         self._window.append(pending)
@@ -402,6 +437,9 @@ class Replay:
                 found.append(divergence("invariant", pending.step, slot.name, item, differences, pending.seq))
             elif auth.violations:
                 self._breach(pending, slot, auth.violations)
+        if found and pending.raw and self._loads_differently(pending, slot, auth):
+            differences = [d for f in found for d in f.differences]
+            found = [divergence("load", pending.step, slot.name, item, differences, pending.seq)]
         for item_found in found:
             self._divergence(item_found, slot, pending, shadow)
         if found and not self._resyncs():
@@ -593,7 +631,12 @@ class Replay:
     def finish(self) -> ReplayResult:
         self.shadow.flush()
         self._drain(block=True, until_empty=True)
-        if self.options.verify_final and not (self._gave_up or self.interrupted) and self.shadow.sessions:
+        checks_history = getattr(self.shadow, "checks_history", False)  # whole states, history trimmed
+        if (
+            self.options.verify_final
+            and not (self._gave_up or self.interrupted)
+            and (self.shadow.sessions or checks_history)
+        ):
             for slot in self._slots.values():
                 if slot.diverged or not slot.open_on_shadow:
                     continue

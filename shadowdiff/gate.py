@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -51,6 +52,7 @@ __all__ = [
     "load_policy",
     "parse_sample",
     "read_jsonl",
+    "read_samples",
 ]
 
 Status = Literal["PASS", "REVIEW", "FAIL"]
@@ -144,6 +146,34 @@ def read_jsonl(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, d
         yield where, record
 
 
+def read_samples(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, sample record)`` for every line of a status-sample file, as the runbook's loop writes it.
+
+    The runbook's ``curl ... | jq '{ts, mode, top_phase, state_machine_shadow}' >> window.jsonl`` writes
+    no ``seq``: the line number stands in for it (so a file that ``watch`` later appends to, continuing
+    from its line count, keeps one numbering). A line where curl got nothing (blank, or ``null``) is a
+    gap sample, not an error; so is a status without ``state_machine_shadow`` (see :func:`parse_sample`).
+    Unknown top-level fields are kept and ignored.
+    """
+    for number, line in enumerate(lines, start=1):
+        where = f"{name}:{number}"
+        text = line.strip()
+        record: Any = None
+        if text:
+            try:
+                record = json.loads(text)
+            except ValueError as exc:
+                raise BadInput(f"not JSON ({exc})", where=where) from exc
+        if record is None:
+            yield where, {"seq": number, "gap": True, "error": "empty sample (curl got nothing)"}
+            continue
+        if not isinstance(record, dict):
+            raise BadInput(f"expected a JSON object, got {type(record).__name__}", where=where)
+        if record.get("seq") is None:
+            record = {**record, "seq": number}
+        yield where, record
+
+
 @attrs.frozen
 class Sample:
     """One status sample as the gate reads it (``t`` is epoch seconds, parsed from ``ts``)."""
@@ -178,19 +208,27 @@ def _parse_ts(value: object, where: str) -> float:
     raise BadInput(f"ts must be ISO 8601 with a zone or epoch seconds, got {value!r}", where=where)
 
 
-def parse_sample(record: Mapping[str, Any], where: str) -> Sample:
+def parse_sample(record: Mapping[str, Any], where: str, position: int | None = None) -> Sample:
+    """One sample; ``seq`` defaults to ``position`` (the line number) when the record has none.
+
+    A gap (``"gap": true``, or a status without ``state_machine_shadow``, which is what the runbook's jq
+    filter gives when curl got an error page or a bot without the shadow's telemetry) may lack ``ts``:
+    its ``t`` is then NaN and :func:`judge` places it at the previous sample's time.
+    """
     seq = record.get("seq")
+    if seq is None and position is not None:
+        seq = position
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise BadInput(f"seq must be an integer, got {seq!r}", where=where)
-    t = _parse_ts(record.get("ts"), where)
-    ts = str(record["ts"])
     provenance = record.get("provenance")
     synthetic = isinstance(provenance, Mapping) and provenance.get("synthetic") is True
-    if record.get("gap") is True:
-        return Sample(seq, t, ts, True, synthetic=synthetic)
     shadow = record.get("state_machine_shadow")
-    if shadow is None:
-        return Sample(seq, t, ts, False, {name: None for name in COUNTERS}, synthetic=synthetic)
+    if record.get("gap") is True or shadow is None:
+        if record.get("ts") is None:
+            return Sample(seq, math.nan, "", True, synthetic=synthetic)
+        return Sample(seq, _parse_ts(record.get("ts"), where), str(record["ts"]), True, synthetic=synthetic)
+    t = _parse_ts(record.get("ts"), where)
+    ts = str(record["ts"])
     if not isinstance(shadow, Mapping):
         raise BadInput("state_machine_shadow must be an object or null", where=where)
     counters: dict[str, int | None] = {}
@@ -537,8 +575,11 @@ def judge(
     triage = triage or {}
     records: list[Sample] = []
     for index, record in enumerate(samples):
-        sample = parse_sample(record, f"sample {index + 1}")
-        if records and sample.t < records[-1].t:
+        sample = parse_sample(record, f"sample {index + 1}", index + 1)
+        if math.isnan(sample.t):
+            t = records[-1].t if records else math.nan
+            sample = attrs.evolve(sample, t=t, ts=records[-1].ts if records else "")
+        elif records and sample.t < records[-1].t:
             raise BadInput(
                 f"ts goes backwards ({sample.ts} after {records[-1].ts})", where=f"seq {sample.seq}"
             )

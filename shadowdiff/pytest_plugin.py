@@ -3,6 +3,9 @@
     pytest --shadowdiff-shadow "./doge-core-exe --msgpack"
 
 - option ``--shadowdiff-shadow CMD`` (or the ``SHADOWDIFF_SHADOW`` environment variable) names the shadow;
+- option ``--shadowdiff-codec msgpack|jsonl`` (or ``SHADOWDIFF_CODEC``; a machine's ``codec`` class
+  attribute wins) says how it speaks: ``jsonl`` for a port that knows only the JSON-lines ``--server``
+  transport (the real ``doge-core-exe`` today), with whole states and its history trimmed;
 - fixture ``shadowdiff_shadow``: a ``SubprocessReducer`` over that command, one per session;
 - ``ShadowMachine``: a Hypothesis ``RuleBasedStateMachine`` to subclass. Set ``strategies`` (a
   ``shadowdiff.generate.Strategies``, e.g. ``adapters.doge.strategies.DogeStrategies()``) and
@@ -36,10 +39,13 @@ from .model import Context
 from .records import Record, Snapshot
 from .reducer import Reducer
 
-__all__ = ["ShadowMachine", "Strategies", "scenarios", "shadow_command", "shared_shadow"]
+__all__ = ["ShadowMachine", "Strategies", "scenarios", "shadow_codec", "shadow_command", "shared_shadow"]
 
 ENV = "SHADOWDIFF_SHADOW"
+CODEC_ENV = "SHADOWDIFF_CODEC"
+CODECS = ("msgpack", "jsonl")
 _configured: list[str] = []
+_configured_codec: list[str] = []
 _shadows: dict[tuple[str, ...], SubprocessReducer] = {}
 
 
@@ -47,12 +53,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("shadowdiff")
     group.addoption("--shadowdiff-shadow", metavar="CMD", default=None,
                     help=f"shadow executable and arguments for shadowdiff tests (or ${ENV})")  # fmt: skip
+    group.addoption("--shadowdiff-codec", choices=CODECS, default=None,
+                    help=f"how the shadow speaks: msgpack or jsonl (or ${CODEC_ENV})")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
     value = config.getoption("--shadowdiff-shadow", default=None)
     if value:
         _configured[:] = [value]
+    codec = config.getoption("--shadowdiff-codec", default=None)
+    if codec:
+        _configured_codec[:] = [codec]
+
+
+def shadow_codec(override: str | None = None) -> str:
+    """The codec: a machine's own, else the option, else the environment, else msgpack."""
+    value = override or (_configured_codec[0] if _configured_codec else os.environ.get(CODEC_ENV))
+    value = value or "msgpack"
+    if value not in CODECS:
+        raise ShadowdiffError(f"{CODEC_ENV}={value!r}: the codec is msgpack or jsonl")
+    return value
 
 
 def shadow_command() -> list[str] | None:
@@ -62,13 +82,17 @@ def shadow_command() -> list[str] | None:
 
 
 def shared_shadow(
-    command: list[str], domain: Domain | None = None, deadline: float = 5.0
+    command: list[str], domain: Domain | None = None, deadline: float = 5.0, codec: str | None = None
 ) -> SubprocessReducer:
-    """One shadow process per command for the whole test session (closed at exit)."""
-    key = tuple(command)
+    """One shadow process per command and codec for the whole test session (closed at exit)."""
+    codec = shadow_codec(codec)
+    key = (*command, codec)
     shadow = _shadows.get(key)
     if shadow is None or getattr(shadow, "dead", None):
-        shadow = _shadows[key] = SubprocessReducer(command, domain=domain, deadline=deadline)
+        history = "trim" if codec == "jsonl" else "whole"
+        shadow = _shadows[key] = SubprocessReducer(
+            command, codec=codec, domain=domain, deadline=deadline, history=history
+        )
     return shadow
 
 
@@ -83,7 +107,7 @@ def shadowdiff_shadow() -> Iterator[SubprocessReducer]:
     command = shadow_command()
     if command is None:
         pytest.fail(f"no shadow named: pass --shadowdiff-shadow CMD or set {ENV}")
-    shadow = SubprocessReducer(command)
+    shadow = SubprocessReducer(command, codec=shadow_codec())
     try:
         yield shadow
     finally:
@@ -105,13 +129,15 @@ class ShadowMachine(RuleBasedStateMachine):
     command: ClassVar[list[str] | None] = None
     domain: ClassVar[Domain | None] = None
     deadline: ClassVar[float] = 5.0
+    codec: ClassVar[str | None] = None
+    """msgpack or jsonl; None takes --shadowdiff-codec or $SHADOWDIFF_CODEC (jsonl needs ``domain``)."""
 
     def __init__(self) -> None:
         super().__init__()
         command = type(self).command or shadow_command()
         if command is None:
             raise ShadowdiffError(f"no shadow named: pass --shadowdiff-shadow CMD or set {ENV}")
-        self.shadow = shared_shadow(command, type(self).domain, type(self).deadline)
+        self.shadow = shared_shadow(command, type(self).domain, type(self).deadline, type(self).codec)
         self.auth = type(self).authoritative()
         self.replay = Replay(self.shadow, self.auth, ReplayOptions(window=1, verify_final=False))
         self.slot = f"machine{next(_slots)}"

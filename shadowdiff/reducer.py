@@ -47,6 +47,11 @@ class Step:
     with_invariants: bool = True
     hint: WireMap | None = None
     expect: StepResult | None = None
+    raw: WireMap | None = None
+    """The pre-state exactly as the log or scenario holds it (the first step of a slot after a snapshot,
+    over a whole-state transport): sent instead of the held state, so the shadow's own lenient loading is
+    exercised as the bot's parity harness does; the answer is still taken relative to the held (the
+    authority's normalised) state, so every field the shadow loaded differently shows in the delta."""
 
 
 @attrs.frozen
@@ -121,13 +126,14 @@ class Reducer(ABC):
 
     def step(self, request: Step) -> StepResult:
         pre = self._slot_state(request.slot)
+        sent = pre if request.raw is None else request.raw
         item = request.input
         if isinstance(item, Call):
-            post = self.call(item.function, pre, item.args)
+            post = self.call(item.function, sent, item.args)
             self.answered["call"] += 1
             result = StepResult([], compute_delta(pre, post), None)
         else:
-            outcome = self.transition(pre, item, request.context, request.with_invariants)
+            outcome = self.transition(sent, item, request.context, request.with_invariants)
             self.answered["transition"] += 1
             if request.with_invariants:
                 self.answered["invariants"] += 1

@@ -72,11 +72,25 @@ Running again with the same --out appends and continues seq. Ctrl-C stops after 
 )
 @click.option("--timeout", default=None, help="Per-poll timeout [the smaller of --every and 10s].")
 @click.option("--synthetic", is_flag=True, help="Mark the samples as demo/test data (never evidence).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue --out (also one the runbook's curl | jq loop wrote, without seq: its line count "
+    "goes on); this is what an existing --out always does, the flag only insists that it exists.",
+)
 @_one_line_errors
 def watch_command(
-    url: str, every: str, duration: str, out: Path | None, timeout: str | None, synthetic: bool
+    url: str,
+    every: str,
+    duration: str,
+    out: Path | None,
+    timeout: str | None,
+    synthetic: bool,
+    resume: bool = False,
 ) -> None:
     """Poll URL/api/status and append one JSONL sample per poll (the runbook's telemetry loop)."""
+    if resume and (out is None or not out.exists()):
+        raise click.UsageError("--resume needs an existing --out file")
     stop = threading.Event()
 
     def interrupted(signum: int, frame: FrameType | None) -> None:

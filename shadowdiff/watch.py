@@ -186,7 +186,25 @@ def _prepare_append(path: str) -> int:
         cut = tail.rfind(b"\n") + 1
         if cut < len(tail):
             handle.truncate(size - (len(tail) - cut))
-    return max(1, next_seq(tail))
+        following = next_seq(tail)
+        if _last_line_has_seq(tail[:cut]):
+            return max(1, following)
+        # The runbook's own loop writes no seq: there the line number is the seq, so continue the count.
+        handle.seek(0)
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return max(1, lines + 1, following)
+
+
+def _last_line_has_seq(complete: bytes) -> bool:
+    for raw in reversed(complete.splitlines()):
+        if not raw.strip():
+            return False
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            return False
+        return isinstance(record, dict) and isinstance(record.get("seq"), int)
+    return False
 
 
 def watch(

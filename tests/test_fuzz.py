@@ -157,7 +157,7 @@ def test_fuzz_through_a_real_subprocess_and_usage_errors(haskell_exe: Path, tmp_
 
 
 @pytest.mark.parametrize("name", ["shrink"])
-def test_shrink_of_a_passing_scenario_says_so(haskell_exe: Path, name: str) -> None:
-    upstream = ROOT.parent / "shared" / "upstream-fixtures" / "exit_fill_books_cycle.json"
-    result = CliRunner().invoke(_cli(), [name, str(upstream), "--shadow", _shadow(haskell_exe)])
+def test_shrink_of_a_passing_scenario_says_so(haskell_exe: Path, upstream: Path, name: str) -> None:
+    scenario = upstream / "exit_fill_books_cycle.json"
+    result = CliRunner().invoke(_cli(), [name, str(scenario), "--shadow", _shadow(haskell_exe)])
     assert result.exit_code == 0 and "nothing to shrink" in result.output

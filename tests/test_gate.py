@@ -292,9 +292,10 @@ def test_time_going_backwards_is_bad_input() -> None:
         judge(samples)
 
 
-def test_sample_without_zone_or_seq_is_bad_input() -> None:
+def test_sample_without_zone_or_with_a_bad_seq_is_bad_input() -> None:
     with pytest.raises(BadInput, match="seq"):
-        judge([{"ts": "2026-01-01T00:00:00Z"}])
+        judge([{"ts": "2026-01-01T00:00:00Z", "seq": "1"}])
+    assert judge([{"ts": "2026-01-01T00:00:00Z"}]).series[0].seq == 1  # the position stands in
     with pytest.raises(BadInput, match="zone"):
         judge([{"ts": "2026-01-01T00:00:00", "seq": 1}])
 

@@ -42,6 +42,8 @@ class DogeDomain(Domain):
     action_types = ACTION_TYPES
     call_functions = ("apply_order_regime_at_entry",)
     hot_path_events = frozenset({"FillEvent", "TimerTick", "PriceTick"})
+    history_fields = ("completed_cycles",)  # DOGE_REDUCER.md sections 2, 4 and 9: appended, never read
+
     # the bot's environment for runtime files (adapters/doge/runtime.py load_env); None: read the
     # process environment when a file is read
     runtime_env: Mapping[str, Any] | None = None

@@ -4,15 +4,22 @@ Every loop the price moves; per slot the bot sends a PriceTick, fills an order t
 (entries become exits, exits book cycles; now and then at zero fee, a maker rebate), fills or cancels
 a recovery now and then, sends TimerTicks, binds the exchange txids of new orders *between*
 transitions through the reducer module's helpers (so the next pre-state is not the last post-state),
-reseeds a slot left without orders (``bootstrap_entries``), and calls ``apply_order_regime_at_entry``
-on fresh orders with regimes as the bot's classifier spells them (ints, upper and mixed case).
+reseeds a slot left without orders (placing its entries itself, as the bot does), and calls
+``apply_order_regime_at_entry`` on fresh orders with regimes as the bot's classifier spells them (ints,
+upper and mixed case).
+
+It needs only the module interface of DOGE_REDUCER.md section 1 (and ``apply_order_regime_at_entry``,
+section 8), so it drives the real ``state_machine.py`` as well as the reference: placing the first
+entries and binding txids are the bot's own code here (frozen-dataclass replaces), not reducer helpers.
+With ``recovery_disabled`` the orphan timeouts are infinite, as the live bot sets them when recovery
+orders are disabled (DOGE_REDUCER.md section 9): configs, logs and taps then carry ``Infinity``.
 
 It calls the reducer through the module's attributes at call time (``sm.transition(...)``), exactly as
 a bot that imported the module would, so a tap installed on the module sees every call. Deterministic
 for a seed: the wall clock only paces the loop, it never feeds the simulation.
 
     python -m adapters.doge.simbot --seconds 5 --rate 200 --seed 1 [--slots 3] [--slot-hints]
-                                   [--identical-slots]
+                                   [--identical-slots] [--module NAME|PATH] [--recovery-disabled]
 
 ``--slot-hints`` names each slot to the tap (``with tap.slot(name):``); ``--no-slot-hints`` (the
 default) leaves the tap to infer them. ``--identical-slots`` runs every slot from the same start with
@@ -31,13 +38,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -57,15 +63,83 @@ Observer = Callable[[str, str, tuple[Any, ...], Any], None]
 """Called after each reducer call with (function, slot, args, result)."""
 
 
+def config(recovery_disabled: bool = False) -> dict[str, Any]:
+    """The simulated bot's EngineConfig fields; infinite orphan timeouts when recovery is disabled."""
+    out = dict(CONFIG)
+    if recovery_disabled:
+        out["s1_orphan_after_sec"] = out["s2_orphan_after_sec"] = math.inf
+    return out
+
+
+def load(module: str | ModuleType) -> ModuleType:
+    """An upstream-compatible module by import name or by path to its .py file (the real one too)."""
+    if not isinstance(module, str):
+        return module
+    from .inprocess import load_module
+
+    return load_module(module)
+
+
+def place_entries(sm: ModuleType, state: Any, cfg: Mapping[str, Any], size: float) -> Any:
+    """The bot's own bootstrapping: a B buy entry below and an A sell entry above the market.
+
+    Built from the module's frozen dataclasses only (``OrderState`` and ``dataclasses.replace``), so any
+    section-1 module works; the prices and volumes are the bot's (entry_pct around the market, rounded
+    to the pair's decimals, skipped below min_volume), not a reducer helper's."""
+    market = float(state.market_price)
+    orders = list(state.orders)
+    next_id = int(state.next_order_id)
+    legs = [
+        ("buy", "B", state.cycle_b, -1.0, state.short_only),
+        ("sell", "A", state.cycle_a, 1.0, state.long_only),
+    ]
+    for side, trade, cycle, sign, skipped in legs:
+        if skipped or market <= 0:
+            continue
+        price = round(market * (1 + sign * float(cfg["entry_pct"]) / 100), int(cfg["price_decimals"]))
+        volume = float(round(size / price)) if price > 0 else 0.0
+        if price <= 0 or volume < float(cfg["min_volume"]):
+            continue
+        orders.append(
+            sm.OrderState(
+                local_id=next_id, side=side, role="entry", price=price, volume=volume, trade_id=trade,
+                cycle=cycle, txid="", placed_at=state.now,
+            )
+        )  # fmt: skip
+        next_id += 1
+    if next_id == state.next_order_id:
+        return state
+    return dataclasses.replace(state, orders=type(state.orders)(orders), next_order_id=next_id)
+
+
+def bind_txids(state: Any, orders: Mapping[int, str], recoveries: Mapping[int, str]) -> Any:
+    """The exchange acknowledged orders: their txids, bound by the bot outside the reducer."""
+    if not orders and not recoveries:
+        return state
+    changes: dict[str, Any] = {}
+    if orders:
+        bound = [dataclasses.replace(o, txid=orders[o.local_id]) if o.local_id in orders else o
+                 for o in state.orders]  # fmt: skip
+        changes["orders"] = type(state.orders)(bound)
+    if recoveries:
+        bound = [dataclasses.replace(r, txid=recoveries[r.recovery_id]) if r.recovery_id in recoveries
+                 else r for r in state.recovery_orders]  # fmt: skip
+        changes["recovery_orders"] = type(state.recovery_orders)(bound)
+    return dataclasses.replace(state, **changes)
+
+
 class _Slot:
-    def __init__(self, sm: ModuleType, name: str, index: int, price: float, rng: random.Random) -> None:
+    def __init__(
+        self, sm: ModuleType, name: str, index: int, price: float, rng: random.Random, cfg: Mapping[str, Any]
+    ) -> None:
         self.name = name
         self.offset = index * 0.5  # the bot walks its slots one after the other
-        self.cfg = sm.EngineConfig(**CONFIG)
+        self.config = dict(cfg)
+        self.cfg = sm.EngineConfig(**cfg)
         self.size = 4.0 + rng.choice([0.0, 1.0, 2.5])
         now = START + self.offset
         state = sm.from_dict({"market_price": price, "now": now, "last_price_update_at": now})
-        self.state, _ = sm.bootstrap_entries(state, self.cfg, self.size)
+        self.state = place_entries(sm, state, cfg, self.size)
         self.txn = 0
 
 
@@ -80,18 +154,20 @@ class SimBot:
         observer: Observer | None = None,
         slot_hints: bool = False,
         identical: bool = False,
+        recovery_disabled: bool = False,
     ) -> None:
-        self.sm = importlib.import_module(module) if isinstance(module, str) else module
+        self.sm = load(module)
         self.rng = random.Random(seed)
         self.price = 0.12
         self.now = START
         self.identical = identical
+        cfg = config(recovery_disabled)
         self.slots = []
         for i in range(slots):
             # identical slots: one start, and a random stream per slot seeded alike (so the same events)
             rng = random.Random(seed) if identical else self.rng
             price = self.price if identical else self.price * (1 + 0.001 * i)
-            slot = _Slot(self.sm, f"slot-{i}", 0 if identical else i, price, rng)
+            slot = _Slot(self.sm, f"slot-{i}", 0 if identical else i, price, rng, cfg)
             slot.rng = rng
             slot.txid_prefix = "" if identical else f"{slot.name}-"
             if identical:  # as the backtester does: the config's profit target copied into every slot
@@ -198,16 +274,18 @@ class SimBot:
 
     def _bind_txids(self, slot: _Slot) -> None:
         """The exchange acknowledged new orders: bind their txids outside the reducer."""
-        sm = self.sm
         state = slot.state
+        orders: dict[int, str] = {}
         for order in state.orders:
-            if not order.txid:
+            if not order.txid and order.local_id not in orders:
                 slot.txn += 1
-                state = sm.bind_order_txid(state, order.local_id, f"{slot.txid_prefix}O{slot.txn:06d}")
+                orders[order.local_id] = f"{slot.txid_prefix}O{slot.txn:06d}"
+        recoveries: dict[int, str] = {}
         for rec in state.recovery_orders:
-            if not rec.txid and slot.rng.random() < 0.5:
+            if not rec.txid and rec.recovery_id not in recoveries and slot.rng.random() < 0.5:
                 slot.txn += 1
-                state = sm.bind_recovery_txid(state, rec.recovery_id, f"{slot.txid_prefix}R{slot.txn:06d}")
+                recoveries[rec.recovery_id] = f"{slot.txid_prefix}R{slot.txn:06d}"
+        state = bind_txids(state, orders, recoveries)
         if state is not slot.state:
             self.patches += 1
             slot.state = state
@@ -215,7 +293,7 @@ class SimBot:
     def _reseed(self, slot: _Slot) -> None:
         """A slot left without any order (cooldowns) is bootstrapped again, as the bot's reseeding does."""
         if not slot.state.orders and not slot.state.recovery_orders and slot.rng.random() < 0.2:
-            state, _ = self.sm.bootstrap_entries(slot.state, slot.cfg, slot.size)
+            state = place_entries(self.sm, slot.state, slot.config, slot.size)
             if state is not slot.state:
                 self.patches += 1
                 slot.state = state
@@ -239,9 +317,11 @@ class SimBot:
 
 
 def run(seconds: float, rate: float, seed: int = 1, slots: int = 3, slot_hints: bool = False,
-        module: str = DEFAULT_MODULE, identical: bool = False) -> SimBot:  # fmt: skip
+        module: str = DEFAULT_MODULE, identical: bool = False,
+        recovery_disabled: bool = False) -> SimBot:  # fmt: skip
     """``seconds * rate`` loops, paced to ``rate`` loops a second (never faster; slower if the host is)."""
-    bot = SimBot(seed, slots, module, slot_hints=slot_hints, identical=identical)
+    bot = SimBot(seed, slots, module, slot_hints=slot_hints, identical=identical,
+                 recovery_disabled=recovery_disabled)  # fmt: skip
     loops = round(seconds * rate)
     started = time.monotonic()
     for i in range(loops):
@@ -252,15 +332,15 @@ def run(seconds: float, rate: float, seed: int = 1, slots: int = 3, slot_hints: 
     return bot
 
 
-def generate_log(events: int, *, seed: int = 1, slots: int = 3,
-                 module: str = DEFAULT_MODULE) -> Iterator[dict[str, Any]]:  # fmt: skip
+def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | ModuleType = DEFAULT_MODULE,
+                 recovery_disabled: bool = False) -> Iterator[dict[str, Any]]:  # fmt: skip
     """A recorded-outcome log (docs/formats.md) of the simulated bot: a header opening every slot, then
     ``step`` and ``call`` records with their outcomes (``events`` of them in all) and ``patch`` records
     where the bot bound txids or reseeded between calls. Built by the tap's own record builder, so it is
     exactly what a live tap would have sent."""
     from shadowdiff.tap import CALL, TRANSITION, RecordBuilder
 
-    sm = importlib.import_module(module)
+    sm = load(module)
     pending: list[tuple[Any, ...]] = []
     seq = 0
 
@@ -270,11 +350,11 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3,
         pending.append((kind, function, slot, seq, args, {}, result))
         seq += 1
 
-    bot = SimBot(seed, slots, sm, observer=observe)
+    bot = SimBot(seed, slots, sm, observer=observe, recovery_disabled=recovery_disabled)
     builder = RecordBuilder(sm)
     header_slots = {}
     for slot in bot.slots:
-        context = {"config": dict(CONFIG), "order_size_usd": slot.size, "order_sizes": None}
+        context = {"config": dict(slot.config), "order_size_usd": slot.size, "order_sizes": None}
         snap = builder.open(slot.name, slot.state, context)
         builder.tracks[slot.name].cfg = slot.cfg
         header_slots[slot.name] = {"context": snap["context"], "state": snap["state"]}
@@ -294,12 +374,15 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3,
         pending.clear()
 
 
-def write_log(path: str | Path, events: int, *, seed: int = 1, slots: int = 3) -> int:
+def write_log(path: str | Path, events: int, *, seed: int = 1, slots: int = 3,
+              module: str | ModuleType = DEFAULT_MODULE, recovery_disabled: bool = False) -> int:  # fmt: skip
     """Write ``generate_log`` to a file (msgpack or JSONL, gzip by name); the number of records."""
     from shadowdiff.corpus import LogWriter
 
     with LogWriter(path) as writer:
-        for record in generate_log(events, seed=seed, slots=slots):
+        for record in generate_log(
+            events, seed=seed, slots=slots, module=module, recovery_disabled=recovery_disabled
+        ):
             writer.write(record)
     return writer.records
 
@@ -361,14 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runtime-legacy", action="store_true", help="save it as an older bot did (newer keys missing)"
     )
+    parser.add_argument(
+        "--recovery-disabled", action="store_true", help="infinite orphan timeouts, as the live bot sets"
+    )
     args = parser.parse_args(argv)
     if args.log:
-        records = write_log(args.log, args.events, seed=args.seed, slots=args.slots)
+        records = write_log(args.log, args.events, seed=args.seed, slots=args.slots, module=args.module,
+                            recovery_disabled=args.recovery_disabled)  # fmt: skip
         print(json.dumps({"log": args.log, "records": records}))
         return 0
-    bot = run(
-        args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module, args.identical_slots
-    )
+    bot = run(args.seconds, args.rate, args.seed, args.slots, args.slot_hints, args.module,
+              args.identical_slots, args.recovery_disabled)  # fmt: skip
     if args.runtime_out:
         write_runtime(args.runtime_out, bot, args.runtime_legacy)
     print(json.dumps(bot.summary(), sort_keys=True))
