@@ -164,6 +164,8 @@ def read_samples(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str,
                 record = json.loads(text)
             except ValueError as exc:
                 raise BadInput(f"not JSON ({exc})", where=where) from exc
+            except RecursionError:
+                raise BadInput("not JSON (nested too deeply)", where=where) from None
         if record is None:
             yield where, {"seq": number, "gap": True, "error": "empty sample (curl got nothing)"}
             continue

@@ -182,7 +182,8 @@ def test_doge_generation_covers_section_9() -> None:
         seen.update(_section9_features(scenario))
         return None
 
-    search(DogeStrategies(), reference, check, SearchOptions(0, 500, 8), lambda e: True)
+    # 1,000 walks: a fifth of the initial scenarios go to the aimed cap/tie generator as well
+    search(DogeStrategies(), reference, check, SearchOptions(0, 1000, 8), lambda e: True)
     wanted = {
         "max_recovery_slots float", "max_recovery_slots str", "infinite orphan timeout", "NaN time",
         "negative time", "trade id other than A/B", "int entry fee", "duplicate local_id",

@@ -284,7 +284,7 @@ def live(
     tmp_path: Path, *bot_args: str, **options: Any
 ) -> tuple[dict[str, Any], dict[str, Any], list[Record]]:
     """(bot summary, sidecar status once caught up, the recorded records) for one tapped run."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
+    tmp_path.mkdir(mode=0o700, parents=True, exist_ok=True)  # the sidecar's socket lives here: ours only
     with sidecar(tmp_path, shadow_command(tmp_path)) as side:
         bot = run_tapped(side.address, *bot_args, **options)
         status = side.caught_up(bot["transitions"] + bot["calls"], timeout=60)

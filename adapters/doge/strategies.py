@@ -852,7 +852,9 @@ def cap_scenarios(draw: Any) -> Scenario:
     are missing."""
     context = draw(contexts())
     cap = draw(st.integers(1, 4))
-    config = {**context.config, "max_recovery_slots": cap}
+    # the config may carry the cap as 2.0 or "2" (section 9: int() reads both)
+    written: int | float | str = draw(st.sampled_from([cap, cap, float(cap), str(cap)]))
+    config = {**context.config, "max_recovery_slots": written}
     context = Context(config, context.order_size_usd, context.order_sizes)
     decimals = int(cfg(config, "price_decimals"))
     state = draw(states(config, context.order_size_usd))
