@@ -10,6 +10,7 @@ in-process adapter, and the codec's whole-state path.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -28,7 +29,30 @@ def _weak(value: Any) -> bool:
 
 
 def same_value(a: Any, b: Any) -> bool:
-    return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+    """Equal type for type (an int is not an equal float, -0.0 is not 0.0, True is not 1); NaN equals
+    NaN. A field turning from 0 to 0.0 is a change, so it is in the delta."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return bool(a == b) and same_types(a, b)
+
+
+def same_types(a: Any, b: Any) -> bool:
+    """Given ``a == b``: does every leaf have the same type on both sides, and every float the same
+    sign (the only bits ``==`` does not see on equal non-NaN floats)?"""
+    ta = type(a)
+    if ta is not type(b):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return all(same_types(value, b[key]) for key, value in a.items())
+        if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            return all(map(same_types, a, b))
+        return False
+    if ta is float:
+        return math.copysign(1.0, a) == math.copysign(1.0, b)
+    if ta is dict:
+        return all(same_types(value, b[key]) for key, value in a.items())
+    if ta is list or ta is tuple:
+        return all(map(same_types, a, b))
+    return True
 
 
 def compute_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
