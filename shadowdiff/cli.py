@@ -22,7 +22,7 @@ import click
 from . import __version__
 from .codec import dumps_json
 from .corpus import TornRecordWarning, read_items, use_domain
-from .diff import Rules
+from .diff import Rules, run_rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
 from .errors import ShadowdiffError, ShadowSetupError
@@ -240,6 +240,18 @@ def main() -> None:
 )
 @click.option("--rules", type=click.Path(dir_okay=False), help="Comparison rules (TOML [[rule]] or JSON).")
 @click.option(
+    "--numeric-equality",
+    is_flag=True,
+    help="Compare ints and floats by value on every path (the bot's own ==; -0.0 == 0.0) instead of "
+    "type for type and bit for bit.",
+)
+@click.option(
+    "--strict-types",
+    is_flag=True,
+    help="jsonl: a shadow's int for the authority's equal float is a difference too (by default it is "
+    "not: a JSON writer may print 0.0 as 0).",
+)
+@click.option(
     "--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON."
 )
 @click.option(
@@ -295,8 +307,9 @@ def main() -> None:
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
-           resync: bool, rules: str | None, report_path: str | None, findings: str | None,
-           html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
+           resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
+           report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
+           fail_fast: bool, shrink_dir: str | None,
            deadline: float, window: int, jobs: int,
            no_sessions: bool, deterministic: bool, twice: bool, runtime_env: str | None,
            quiet: bool) -> None:  # fmt: skip
@@ -338,7 +351,11 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         use_domain(domain)
         if holds_runtime(corpora):
             keep_private()
-        loaded_rules = domain.default_rules().plus(Rules.load(rules)) if rules else domain.default_rules()
+        # the user's rules first (first match wins: they can set a domain default back to exact)
+        loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
+        loaded_rules = run_rules(
+            loaded_rules, codec=codec, numeric=numeric_equality, strict_types=strict_types
+        )
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
         auth = make_authoritative(authoritative)
@@ -403,7 +420,8 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     ):
         from .fuzz_cli import shrink_into
 
-        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir)
+        shrink_into(findings, shadow, authoritative, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
+                    numeric=numeric_equality, strict_types=strict_types)
     if scratch is not None:
         scratch.cleanup()
     click.echo(f"verdict: {verdict}")

@@ -7,6 +7,8 @@ Rules match paths with list indices generalised to ``[*]`` and shell-style wildc
                      -0.0 != 0.0, NaN equals NaN (any NaN bits), bool is not a number
     numeric          ints and floats compare by value, as the bot's own ``==`` does (1001 == 1001.0,
                      -0.0 == 0.0), NaN equals NaN, bool is still not a number
+    json             numbers as a JSON-lines wire carries them: the shadow's int equals the authority's
+                     float of equal value (a JSON writer may print 0.0 as ``0``); else as exact
     abs  tolerance   |a - b| <= tolerance
     rel  tolerance   |a - b| <= tolerance * max(|a|, |b|)
     ulp  tolerance   a and b at most ``tolerance`` representable doubles apart
@@ -30,7 +32,7 @@ from .errors import BadInput
 from .identity import same_types
 from .model import Difference
 
-RULE_KINDS = ("exact", "numeric", "abs", "rel", "ulp", "ignore")
+RULE_KINDS = ("exact", "numeric", "json", "abs", "rel", "ulp", "ignore")
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -114,6 +116,24 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+NUMERIC_EVERYWHERE = Rules((Rule("*", "numeric"),))
+JSON_EVERYWHERE = Rules((Rule("*", "json"),))
+
+
+def run_rules(
+    rules: Rules, *, codec: str = "msgpack", numeric: bool = False, strict_types: bool = False
+) -> Rules:
+    """The rules a run compares with: ``rules`` (the user's, then the domain's) first, then for every
+    other path ``numeric`` when asked (``--numeric-equality``: the bot's own ``==``), else over the
+    ``jsonl`` codec ``json`` (a shadow's int for the authority's equal float is no difference: JSON
+    cannot say 0.0 the way the real binary writes it) unless ``strict_types``; else exact."""
+    if numeric:
+        return rules.plus(NUMERIC_EVERYWHERE)
+    if codec == "jsonl" and not strict_types:
+        return rules.plus(JSON_EVERYWHERE)
+    return rules
+
+
 def _ulps_apart(a: float, b: float) -> int:
     def ordinal(x: float) -> int:
         bits: int = struct.unpack("<q", struct.pack("<d", x))[0]
@@ -131,6 +151,10 @@ def numbers_agree(a: Any, b: Any, rule: Rule | None) -> bool:
     kind = rule.kind if rule else "exact"
     if kind == "ignore":
         return True
+    if kind == "json":  # only the shadow's int may stand for the authority's float
+        if type(a) is float and type(b) is int:
+            return bool(a == b)
+        kind = "exact"
     if kind == "exact" and type(a) is not type(b):
         return False  # an int is not a float of equal value: the wire types differ
     if type(a) is int and type(b) is int:
@@ -160,6 +184,8 @@ def _number_rule(a: Any, b: Any, rule: Rule | None) -> str:
     """The rule a number difference names; where only the wire types differ it says so, e.g.
     ``exact: 0 (int) vs 0.0 (float)``, since JSON and many viewers print both as 0."""
     kind = rule.kind if rule else "exact"
+    if kind == "json":
+        kind = "exact"
     if kind == "exact" and type(a) is not type(b):
         return f"exact: {a!r} ({_type_name(a)}) vs {b!r} ({_type_name(b)})"
     if kind == "exact" and a == b:  # equal by value, different bits: -0.0 vs 0.0

@@ -18,6 +18,7 @@ import click
 
 from .client import SubprocessReducer
 from .corpus import expand, load_scenario, read_items, scenario_items, use_domain, write_scenario
+from .diff import run_rules
 from .engine import MODES, Replay
 from .errors import BadInput, ShadowdiffError, ShadowSetupError
 from .fuzz import (
@@ -50,7 +51,8 @@ def _defaults() -> Any:
 
 
 def _wiring(
-    shadow: str | None, authoritative: str | None, codec: str, deadline: float, mode: str
+    shadow: str | None, authoritative: str | None, codec: str, deadline: float, mode: str,
+    numeric: bool = False, strict_types: bool = False,
 ) -> tuple[Any, ReplayOracle, str]:
     """The domain defaults, an oracle over the shadow (restarted fresh if it gives up) and the shadow's
     display name (relative, so reproducer notes do not depend on where the tree is checked out)."""
@@ -72,7 +74,8 @@ def _wiring(
     def make() -> Reducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
-    oracle = ReplayOracle(make(), d.default_authoritative(authoritative), mode, domain.default_rules(), make)
+    rules = run_rules(domain.default_rules(), codec=codec, numeric=numeric, strict_types=strict_types)
+    oracle = ReplayOracle(make(), d.default_authoritative(authoritative), mode, rules, make)
     return d, oracle, shown
 
 
@@ -110,6 +113,16 @@ _COMMON = [
         help="Seconds spent shrinking each case.",
     ),
     click.option("-q", "--quiet", is_flag=True, help="Print only the summary lines."),
+    click.option(
+        "--numeric-equality",
+        is_flag=True,
+        help="Compare ints and floats by value on every path (the bot's own ==) instead of type for type.",
+    ),
+    click.option(
+        "--strict-types",
+        is_flag=True,
+        help="jsonl: a shadow's int for the authority's equal float is a difference too.",
+    ),
 ]
 
 
@@ -188,7 +201,8 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
                  shrink_budget: float, quiet: bool, seed: int, examples: int, max_steps: int,
                  time_budget: float, keep_going: bool, out_dir: str, note: str, from_paths: tuple[str, ...],
                  runtime_env: str | None, report_path: str | None, html_path: str | None,
-                 junit_path: str | None) -> None:  # fmt: skip
+                 junit_path: str | None, numeric_equality: bool = False,
+                 strict_types: bool = False) -> None:  # fmt: skip
     """Generate state-guided scenarios until the shadow diverges from the authoritative reducer; shrink
     each new divergence and write it as a scenario file (fixture format, with an expected block).
 
@@ -205,7 +219,9 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     written); 2 bad usage or bad input.
     """
     try:
-        d, oracle, shown = _wiring(shadow, authoritative, codec, deadline, mode)
+        d, oracle, shown = _wiring(
+            shadow, authoritative, codec, deadline, mode, numeric_equality, strict_types
+        )
         strategies = _strategies(d, from_paths, runtime_env)
     except ShadowdiffError as exc:
         _fail(str(exc))
@@ -258,7 +274,8 @@ def _strategies(d: Any, from_paths: tuple[str, ...], runtime_env: str | None) ->
 
 def _write_reports(report: FuzzReport, oracle: ReplayOracle, shown: str, seed: int, mode: str,
                    codec: str, report_path: str | None, html_path: str | None,
-                   junit_path: str | None) -> None:  # fmt: skip
+                   junit_path: str | None, numeric_equality: bool = False,
+                 strict_types: bool = False) -> None:  # fmt: skip
     """The shrunk reproducers replayed together: one report, the same schema as ``replay``'s."""
     from .cli import write_outputs
     from .report import build_report
@@ -318,7 +335,8 @@ def scenarios_in(path: str) -> Iterator[Scenario]:
 )
 def shrink_command(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
                    deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
-                   out_path: str | None) -> None:  # fmt: skip
+                   out_path: str | None, numeric_equality: bool = False,
+                   strict_types: bool = False) -> None:  # fmt: skip
     """Shrink a failing SCENARIO (a scenario .json, a findings .jsonl, or a one-slot log) to the
     smallest case that still shows the same signature, and print it as a table of steps.
 
@@ -333,7 +351,8 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
     failure reproduced); 2 bad usage or bad input.
     """
     done = shrink_into(
-        scenario, shadow, authoritative, codec, mode, deadline, shrink_budget, quiet, signature, out_path
+        scenario, shadow, authoritative, codec, mode, deadline, shrink_budget, quiet, signature, out_path,
+        numeric=numeric_equality, strict_types=strict_types,
     )
     if signature and not done:
         _fail(f"no scenario in {scenario} shows {signature!r}")
@@ -344,11 +363,12 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
 
 def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
                 deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
-                out_path: str | None) -> set[str]:  # fmt: skip
+                out_path: str | None, *, numeric: bool = False,
+                strict_types: bool = False) -> set[str]:  # fmt: skip
     """Shrink every distinct signature the scenarios in ``scenario`` show (or just ``signature``),
     print each reproducer, write it under ``out_path``; the signatures done."""
     try:
-        d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode)
+        d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode, numeric, strict_types)
         cases = list(scenarios_in(scenario))
     except ShadowdiffError as exc:
         _fail(str(exc))

@@ -147,16 +147,23 @@ class IdentityWire:
                 n = len(old)
                 # the old items still there at the front: compared in C, where an item that is the
                 # very same object costs one pointer test (a generator here cost 3x as much a history item)
-                if len(new) >= n and new[:n] == old:
+                if len(new) >= n and new[:n] == old and self._same_items(new[:n], old):
                     if len(new) > n:
                         appends[name] = [item(x) for x in new[n:]]
                     continue
-                if new == old:
+                if new == old and self._same_items(new, old):
                     continue
                 sets[name] = [item(x) for x in new]
-            elif not (old == new and type(old) is type(new)):
+            elif not same_value(old, new):  # type for type: 0 -> 0.0 and -0.0 -> 0.0 are changes
                 sets[name] = new
         return make_delta(sets, appends)
+
+    def _same_items(self, new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
+        """Given ``new == old`` (by value): the same wire values type for type. Items still the very
+        same objects (one C pass) need no look; a rebuilt item is compared as its wire map."""
+        if all(map(operator.is_, new, old)):
+            return True
+        return all(x is y or same_value(self.item(x), self.item(y)) for x, y in zip(new, old, strict=True))
 
     def values(self, value: Any) -> tuple[Any, ...]:
         """A dataclass's field values in field order (one C call), () for anything else."""

@@ -381,8 +381,8 @@ actionTyped a = let (t, p) = actionPayload a in VMap [("type", VStr t), ("payloa
 
 -- | The canonical delta from old to new. completed_cycles only ever grows at its end
 -- inside the reducer, so its delta is the new tail (O(new items)); the other fields
--- are compared on the typed state, with the diff's equality (ints and floats by
--- value, NaN equal to NaN: what 'vEq' says of their wire form), and only the
+-- are compared on the typed state, with the diff's exact equality (type for type,
+-- bit for bit, NaN equal to NaN: what 'vEq' says of their wire form), and only the
 -- changed ones are turned into wire values.
 stateDelta :: St -> St -> V
 stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
