@@ -6,11 +6,12 @@ transport and compared with the reference *type for type and bit for bit* (``sam
 float, -0.0 is not 0.0, NaN equals NaN, keys in order), as shadowdiff's exact rule now compares too
 (only key order is stricter here).
 
-A known, documented limit of the typed port: it carries an event's numbers as doubles, so where the
-module keeps an event's *int* unchanged in the state (``market_price`` after ``PriceTick(price=100)``, an
-exit's ``entry_price``/``entry_fee``/``volume`` after an entry fill, a RecoveryFillEvent's price in the
-cycle record) the port answers the equal float. The DOGE domain's default rules compare exactly those
-paths by value (``adapters/doge/domain.py`` EVENT_RAW_PATHS); every other path is exact. Every value that section 9 says is ``float()``ed, and
+A known, documented limit of the typed port: it carries most of an event's numbers as doubles, so where
+the module keeps an event's *int* unchanged in the state (an exit's ``entry_price``/``volume``/times after
+an entry fill with an int price/volume/timestamp, ``now`` after an int timestamp, a RecoveryFillEvent's
+int price in the cycle record) the port answers the equal float, and shadowdiff's exact rule reports it
+(``--numeric-equality`` does not). What the strategies draw as ints is kept as sent: a PriceTick's price
+(``market_price``) and a fill's fee (the exit order's ``entry_fee``, and the recovery it may become). Every value that section 9 says is ``float()``ed, and
 every booking field, is typed as the module types it; the cases below send ints only where the module
 ``float()``s them.
 """

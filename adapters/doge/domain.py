@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shadowdiff.diff import Rule, Rules
 from shadowdiff.domain import Domain
 from shadowdiff.model import WireMap
 
@@ -37,28 +36,6 @@ DEFAULT_CONFIG: WireMap = {
 }  # fmt: skip
 
 
-# Where the reference module keeps an event's number as it came (no float()): a PriceTick's price and
-# every event's timestamp (``now``, ``last_price_update_at``, an exit order's times, a recovery's
-# ``orphaned_at``), an entry fill's price/volume/fee on the exit order it places (and on the recovery
-# that order may become), a recovery fill's price, and a booking's ``gross_profit`` (an int when price
-# and volume both came as ints). An event with an int there makes the module hold an int where the
-# typed Haskell port (adapters/doge/haskell, numbers carried as doubles) holds the equal float: a port
-# limit, not a reducer difference. These paths compare by value (``numeric``, the bot's own ==); every
-# other path, and every field section 9 float()s (the booked fees ``entry_fee``/``exit_fee``/
-# ``quote_fee``/``fees``, ``net_profit``, the totals), stays exact: type for type, bit for bit.
-# A user's rules come first and can set any of these back to ``exact``.
-EVENT_RAW_PATHS = (
-    "market_price", "now", "last_price_update_at",
-    "orders[*].volume", "orders[*].entry_price", "orders[*].entry_fee", "orders[*].placed_at",
-    "orders[*].entry_filled_at",
-    "recovery_orders[*].volume", "recovery_orders[*].entry_price", "recovery_orders[*].entry_fee",
-    "recovery_orders[*].entry_filled_at", "recovery_orders[*].orphaned_at",
-    "completed_cycles[*].entry_price", "completed_cycles[*].exit_price", "completed_cycles[*].volume",
-    "completed_cycles[*].gross_profit", "completed_cycles[*].entry_time", "completed_cycles[*].exit_time",
-    "actions[*].payload.volume", "actions[*].payload.gross_profit",
-)  # fmt: skip
-
-
 class DogeDomain(Domain):
     name = "doge"
     event_types = EVENT_TYPES
@@ -68,10 +45,6 @@ class DogeDomain(Domain):
     # the bot's environment for runtime files (adapters/doge/runtime.py load_env); None: read the
     # process environment when a file is read
     runtime_env: Mapping[str, Any] | None = None
-
-    def default_rules(self) -> Rules:
-        """``numeric`` on the paths where the module keeps an event's number raw (EVENT_RAW_PATHS)."""
-        return Rules(tuple(Rule(path, "numeric") for path in EVENT_RAW_PATHS))
 
     def json_corpus(self, data: Any, where: str) -> Iterable[LogItem] | None:
         from .runtime import is_runtime, runtime_items
