@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,3 +70,46 @@ def test_applying_in_place_never_grows_a_list_the_delta_still_holds() -> None:
     apply_delta(state, {"append": {"completed_cycles": [8]}}, in_place=True)
     assert state == {"completed_cycles": [7, 8]}
     assert reset == {"set": {"completed_cycles": [7]}}
+
+
+# A JSON-lines shadow that prints whole-number floats as ints, as the real port's binary does: a proxy
+# in front of our port (which writes floats as Python's json does) rewriting 13.0 to 13 on the way out.
+_INT_PRINTER = r"""
+import re, subprocess, sys, threading
+WHOLE = re.compile(r"([:\[,]\s*)(-?\d+)\.0(?=\s*[,}\]])")
+proc = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+def pump():
+    for line in sys.stdin:
+        proc.stdin.write(line)
+        proc.stdin.flush()
+    proc.stdin.close()
+threading.Thread(target=pump, daemon=True).start()
+for line in proc.stdout:
+    sys.stdout.write(WHOLE.sub(r"\1\2", line))
+    sys.stdout.flush()
+sys.exit(proc.wait())
+"""
+
+
+def test_jsonl_answers_may_print_whole_floats_as_ints_unless_strict_types(
+    haskell_exe: Path, upstream: Path, tmp_path: Path
+) -> None:
+    """Over jsonl a shadow's 13 for the authority's 13.0 is no difference (the wire cannot carry the
+    distinction the way the real binary writes it); ``--strict-types`` reports it; our port's own JSON
+    (floats as Python writes them) agrees type for type either way."""
+    shim = tmp_path / "int_printer.py"
+    shim.write_text(_INT_PRINTER)
+
+    def replay(shadow: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "shadowdiff", "replay", str(upstream), "--codec", "jsonl",
+                "--shadow", shadow, *extra]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+    printer = f"{sys.executable} {shim} {haskell_exe} --server"
+    lenient = replay(printer)
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    strict = replay(printer, "--strict-types")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "authoritative 13.0   shadow 13" in strict.stdout
+    ours = replay(f"{haskell_exe} --server", "--strict-types")
+    assert ours.returncode == 0, ours.stdout + ours.stderr
