@@ -11,9 +11,9 @@ the module keeps an event's *int* unchanged in the state (an exit's ``entry_pric
 an entry fill with an int price/volume/timestamp, ``now`` after an int timestamp, a RecoveryFillEvent's
 int price in the cycle record) the port answers the equal float, and shadowdiff's exact rule reports it
 (``--numeric-equality`` does not). What the strategies draw as ints is kept as sent: a PriceTick's price
-(``market_price``) and a fill's fee (the exit order's ``entry_fee``, and the recovery it may become). Every value that section 9 says is ``float()``ed, and
-every booking field, is typed as the module types it; the cases below send ints only where the module
-``float()``s them.
+(``market_price``) and a fill's fee (the exit order's ``entry_fee``, and the recovery it may become).
+Every value that section 9 says is ``float()``ed, and every booking field, is typed as the module types
+it; the cases below send ints only where the module ``float()``s them.
 """
 
 from __future__ import annotations
