@@ -353,9 +353,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
             keep_private()
         # the user's rules first (first match wins: they can set a domain default back to exact)
         loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
-        loaded_rules = run_rules(
-            loaded_rules, codec=codec, numeric=numeric_equality, strict_types=strict_types
-        )
+        loaded_rules = run_rules(loaded_rules, numeric=numeric_equality, strict_types=strict_types)
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
         auth = make_authoritative(authoritative)

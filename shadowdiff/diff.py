@@ -117,21 +117,27 @@ def _is_number(value: Any) -> bool:
 
 
 NUMERIC_EVERYWHERE = Rules((Rule("*", "numeric"),))
+EXACT_EVERYWHERE = Rules((Rule("*", "exact"),))
 JSON_EVERYWHERE = Rules((Rule("*", "json"),))
 
 
-def run_rules(
-    rules: Rules, *, codec: str = "msgpack", numeric: bool = False, strict_types: bool = False
-) -> Rules:
-    """The rules a run compares with: ``rules`` (the user's, then the domain's) first, then for every
-    other path ``numeric`` when asked (``--numeric-equality``: the bot's own ``==``), else over the
-    ``jsonl`` codec ``json`` (a shadow's int for the authority's equal float is no difference: JSON
-    cannot say 0.0 the way the real binary writes it) unless ``strict_types``; else exact."""
+def run_rules(rules: Rules, *, numeric: bool = False, strict_types: bool = False) -> Rules:
+    """The rules a run compares with: ``rules`` (the user's, then the domain's) first, then on every
+    other path ``numeric`` with ``numeric`` (``--numeric-equality``: the bot's own ``==``), or ``exact``
+    with ``strict_types`` (``--strict-types``: which then also holds over jsonl, see answer_rules)."""
     if numeric:
         return rules.plus(NUMERIC_EVERYWHERE)
-    if codec == "jsonl" and not strict_types:
-        return rules.plus(JSON_EVERYWHERE)
+    if strict_types:
+        return rules.plus(EXACT_EVERYWHERE)
     return rules
+
+
+def answer_rules(rules: Rules, codec: str) -> Rules:
+    """The rules a shadow's answers are compared with. Over ``jsonl`` a path no rule names is ``json``:
+    the shadow's int for the authority's equal float is no difference, since a JSON writer may print a
+    whole float as an int (the real port's binary, and ``shadowdiff.serve``, do) and the wire then
+    cannot tell them apart. A catch-all rule in ``rules`` (``--strict-types``) comes first and wins."""
+    return rules.plus(JSON_EVERYWHERE) if codec == "jsonl" else rules
 
 
 def _ulps_apart(a: float, b: float) -> int:

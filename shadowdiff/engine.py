@@ -24,7 +24,7 @@ import attrs
 
 from .classify import Clusters, divergence
 from .codec import apply_delta, same_value
-from .diff import Rules, diff, identical
+from .diff import Rules, answer_rules, diff, identical
 from .errors import ShadowdiffError
 from .model import Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
@@ -122,6 +122,8 @@ class Replay:
         self.shadow = shadow
         self.authoritative = authoritative
         self.options = options
+        # a JSON-lines shadow's whole floats may come back as ints (diff.answer_rules)
+        self._rules = answer_rules(options.rules, str(getattr(shadow, "codec", "msgpack")))
         self.on_finding = on_finding
         self.on_progress = on_progress
         self.result = ReplayResult()
@@ -226,7 +228,7 @@ class Replay:
             loaded = self.shadow.get(slot.name)
         except ShadowdiffError:
             return  # the failure surfaces on the next step
-        differences = diff(slot.mirror, loaded, "", self.options.rules)
+        differences = diff(slot.mirror, loaded, "", self._rules)
         if differences:
             found = divergence("load", self._steps, slot.name, None, differences)
             self._divergence(found, slot, None)
@@ -376,7 +378,7 @@ class Replay:
             if auth.violations:
                 self._breach(pending, slot, auth.violations)
             return False
-        rules = self.options.rules
+        rules = self._rules
         assert isinstance(pending.request, Step)
         item = pending.request.input
         found: list[Divergence] = []
@@ -578,7 +580,7 @@ class Replay:
                     held = self.shadow.get(slot.name)
                 except ShadowdiffError:
                     continue
-                differences = diff(slot.mirror, held, "", self.options.rules)
+                differences = diff(slot.mirror, held, "", self._rules)
                 if differences:
                     found = divergence("transition.state", self._steps, slot.name, None, differences)
                     self._divergence(

@@ -74,7 +74,7 @@ def _wiring(
     def make() -> Reducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
-    rules = run_rules(domain.default_rules(), codec=codec, numeric=numeric, strict_types=strict_types)
+    rules = run_rules(domain.default_rules(), numeric=numeric, strict_types=strict_types)
     oracle = ReplayOracle(make(), d.default_authoritative(authoritative), mode, rules, make)
     return d, oracle, shown
 

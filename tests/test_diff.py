@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowdiff.codec import same_value
-from shadowdiff.diff import Rule, Rules, diff, generalise, identical, run_rules
+from shadowdiff.diff import Rule, Rules, answer_rules, diff, generalise, identical, run_rules
 from shadowdiff.errors import BadInput
 
 values = st.recursive(
@@ -163,11 +163,15 @@ def test_the_json_rule_lets_only_a_shadows_int_stand_for_the_authoritys_float() 
     ]
 
 
-def test_run_rules_adds_numeric_or_json_after_the_given_rules() -> None:
+def test_run_rules_add_numeric_or_exact_and_a_jsonl_shadow_adds_json_last() -> None:
     mine = Rules((Rule("fee", "exact"),))
     assert run_rules(mine) == mine
-    assert run_rules(mine, codec="jsonl").rules == (Rule("fee", "exact"), Rule("*", "json"))
-    assert run_rules(mine, codec="jsonl", strict_types=True) == mine
+    assert answer_rules(mine, "msgpack") == mine
+    assert answer_rules(mine, "jsonl").rules == (Rule("fee", "exact"), Rule("*", "json"))
+    strict = answer_rules(run_rules(mine, strict_types=True), "jsonl")  # --strict-types over jsonl
+    assert strict.rules == (Rule("fee", "exact"), Rule("*", "exact"), Rule("*", "json"))
+    assert [d.path for d in diff({"x": 1.0}, {"x": 1}, rules=strict)] == ["x"]
+    assert diff({"x": 1.0}, {"x": 1}, rules=answer_rules(mine, "jsonl")) == []
     numeric = run_rules(mine, numeric=True)
     assert numeric.rules == (Rule("fee", "exact"), Rule("*", "numeric"))
     assert diff({"fee": 0.0, "x": 1.0}, {"fee": 0, "x": 1}, rules=numeric) == [
