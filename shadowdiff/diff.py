@@ -7,8 +7,9 @@ Rules match paths with list indices generalised to ``[*]`` and shell-style wildc
                      -0.0 != 0.0, NaN equals NaN (any NaN bits), bool is not a number
     numeric          ints and floats compare by value, as the bot's own ``==`` does (1001 == 1001.0,
                      -0.0 == 0.0), NaN equals NaN, bool is still not a number
-    json             numbers as a JSON-lines wire carries them: the shadow's int equals the authority's
-                     float of equal value (a JSON writer may print 0.0 as ``0``); else as exact
+    json             numbers as a whole-state wire carries them: an int and a float of equal value agree
+                     (a JSON writer may print 0.0 as ``0``; a shadow re-reading the state it is sent
+                     float()s what it loads); two floats still compare bit for bit
     abs  tolerance   |a - b| <= tolerance
     rel  tolerance   |a - b| <= tolerance * max(|a|, |b|)
     ulp  tolerance   a and b at most ``tolerance`` representable doubles apart
@@ -124,7 +125,8 @@ JSON_EVERYWHERE = Rules((Rule("*", "json"),))
 def run_rules(rules: Rules, *, numeric: bool = False, strict_types: bool = False) -> Rules:
     """The rules a run compares with: ``rules`` (the user's, then the domain's) first, then on every
     other path ``numeric`` with ``numeric`` (``--numeric-equality``: the bot's own ``==``), or ``exact``
-    with ``strict_types`` (``--strict-types``: which then also holds over jsonl, see answer_rules)."""
+    with ``strict_types`` (``--strict-types``: which then holds for whole-state shadows too, see
+    answer_rules)."""
     if numeric:
         return rules.plus(NUMERIC_EVERYWHERE)
     if strict_types:
@@ -132,12 +134,14 @@ def run_rules(rules: Rules, *, numeric: bool = False, strict_types: bool = False
     return rules
 
 
-def answer_rules(rules: Rules, codec: str) -> Rules:
-    """The rules a shadow's answers are compared with. Over ``jsonl`` a path no rule names is ``json``:
-    the shadow's int for the authority's equal float is no difference, since a JSON writer may print a
-    whole float as an int (the real port's binary, and ``shadowdiff.serve``, do) and the wire then
-    cannot tell them apart. A catch-all rule in ``rules`` (``--strict-types``) comes first and wins."""
-    return rules.plus(JSON_EVERYWHERE) if codec == "jsonl" else rules
+def answer_rules(rules: Rules) -> Rules:
+    """The rules a whole-state shadow's answers are compared with (a ``jsonl`` shadow always, a msgpack
+    one without sessions): ``json`` on every path no rule names. Such a shadow is sent the state whole
+    each step and re-reads it as the module's ``from_dict`` does (``float()`` of an int the module
+    itself kept), and over JSON it may print a whole float as an int (the real port's binary and
+    ``shadowdiff.serve`` do): the wire cannot carry int-versus-float there. A catch-all rule in
+    ``rules`` (``--strict-types``) comes first and wins."""
+    return rules.plus(JSON_EVERYWHERE)
 
 
 def _ulps_apart(a: float, b: float) -> int:
@@ -157,8 +161,8 @@ def numbers_agree(a: Any, b: Any, rule: Rule | None) -> bool:
     kind = rule.kind if rule else "exact"
     if kind == "ignore":
         return True
-    if kind == "json":  # only the shadow's int may stand for the authority's float
-        if type(a) is float and type(b) is int:
+    if kind == "json":  # an int and a float by value; two floats (or two ints) exactly
+        if type(a) is not type(b):
             return bool(a == b)
         kind = "exact"
     if kind == "exact" and type(a) is not type(b):

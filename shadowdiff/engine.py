@@ -122,8 +122,9 @@ class Replay:
         self.shadow = shadow
         self.authoritative = authoritative
         self.options = options
-        # a JSON-lines shadow's whole floats may come back as ints (diff.answer_rules)
-        self._rules = answer_rules(options.rules, str(getattr(shadow, "codec", "msgpack")))
+        self._rules = options.rules
+        # a whole-state shadow's answers cannot carry int-versus-float (diff.answer_rules)
+        self._whole_state_rules = answer_rules(options.rules)
         self.on_finding = on_finding
         self.on_progress = on_progress
         self.result = ReplayResult()
@@ -378,7 +379,7 @@ class Replay:
             if auth.violations:
                 self._breach(pending, slot, auth.violations)
             return False
-        rules = self._rules
+        rules = self._rules if self.shadow.sessions else self._whole_state_rules
         assert isinstance(pending.request, Step)
         item = pending.request.input
         found: list[Divergence] = []

@@ -151,27 +151,28 @@ def test_identical_is_exactly_no_difference_when_there_is_no_nan(a: object, b: o
     assert identical(a, b) == (diff(a, b) == []) == same_value(a, b)
 
 
-def test_the_json_rule_lets_only_a_shadows_int_stand_for_the_authoritys_float() -> None:
-    """A JSON writer may print 0.0 as 0 (the real port's binary does): over jsonl a shadow's int for the
-    authority's equal float is no difference; a shadow's float for the authority's int still is."""
+def test_the_json_rule_compares_an_int_and_a_float_by_value_and_floats_bit_for_bit() -> None:
+    """A whole-state wire cannot carry int-versus-float: a JSON writer may print 0.0 as 0 (the real
+    port's binary does), and a shadow re-reading the state it is sent float()s an int the module kept."""
     json_rule = Rules((Rule("*", "json"),))
     assert diff({"fee": 0.0, "p": [100.0]}, {"fee": 0, "p": [100]}, rules=json_rule) == []
-    assert [d.path for d in diff({"fee": 0}, {"fee": 0.0}, rules=json_rule)] == ["fee"]
+    assert diff({"fee": 0}, {"fee": 0.0}, rules=json_rule) == []
     assert [d.path for d in diff({"fee": 0.5}, {"fee": 0}, rules=json_rule)] == ["fee"]
     assert [d.rule for d in diff({"x": -0.0}, {"x": 0.0}, rules=json_rule)] == [
         "exact: -0.0 vs 0.0 (float bits differ)"
     ]
+    assert [d.path for d in diff({"x": True}, {"x": 1}, rules=json_rule)] == ["x"]
 
 
-def test_run_rules_add_numeric_or_exact_and_a_jsonl_shadow_adds_json_last() -> None:
+def test_run_rules_add_numeric_or_exact_and_whole_state_answers_add_json_last() -> None:
     mine = Rules((Rule("fee", "exact"),))
     assert run_rules(mine) == mine
-    assert answer_rules(mine, "msgpack") == mine
-    assert answer_rules(mine, "jsonl").rules == (Rule("fee", "exact"), Rule("*", "json"))
-    strict = answer_rules(run_rules(mine, strict_types=True), "jsonl")  # --strict-types over jsonl
+    assert answer_rules(mine).rules == (Rule("fee", "exact"), Rule("*", "json"))
+    strict = answer_rules(run_rules(mine, strict_types=True))  # --strict-types, whole-state shadow
     assert strict.rules == (Rule("fee", "exact"), Rule("*", "exact"), Rule("*", "json"))
     assert [d.path for d in diff({"x": 1.0}, {"x": 1}, rules=strict)] == ["x"]
-    assert diff({"x": 1.0}, {"x": 1}, rules=answer_rules(mine, "jsonl")) == []
+    assert diff({"x": 1.0}, {"x": 1}, rules=answer_rules(mine)) == []
+    assert [d.path for d in diff({"fee": 1.0}, {"fee": 1}, rules=answer_rules(mine))] == ["fee"]
     numeric = run_rules(mine, numeric=True)
     assert numeric.rules == (Rule("fee", "exact"), Rule("*", "numeric"))
     assert diff({"fee": 0.0, "x": 1.0}, {"fee": 0, "x": 1}, rules=numeric) == [
