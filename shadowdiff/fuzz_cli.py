@@ -274,8 +274,7 @@ def _strategies(d: Any, from_paths: tuple[str, ...], runtime_env: str | None) ->
 
 def _write_reports(report: FuzzReport, oracle: ReplayOracle, shown: str, seed: int, mode: str,
                    codec: str, report_path: str | None, html_path: str | None,
-                   junit_path: str | None, numeric_equality: bool = False,
-                 strict_types: bool = False) -> None:  # fmt: skip
+                   junit_path: str | None) -> None:  # fmt: skip
     """The shrunk reproducers replayed together: one report, the same schema as ``replay``'s."""
     from .cli import write_outputs
     from .report import build_report
