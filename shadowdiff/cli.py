@@ -248,8 +248,8 @@ def main() -> None:
 @click.option(
     "--strict-types",
     is_flag=True,
-    help="jsonl: a shadow's int for the authority's equal float is a difference too (by default it is "
-    "not: a JSON writer may print 0.0 as 0).",
+    help="Whole-state shadows (jsonl, --no-sessions) too: an int and the equal float differ (by default "
+    "they agree there: a JSON writer may print 0.0 as 0, and the shadow re-reads what it is sent).",
 )
 @click.option(
     "--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON."

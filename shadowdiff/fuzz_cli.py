@@ -121,7 +121,7 @@ _COMMON = [
     click.option(
         "--strict-types",
         is_flag=True,
-        help="jsonl: a shadow's int for the authority's equal float is a difference too.",
+        help="Whole-state shadows (jsonl) too: an int and the equal float differ (by default they agree).",
     ),
 ]
 
