@@ -379,7 +379,7 @@ class Replay:
             if auth.violations:
                 self._breach(pending, slot, auth.violations)
             return False
-        rules = self._rules if self.shadow.sessions else self._whole_state_rules
+        rules = self._answer_rules()
         assert isinstance(pending.request, Step)
         item = pending.request.input
         found: list[Divergence] = []
@@ -409,6 +409,11 @@ class Replay:
             return False
         # in lockstep even a tolerated difference resets the shadow: each step starts from the authority
         return bool(found) or not state_same
+
+    def _answer_rules(self) -> Rules:
+        """The rules a shadow's step answers compare with: a whole-state shadow (no sessions: jsonl,
+        or ``--no-sessions``) re-reads the state it is sent and may print 0.0 as 0 (diff.answer_rules)."""
+        return self._rules if self.shadow.sessions else self._whole_state_rules
 
     def _resyncs(self) -> bool:
         return self.options.mode == "lockstep" or self.options.resync
