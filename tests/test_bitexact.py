@@ -207,6 +207,10 @@ CASES: dict[str, Case] = {
         fill(1, 101.0, 0),
     ),
     "int_fee_recovery_fill_books_floats": case(state(recovery_orders=[recovery(1)]), rfill(1, 99.0, 0)),
+    # what the module keeps as sent (no float()): an int price in market_price, an entry fill's int fee
+    # on the exit order it places (the strategies draw both; the exact diff sees 100 vs 100.0)
+    "int_price_tick_kept_as_int": case(state(), price(100)),  # type: ignore[arg-type]
+    "int_fee_entry_fill_kept_on_the_exit": case(state(), fill(1, 99.8, 0)),
     "int_entry_fee_in_raw_state_books_floats": case(
         state(orders=[order(1, "buy", "exit", 99.0, "A", entry_price=101.0, entry_fee=0)]), fill(1, 99.0, 0)
     ),
@@ -702,3 +706,12 @@ def test_generated_streams_catch_the_int_fee_mutant_type_for_type(haskell_exe: P
     caught = _stream_fee_type_differences(haskell_exe, "fee_int_booked_as_int", 150)
     assert "state.completed_cycles[*].exit_fee" in caught
     assert _stream_fee_type_differences(haskell_exe, None, 150) == []
+
+
+def test_the_module_keeps_an_int_price_and_an_entry_fills_int_fee_as_sent() -> None:
+    """The two int draws of the strategies the port must keep raw (tests/test_bitexact.py port cases)."""
+    ticked = reference(CASES["int_price_tick_kept_as_int"])["state"]
+    assert type(ticked["market_price"]) is int and ticked["market_price"] == 100
+    filled = reference(CASES["int_fee_entry_fill_kept_on_the_exit"])["state"]
+    [exit_order] = [o for o in filled["orders"] if o["role"] == "exit"]
+    assert type(exit_order["entry_fee"]) is int and type(filled["total_fees"]) is float
