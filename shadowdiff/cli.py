@@ -23,7 +23,7 @@ import click
 from . import __version__
 from .codec import dumps_json
 from .corpus import TornRecordWarning, read_items, use_domain
-from .diff import Rules
+from .diff import Rules, run_rules
 from .domain import Domain
 from .engine import MODES, Replay, ReplayOptions, ReplayResult
 from .errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
@@ -350,6 +350,18 @@ def main() -> None:
 )
 @click.option("--rules", type=click.Path(dir_okay=False), help="Comparison rules (TOML [[rule]] or JSON).")
 @click.option(
+    "--numeric-equality",
+    is_flag=True,
+    help="Compare ints and floats by value on every path (the bot's own ==; -0.0 == 0.0) instead of "
+    "type for type and bit for bit.",
+)
+@click.option(
+    "--strict-types",
+    is_flag=True,
+    help="Whole-state shadows (jsonl, --no-sessions) too: an int and the equal float differ (by default "
+    "they agree there: a JSON writer may print 0.0 as 0, and the shadow re-reads what it is sent).",
+)
+@click.option(
     "--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON."
 )
 @click.option(
@@ -424,8 +436,9 @@ def main() -> None:
 @click.option("--known", "known_path", type=click.Path(dir_okay=False), help=KNOWN_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
-           resync: bool, rules: str | None, report_path: str | None, findings: str | None,
-           html_path: str | None, junit_path: str | None, fail_fast: bool, shrink_dir: str | None,
+           resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
+           report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
+           fail_fast: bool, shrink_dir: str | None,
            deadline: float, window: int, jobs: int,
            no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
            runtime_env: str | None, known_path: str | None, quiet: bool) -> None:  # fmt: skip
@@ -474,7 +487,9 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         use_domain(domain)
         if holds_runtime(corpora):
             keep_private()
-        loaded_rules = domain.default_rules().plus(Rules.load(rules)) if rules else domain.default_rules()
+        # the user's rules first (first match wins: they can set a domain default back to exact)
+        loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
+        loaded_rules = run_rules(loaded_rules, numeric=numeric_equality, strict_types=strict_types)
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
         known = read_known(known_path)
@@ -563,7 +578,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
             None if authoritative in ("recorded", "reference") else authoritative
         )  # shrunk runs need a reducer
         shrink_into(findings, shadow, module, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
-                    known)  # fmt: skip
+                    known, numeric=numeric_equality, strict_types=strict_types)  # fmt: skip
     if scratch is not None:
         scratch.cleanup()
     known_text = known_line(report, known_path)

@@ -3,7 +3,13 @@
 Paths read the way a person points at a value: ``orders[1].price``, ``actions[0].payload.net_profit``.
 Rules match paths with list indices generalised to ``[*]`` and shell-style wildcards, first match wins:
 
-    exact (default)  ints and floats compare by value (1001 == 1001.0), NaN equals NaN, bool is not int
+    exact (default)  type for type and bit for bit: an int never equals a float (1001 != 1001.0),
+                     -0.0 != 0.0, NaN equals NaN (any NaN bits), bool is not a number
+    numeric          ints and floats compare by value, as the bot's own ``==`` does (1001 == 1001.0,
+                     -0.0 == 0.0), NaN equals NaN, bool is still not a number
+    json             numbers as a whole-state wire carries them: an int and a float of equal value agree
+                     (a JSON writer may print 0.0 as ``0``; a shadow re-reading the state it is sent
+                     float()s what it loads); two floats still compare bit for bit
     abs  tolerance   |a - b| <= tolerance
     rel  tolerance   |a - b| <= tolerance * max(|a|, |b|)
     ulp  tolerance   a and b at most ``tolerance`` representable doubles apart
@@ -24,9 +30,10 @@ from typing import Any
 import attrs
 
 from .errors import BadInput
+from .identity import same_types
 from .model import Difference
 
-RULE_KINDS = ("exact", "abs", "rel", "ulp", "ignore")
+RULE_KINDS = ("exact", "numeric", "json", "abs", "rel", "ulp", "ignore")
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -114,6 +121,33 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+NUMERIC_EVERYWHERE = Rules((Rule("*", "numeric"),))
+EXACT_EVERYWHERE = Rules((Rule("*", "exact"),))
+JSON_EVERYWHERE = Rules((Rule("*", "json"),))
+
+
+def run_rules(rules: Rules, *, numeric: bool = False, strict_types: bool = False) -> Rules:
+    """The rules a run compares with: ``rules`` (the user's, then the domain's) first, then on every
+    other path ``numeric`` with ``numeric`` (``--numeric-equality``: the bot's own ``==``), or ``exact``
+    with ``strict_types`` (``--strict-types``: which then holds for whole-state shadows too, see
+    answer_rules)."""
+    if numeric:
+        return rules.plus(NUMERIC_EVERYWHERE)
+    if strict_types:
+        return rules.plus(EXACT_EVERYWHERE)
+    return rules
+
+
+def answer_rules(rules: Rules) -> Rules:
+    """The rules a whole-state shadow's answers are compared with (a ``jsonl`` shadow always, a msgpack
+    one without sessions): ``json`` on every path no rule names. Such a shadow is sent the state whole
+    each step and re-reads it as the module's ``from_dict`` does (``float()`` of an int the module
+    itself kept), and over JSON it may print a whole float as an int (the real port's binary and
+    ``shadowdiff.serve`` do): the wire cannot carry int-versus-float there. A catch-all rule in
+    ``rules`` (``--strict-types``) comes first and wins."""
+    return rules.plus(JSON_EVERYWHERE)
+
+
 def _ulps_apart(a: float, b: float) -> int:
     def ordinal(x: float) -> int:
         bits: int = struct.unpack("<q", struct.pack("<d", x))[0]
@@ -122,22 +156,55 @@ def _ulps_apart(a: float, b: float) -> int:
     return abs(ordinal(a) - ordinal(b))
 
 
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
 def numbers_agree(a: Any, b: Any, rule: Rule | None) -> bool:
+    """Two numbers (never bools) under ``rule`` (None: exact)."""
     kind = rule.kind if rule else "exact"
     if kind == "ignore":
         return True
+    if kind == "json":  # an int and a float by value; two floats (or two ints) exactly
+        if type(a) is not type(b):
+            return bool(a == b)
+        kind = "exact"
+    if kind == "exact" and type(a) is not type(b):
+        return False  # an int is not a float of equal value: the wire types differ
+    if type(a) is int and type(b) is int:
+        return bool(a == b) if kind in ("exact", "numeric") else _tolerated(float(a), float(b), rule)
     fa, fb = float(a), float(b)
     if math.isnan(fa) or math.isnan(fb):
         return math.isnan(fa) and math.isnan(fb)
-    if kind == "exact" or rule is None:
-        return bool(a == b)
+    if kind == "exact":  # both floats: bit for bit (== and the same sign tells -0.0 from 0.0)
+        return fa == fb and math.copysign(1.0, fa) == math.copysign(1.0, fb)
+    if kind == "numeric" or rule is None:
+        return bool(a == b)  # Python compares an int and a float exactly, by value
+    return _tolerated(fa, fb, rule)
+
+
+def _tolerated(fa: float, fb: float, rule: Rule | None) -> bool:
+    assert rule is not None
     if math.isinf(fa) or math.isinf(fb):
         return fa == fb
-    if kind == "abs":
+    if rule.kind == "abs":
         return abs(fa - fb) <= rule.tolerance
-    if kind == "rel":
+    if rule.kind == "rel":
         return abs(fa - fb) <= rule.tolerance * max(abs(fa), abs(fb))
     return _ulps_apart(fa, fb) <= rule.tolerance
+
+
+def _number_rule(a: Any, b: Any, rule: Rule | None) -> str:
+    """The rule a number difference names; where only the wire types differ it says so, e.g.
+    ``exact: 0 (int) vs 0.0 (float)``, since JSON and many viewers print both as 0."""
+    kind = rule.kind if rule else "exact"
+    if kind == "json":
+        kind = "exact"
+    if kind == "exact" and type(a) is not type(b):
+        return f"exact: {a!r} ({_type_name(a)}) vs {b!r} ({_type_name(b)})"
+    if kind == "exact" and a == b:  # equal by value, different bits: -0.0 vs 0.0
+        return f"exact: {a!r} vs {b!r} (float bits differ)"
+    return kind
 
 
 def diff(authoritative: Any, shadow: Any, path: str = "", rules: Rules = Rules()) -> list[Difference]:
@@ -146,20 +213,12 @@ def diff(authoritative: Any, shadow: Any, path: str = "", rules: Rules = Rules()
 
 
 def identical(authoritative: Any, shadow: Any) -> bool:
-    """Equal, and no bool standing in for a number (Python's ``==`` holds True == 1; the diff does not).
-    The cheap test before a walk; ints and floats still compare by value, as in the diff."""
-    return bool(authoritative == shadow) and not _bool_for_number(authoritative, shadow)
-
-
-def _bool_for_number(a: Any, b: Any) -> bool:
-    """Given ``a == b``: is there a place where one side holds a bool and the other does not?"""
-    if type(a) is bool or type(b) is bool:
-        return type(a) is not type(b)
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return any(_bool_for_number(value, b[key]) for key, value in a.items())
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return any(map(_bool_for_number, a, b))
-    return False
+    """The cheap test before a walk: equal type for type, as the exact rule compares. Python's ``==``
+    holds True == 1 and 1 == 1.0 and -0.0 == 0.0; the exact diff holds none of them, so where ``==``
+    holds a walk checks the leaves' types and float signs. NaN (unequal to itself) makes this False and
+    the diff then decides. When False the caller walks the diff with its rules (a ``numeric`` rule may
+    still find no difference); when True no rule can find one."""
+    return bool(authoritative == shadow) and same_types(authoritative, shadow)
 
 
 def _join(path: str, key: str) -> str:
@@ -172,7 +231,7 @@ def _walk(a: Any, b: Any, path: str, rules: Rules) -> Iterator[Difference]:
         return
     if _is_number(a) and _is_number(b):
         if not numbers_agree(a, b, rule):
-            yield Difference(path, a, b, rule.kind if rule else "exact")
+            yield Difference(path, a, b, _number_rule(a, b, rule))
         return
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         for key in a:

@@ -24,7 +24,7 @@ import attrs
 
 from .classify import Clusters, divergence
 from .codec import apply_delta, compute_delta, same_value
-from .diff import Rules, diff, identical
+from .diff import Rules, answer_rules, diff, identical
 from .errors import ShadowdiffError
 from .model import Call, Context, Difference, Divergence, Failure, FailureAt, Input, StepResult, WireMap
 from .records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
@@ -127,6 +127,9 @@ class Replay:
         self.shadow = shadow
         self.authoritative = authoritative
         self.options = options
+        self._rules = options.rules
+        # a whole-state shadow's answers cannot carry int-versus-float (diff.answer_rules)
+        self._whole_state_rules = answer_rules(options.rules)
         self.on_finding = on_finding
         self.on_progress = on_progress
         self.result = ReplayResult()
@@ -232,7 +235,7 @@ class Replay:
             loaded = self.shadow.get(slot.name)
         except ShadowdiffError:
             return  # the failure surfaces on the next step
-        differences = diff(slot.mirror, loaded, "", self.options.rules)
+        differences = diff(slot.mirror, loaded, "", self._rules)
         if differences:
             found = divergence("load", self._steps, slot.name, None, differences)
             self._divergence(found, slot, None)
@@ -257,7 +260,7 @@ class Replay:
                 again = StepResult(outcome.actions, compute_delta(pre, outcome.state), outcome.violations)
         except ShadowdiffError:
             return False  # the shadow failed on the normalised state too: not a loading difference
-        rules = self.options.rules
+        rules = self._answer_rules()
         if state_differences(slot.mirror, auth.delta, again.delta, rules):
             return False
         if diff(auth.actions, again.actions, "actions", rules):
@@ -414,7 +417,7 @@ class Replay:
             if auth.violations:
                 self._breach(pending, slot, auth.violations)
             return False
-        rules = self.options.rules
+        rules = self._answer_rules()
         assert isinstance(pending.request, Step)
         item = pending.request.input
         found: list[Divergence] = []
@@ -447,6 +450,11 @@ class Replay:
             return False
         # in lockstep even a tolerated difference resets the shadow: each step starts from the authority
         return bool(found) or not state_same
+
+    def _answer_rules(self) -> Rules:
+        """The rules a shadow's step answers compare with: a whole-state shadow (no sessions: jsonl,
+        or ``--no-sessions``) re-reads the state it is sent and may print 0.0 as 0 (diff.answer_rules)."""
+        return self._rules if self.shadow.sessions else self._whole_state_rules
 
     def _resyncs(self) -> bool:
         return self.options.mode == "lockstep" or self.options.resync
@@ -644,7 +652,7 @@ class Replay:
                     held = self.shadow.get(slot.name)
                 except ShadowdiffError:
                     continue
-                differences = diff(slot.mirror, held, "", self.options.rules)
+                differences = diff(slot.mirror, held, "", self._rules)
                 if differences:
                     found = divergence("transition.state", self._steps, slot.name, None, differences)
                     self._divergence(

@@ -19,6 +19,7 @@ import click
 
 from .client import SubprocessReducer
 from .corpus import expand, load_scenario, read_items, scenario_items, use_domain, write_scenario
+from .diff import run_rules
 from .engine import MODES, Replay
 from .errors import BadInput, ShadowdiffError, ShadowSetupError
 from .fuzz import (
@@ -60,7 +61,13 @@ def read_known(path: str | None) -> Triage | None:
 
 
 def _wiring(
-    shadow: str | None, authoritative: str | None, codec: str, deadline: float, mode: str
+    shadow: str | None,
+    authoritative: str | None,
+    codec: str,
+    deadline: float,
+    mode: str,
+    numeric: bool = False,
+    strict_types: bool = False,
 ) -> tuple[Any, ReplayOracle, str]:
     """The domain defaults, an oracle over the shadow (restarted fresh if it gives up) and the shadow's
     display name (relative, so reproducer notes do not depend on where the tree is checked out)."""
@@ -82,7 +89,8 @@ def _wiring(
     def make() -> Reducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
-    oracle = ReplayOracle(make(), d.default_authoritative(authoritative), mode, domain.default_rules(), make)
+    rules = run_rules(domain.default_rules(), numeric=numeric, strict_types=strict_types)
+    oracle = ReplayOracle(make(), d.default_authoritative(authoritative), mode, rules, make)
     return d, oracle, shown
 
 
@@ -126,6 +134,16 @@ _COMMON = [
         type=click.Path(dir_okay=False),
         help="Triage file (TOML or JSON): the signatures it covers are known, not findings; "
         "the search goes on past them and shrinks towards the new ones only.",
+    ),
+    click.option(
+        "--numeric-equality",
+        is_flag=True,
+        help="Compare ints and floats by value on every path (the bot's own ==) instead of type for type.",
+    ),
+    click.option(
+        "--strict-types",
+        is_flag=True,
+        help="Whole-state shadows (jsonl) too: an int and the equal float differ (by default they agree).",
     ),
 ]
 
@@ -206,7 +224,8 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
                  examples: int | None, max_steps: int,
                  time_budget: float, keep_going: bool, out_dir: str, note: str, from_paths: tuple[str, ...],
                  runtime_env: str | None, report_path: str | None, html_path: str | None,
-                 junit_path: str | None) -> None:  # fmt: skip
+                 junit_path: str | None, numeric_equality: bool = False,
+                 strict_types: bool = False) -> None:  # fmt: skip
     """Generate state-guided scenarios until the shadow diverges from the authoritative reducer; shrink
     each new divergence and write it as a scenario file (fixture format, with an expected block).
 
@@ -224,7 +243,9 @@ def fuzz_command(shadow: str | None, authoritative: str | None, codec: str, mode
     """
     try:
         known = read_known(known_path)
-        d, oracle, shown = _wiring(shadow, authoritative, codec, deadline, mode)
+        d, oracle, shown = _wiring(
+            shadow, authoritative, codec, deadline, mode, numeric_equality, strict_types
+        )
         strategies = _strategies(d, from_paths, runtime_env)
     except ShadowdiffError as exc:
         _fail(str(exc))
@@ -351,7 +372,8 @@ def scenarios_in(path: str) -> Iterator[Scenario]:
 )
 def shrink_command(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
                    deadline: float, shrink_budget: float, quiet: bool, known_path: str | None,
-                   signature: str | None, out_path: str | None) -> None:  # fmt: skip
+                   signature: str | None, out_path: str | None, numeric_equality: bool = False,
+                   strict_types: bool = False) -> None:  # fmt: skip
     """Shrink a failing SCENARIO (a scenario .json, a findings .jsonl, or a one-slot log) to the
     smallest case that still shows the same signature, and print it as a table of steps.
 
@@ -369,8 +391,21 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
         known = read_known(known_path)
     except ShadowdiffError as exc:
         _fail(str(exc))
-    done = shrink_into(scenario, shadow, authoritative, codec, mode, deadline, shrink_budget, quiet,
-                       signature, out_path, known)  # fmt: skip
+    done = shrink_into(
+        scenario,
+        shadow,
+        authoritative,
+        codec,
+        mode,
+        deadline,
+        shrink_budget,
+        quiet,
+        signature,
+        out_path,
+        known,
+        numeric=numeric_equality,
+        strict_types=strict_types,
+    )
     if signature and not done:
         _fail(f"no scenario in {scenario} shows {signature!r}")
     if not done:
@@ -380,12 +415,13 @@ def shrink_command(scenario: str, shadow: str | None, authoritative: str | None,
 
 def shrink_into(scenario: str, shadow: str | None, authoritative: str | None, codec: str, mode: str,
                 deadline: float, shrink_budget: float, quiet: bool, signature: str | None,
-                out_path: str | None, known: Triage | None = None) -> set[str]:  # fmt: skip
+                out_path: str | None, known: Triage | None = None, *, numeric: bool = False,
+                strict_types: bool = False) -> set[str]:  # fmt: skip
     """Shrink every distinct signature the scenarios in ``scenario`` show (or just ``signature``),
     print each reproducer, write it under ``out_path``; the signatures done. With ``known``, the first
     signature of each scenario that the triage file does not cover."""
     try:
-        d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode)
+        d, oracle, _shown = _wiring(shadow, authoritative, codec, deadline, mode, numeric, strict_types)
         cases = list(scenarios_in(scenario))
     except ShadowdiffError as exc:
         _fail(str(exc))

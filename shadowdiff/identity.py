@@ -10,6 +10,7 @@ in-process adapter, and the codec's whole-state path.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -28,7 +29,30 @@ def _weak(value: Any) -> bool:
 
 
 def same_value(a: Any, b: Any) -> bool:
-    return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+    """Equal type for type (an int is not an equal float, -0.0 is not 0.0, True is not 1); NaN equals
+    NaN. A field turning from 0 to 0.0 is a change, so it is in the delta."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return bool(a == b) and same_types(a, b)
+
+
+def same_types(a: Any, b: Any) -> bool:
+    """Given ``a == b``: does every leaf have the same type on both sides, and every float the same
+    sign (the only bits ``==`` does not see on equal non-NaN floats)?"""
+    ta = type(a)
+    if ta is not type(b):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return all(same_types(value, b[key]) for key, value in a.items())
+        if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            return all(map(same_types, a, b))
+        return False
+    if ta is float:
+        return math.copysign(1.0, a) == math.copysign(1.0, b)
+    if ta is dict:
+        return all(same_types(value, b[key]) for key, value in a.items())
+    if ta is list or ta is tuple:
+        return all(map(same_types, a, b))
+    return True
 
 
 def compute_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,16 +147,23 @@ class IdentityWire:
                 n = len(old)
                 # the old items still there at the front: compared in C, where an item that is the
                 # very same object costs one pointer test (a generator here cost 3x as much a history item)
-                if len(new) >= n and new[:n] == old:
+                if len(new) >= n and new[:n] == old and self._same_items(new[:n], old):
                     if len(new) > n:
                         appends[name] = [item(x) for x in new[n:]]
                     continue
-                if new == old:
+                if new == old and self._same_items(new, old):
                     continue
                 sets[name] = [item(x) for x in new]
-            elif not (old == new and type(old) is type(new)):
+            elif not same_value(old, new):  # type for type: 0 -> 0.0 and -0.0 -> 0.0 are changes
                 sets[name] = new
         return make_delta(sets, appends)
+
+    def _same_items(self, new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
+        """Given ``new == old`` (by value): the same wire values type for type. Items still the very
+        same objects (one C pass) need no look; a rebuilt item is compared as its wire map."""
+        if all(map(operator.is_, new, old)):
+            return True
+        return all(x is y or same_value(self.item(x), self.item(y)) for x, y in zip(new, old, strict=True))
 
     def values(self, value: Any) -> tuple[Any, ...]:
         """A dataclass's field values in field order (one C call), () for anything else."""

@@ -3,15 +3,17 @@
 Each item has a test on the Python reference (typed path and/or the lenient ``from_dict`` path), and every
 wire-form case is then run through the Haskell port over msgpack and over the JSON-lines ``--server``
 transport and compared with the reference *type for type and bit for bit* (``same``: an int is not a
-float, -0.0 is not 0.0, NaN equals NaN, keys in order). That is stricter than shadowdiff's exact rule,
-which (like the bot's own ``==``) compares ints and floats by value.
+float, -0.0 is not 0.0, NaN equals NaN, keys in order), as shadowdiff's exact rule now compares too
+(only key order is stricter here).
 
-A known, documented limit of the typed port: it carries an event's numbers as doubles, so where the
-module keeps an event's *int* unchanged in the state (``market_price`` after ``PriceTick(price=100)``, an
-exit's ``entry_price``/``entry_fee``/``volume`` after an entry fill, a RecoveryFillEvent's price in the
-cycle record) the port answers the equal float. Every value that section 9 says is ``float()``ed, and
-every booking field, is typed as the module types it; the cases below send ints only where the module
-``float()``s them.
+A known, documented limit of the typed port: it carries most of an event's numbers as doubles, so where
+the module keeps an event's *int* unchanged in the state (an exit's ``entry_price``/``volume``/times after
+an entry fill with an int price/volume/timestamp, ``now`` after an int timestamp, a RecoveryFillEvent's
+int price in the cycle record) the port answers the equal float, and shadowdiff's exact rule reports it
+(``--numeric-equality`` does not). What the strategies draw as ints is kept as sent: a PriceTick's price
+(``market_price``) and a fill's fee (the exit order's ``entry_fee``, and the recovery it may become).
+Every value that section 9 says is ``float()``ed, and every booking field, is typed as the module types
+it; the cases below send ints only where the module ``float()``s them.
 """
 
 from __future__ import annotations
@@ -205,6 +207,10 @@ CASES: dict[str, Case] = {
         fill(1, 101.0, 0),
     ),
     "int_fee_recovery_fill_books_floats": case(state(recovery_orders=[recovery(1)]), rfill(1, 99.0, 0)),
+    # what the module keeps as sent (no float()): an int price in market_price, an entry fill's int fee
+    # on the exit order it places (the strategies draw both; the exact diff sees 100 vs 100.0)
+    "int_price_tick_kept_as_int": case(state(), price(100)),  # type: ignore[arg-type]
+    "int_fee_entry_fill_kept_on_the_exit": case(state(), fill(1, 99.8, 0)),
     "int_entry_fee_in_raw_state_books_floats": case(
         state(orders=[order(1, "buy", "exit", 99.0, "A", entry_price=101.0, entry_fee=0)]), fill(1, 99.0, 0)
     ),
@@ -593,6 +599,8 @@ def test_json_lines_wire_reads_and_writes_non_finite_tokens(haskell_exe: Path) -
     [
         ("recovery_entry_time_truthy", 0, "transition.state|*|completed_cycles[*].entry_time"),
         ("evict_by_position", 2, "transition.state|*|recovery_orders[*].recovery_id"),
+        # only a wire type differs (exit_fee 0 for 0.0): seen now that the exact rule is type for type
+        ("fee_int_booked_as_int", 0, "transition.state|*|completed_cycles[*].exit_fee"),
     ],
 )
 def test_fuzz_finds_a_section9_mutant_within_a_minute(
@@ -698,3 +706,12 @@ def test_generated_streams_catch_the_int_fee_mutant_type_for_type(haskell_exe: P
     caught = _stream_fee_type_differences(haskell_exe, "fee_int_booked_as_int", 150)
     assert "state.completed_cycles[*].exit_fee" in caught
     assert _stream_fee_type_differences(haskell_exe, None, 150) == []
+
+
+def test_the_module_keeps_an_int_price_and_an_entry_fills_int_fee_as_sent() -> None:
+    """The two int draws of the strategies the port must keep raw (tests/test_bitexact.py port cases)."""
+    ticked = reference(CASES["int_price_tick_kept_as_int"])["state"]
+    assert type(ticked["market_price"]) is int and ticked["market_price"] == 100
+    filled = reference(CASES["int_fee_entry_fill_kept_on_the_exit"])["state"]
+    [exit_order] = [o for o in filled["orders"] if o["role"] == "exit"]
+    assert type(exit_order["entry_fee"]) is int and type(filled["total_fees"]) is float

@@ -183,7 +183,7 @@ placeEntry side trade cyc size reason = do
       let lid = sNextOrderId st
           o = Order { oLocalId = lid, oSide = side, oRole = "entry", oPrice = price, oVolume = vol
                     , oTradeId = trade, oCycle = cyc, oTxid = "", oPlacedAt = sNow st, oEntryPrice = 0
-                    , oEntryFee = 0, oEntryFilledAt = 0, oRegime = Nothing }
+                    , oEntryFee = VFloat 0, oEntryFilledAt = 0, oRegime = Nothing }
       modSt $ \s -> s { sNextOrderId = lid + 1, sOrders = sOrders s ++ [o] }
       emit (PlaceOrder lid side "entry" price vol trade cyc reason)
 
@@ -324,7 +324,7 @@ recExitish r = do
   let filled = rEntryFilledAt r
       useFilled = if truthyTime then filled /= 0 else filled > 0
   pure Exitish { xTrade = rTradeId r, xCycle = rCycle r, xVolume = rVolume r
-               , xEntryPrice = rEntryPrice r, xEntryFee = rEntryFee r
+               , xEntryPrice = rEntryPrice r, xEntryFee = feeValue (rEntryFee r)
                , xEntryTime = if useFilled then filled else rOrphanedAt r
                , xRegime = rRegime r }
 
@@ -350,8 +350,10 @@ idMatches v i = case v of
 
 step :: Event -> Red ()
 step ev = case ev of
-  PriceTick price ts -> do
-    modSt $ \s -> s { sNow = ts, sMarket = price, sLastPriceUpdateAt = VFloat ts }
+  PriceTick priceV ts -> do
+    let price = feeValue priceV
+        raw = case priceV of { VFloat _ -> VNil; v -> v }   -- an int (or bool) price stays as sent
+    modSt $ \s -> s { sNow = ts, sMarket = price, sMarketRaw = raw, sLastPriceUpdateAt = VFloat ts }
     hang <- isMut HangPriceAtOrder
     st <- getSt
     if hang && any ((== price) . oPrice) (sOrders st) then sabotage hangOn else pure ()
@@ -403,7 +405,7 @@ entryFilled o price vol fee ts = do
   let lid = sNextOrderId st
       x = Order { oLocalId = lid, oSide = exitSide, oRole = "exit", oPrice = xp, oVolume = vol
                 , oTradeId = oTradeId o, oCycle = oCycle o, oTxid = "", oPlacedAt = ts, oEntryPrice = price
-                , oEntryFee = feeValue fee, oEntryFilledAt = ts, oRegime = oRegime o }
+                , oEntryFee = fee, oEntryFilledAt = ts, oRegime = oRegime o }   -- the fee as sent
   modSt $ \s -> s { sTotalFees = sTotalFees s + feeValue fee, sOrders = sOrders s ++ [x], sNextOrderId = lid + 1 }
   emit (PlaceOrder lid exitSide "exit" xp vol (oTradeId o) (oCycle o) "entry_fill_exit")
 
@@ -412,7 +414,7 @@ exitFilled o price fee ts = do
   crash <- isMut CrashZeroFeeExit
   if crash && feeValue fee == 0 then sabotage (crashWith "Ratio has zero denominator (fee share)") else pure ()
   let x = Exitish { xTrade = oTradeId o, xCycle = oCycle o, xVolume = oVolume o, xEntryPrice = oEntryPrice o
-                  , xEntryFee = oEntryFee o, xEntryTime = oEntryFilledAt o, xRegime = oRegime o }
+                  , xEntryFee = feeValue (oEntryFee o), xEntryTime = oEntryFilledAt o, xRegime = oRegime o }
   _ <- bookCycle x price fee ts False
   noMax <- isMut CycleMaxDropped
   let trade = oTradeId o

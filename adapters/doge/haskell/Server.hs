@@ -427,9 +427,14 @@ fastEvent bs i0 = do
       (d1, e1) <- numberAt bs (s1 + n1)
       (s2, n2) <- fixStrAt bs e1
       (d2, e2) <- numberAt bs (s2 + n2)
-      if is s1 n1 "price" && is s2 n2 "timestamp" then Just (PriceTick d1 d2, e2)
-      else if is s1 n1 "timestamp" && is s2 n2 "price" then Just (PriceTick d2 d1, e2)
+      -- the price as sent (an int stays an int, as in the module's market_price)
+      if is s1 n1 "price" && is s2 n2 "timestamp" then Just (PriceTick (asSent (s1 + n1) d1) d2, e2)
+      else if is s1 n1 "timestamp" && is s2 n2 "price" then Just (PriceTick (asSent (s2 + n2) d2) d1, e2)
       else Nothing
+    -- what numberAt read at j, typed as its msgpack type says (ints of at most 32 bits: exact)
+    asSent j d = let b = byteAt bs j in
+      if b == 0xcb || b == 0xca then VFloat d else if b == 0xc2 || b == 0xc3 then VBool (d /= 0)
+      else VInt (truncate d)
     timerTick i = do
       if i < B.length bs && byteAt bs i == 0x81 then Just () else Nothing
       (s1, n1) <- fixStrAt bs (i + 1)
@@ -460,7 +465,7 @@ data Shape = Shape { shName :: B.ByteString, shFields :: [(B.ByteString, FieldKi
 
 eventShapes :: [Shape]
 eventShapes =
-  [ Shape "PriceTick" [("price", Num), ("timestamp", Num)] (\f -> PriceTick <$> n f 0 <*> n f 1)
+  [ Shape "PriceTick" [("price", Raw), ("timestamp", Num)] (\f -> PriceTick <$> rn f 0 <*> n f 1)
   , Shape "TimerTick" [("timestamp", Num)] (\f -> TimerTick <$> n f 0)
   , Shape "FillEvent" [ ("order_local_id", Raw), ("txid", Raw), ("side", Raw), ("price", Num), ("volume", Num)
                       , ("fee", Raw), ("timestamp", Num) ]

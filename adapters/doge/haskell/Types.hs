@@ -30,14 +30,15 @@ defaultConfig = Config
 data Order = Order
   { oLocalId :: Integer, oSide :: Text, oRole :: Text, oPrice :: Double, oVolume :: Double
   , oTradeId :: Text, oCycle :: Integer, oTxid :: Text, oPlacedAt :: Double, oEntryPrice :: Double
-  , oEntryFee :: Double, oEntryFilledAt :: Double, oRegime :: Maybe Integer }
-  deriving (Eq, Show)
+  , oEntryFee :: V, oEntryFilledAt :: Double, oRegime :: Maybe Integer }
+    -- oEntryFee: a number as the module holds it (an entry fill's fee is kept as sent: int 0 stays 0)
+  deriving (Show)
 
 data Recovery = Recovery
   { rRecoveryId :: Integer, rSide :: Text, rPrice :: Double, rVolume :: Double, rTradeId :: Text
-  , rCycle :: Integer, rEntryPrice :: Double, rOrphanedAt :: Double, rEntryFee :: Double
+  , rCycle :: Integer, rEntryPrice :: Double, rOrphanedAt :: Double, rEntryFee :: V
   , rEntryFilledAt :: Double, rTxid :: Text, rReason :: Text, rRegime :: Maybe Integer }
-  deriving (Eq, Show)
+  deriving (Show)
 
 data Cycle = Cycle
   { yTradeId :: Text, yCycle :: Integer, yEntryPrice :: Double, yExitPrice :: Double, yVolume :: Double
@@ -48,7 +49,9 @@ data Cycle = Cycle
   deriving (Eq, Show)
 
 data St = St
-  { sMarket :: Double, sNow :: Double
+  { sMarket :: Double, sMarketRaw :: V   -- sMarketRaw: VNil, or a PriceTick's non-float price as sent
+                                         -- (the module keeps event.price raw in market_price)
+  , sNow :: Double
   , sOrders :: [Order], sRecs :: [Recovery], sCycles :: Seq.Seq Cycle
   , sCycleA :: Integer, sCycleB :: Integer, sNextOrderId :: Integer, sNextRecoveryId :: Integer
   , sTotalProfit :: Double, sTotalSettled :: Double, sTotalFees :: Double, sTodayLoss :: Double
@@ -59,7 +62,7 @@ data St = St
   , sRefreshCooldownA :: Double, sRefreshCooldownB :: Double, sProfitPctRuntime :: Double }
 
 data Event
-  = PriceTick Double Double                     -- price, timestamp
+  = PriceTick V Double                          -- price (a number, kept as sent), timestamp
   | TimerTick Double
   | FillEvent V V Double Double V Double      -- order_local_id, txid, price, volume, fee (a number, kept as sent), timestamp
   | RecoveryFillEvent V V Double Double V Double -- recovery_id, txid, price, volume, fee (a number, kept as sent), timestamp

@@ -30,14 +30,14 @@ vLookup :: Text -> V -> Maybe V
 vLookup k (VMap kvs) = lookupT k kvs
 vLookup _ _ = Nothing
 
--- | Equality as shadowdiff's diff compares: ints and floats by value (NaN equals NaN).
+-- | Equality as shadowdiff's exact rule compares: type for type (an int is never a float of equal
+-- value) and bit for bit (-0.0 is not 0.0; NaN equals NaN). A delta must carry a field that turned
+-- from 0 to 0.0, or from -0.0 to 0.0.
 vEq :: V -> V -> Bool
 vEq VNil VNil = True
 vEq (VBool a) (VBool b) = a == b
 vEq (VInt a) (VInt b) = a == b
 vEq (VFloat a) (VFloat b) = dEq a b
-vEq (VInt a) (VFloat b) = intFloatEq a b
-vEq (VFloat a) (VInt b) = intFloatEq b a
 vEq (VStr a) (VStr b) = a == b
 vEq (VBin a) (VBin b) = a == b
 vEq (VArr a) (VArr b) = length a == length b && and (zipWith vEq a b)
@@ -60,7 +60,7 @@ lookupT k = go
     go ((k', v) : rest) = if teq k k' then Just v else go rest
 
 dEq :: Double -> Double -> Bool
-dEq a b = a == b || (isNaN a && isNaN b)
+dEq a b = (a == b && isNegativeZero a == isNegativeZero b) || (isNaN a && isNaN b)
 
 intFloatEq :: Integer -> Double -> Bool
 intFloatEq i d = not (isNaN d) && not (isInfinite d) && toRational d == fromInteger i

@@ -112,14 +112,14 @@ orderWith mut get = Order
   <*> floatOr "volume" 0 (get 4 "volume") <*> pure (enumOr "A" (get 5 "trade_id"))
   <*> intOr "cycle" 0 (get 6 "cycle") <*> pure (enumOr "" (get 7 "txid"))
   <*> floatOr "placed_at" 0 (get 8 "placed_at") <*> floatOr "entry_price" 0 (get 9 "entry_price")
-  <*> floatOr "entry_fee" 0 (get 10 "entry_fee") <*> floatOr "entry_filled_at" 0 (get 11 "entry_filled_at")
+  <*> (VFloat <$> floatOr "entry_fee" 0 (get 10 "entry_fee")) <*> floatOr "entry_filled_at" 0 (get 11 "entry_filled_at")
   <*> maybe (Right Nothing) (annot "regime_at_entry" . normRegime mut) (get 12 "regime_at_entry")
 
 recoveryFrom :: Mut -> [(Text, V)] -> M Recovery
 recoveryFrom mut m = Recovery
   <$> fInt "recovery_id" 0 m <*> pure (fEnum "side" "buy" m) <*> fFloat "price" 0 m
   <*> fFloat "volume" 0 m <*> pure (fEnum "trade_id" "A" m) <*> fInt "cycle" 0 m
-  <*> fFloat "entry_price" 0 m <*> fFloat "orphaned_at" 0 m <*> fFloat "entry_fee" 0 m
+  <*> fFloat "entry_price" 0 m <*> fFloat "orphaned_at" 0 m <*> (VFloat <$> fFloat "entry_fee" 0 m)
   <*> fFloat "entry_filled_at" 0 m <*> pure (fEnum "txid" "" m) <*> pure (fEnum "reason" "stale" m)
   <*> fRegime mut m
 
@@ -134,7 +134,7 @@ cycleFrom mut m = Cycle
 
 emptySt :: St
 emptySt = St
-  { sMarket = 0, sNow = 0, sOrders = [], sRecs = [], sCycles = Seq.empty
+  { sMarket = 0, sMarketRaw = VNil, sNow = 0, sOrders = [], sRecs = [], sCycles = Seq.empty
   , sCycleA = 1, sCycleB = 1, sNextOrderId = 1, sNextRecoveryId = 1
   , sTotalProfit = 0, sTotalSettled = 0, sTotalFees = 0, sTodayLoss = 0, sRoundTrips = 0
   , sS2EnteredAt = VNil, sLastPriceUpdateAt = VNil, sLossesA = 0, sLossesB = 0
@@ -145,7 +145,7 @@ emptySt = St
 -- | One setter per top-level key, shared by from_dict and patch's "set".
 setField :: Mut -> Text -> V -> St -> M St
 setField mut k v st = annot k $ case k of
-  "market_price" -> (\x -> st { sMarket = x }) <$> pyFloat v
+  "market_price" -> (\x -> st { sMarket = x, sMarketRaw = VNil }) <$> pyFloat v   -- from_dict float()s
   "now" -> (\x -> st { sNow = x }) <$> pyFloat v
   "orders" -> do ms <- listItems k v; os <- mapM (orderFrom mut) ms; pure st { sOrders = os }
   "recovery_orders" -> do ms <- listItems k v; rs <- mapM (recoveryFrom mut) ms; pure st { sRecs = rs }
@@ -221,7 +221,7 @@ orderV o = VMap
   [ ("local_id", VInt (oLocalId o)), ("side", VStr (oSide o)), ("role", VStr (oRole o))
   , ("price", VFloat (oPrice o)), ("volume", VFloat (oVolume o)), ("trade_id", VStr (oTradeId o))
   , ("cycle", VInt (oCycle o)), ("txid", VStr (oTxid o)), ("placed_at", VFloat (oPlacedAt o))
-  , ("entry_price", VFloat (oEntryPrice o)), ("entry_fee", VFloat (oEntryFee o))
+  , ("entry_price", VFloat (oEntryPrice o)), ("entry_fee", oEntryFee o)
   , ("entry_filled_at", VFloat (oEntryFilledAt o)), ("regime_at_entry", regV (oRegime o)) ]
 
 recoveryV :: Recovery -> V
@@ -229,7 +229,7 @@ recoveryV r = VMap
   [ ("recovery_id", VInt (rRecoveryId r)), ("side", VStr (rSide r)), ("price", VFloat (rPrice r))
   , ("volume", VFloat (rVolume r)), ("trade_id", VStr (rTradeId r)), ("cycle", VInt (rCycle r))
   , ("entry_price", VFloat (rEntryPrice r)), ("orphaned_at", VFloat (rOrphanedAt r))
-  , ("entry_fee", VFloat (rEntryFee r)), ("entry_filled_at", VFloat (rEntryFilledAt r))
+  , ("entry_fee", rEntryFee r), ("entry_filled_at", VFloat (rEntryFilledAt r))
   , ("txid", VStr (rTxid r)), ("reason", VStr (rReason r)), ("regime_at_entry", regV (rRegime r)) ]
 
 cycleV :: Cycle -> V
@@ -243,10 +243,16 @@ cycleV c = VMap
   , ("from_recovery", VBool (yFromRecovery c)), ("regime_at_entry", regV (yRegime c)) ]
   where fee d = if yFeeAsInt c then VInt (truncate d) else VFloat d
 
+-- | market_price as the module holds it: the float, or a PriceTick's int price as sent.
+marketV :: St -> V
+marketV s = case sMarketRaw s of
+  VNil -> VFloat (sMarket s)
+  v -> v
+
 -- | The top-level fields in to_dict order (values built lazily).
 stateFieldsV :: St -> [(Text, V)]
 stateFieldsV s =
-  [ ("market_price", VFloat (sMarket s)), ("now", VFloat (sNow s))
+  [ ("market_price", marketV s), ("now", VFloat (sNow s))
   , ("orders", VArr (map orderV (sOrders s))), ("recovery_orders", VArr (map recoveryV (sRecs s)))
   , ("completed_cycles", VArr (map cycleV (toList (sCycles s))))
   , ("cycle_a", VInt (sCycleA s)), ("cycle_b", VInt (sCycleB s))
@@ -331,7 +337,7 @@ parseConfig v = Left ("config must be a map, not " ++ typeName v)
 -- | An event from its type name and payload map.
 parseEvent :: Text -> V -> M Event
 parseEvent ty (VMap p) = case ty of
-  "PriceTick" -> PriceTick <$> n "price" <*> n "timestamp"
+  "PriceTick" -> PriceTick <$> nv "price" <*> n "timestamp"
   "TimerTick" -> TimerTick <$> n "timestamp"
   "FillEvent" -> FillEvent <$> r "order_local_id" <*> r "txid" <*> n "price" <*> n "volume" <*> nv "fee"
                    <*> n "timestamp" <* r "side"
@@ -381,8 +387,8 @@ actionTyped a = let (t, p) = actionPayload a in VMap [("type", VStr t), ("payloa
 
 -- | The canonical delta from old to new. completed_cycles only ever grows at its end
 -- inside the reducer, so its delta is the new tail (O(new items)); the other fields
--- are compared on the typed state, with the diff's equality (ints and floats by
--- value, NaN equal to NaN: what 'vEq' says of their wire form), and only the
+-- are compared on the typed state, with the diff's exact equality (type for type,
+-- bit for bit, NaN equal to NaN: what 'vEq' says of their wire form), and only the
 -- changed ones are turned into wire values.
 stateDelta :: St -> St -> V
 stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
@@ -397,7 +403,7 @@ stateDelta old new = VMap (nonEmpty "set" sets ++ nonEmpty "append" apps)
       | otherwise = ([("completed_cycles", VArr (map cycleV (toList (sCycles new))))], [])
     (ordS, ordA) = listDelta "orders" orderEq orderV (sOrders old) (sOrders new)
     (recS, recA) = listDelta "recovery_orders" recoveryEq recoveryV (sRecs old) (sRecs new)
-    sets = dbl "market_price" sMarket $ dbl "now" sNow $ ordS ++ recS ++ cycS
+    sets = val "market_price" marketV $ dbl "now" sNow $ ordS ++ recS ++ cycS
       ++ (int "cycle_a" sCycleA $ int "cycle_b" sCycleB $ int "next_order_id" sNextOrderId
       $ int "next_recovery_id" sNextRecoveryId $ dbl "total_profit" sTotalProfit
       $ dbl "total_settled_usd" sTotalSettled $ dbl "total_fees" sTotalFees
@@ -447,14 +453,14 @@ orderEq :: Order -> Order -> Bool
 orderEq a b = oLocalId a == oLocalId b && teq (oSide a) (oSide b) && teq (oRole a) (oRole b)
   && dEq (oPrice a) (oPrice b) && dEq (oVolume a) (oVolume b) && teq (oTradeId a) (oTradeId b)
   && oCycle a == oCycle b && teq (oTxid a) (oTxid b) && dEq (oPlacedAt a) (oPlacedAt b)
-  && dEq (oEntryPrice a) (oEntryPrice b) && dEq (oEntryFee a) (oEntryFee b)
+  && dEq (oEntryPrice a) (oEntryPrice b) && vEq (oEntryFee a) (oEntryFee b)
   && dEq (oEntryFilledAt a) (oEntryFilledAt b) && oRegime a == oRegime b
 
 recoveryEq :: Recovery -> Recovery -> Bool
 recoveryEq a b = rRecoveryId a == rRecoveryId b && teq (rSide a) (rSide b) && dEq (rPrice a) (rPrice b)
   && dEq (rVolume a) (rVolume b) && teq (rTradeId a) (rTradeId b) && rCycle a == rCycle b
   && dEq (rEntryPrice a) (rEntryPrice b) && dEq (rOrphanedAt a) (rOrphanedAt b)
-  && dEq (rEntryFee a) (rEntryFee b) && dEq (rEntryFilledAt a) (rEntryFilledAt b)
+  && vEq (rEntryFee a) (rEntryFee b) && dEq (rEntryFilledAt a) (rEntryFilledAt b)
   && teq (rTxid a) (rTxid b) && teq (rReason a) (rReason b) && rRegime a == rRegime b
 
 -- | Apply a delta (a patch, or replaying a step) to a session's state.
