@@ -1,4 +1,5 @@
-"""What the benches share: one definition of "the reference reducer alone", and the 30-day stream.
+"""What the benches share: one definition of "the reference reducer alone", the 30-day stream, and the
+bot's own synchronous JSON-lines shadow path.
 
 Both throughput.py and port_speed.py compare against the reducer alone; walking the records in one
 place keeps those comparisons about the same work.
@@ -6,8 +7,11 @@ place keeps those comparisons about the same work.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,3 +70,35 @@ def thirty_day_items(events: int, seed: int = 30) -> list:
             for record in corpusgen.generate(events, slots=1, seed=seed):
                 writer.write(record)
         return list(read_items([log]))
+
+
+def synchronous_jsonl(items: list, command: list[str], limit: int | None = None) -> float:
+    """One JSON request with the whole state, then wait for its line: the bot's own shadow path."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin and proc.stdout
+    done = 0
+
+    def ask_shadow(item: Record, state: object, ctx: Context) -> bool:
+        nonlocal done
+        if limit is not None and done >= limit:
+            return False
+        request = {
+            "method": "transition",
+            "state": sm.to_dict(state),
+            "event": item.input.payload,
+            "config": ctx.config,
+            "order_size_usd": ctx.order_size_usd,
+            "order_sizes": ctx.order_sizes,
+        }
+        proc.stdin.write(json.dumps(request).encode() + b"\n")
+        proc.stdin.flush()
+        json.loads(proc.stdout.readline())
+        done += 1
+        return True
+
+    started = time.perf_counter()
+    walk_module(items, ask_shadow)
+    elapsed = time.perf_counter() - started
+    proc.stdin.close()
+    proc.wait()
+    return done / elapsed

@@ -20,7 +20,6 @@ tenth of the 30-day stream >= 0.8x the first; memory flat as the corpus grows.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import thirty_day_items, walk_module  # noqa: E402
+from common import synchronous_jsonl, thirty_day_items, walk_module  # noqa: E402
 
 from adapters.doge import corpusgen  # noqa: E402
 from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
@@ -40,7 +39,6 @@ from adapters.doge.reference import state_machine as sm  # noqa: E402
 from shadowdiff.client import SubprocessReducer  # noqa: E402
 from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
 from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.model import Context  # noqa: E402
 from shadowdiff.records import Record, Snapshot  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
@@ -93,38 +91,6 @@ def shadowed_jobs(corpus: Path, jobs: int) -> tuple[float, int]:
     result, _, _ = run_parallel([str(corpus)], shadow, auth, ReplayOptions(), jobs)
     elapsed = time.perf_counter() - started
     return result.counts["steps"] / elapsed, result.divergence_count + result.failure_count
-
-
-def synchronous_jsonl(items: list, command: list[str], limit: int) -> float:
-    """One JSON request with the whole state, then wait for its line: the bot's own shadow path."""
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin and proc.stdout
-    done = 0
-
-    def ask_shadow(item: Record, state: object, ctx: Context) -> bool:
-        nonlocal done
-        if done >= limit:
-            return False
-        request = {
-            "method": "transition",
-            "state": sm.to_dict(state),
-            "event": item.input.payload,
-            "config": ctx.config,
-            "order_size_usd": ctx.order_size_usd,
-            "order_sizes": ctx.order_sizes,
-        }
-        proc.stdin.write(json.dumps(request).encode() + b"\n")
-        proc.stdin.flush()
-        json.loads(proc.stdout.readline())
-        done += 1
-        return True
-
-    started = time.perf_counter()
-    walk_module(items, ask_shadow)
-    elapsed = time.perf_counter() - started
-    proc.stdin.close()
-    proc.wait()
-    return done / elapsed
 
 
 def peak_rss_mb(corpus: Path) -> float:

@@ -18,8 +18,6 @@ Prints, for a generated single-slot 7-day stream of 70,000 steps (--quick: 14,00
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import walk_module  # noqa: E402
+from common import synchronous_jsonl  # noqa: E402
 
 from adapters.doge import corpusgen  # noqa: E402
 from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
@@ -37,7 +35,6 @@ from adapters.doge.reference import state_machine as sm  # noqa: E402
 from shadowdiff.client import SubprocessReducer  # noqa: E402
 from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
 from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.model import Context  # noqa: E402
 from shadowdiff.records import Record, Snapshot  # noqa: E402
 
 PORT = [str(DEFAULT_EXE), "--server"]
@@ -92,32 +89,6 @@ def tenth_rate(items: list, history: str) -> float:
     return steps_of(items) / elapsed
 
 
-def synchronous_rate(items: list) -> float:
-    """One JSON request with the whole state, then wait for its line: the bot's own shadow path."""
-    proc = subprocess.Popen(PORT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin and proc.stdout
-    done = 0
-
-    def ask_shadow(item: Record, state: object, ctx: Context) -> bool:
-        nonlocal done
-        request = {
-            "method": "transition", "state": sm.to_dict(state), "event": item.input.payload,
-            "config": ctx.config, "order_size_usd": ctx.order_size_usd, "order_sizes": ctx.order_sizes,
-        }  # fmt: skip
-        proc.stdin.write(json.dumps(request).encode() + b"\n")
-        proc.stdin.flush()
-        json.loads(proc.stdout.readline())
-        done += 1
-        return True
-
-    started = time.perf_counter()
-    walk_module(items, ask_shadow)
-    elapsed = time.perf_counter() - started
-    proc.stdin.close()
-    proc.wait()
-    return done / elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="14,000 steps instead of 70,000")
@@ -166,7 +137,7 @@ def main() -> None:
     for index, part in enumerate((first, last)):  # once each, on the tenth's first steps: the slow ones
         sample = prefix(part, SLOW_SAMPLE)
         best["whole"][index] = tenth_rate(sample, "whole")
-        best["sync"][index] = synchronous_rate(sample)
+        best["sync"][index] = synchronous_jsonl(sample, PORT)
     labels = {
         "trim": "pipelined, history trimmed (default)",
         "whole": "pipelined, history sent whole",
