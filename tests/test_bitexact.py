@@ -598,7 +598,7 @@ def test_json_lines_wire_reads_and_writes_non_finite_tokens(haskell_exe: Path) -
     ("mutant", "seed", "signature"),
     [
         ("recovery_entry_time_truthy", 0, "transition.state|*|completed_cycles[*].entry_time"),
-        ("evict_by_position", 2, "transition.state|*|recovery_orders[*].recovery_id"),
+        ("evict_by_position", 0, "transition.state|*|recovery_orders[*].recovery_id"),
         # only a wire type differs (exit_fee 0 for 0.0): seen now that the exact rule is type for type
         ("fee_int_booked_as_int", 0, "transition.state|*|completed_cycles[*].exit_fee"),
     ],
