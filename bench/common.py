@@ -61,15 +61,35 @@ def walk_module(items: list, before_step: BeforeStep | None = None) -> int:
     return steps
 
 
-def thirty_day_items(events: int, seed: int = 30) -> list:
-    """A single-slot stream of ``events`` steps spread over 30 simulated days."""
-    corpusgen.TICK_SECONDS = 30 * 86400 / (events / 2.3)
+def day_items(events: int, days: int, seed: int) -> list:
+    """A single-slot stream of ``events`` steps spread over ``days`` simulated days."""
+    corpusgen.TICK_SECONDS = days * 86400 / (events / 2.3)
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "30d.msgpack"
+        log = Path(tmp) / f"{days}d.msgpack"
         with LogWriter(log) as writer:
             for record in corpusgen.generate(events, slots=1, seed=seed):
                 writer.write(record)
         return list(read_items([log]))
+
+
+def thirty_day_items(events: int, seed: int = 30) -> list:
+    """A single-slot stream of ``events`` steps spread over 30 simulated days."""
+    return day_items(events, 30, seed)
+
+
+def steps_of(items: list) -> int:
+    return sum(isinstance(i, Record) for i in items)
+
+
+def prefix_of(items: list, steps: int) -> list:
+    """The items up to the ``steps``-th record (snapshots and patches before it included)."""
+    out, seen = [], 0
+    for item in items:
+        seen += isinstance(item, Record)
+        if seen > steps:
+            break
+        out.append(item)
+    return out
 
 
 def synchronous_jsonl(items: list, command: list[str], limit: int | None = None) -> float:

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import synchronous_jsonl, thirty_day_items, walk_module  # noqa: E402
+from common import prefix_of, steps_of, synchronous_jsonl, thirty_day_items, walk_module  # noqa: E402
 
 from adapters.doge import corpusgen  # noqa: E402
 from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
@@ -42,20 +42,6 @@ from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
 from shadowdiff.records import Record, Snapshot  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
-
-
-def steps_of(items: list) -> int:
-    return sum(isinstance(i, Record) for i in items)
-
-
-def prefix_of(items: list, steps: int) -> list:
-    out, seen = [], 0
-    for item in items:
-        seen += isinstance(item, Record)
-        if seen > steps:
-            break
-        out.append(item)
-    return out
 
 
 def reducer_alone(items: list) -> float:

@@ -19,51 +19,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import synchronous_jsonl  # noqa: E402
+from common import day_items, prefix_of, steps_of, synchronous_jsonl  # noqa: E402
 
-from adapters.doge import corpusgen  # noqa: E402
 from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
 from adapters.doge.inprocess import InProcessReducer  # noqa: E402
 from adapters.doge.reference import state_machine as sm  # noqa: E402
 from shadowdiff.client import SubprocessReducer  # noqa: E402
-from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
 from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
 from shadowdiff.records import Record, Snapshot  # noqa: E402
 
 PORT = [str(DEFAULT_EXE), "--server"]
 SLOW_SAMPLE = 1500  # steps of a tenth measured with whole histories (the slow ways)
-
-
-def seven_day_items(events: int, seed: int = 7) -> list:
-    """A single-slot stream of ``events`` steps spread over 7 simulated days."""
-    corpusgen.TICK_SECONDS = 7 * 86400 / (events / 2.3)
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "7d.msgpack"
-        with LogWriter(log) as writer:
-            for record in corpusgen.generate(events, slots=1, seed=seed):
-                writer.write(record)
-        return list(read_items([log]))
-
-
-def prefix(items: list, steps: int) -> list:
-    out, seen = [], 0
-    for item in items:
-        seen += isinstance(item, Record)
-        if seen > steps:
-            break
-        out.append(item)
-    return out
-
-
-def steps_of(items: list) -> int:
-    return sum(isinstance(i, Record) for i in items)
 
 
 def shadow(history: str) -> SubprocessReducer:
@@ -96,7 +68,7 @@ def main() -> None:
     if not DEFAULT_EXE.exists():
         sys.exit(f"build the port first: bash {ROOT / 'adapters/doge/haskell/build.sh'}")
     events = 14_000 if args.quick else 70_000
-    items = seven_day_items(events)
+    items = day_items(events, 7, seed=7)
     steps = [i for i, item in enumerate(items) if isinstance(item, Record)]
     cuts = [0] + [steps[len(steps) * k // 10] for k in range(1, 10)] + [len(items)]
     auth = InProcessReducer(sm)
@@ -135,7 +107,7 @@ def main() -> None:
         for index, part in enumerate((first, last)):
             best["trim"][index] = max(best["trim"][index], tenth_rate(part, "trim"))
     for index, part in enumerate((first, last)):  # once each, on the tenth's first steps: the slow ones
-        sample = prefix(part, SLOW_SAMPLE)
+        sample = prefix_of(part, SLOW_SAMPLE)
         best["whole"][index] = tenth_rate(sample, "whole")
         best["sync"][index] = synchronous_jsonl(sample, PORT)
     labels = {
