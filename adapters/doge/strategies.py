@@ -131,13 +131,19 @@ def configs(draw: Any) -> WireMap:
     return c
 
 
-def _entry_price(market: float, side: str, config: WireMap, trade: str) -> float:
+def _entry_pct(config: WireMap, trade: str) -> Any:
+    """A trade's entry distance before backoff (DOGE_REDUCER.md section 3)."""
     d = cfg(config, "entry_pct")
     own = cfg(config, f"entry_pct_{trade.lower()}")
     if own is not None and own > 0:
         d = own
     if d <= 0:
         d = cfg(config, "entry_pct")
+    return d
+
+
+def _entry_price(market: float, side: str, config: WireMap, trade: str) -> float:
+    d = _entry_pct(config, trade)
     factor = 1 - d / 100 if side == "buy" else 1 + d / 100
     return float(round(market * factor, int(cfg(config, "price_decimals"))))
 
@@ -746,12 +752,7 @@ def solve_product(target: float, factor: float) -> float | None:
 
 def _distance(config: WireMap, state: WireMap, trade: str) -> float:
     """The entry distance times the backoff multiplier, as DOGE_REDUCER.md section 3 computes it."""
-    d = cfg(config, "entry_pct")
-    own = cfg(config, f"entry_pct_{trade.lower()}")
-    if own is not None and own > 0:
-        d = own
-    if d <= 0:
-        d = cfg(config, "entry_pct")
+    d = _entry_pct(config, trade)
     n = state.get(f"consecutive_losses_{trade.lower()}") or 0
     start = cfg(config, "loss_backoff_start")
     try:
