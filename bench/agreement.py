@@ -10,7 +10,7 @@
 2. The real bot's recording, authority = the REAL `state_machine.py`'s recorded outcomes
    (../shared/upstream-recordings/backtest-day1.msgpack.gz, or $SHADOWDIFF_UPSTREAM_RECORDINGS): replayed
    with the recorded outcomes as the authority against the port and against our Python reference
-   (`python -m adapters.doge.pyserver --msgpack`). This is the figure about the real world.
+   (`python -m shadowdiff_doge.pyserver --msgpack`). This is the figure about the real world.
 
 Both comparisons are exact (the domain's default rules: no tolerance).
 """
@@ -26,12 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.doge import corpusgen  # noqa: E402
-from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
-from adapters.doge.inprocess import InProcessReducer  # noqa: E402
-from shadowdiff.client import SubprocessReducer  # noqa: E402
-from shadowdiff.corpus import _LogReader, read_items  # noqa: E402
-from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
+from shadowdiff_doge import corpusgen  # noqa: E402
+from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
+from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
+
+from shadowdiff.core.engine import Replay, ReplayOptions  # noqa: E402
+from shadowdiff.runtime.corpus import _LogReader, read_items  # noqa: E402
+from shadowdiff.shadow.client import SubprocessReducer  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--recording", type=Path, default=default_recording(), help="the real bot's log")
     parser.add_argument("--no-recording", action="store_true", help="skip part 2 (the real bot's recording)")
     args = parser.parse_args()
-    print("1. generated events; authority: our Python reference (adapters.doge.reference.state_machine)")
+    print("1. generated events; authority: our Python reference (shadowdiff_doge.reference.state_machine)")
     per_run = 125_000
     total = divergences = failures = breaches = 0
     started = time.perf_counter()
@@ -66,7 +67,7 @@ def main() -> None:
         )
         with shadow:
             result = Replay(
-                shadow, InProcessReducer("adapters.doge.reference.state_machine"), ReplayOptions()
+                shadow, InProcessReducer("shadowdiff_doge.reference.state_machine"), ReplayOptions()
             ).run(items)
         steps = result.shadow_checks["transition"] + result.shadow_checks["call"]
         total += steps
@@ -102,7 +103,7 @@ def recording(path: Path) -> None:
         return
     shadows = {
         "haskell port": [str(DEFAULT_EXE), "--msgpack"],
-        "python reference": [sys.executable, "-m", "adapters.doge.pyserver", "--msgpack"],
+        "python reference": [sys.executable, "-m", "shadowdiff_doge.pyserver", "--msgpack"],
     }
     for name, argv in shadows.items():
         started = time.perf_counter()

@@ -19,12 +19,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.doge import corpusgen  # noqa: E402
-from adapters.doge.inprocess import InProcessReducer  # noqa: E402
-from adapters.doge.reference import state_machine as sm  # noqa: E402
-from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
+from shadowdiff_doge import corpusgen  # noqa: E402
+from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
+from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
+
 from shadowdiff.model import Call, Context  # noqa: E402
-from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
+from shadowdiff.model.records import PatchRecord, Record, Snapshot  # noqa: E402
+from shadowdiff.runtime.corpus import LogWriter, read_items  # noqa: E402
 
 BeforeStep = Callable[[Record, Any, Context], bool]
 """Called before each transition with the record, the module's pre-state and the context; returning

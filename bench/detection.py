@@ -39,10 +39,11 @@ def mutants(exe: Path) -> list[tuple[str, str]]:
 
 def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: float,
              seeds_from: str | None = None) -> dict[str, Any]:  # fmt: skip
-    from adapters.doge import defaults
-    from shadowdiff.client import SubprocessReducer
-    from shadowdiff.fuzz import FuzzOptions, ReplayOracle, fuzz
-    from shadowdiff.seeds import SeededStrategies, seed_scenarios
+    from shadowdiff_doge import defaults
+
+    from shadowdiff.search.fuzz import FuzzOptions, ReplayOracle, fuzz
+    from shadowdiff.search.seeds import SeededStrategies, seed_scenarios
+    from shadowdiff.shadow.client import SubprocessReducer
 
     argv = [*defaults.default_shadow_command(), "--mutant", name]
     domain = defaults.domain()
@@ -70,10 +71,11 @@ def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: floa
 
 
 def upstream_exposes(name: str, deadline: float) -> bool:
-    from adapters.doge import defaults
-    from shadowdiff.client import SubprocessReducer
-    from shadowdiff.corpus import read_items
-    from shadowdiff.engine import Replay, ReplayOptions
+    from shadowdiff_doge import defaults
+
+    from shadowdiff.core.engine import Replay, ReplayOptions
+    from shadowdiff.runtime.corpus import read_items
+    from shadowdiff.shadow.client import SubprocessReducer
 
     argv = [*defaults.default_shadow_command(), "--mutant", name]
     shadow = SubprocessReducer(argv, domain=defaults.domain(), deadline=deadline)
@@ -103,9 +105,10 @@ COMPANIONS = ("cycle_default_zero", "invariant_typo", "regime_case_sensitive")
 
 
 def _oracle(names: list[str], deadline: float) -> Any:
-    from adapters.doge import defaults
-    from shadowdiff.client import SubprocessReducer
-    from shadowdiff.fuzz import ReplayOracle
+    from shadowdiff_doge import defaults
+
+    from shadowdiff.search.fuzz import ReplayOracle
+    from shadowdiff.shadow.client import SubprocessReducer
 
     argv = [*defaults.default_shadow_command(), "--mutant", ",".join(names)]
     domain = defaults.domain()
@@ -118,8 +121,9 @@ def _oracle(names: list[str], deadline: float) -> Any:
 
 def companion_signatures(name: str, seed: int, budget: float, max_steps: int, deadline: float) -> list[str]:
     """Every signature a --keep-going fuzz of ``name`` alone files within ``budget`` (its triage entries)."""
-    from adapters.doge import defaults
-    from shadowdiff.fuzz import FuzzOptions, fuzz
+    from shadowdiff_doge import defaults
+
+    from shadowdiff.search.fuzz import FuzzOptions, fuzz
 
     oracle = _oracle([name], deadline)
     options = FuzzOptions(seed, 1_000_000, max_steps, budget, True, "lockstep", 10.0)
@@ -135,9 +139,10 @@ def fuzz_with_known(args: tuple[str, list[str], list[str], int, float, int, floa
     """Fuzz ``name`` + two companions with the companions' signatures known; found = a reproducer of at
     most 3 events whose signature the port carrying ``name`` alone shows."""
     name, companions, known_sigs, seed, budget, max_steps, deadline = args
-    from adapters.doge import defaults
-    from shadowdiff.fuzz import FuzzOptions, fuzz
-    from shadowdiff.triage import Entry, Triage
+    from shadowdiff_doge import defaults
+
+    from shadowdiff.core.triage import Entry, Triage
+    from shadowdiff.search.fuzz import FuzzOptions, fuzz
 
     known = Triage(tuple(Entry(sig, "companion mutant", "open") for sig in known_sigs))
     oracle = _oracle([name, *companions], deadline)
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         help="--with-known: seconds of --keep-going to collect each companion's signatures",
     )
     args = parser.parse_args(argv)
-    from adapters.doge.domain import DEFAULT_EXE
+    from shadowdiff_doge.domain import DEFAULT_EXE
 
     if not DEFAULT_EXE.exists():
         print(f"build the port first: bash {ROOT / 'adapters/doge/haskell/build.sh'}", file=sys.stderr)

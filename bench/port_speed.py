@@ -32,14 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import thirty_day_items, walk_module  # noqa: E402
+from shadowdiff_doge.domain import DEFAULT_EXE  # noqa: E402
+from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
+from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
 
-from adapters.doge.domain import DEFAULT_EXE  # noqa: E402
-from adapters.doge.inprocess import InProcessReducer  # noqa: E402
-from adapters.doge.reference import state_machine as sm  # noqa: E402
-from shadowdiff.corpus import read_items  # noqa: E402
+from shadowdiff.core.reducer import Step  # noqa: E402
 from shadowdiff.model import Call  # noqa: E402
-from shadowdiff.records import PatchRecord, Record, Snapshot  # noqa: E402
-from shadowdiff.reducer import Step  # noqa: E402
+from shadowdiff.model.records import PatchRecord, Record, Snapshot  # noqa: E402
+from shadowdiff.runtime.corpus import read_items  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
-MODULE = "adapters.doge.reference.state_machine"
+MODULE = "shadowdiff_doge.reference.state_machine"
 
 
 def bot(loops: int, env: dict[str, str] | None = None, tap: bool = False) -> tuple[dict, float]:
@@ -37,7 +37,7 @@ def bot(loops: int, env: dict[str, str] | None = None, tap: bool = False) -> tup
 
     def run(n: int) -> tuple[dict, float]:
         # --seconds S --rate R paces S*R loops; a rate far above what the bot can do means flat out
-        argv = [sys.executable, "-m", "adapters.doge.simbot", "--seconds", str(n / 1e7), "--rate", "1e7"]
+        argv = [sys.executable, "-m", "shadowdiff_doge.simbot", "--seconds", str(n / 1e7), "--rate", "1e7"]
         if tap:
             argv = [sys.executable, "-m", "shadowdiff.tap", "--module", MODULE, *argv[1:]]
         started = time.perf_counter()
@@ -108,8 +108,8 @@ def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
     """Every tapped record of a recording, sent to a fresh sidecar as a tap would (frames of 256
     records) but as fast as the socket takes them; records/s until all are checked."""
     sys.path.insert(0, str(ROOT))
-    from shadowdiff.codec import make_unpacker, packb
     from shadowdiff.tap import recv_frame, send_frame
+    from shadowdiff.wire.codec import make_unpacker, packb
 
     records = []
     for log in sorted(recorded.glob("*.msgpack")):
@@ -142,7 +142,7 @@ def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
 
 
 def msgpack_kind(raw: bytes) -> str:
-    from shadowdiff.codec import unpackb
+    from shadowdiff.wire.codec import unpackb
 
     value = unpackb(raw)
     return str(value.get("kind")) if isinstance(value, dict) else ""

@@ -22,10 +22,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.doge import simbot
-from adapters.doge.reference import state_machine as sm
+from shadowdiff_doge import simbot
+from shadowdiff_doge.reference import state_machine as sm
+
 from shadowdiff import tap
-from shadowdiff.codec import packb
+from shadowdiff.wire.codec import packb
 
 
 class OldRule(tap.RecordBuilder):

@@ -20,9 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.doge import simbot
-from adapters.doge.domain import DEFAULT_EXE
-from adapters.doge.reference import state_machine as sm
+from shadowdiff_doge import simbot
+from shadowdiff_doge.domain import DEFAULT_EXE
+from shadowdiff_doge.reference import state_machine as sm
+
 from shadowdiff import tap
 
 
@@ -39,10 +40,10 @@ def main() -> int:
     parser.add_argument("--shadow", help="shadow command (default: the Haskell port if built, else Python)")
     args = parser.parse_args()
     shadow = args.shadow or (f"{DEFAULT_EXE} --msgpack" if DEFAULT_EXE.exists() else
-                             f"{sys.executable} -m adapters.doge.pyserver --msgpack")  # fmt: skip
+                             f"{sys.executable} -m shadowdiff_doge.pyserver --msgpack")  # fmt: skip
 
-    from shadowdiff.client import SubprocessReducer
-    from shadowdiff.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.live.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.shadow.client import SubprocessReducer
 
     work = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
     options = SidecarOptions(listen=f"unix:{work / 'tap.sock'}", record_dir=work / "record",

@@ -31,15 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import prefix_of, steps_of, synchronous_jsonl, thirty_day_items, walk_module  # noqa: E402
+from shadowdiff_doge import corpusgen  # noqa: E402
+from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
+from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
+from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
 
-from adapters.doge import corpusgen  # noqa: E402
-from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
-from adapters.doge.inprocess import InProcessReducer  # noqa: E402
-from adapters.doge.reference import state_machine as sm  # noqa: E402
-from shadowdiff.client import SubprocessReducer  # noqa: E402
-from shadowdiff.corpus import LogWriter, read_items  # noqa: E402
-from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.records import Record, Snapshot  # noqa: E402
+from shadowdiff.core.engine import Replay, ReplayOptions  # noqa: E402
+from shadowdiff.model.records import Record, Snapshot  # noqa: E402
+from shadowdiff.runtime.corpus import LogWriter, read_items  # noqa: E402
+from shadowdiff.shadow.client import SubprocessReducer  # noqa: E402
 
 CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
 
@@ -65,7 +65,7 @@ def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int, i
 def shadowed_jobs(corpus: Path, jobs: int) -> tuple[float, int]:
     """The same replay dealt out to ``jobs`` worker processes by slot (``replay --jobs``); the clock
     includes forking and each worker reading the corpus."""
-    from shadowdiff.parallel import run_parallel
+    from shadowdiff.runtime.parallel import run_parallel
 
     def shadow() -> SubprocessReducer:
         return SubprocessReducer([str(DEFAULT_EXE), "--msgpack"], domain=DogeDomain())

@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import day_items, prefix_of, steps_of, synchronous_jsonl  # noqa: E402
+from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
+from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
+from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
 
-from adapters.doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
-from adapters.doge.inprocess import InProcessReducer  # noqa: E402
-from adapters.doge.reference import state_machine as sm  # noqa: E402
-from shadowdiff.client import SubprocessReducer  # noqa: E402
-from shadowdiff.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.records import Record, Snapshot  # noqa: E402
+from shadowdiff.core.engine import Replay, ReplayOptions  # noqa: E402
+from shadowdiff.model.records import Record, Snapshot  # noqa: E402
+from shadowdiff.shadow.client import SubprocessReducer  # noqa: E402
 
 PORT = [str(DEFAULT_EXE), "--server"]
 SLOW_SAMPLE = 1500  # steps of a tenth measured with whole histories (the slow ways)

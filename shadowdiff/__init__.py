@@ -12,17 +12,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BadInput": "errors", "ShadowdiffError": "errors", "ShadowSetupError": "errors", "UsageError": "errors",
-    "Call": "model", "Context": "model", "Difference": "model", "Divergence": "model", "Event": "model",
-    "Failure": "model", "FailureAt": "model", "Outcome": "model", "Scenario": "model", "StepResult": "model",
-    "Cluster": "classify", "Clusters": "classify", "signature": "classify",
-    "SubprocessReducer": "client",
-    "LogWriter": "corpus", "load_scenario": "corpus", "read_items": "corpus", "scenario_items": "corpus",
-    "write_scenario": "corpus",
-    "Rule": "diff", "Rules": "diff", "diff": "diff",
-    "Domain": "domain",
-    "Replay": "engine", "ReplayOptions": "engine", "ReplayResult": "engine",
-    "Reducer": "reducer",
+    "BadInput": "model.errors", "ShadowdiffError": "model.errors", "ShadowSetupError": "model.errors",
+    "UsageError": "model.errors",
+    "Call": "model.values", "Context": "model.values", "Difference": "model.values",
+    "Divergence": "model.values", "Event": "model.values", "Failure": "model.values",
+    "FailureAt": "model.values", "Outcome": "model.values", "Scenario": "model.values",
+    "StepResult": "model.values",
+    "Cluster": "core.classify", "Clusters": "core.classify", "signature": "core.classify",
+    "SubprocessReducer": "shadow.client",
+    "LogWriter": "runtime.corpus", "load_scenario": "runtime.corpus", "read_items": "runtime.corpus",
+    "scenario_items": "runtime.corpus", "write_scenario": "runtime.corpus",
+    "Rule": "core.diff", "Rules": "core.diff", "diff": "core.diff",
+    "Domain": "core.domain",
+    "Replay": "core.engine", "ReplayOptions": "core.engine", "ReplayResult": "core.engine",
+    "Reducer": "core.reducer",
 }  # fmt: skip
 
 __all__ = [
@@ -48,14 +51,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .classify import Cluster, Clusters, signature
-    from .client import SubprocessReducer
-    from .corpus import LogWriter, load_scenario, read_items, scenario_items, write_scenario
-    from .diff import Rule, Rules, diff
-    from .domain import Domain
-    from .engine import Replay, ReplayOptions, ReplayResult
-    from .errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
-    from .model import (
+    from shadowdiff.core.classify import Cluster, Clusters, signature
+    from shadowdiff.core.diff import Rule, Rules, diff
+    from shadowdiff.core.domain import Domain
+    from shadowdiff.core.engine import Replay, ReplayOptions, ReplayResult
+    from shadowdiff.core.reducer import Reducer
+    from shadowdiff.model.errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
+    from shadowdiff.model.values import (
         Call,
         Context,
         Difference,
@@ -67,4 +69,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Scenario,
         StepResult,
     )  # fmt: skip
-    from .reducer import Reducer
+    from shadowdiff.runtime.corpus import LogWriter, load_scenario, read_items, scenario_items, write_scenario
+    from shadowdiff.shadow.client import SubprocessReducer

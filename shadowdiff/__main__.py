@@ -10,7 +10,7 @@ import sys
 
 def run() -> None:
     try:
-        from .cli import main
+        from shadowdiff.cli.main import main
     except KeyboardInterrupt:
         sys.stderr.write("\nshadowdiff: interrupted\n")
         sys.stderr.flush()

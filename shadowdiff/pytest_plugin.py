@@ -8,7 +8,7 @@
   transport (the real ``doge-core-exe`` today), with whole states and its history trimmed;
 - fixture ``shadowdiff_shadow``: a ``SubprocessReducer`` over that command, one per session;
 - ``ShadowMachine``: a Hypothesis ``RuleBasedStateMachine`` to subclass. Set ``strategies`` (a
-  ``shadowdiff.generate.Strategies``, e.g. ``adapters.doge.strategies.DogeStrategies()``) and
+  ``shadowdiff.search.generate.Strategies``, e.g. ``shadowdiff_doge.strategies.DogeStrategies()``) and
   ``authoritative`` (a function returning the authoritative ``Reducer``); every rule steps both sides
   from the current authoritative state and fails on the first divergence or shadow failure;
 - ``scenarios`` (walked scenarios as a strategy) and ``Strategies`` are re-exported for ``@given`` tests.
@@ -30,14 +30,14 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from .client import SubprocessReducer
-from .domain import Domain
-from .engine import Replay, ReplayOptions
-from .errors import ShadowdiffError
-from .generate import Strategies, scenarios
-from .model import Context
-from .records import Record, Snapshot
-from .reducer import Reducer
+from shadowdiff.core.domain import Domain
+from shadowdiff.core.engine import Replay, ReplayOptions
+from shadowdiff.core.reducer import Reducer
+from shadowdiff.model.errors import ShadowdiffError
+from shadowdiff.model.records import Record, Snapshot
+from shadowdiff.model.values import Context
+from shadowdiff.search.generate import Strategies, scenarios
+from shadowdiff.shadow.client import SubprocessReducer
 
 __all__ = ["ShadowMachine", "Strategies", "scenarios", "shadow_codec", "shadow_command", "shared_shadow"]
 

@@ -18,7 +18,7 @@ RECORDINGS = Path(
 )
 EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
 BUILD = ROOT / "adapters" / "doge" / "haskell" / "build.sh"
-PY_SERVER = [sys.executable, "-m", "adapters.doge.pyserver"]
+PY_SERVER = [sys.executable, "-m", "shadowdiff_doge.pyserver"]
 MISBEHAVING = [sys.executable, str(ROOT / "tests" / "servers" / "misbehaving.py")]
 
 

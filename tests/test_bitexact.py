@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.reference import state_machine as sm
 
-from adapters.doge.domain import DogeDomain
-from adapters.doge.reference import state_machine as sm
-from shadowdiff.client import SubprocessReducer
 from shadowdiff.model import Context, Event
+from shadowdiff.shadow.client import SubprocessReducer
 
 NAN = math.nan
 INF = math.inf
@@ -610,7 +610,7 @@ def test_fuzz_finds_a_section9_mutant_within_a_minute(
     ``shadowdiff fuzz`` needs to catch these, with a reproducer of at most 3 events."""
     from click.testing import CliRunner
 
-    from shadowdiff.cli import main as shadowdiff_main
+    from shadowdiff.cli.main import main as shadowdiff_main
 
     shadow = f"{haskell_exe} --msgpack --mutant {mutant}"
     args = [
@@ -659,16 +659,17 @@ def _typed_differences(a: Any, b: Any, path: str = "") -> list[str]:
 def _stream_fee_type_differences(haskell_exe: Path, mutant: str | None, examples: int) -> list[str]:
     """Generated streams (the DOGE strategies, walked by the reference), each step sent to the port as a
     whole state: the generalised paths in FEE_PATHS where the port's wire type or bits differ."""
-    from adapters.doge.inprocess import InProcessReducer
-    from adapters.doge.strategies import DogeStrategies
-    from shadowdiff.diff import generalise
-    from shadowdiff.errors import ShadowdiffError
-    from shadowdiff.generate import SearchOptions, search
+    from shadowdiff_doge.inprocess import InProcessReducer
+    from shadowdiff_doge.strategies import DogeStrategies
+
+    from shadowdiff.core.diff import generalise
     from shadowdiff.model import Scenario
+    from shadowdiff.model.errors import ShadowdiffError
+    from shadowdiff.search.generate import SearchOptions, search
 
     argv = [str(haskell_exe), "--msgpack", *(["--mutant", mutant] if mutant else [])]
     port = SubprocessReducer(argv, domain=DogeDomain(), deadline=5.0, use_sessions=False)
-    ref = InProcessReducer("adapters.doge.reference.state_machine")
+    ref = InProcessReducer("shadowdiff_doge.reference.state_machine")
     found: list[str] = []
 
     def check(scenario: Scenario) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowdiff.classify import Clusters, divergence, signature
+from shadowdiff.core.classify import Clusters, divergence, signature
 from shadowdiff.model import Difference, Event
 
 

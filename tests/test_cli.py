@@ -10,10 +10,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 from conftest import MISBEHAVING, PY_SERVER, ROOT
+from shadowdiff_doge.corpusgen import generate
 
-from adapters.doge.corpusgen import generate
-from shadowdiff.cli import main
-from shadowdiff.corpus import LogWriter, read_items
+from shadowdiff.cli.main import main
+from shadowdiff.runtime.corpus import LogWriter, read_items
 
 SHADOW = " ".join([*PY_SERVER, "--msgpack"])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowdiff.codec import apply_delta, compute_delta, packb, same_value, unpackb
+from shadowdiff.wire.codec import apply_delta, compute_delta, packb, same_value, unpackb
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
                     st.floats(allow_nan=False), st.text(max_size=8))  # fmt: skip

@@ -23,18 +23,18 @@ from typing import Any
 import msgpack
 import pytest
 from conftest import ROOT
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
 from test_bitexact import first_difference, same
 
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.client import SubprocessReducer
-from shadowdiff.codec import apply_delta
-from shadowdiff.diff import Rules
+from shadowdiff.core.diff import Rules
 from shadowdiff.model import Context, Event
+from shadowdiff.shadow.client import SubprocessReducer
+from shadowdiff.wire.codec import apply_delta
 
 DAY = "backtest-day1.msgpack.gz"
 TRANSITIONS = 9_912
-PY_SHADOW = f"{sys.executable} -m adapters.doge.pyserver --msgpack"
+PY_SHADOW = f"{sys.executable} -m shadowdiff_doge.pyserver --msgpack"
 
 
 def replay(recording: Path, tmp_path: Path, *shadow: str) -> tuple[int, dict[str, Any], str]:
@@ -62,7 +62,7 @@ def test_the_real_bots_day_replays_with_no_divergence(
     assert summary["divergences"] == 0 and summary["failures"] == 0 and summary["verdict"] == "pass"
     assert summary["checks"]["shadow"]["transition"] == TRANSITIONS == summary["steps"]
     assert summary["checks"]["shadow"]["invariants"] == TRANSITIONS
-    expected = "doge-core-exe" if not shadow else "adapters.doge.pyserver"
+    expected = "doge-core-exe" if not shadow else "shadowdiff_doge.pyserver"
     assert expected in report["run"]["shadow"] or expected in output
 
 
@@ -116,7 +116,7 @@ def test_every_recorded_outcome_matches_type_for_type(
     reducer = (
         SubprocessReducer([str(haskell_exe), "--msgpack"], domain=DogeDomain(), use_sessions=False)
         if which == "haskell-port"
-        else InProcessReducer("adapters.doge.reference.state_machine")
+        else InProcessReducer("shadowdiff_doge.reference.state_machine")
     )
     checked = 0
     try:

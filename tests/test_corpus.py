@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shadowdiff_doge.corpusgen import generate
 
-from adapters.doge.corpusgen import generate
-from shadowdiff.corpus import LogWriter, expand, read_items
-from shadowdiff.errors import BadInput
-from shadowdiff.records import PatchRecord, Record, Snapshot
+from shadowdiff.model.errors import BadInput
+from shadowdiff.model.records import PatchRecord, Record, Snapshot
+from shadowdiff.runtime.corpus import LogWriter, expand, read_items
 
 
 def test_all_twenty_upstream_fixtures_load_as_one_slot_each(upstream: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_record_cut_anywhere_is_named_at_its_first_byte_and_the_rest_is_read(
     read and the warning names the torn record's first byte and its length."""
     import msgpack
 
-    import shadowdiff.corpus as corpus
+    import shadowdiff.runtime.corpus as corpus
 
     whole = b"".join(msgpack.packb(r) for r in _torn_log[:-1])
     last = msgpack.packb(_torn_log[-1])

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowdiff.codec import same_value
-from shadowdiff.diff import Rule, Rules, answer_rules, diff, generalise, identical, run_rules
-from shadowdiff.errors import BadInput
+from shadowdiff.core.diff import Rule, Rules, answer_rules, diff, generalise, identical, run_rules
+from shadowdiff.model.errors import BadInput
+from shadowdiff.wire.codec import same_value
 
 values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=4)),

@@ -10,16 +10,16 @@ import os
 
 import pytest
 from conftest import MISBEHAVING, PY_SERVER, ROOT, children_of
+from shadowdiff_doge.corpusgen import generate
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
 
-from adapters.doge.corpusgen import generate
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.client import SubprocessReducer
-from shadowdiff.corpus import LogWriter, read_items
-from shadowdiff.engine import Replay, ReplayOptions
-from shadowdiff.report import build_report
+from shadowdiff.core.engine import Replay, ReplayOptions
+from shadowdiff.reporting.text import build_report
+from shadowdiff.runtime.corpus import LogWriter, read_items
+from shadowdiff.shadow.client import SubprocessReducer
 
-REFERENCE = "adapters.doge.reference.state_machine"
+REFERENCE = "shadowdiff_doge.reference.state_machine"
 
 
 def replay(items, command, codec="msgpack", authoritative=True, deadline=10.0, **options):
@@ -276,7 +276,7 @@ def test_the_authoritative_reducer_raising_is_bad_input_named_where(tmp_path) ->
 
     from conftest import UPSTREAM
 
-    from shadowdiff.errors import ShadowdiffError
+    from shadowdiff.model.errors import ShadowdiffError
 
     scenario = json.loads((UPSTREAM / "s2_timer_sets_flag.json").read_text())
     scenario["events"] += [{"type": "TimerTick", "payload": {"timestamp": "abc"}}]

@@ -15,10 +15,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from shadowdiff import runbook_cli
-from shadowdiff.errors import BadInput, UsageError
-from shadowdiff.evidence import build_bundle, verify_bundle
-from shadowdiff.watch import format_ts
+from shadowdiff.cli import runbook as runbook_cli
+from shadowdiff.model.errors import BadInput, UsageError
+from shadowdiff.runbook.evidence import build_bundle, verify_bundle
+from shadowdiff.runbook.watch import format_ts
 
 START = 1_790_000_000.0
 FILL = "transition.state|FillEvent|orders[*].price"
@@ -251,7 +251,8 @@ def test_bundle_bytes_do_not_depend_on_the_hash_seed(samples: Path, tmp_path: Pa
     """Built in fresh processes under different PYTHONHASHSEED values, through the real command line."""
     root = Path(__file__).resolve().parent.parent
     script = (
-        "import click; from shadowdiff import runbook_cli; g = click.Group('s'); runbook_cli.register(g); g()"
+        "import click; from shadowdiff.cli import runbook as runbook_cli; "
+        "g = click.Group('s'); runbook_cli.register(g); g()"
     )
     sums = []
     for seed in ("0", "4242"):

@@ -23,8 +23,8 @@ import pytest
 from conftest import MISBEHAVING, PY_SERVER, ROOT, children_of
 from test_sidecar import ENV, gone, run_bot, shadow_command
 
-from shadowdiff.corpus import TornRecordWarning, read_items
-from shadowdiff.records import Record
+from shadowdiff.model.records import Record
+from shadowdiff.runtime.corpus import TornRecordWarning, read_items
 
 
 class Side:
@@ -87,11 +87,11 @@ def adds_up(status: dict[str, Any]) -> None:
 
 
 def bot_argv(seconds: float, rate: float, seed: int) -> list[str]:
-    tap = [sys.executable, "-m", "shadowdiff.tap", "--module", "adapters.doge.reference.state_machine"]
+    tap = [sys.executable, "-m", "shadowdiff.tap", "--module", "shadowdiff_doge.reference.state_machine"]
     return [
         *tap,
         "-m",
-        "adapters.doge.simbot",
+        "shadowdiff_doge.simbot",
         "--seconds",
         str(seconds),
         "--rate",

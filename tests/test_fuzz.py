@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT
 
-from shadowdiff import fuzz_cli
-from shadowdiff.cli import main as shadowdiff_main
+from shadowdiff.cli import fuzz as fuzz_cli
+from shadowdiff.cli.main import main as shadowdiff_main
 
 
 def _cli() -> click.Group:

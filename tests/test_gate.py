@@ -12,11 +12,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from shadowdiff import runbook_cli
-from shadowdiff.errors import BadInput
-from shadowdiff.gate import GateResult, Policy, judge, load_policy, read_jsonl
-from shadowdiff.html import render_gate_markdown
-from shadowdiff.watch import format_ts
+from shadowdiff.cli import runbook as runbook_cli
+from shadowdiff.model.errors import BadInput
+from shadowdiff.runbook.gate import GateResult, Policy, judge, load_policy, read_jsonl
+from shadowdiff.runbook.render import render_gate_markdown
+from shadowdiff.runbook.watch import format_ts
 
 START = 1_790_000_000.0  # a fixed instant, so every window is the same bytes on every run
 FILL = "transition.state|FillEvent|orders[*].price"

@@ -9,15 +9,15 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shadowdiff_doge.inprocess import InProcessReducer
+from shadowdiff_doge.strategies import DogeStrategies, configs, raw_states, states
 
-from adapters.doge.inprocess import InProcessReducer
-from adapters.doge.strategies import DogeStrategies, configs, raw_states, states
-from shadowdiff.errors import BadInput
-from shadowdiff.generate import Draw, SearchOptions, Strategies, search, walk
+from shadowdiff.core.reducer import Reducer
 from shadowdiff.model import Context, Event, Input, Outcome, Scenario, WireMap
-from shadowdiff.reducer import Reducer
+from shadowdiff.model.errors import BadInput
+from shadowdiff.search.generate import Draw, SearchOptions, Strategies, search, walk
 
-REFERENCE = "adapters.doge.reference.state_machine"
+REFERENCE = "shadowdiff_doge.reference.state_machine"
 
 
 class Counter(Reducer):

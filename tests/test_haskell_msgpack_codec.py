@@ -24,8 +24,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from adapters.doge.reference import state_machine as sm
+from shadowdiff_doge.reference import state_machine as sm
 
 OPS = {"transition", "check_invariants", "call", "open", "step", "patch", "get", "close"}
 

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shadowdiff.gate import judge
-from shadowdiff.html import highlight_difference, render_gate, render_report
-from shadowdiff.junit import junit_xml, render_junit
-from shadowdiff.watch import format_ts
+from shadowdiff.reporting.html import highlight_difference, render_report
+from shadowdiff.reporting.junit import junit_xml, render_junit
+from shadowdiff.runbook.gate import judge
+from shadowdiff.runbook.render import render_gate
+from shadowdiff.runbook.watch import format_ts
 
 PRICE = "transition.state|FillEvent|orders[*].price"
 EVIL = "<script>alert('x')</script>"

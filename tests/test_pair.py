@@ -11,16 +11,16 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import ROOT
+from shadowdiff_doge.corpusgen import generate
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
 
-from adapters.doge.corpusgen import generate
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.cli import main
-from shadowdiff.client import SubprocessReducer
-from shadowdiff.corpus import _LogReader, read_items
-from shadowdiff.engine import Replay, ReplayOptions
+from shadowdiff.cli.main import main
+from shadowdiff.core.engine import Replay, ReplayOptions
+from shadowdiff.runtime.corpus import _LogReader, read_items
+from shadowdiff.shadow.client import SubprocessReducer
 
-REFERENCE = "adapters.doge.reference.state_machine"
+REFERENCE = "shadowdiff_doge.reference.state_machine"
 CORPUS = ROOT / "corpora" / "sample" / "doge-3slots-7days.msgpack.gz"
 
 

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from conftest import MISBEHAVING, children_of
 from hypothesis import given
 from hypothesis import strategies as st
+from shadowdiff_doge.corpusgen import generate
 
-from adapters.doge.corpusgen import generate
-from shadowdiff.cli import main
-from shadowdiff.corpus import LogWriter
-from shadowdiff.parallel import owned
-from shadowdiff.records import Gap, Record
+from shadowdiff.cli.main import main
+from shadowdiff.model.records import Gap, Record
+from shadowdiff.runtime.corpus import LogWriter
+from shadowdiff.runtime.parallel import owned
 
 
 def replay(*args: str):

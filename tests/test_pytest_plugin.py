@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
+from shadowdiff_doge.strategies import DogeStrategies
 
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from adapters.doge.strategies import DogeStrategies
 from shadowdiff.pytest_plugin import ShadowMachine
 
-REFERENCE = "adapters.doge.reference.state_machine"
+REFERENCE = "shadowdiff_doge.reference.state_machine"
 
 
 def _machine(command: list[str]) -> type[ShadowMachine]:
@@ -68,8 +68,8 @@ def test_machine_over_json_lines_fails_on_a_mutant(haskell_exe: Path) -> None:
 
 
 def test_a_json_lines_port_given_as_msgpack_is_named_at_once(haskell_exe: Path) -> None:
-    from shadowdiff.client import SubprocessReducer
-    from shadowdiff.errors import ShadowSetupError
+    from shadowdiff.model.errors import ShadowSetupError
+    from shadowdiff.shadow.client import SubprocessReducer
 
     # without the probe this would wait for the handshake deadline and say "no answer to hello"
     with pytest.raises(ShadowSetupError) as caught:
@@ -88,9 +88,9 @@ def test_the_codec_option_and_environment_reach_the_machine(haskell_exe: Path, t
     test = tmp_path / "test_port.py"
     test.write_text(
         "from hypothesis import settings\n"
-        "from adapters.doge.domain import DogeDomain\n"
-        "from adapters.doge.inprocess import InProcessReducer\n"
-        "from adapters.doge.strategies import DogeStrategies\n"
+        "from shadowdiff_doge.domain import DogeDomain\n"
+        "from shadowdiff_doge.inprocess import InProcessReducer\n"
+        "from shadowdiff_doge.strategies import DogeStrategies\n"
         "from shadowdiff.pytest_plugin import ShadowMachine\n\n"
         "class PortMachine(ShadowMachine):\n"
         "    strategies = DogeStrategies()\n"

@@ -19,14 +19,14 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from shadowdiff_doge import simbot
+from shadowdiff_doge.inprocess import load_module
 
-from adapters.doge import simbot
-from adapters.doge.inprocess import load_module
-from shadowdiff import runbook_cli
-from shadowdiff.codec import dumps_json
-from shadowdiff.gate import judge, read_samples
-from shadowdiff.transport import JsonLinesFraming
-from shadowdiff.watch import _prepare_append, format_ts
+from shadowdiff.cli import runbook as runbook_cli
+from shadowdiff.runbook.gate import judge, read_samples
+from shadowdiff.runbook.watch import _prepare_append, format_ts
+from shadowdiff.shadow.transport import JsonLinesFraming
+from shadowdiff.wire.codec import dumps_json
 
 START = 1_790_000_000.0
 RUNBOOK_JQ = "{ts, mode, top_phase, state_machine_shadow}"
@@ -195,7 +195,7 @@ def replay_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def lenient_port(transport: str) -> str:
-    return f"{sys.executable} -m adapters.doge.pyserver --module {LENIENT} {transport}"
+    return f"{sys.executable} -m shadowdiff_doge.pyserver --module {LENIENT} {transport}"
 
 
 @pytest.mark.parametrize("mode", ["lockstep", "free"])
@@ -241,7 +241,7 @@ def test_a_transition_bug_seen_on_the_raw_step_is_not_called_load(upstream: Path
 # -- 4. a recorded log is checked against its own outcomes ----------------------------------------------
 
 SAMPLE_RECORDED = ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"
-PY_SHADOW = f"{sys.executable} -m adapters.doge.pyserver --msgpack"
+PY_SHADOW = f"{sys.executable} -m shadowdiff_doge.pyserver --msgpack"
 
 
 def sidecar_recording(tmp_path: Path, steps: int = 400) -> Path:
@@ -422,7 +422,7 @@ def test_the_simulated_bot_drives_a_module_without_the_references_helpers(tmp_pa
 def test_the_simulated_bot_runs_by_file_path_from_the_command_line(tmp_path: Path) -> None:
     path = upstream_like_module(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "adapters.doge.simbot", "--seconds", "0.2", "--rate", "500",
+        [sys.executable, "-m", "shadowdiff_doge.simbot", "--seconds", "0.2", "--rate", "500",
          "--module", str(path)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from adapters.doge.expected import check_expected, compute_expected, phase_of
-from adapters.doge.reference import state_machine as sm
+from shadowdiff_doge.expected import check_expected, compute_expected, phase_of
+from shadowdiff_doge.reference import state_machine as sm
 
 FIXTURES = Path(
     os.environ.get(

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
 
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.client import SubprocessReducer
-from shadowdiff.corpus import load_scenario, scenario_items
-from shadowdiff.diff import generalise
-from shadowdiff.engine import Replay, ReplayOptions
+from shadowdiff.core.diff import generalise
+from shadowdiff.core.engine import Replay, ReplayOptions
 from shadowdiff.model import Event
+from shadowdiff.runtime.corpus import load_scenario, scenario_items
+from shadowdiff.shadow.client import SubprocessReducer
 
 CASES = sorted((ROOT / "corpora" / "regressions").glob("*.json"))
-REFERENCE = "adapters.doge.reference.state_machine"
+REFERENCE = "shadowdiff_doge.reference.state_machine"
 
 
 def _signatures(path: Path, command: list[str]) -> list[str]:

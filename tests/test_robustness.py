@@ -23,13 +23,14 @@ import pytest
 from conftest import MISBEHAVING, PY_SERVER, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shadowdiff_doge.corpusgen import generate
 
-from adapters.doge.corpusgen import generate
-from shadowdiff import corpus, gate
-from shadowdiff.codec import packb
-from shadowdiff.diff import Rules
-from shadowdiff.errors import ShadowdiffError
-from shadowdiff.transport import FramingError, MsgpackFraming
+from shadowdiff.core.diff import Rules
+from shadowdiff.model.errors import ShadowdiffError
+from shadowdiff.runbook import gate
+from shadowdiff.runtime import corpus
+from shadowdiff.shadow.transport import FramingError, MsgpackFraming
+from shadowdiff.wire.codec import packb
 
 SHADOW = " ".join([*PY_SERVER, "--msgpack"])
 
@@ -144,7 +145,7 @@ def _integrity(result: Any) -> Any:
 
 
 def test_counters_going_backwards_within_one_process_are_rejected_naming_the_sample() -> None:
-    from shadowdiff.gate import judge
+    from shadowdiff.runbook.gate import judge
 
     samples = _gate_window(instance="a1", pid=10, started=1.0)
     samples[700]["state_machine_shadow"]["transition_checks"] = 5  # someone lowered a count
@@ -156,7 +157,7 @@ def test_counters_going_backwards_within_one_process_are_rejected_naming_the_sam
 
 
 def test_counters_going_backwards_without_a_restart_marker_never_accept() -> None:
-    from shadowdiff.gate import judge
+    from shadowdiff.runbook.gate import judge
 
     samples = _gate_window()  # a status that carries no process identity (the bot's own)
     for sample in samples[1000:]:
@@ -171,7 +172,7 @@ def test_counters_going_backwards_without_a_restart_marker_never_accept() -> Non
 
 
 def test_a_status_block_from_another_process_without_a_marker_is_named() -> None:
-    from shadowdiff.gate import judge
+    from shadowdiff.runbook.gate import judge
 
     samples = _gate_window(instance="a1")
     for sample in samples[2000:]:
@@ -185,7 +186,7 @@ def test_a_status_block_from_another_process_without_a_marker_is_named() -> None
 
 @pytest.mark.parametrize("edit", ["delete", "duplicate", "swap"])
 def test_missing_repeated_or_reordered_samples_are_named(edit: str) -> None:
-    from shadowdiff.gate import judge
+    from shadowdiff.runbook.gate import judge
 
     samples = _gate_window(instance="a1")
     if edit == "delete":
@@ -204,9 +205,9 @@ def test_watch_marks_a_change_of_sidecar_process_as_a_restart(tmp_path) -> None:
     """Two real Sidecar objects' status documents, one after the other, through watch's loop."""
     import io
 
-    from shadowdiff.gate import judge, read_jsonl
-    from shadowdiff.sidecar import Sidecar, SidecarOptions
-    from shadowdiff.watch import Poll, watch
+    from shadowdiff.live.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.runbook.gate import judge, read_jsonl
+    from shadowdiff.runbook.watch import Poll, watch
 
     def make(name: str) -> Any:
         options = SidecarOptions(listen=f"unix:{tmp_path / name / 's.sock'}", shadow=lambda: None,
@@ -449,7 +450,7 @@ def _tap_frame() -> bytes:
 @given(frame=mutated(_tap_frame()))
 def test_tap_frames_at_the_sidecar(fuzzdir: Path, frame: bytes) -> None:
     """The sidecar's reading of one tap frame: every record is kept or counted as malformed."""
-    from shadowdiff.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.live.sidecar import Sidecar, SidecarOptions
 
     here = fuzzdir / f"side{next(_names)}"
     side = Sidecar(SidecarOptions(listen=f"unix:{here / 's.sock'}", shadow=lambda: None, record_dir=here))
@@ -469,7 +470,7 @@ def test_tap_frames_at_the_sidecar(fuzzdir: Path, frame: bytes) -> None:
 @pytest.mark.timeout(120)
 def test_tap_socket_frame_reader_under_attack(tmp_path: Path) -> None:
     """The sidecar's frame reader on a real socket: oversized, cut, lying and silent frames."""
-    from shadowdiff.sidecar import Sidecar, SidecarOptions
+    from shadowdiff.live.sidecar import Sidecar, SidecarOptions
     from shadowdiff.tap import FRAME
 
     options = SidecarOptions(
@@ -657,7 +658,7 @@ def test_watch_turns_a_hostile_status_endpoint_into_gap_samples() -> None:
     import io
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from shadowdiff.watch import watch
+    from shadowdiff.runbook.watch import watch
 
     bodies = iter([b"[" * 200_000 + b"]" * 200_000, b"{" + b" " * (20 << 20) + b"}", b'{"mode": "ok"}'])
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import PY_SERVER, ROOT
 from test_sidecar import BOT_KEYS, run_bot, sidecar
 
-from shadowdiff.cli import main
+from shadowdiff.cli.main import main
 
 
 def test_watch_samples_a_running_sidecar(tmp_path: Path, haskell_exe: Path) -> None:

@@ -1,6 +1,6 @@
 """The bot's own saved state (logs/bot_runtime.json) as a corpus, a fuzz seed and a source of slot names.
 
-Real parts: the simulated bot writes the file (``python -m adapters.doge.simbot --runtime-out``), the
+Real parts: the simulated bot writes the file (``python -m shadowdiff_doge.simbot --runtime-out``), the
 shadow is the compiled Haskell port over real pipes (msgpack and JSON lines), ``shadowdiff`` runs as a
 subprocess where the command line is what is checked.
 """
@@ -20,10 +20,9 @@ import pytest
 from conftest import ROOT
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from adapters.doge.runtime import (
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
+from shadowdiff_doge.runtime import (
     ENV_FIELDS,
     LEGACY_DROPPED,
     is_runtime,
@@ -31,12 +30,13 @@ from adapters.doge.runtime import (
     runtime_items,
     slot_context,
 )
-from shadowdiff.corpus import read_items
-from shadowdiff.domain import Domain
-from shadowdiff.errors import BadInput
+
+from shadowdiff.core.domain import Domain
+from shadowdiff.core.reducer import Step
 from shadowdiff.model import Context
-from shadowdiff.records import PatchRecord, Record, Snapshot
-from shadowdiff.reducer import Step
+from shadowdiff.model.errors import BadInput
+from shadowdiff.model.records import PatchRecord, Record, Snapshot
+from shadowdiff.runtime.corpus import read_items
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CODECS = {"msgpack": "--msgpack", "jsonl": "--server"}
@@ -44,7 +44,7 @@ CODECS = {"msgpack": "--msgpack", "jsonl": "--server"}
 
 def simbot_runtime(path: Path, *extra: str, seconds: str = "1", rate: str = "1200") -> Path:
     subprocess.run(
-        [sys.executable, "-m", "adapters.doge.simbot", "--seconds", seconds, "--rate", rate, "--slots", "3",
+        [sys.executable, "-m", "shadowdiff_doge.simbot", "--seconds", seconds, "--rate", rate, "--slots", "3",
          "--runtime-out", str(path), *extra],
         cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
@@ -271,8 +271,9 @@ def test_fuzz_from_a_runtime_file_finds_a_bug_synthetic_states_do_not_reach_in_t
 def test_seeds_come_from_runtime_files_logs_and_scenarios(
     runtime_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    from adapters.doge.simbot import write_log
-    from shadowdiff.seeds import SEED_KEY, seed_scenarios
+    from shadowdiff_doge.simbot import write_log
+
+    from shadowdiff.search.seeds import SEED_KEY, seed_scenarios
 
     log = tmp_path / "rec.msgpack"
     write_log(log, 50, seed=3, slots=2)
@@ -290,7 +291,7 @@ def test_seeds_come_from_runtime_files_logs_and_scenarios(
     for slot in ("slot-0", "slot-1"):
         steps = [s.meta.get("after_steps", 0) for s in from_log if s.meta["slot"] == slot]
         assert steps[:4] == [0, 1, 2, 4] and steps == sorted(steps) and len(steps) >= 5
-    auth = InProcessReducer("adapters.doge.reference.state_machine")
+    auth = InProcessReducer("shadowdiff_doge.reference.state_machine")
     contexts: dict[str, Context] = {}
     for item in read_items([log]):
         if isinstance(item, Snapshot):
@@ -321,7 +322,7 @@ def test_seeds_come_from_runtime_files_logs_and_scenarios(
 def test_the_tap_or_the_sidecar_names_slots_from_the_runtime_file_the_bot_starts_from(
     runtime_files: dict[str, Path], tmp_path: Path, where: str
 ) -> None:
-    from adapters.doge.domain import DEFAULT_EXE
+    from shadowdiff_doge.domain import DEFAULT_EXE
 
     runtime = runtime_files["legacy"]
     sock, record = tmp_path / "tap.sock", tmp_path / "record"
@@ -334,7 +335,7 @@ def test_the_tap_or_the_sidecar_names_slots_from_the_runtime_file_the_bot_starts
     )
     try:
         assert side.stdout is not None and json.loads(side.stdout.readline())["listen"]
-        tap = [sys.executable, "-m", "shadowdiff.tap", "--module", "adapters.doge.reference.state_machine"]
+        tap = [sys.executable, "-m", "shadowdiff.tap", "--module", "shadowdiff_doge.reference.state_machine"]
         if where == "tap":
             tap += ["--runtime", str(runtime)]
         bot = [str(ROOT / "tests" / "servers" / "runtime_bot.py"), str(runtime), "--wait", "1.0"]

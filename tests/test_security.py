@@ -21,11 +21,11 @@ from typing import Any
 import msgpack
 import pytest
 from conftest import PY_SERVER, ROOT
+from shadowdiff_doge.corpusgen import generate
 from test_sidecar import ENV, run_bot, shadow_command
 
-from adapters.doge.corpusgen import generate
 from shadowdiff import tap
-from shadowdiff.codec import packb
+from shadowdiff.wire.codec import packb
 
 TOKEN = "s3cret-token-0123456789abcdef"
 

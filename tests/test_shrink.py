@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shadowdiff.core.shrink import Shrinker, ShrinkHooks, ddmin, scenario_key, shrink_scenario, simpler_values
 from shadowdiff.model import Context, Event, Scenario
-from shadowdiff.shrink import Shrinker, ShrinkHooks, ddmin, scenario_key, shrink_scenario, simpler_values
 
 
 def test_ddmin_finds_the_one_needed_element() -> None:

@@ -23,15 +23,15 @@ import pytest
 from conftest import EXE, MISBEHAVING, PY_SERVER, ROOT, children_of
 from prometheus_client.parser import text_string_to_metric_families
 
-from shadowdiff.corpus import TornRecordWarning, read_items
-from shadowdiff.records import Record
+from shadowdiff.model.records import Record
+from shadowdiff.runtime.corpus import TornRecordWarning, read_items
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("DOGE_CORE_SHADOW", "SHADOWDIFF_TAP")}
 ENV["PYTHONPATH"] = str(ROOT)
 HASKELL = EXE.exists()
 MUTATED_MODULE = """
-from adapters.doge.reference.state_machine import *  # noqa: F403
-from adapters.doge.reference import state_machine as _sm
+from shadowdiff_doge.reference.state_machine import *  # noqa: F403
+from shadowdiff_doge.reference import state_machine as _sm
 
 def apply_order_regime_at_entry(state, local_id, regime_at_entry):
     if isinstance(regime_at_entry, str) and regime_at_entry.strip() != regime_at_entry.strip().upper():
@@ -133,7 +133,8 @@ def gone(pids: list[int]) -> bool:
 
 
 def run_bot(address: str | None, seconds: float, rate: float, seed: int, tap: bool = True) -> dict[str, Any]:
-    bot = ["-m", "adapters.doge.simbot", "--seconds", str(seconds), "--rate", str(rate), "--seed", str(seed)]
+    bot = ["-m", "shadowdiff_doge.simbot", "--seconds", str(seconds), "--rate", str(rate)]
+    bot += ["--seed", str(seed)]
     env = dict(ENV)
     if tap:
         argv = [
@@ -141,7 +142,7 @@ def run_bot(address: str | None, seconds: float, rate: float, seed: int, tap: bo
             "-m",
             "shadowdiff.tap",
             "--module",
-            "adapters.doge.reference.state_machine",
+            "shadowdiff_doge.reference.state_machine",
             *bot,
         ]
         env.update(DOGE_CORE_SHADOW="1", SHADOWDIFF_TAP=address or "", SHADOWDIFF_TAP_EXIT_WAIT="3")
@@ -281,9 +282,9 @@ def test_final_states_are_identical_with_the_tap_off_on_and_on_with_the_sidecar_
         "-m",
         "shadowdiff.tap",
         "--module",
-        "adapters.doge.reference.state_machine",
+        "shadowdiff_doge.reference.state_machine",
         "-m",
-        "adapters.doge.simbot",
+        "shadowdiff_doge.simbot",
         "--seconds",
         "6",
         "--rate",

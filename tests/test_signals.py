@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shadowdiff.signals import interrupts_delivered
+from shadowdiff.runtime.signals import interrupts_delivered
 
 
 def test_an_interrupt_swallowed_where_python_drops_it_comes_again() -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import PY_SERVER, ROOT
+from shadowdiff_doge import simbot
+from shadowdiff_doge.reference import state_machine as sm
 
-from adapters.doge import simbot
-from adapters.doge.reference import state_machine as sm
 from shadowdiff import tap
-from shadowdiff.client import SubprocessReducer
-from shadowdiff.engine import Replay, ReplayOptions
-from shadowdiff.records import Record, Snapshot
+from shadowdiff.core.engine import Replay, ReplayOptions
+from shadowdiff.model.records import Record, Snapshot
+from shadowdiff.shadow.client import SubprocessReducer
 
 ENV = {k: v for k, v in os.environ.items() if k not in (tap.ENV_SWITCH, tap.ENV_ADDRESS)}
 ENV["PYTHONPATH"] = str(ROOT)
@@ -41,7 +41,7 @@ def test_importing_the_tap_pulls_in_no_heavy_dependency() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV, cwd=ROOT
     )
-    assert out.stdout.strip() == "['shadowdiff', 'shadowdiff.identity', 'shadowdiff.tap']"
+    assert out.stdout.strip() == "['shadowdiff', 'shadowdiff.wire.identity', 'shadowdiff.tap']"
 
 
 def _fake_module() -> types.ModuleType:
@@ -135,7 +135,7 @@ def test_generated_log_replays_clean_against_the_python_shadow() -> None:
 
 
 def _items(records: object) -> list[object]:
-    from shadowdiff.corpus import _LogReader
+    from shadowdiff.runtime.corpus import _LogReader
 
     reader = _LogReader("generated")
     out: list[object] = []
@@ -160,10 +160,10 @@ def test_python_m_shadowdiff_tap_runs_the_program_unchanged_when_switched_off() 
     listener.listen(1)
     listener.settimeout(0.1)
     port = listener.getsockname()[1]
-    bot = [sys.executable, "-m", "adapters.doge.simbot", "--seconds", "0.5", "--rate", "400", "--seed", "4"]
+    bot = [sys.executable, "-m", "shadowdiff_doge.simbot", "--seconds", "0.5", "--rate", "400", "--seed", "4"]
     plain = subprocess.run(bot, capture_output=True, text=True, check=True, env=ENV, cwd=ROOT)
     tapped = [sys.executable, "-m", "shadowdiff.tap", "--module", simbot.DEFAULT_MODULE, "--tap",
-              f"tcp:127.0.0.1:{port}", "-m", "adapters.doge.simbot", *bot[3:]]  # fmt: skip
+              f"tcp:127.0.0.1:{port}", "-m", "shadowdiff_doge.simbot", *bot[3:]]  # fmt: skip
     off = subprocess.run(
         tapped, capture_output=True, text=True, check=True, env={**ENV, tap.ENV_SWITCH: "0"}, cwd=ROOT
     )

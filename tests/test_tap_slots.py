@@ -22,12 +22,12 @@ import pytest
 from conftest import ROOT
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from shadowdiff_doge import simbot
+from shadowdiff_doge.reference import state_machine as sm
 from test_sidecar import ENV, shadow_command, sidecar
 
-from adapters.doge import simbot
-from adapters.doge.reference import state_machine as sm
 from shadowdiff import tap
-from shadowdiff.codec import make_unpacker, packb
+from shadowdiff.wire.codec import make_unpacker, packb
 
 Record = dict[str, Any]
 
@@ -236,7 +236,7 @@ def test_slot_key_on_the_command_line_is_checked_before_the_program_runs(tmp_pat
     for spec, why in (("nocolon", "not module:function"), ("no_such_mod_xyz:f", "cannot import"),
                       ("json:no_such_function", "has no")):  # fmt: skip
         done = subprocess.run(
-            [sys.executable, "-m", "shadowdiff.tap", "--slot-key", spec, "-m", "adapters.doge.simbot"],
+            [sys.executable, "-m", "shadowdiff.tap", "--slot-key", spec, "-m", "shadowdiff_doge.simbot"],
             capture_output=True, text=True, env=ENV, cwd=ROOT, check=False, timeout=60,
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
@@ -263,7 +263,7 @@ def run_tapped(
     argv = [sys.executable, "-m", "shadowdiff.tap", "--module", simbot.DEFAULT_MODULE]
     if slot_key:
         argv += ["--slot-key", slot_key]
-    argv += ["-m", "adapters.doge.simbot", *bot_args]
+    argv += ["-m", "shadowdiff_doge.simbot", *bot_args]
     env = {**ENV, "DOGE_CORE_SHADOW": "1", "SHADOWDIFF_TAP": address, "SHADOWDIFF_TAP_EXIT_WAIT": "5"}
     if pythonpath is not None:
         env["PYTHONPATH"] = f"{pythonpath}{os.pathsep}{env['PYTHONPATH']}"

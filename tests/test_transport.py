@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowdiff.transport import FramingError, MsgpackFraming
+from shadowdiff.shadow.transport import FramingError, MsgpackFraming
 
 wire_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False),

@@ -16,18 +16,18 @@ from click.testing import CliRunner
 from conftest import UPSTREAM
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shadowdiff_doge.strategies import exact_tie_value, exact_ties, is_exact_tie, solve_product
 from test_gate import window  # the gate tests' 48 h window of status samples
 
-from adapters.doge.strategies import exact_tie_value, exact_ties, is_exact_tie, solve_product
-from shadowdiff import fuzz_cli
-from shadowdiff.classify import divergence
-from shadowdiff.cli import main as shadowdiff_main
-from shadowdiff.errors import BadInput
-from shadowdiff.fuzz import FuzzReport
-from shadowdiff.gate import judge
-from shadowdiff.generate import SearchStats
+from shadowdiff.cli import fuzz as fuzz_cli
+from shadowdiff.cli.main import main as shadowdiff_main
+from shadowdiff.core.classify import divergence
+from shadowdiff.core.triage import Entry, Triage, dumps_toml, loads
 from shadowdiff.model import Difference, Event
-from shadowdiff.triage import Entry, Triage, dumps_toml, loads
+from shadowdiff.model.errors import BadInput
+from shadowdiff.runbook.gate import judge
+from shadowdiff.search.fuzz import FuzzReport
+from shadowdiff.search.generate import SearchStats
 
 KNOWN_MUTANTS = "quote_fee_swapped_recovery,anti_chase_keeps_cooldown,mode_source_default_empty"
 

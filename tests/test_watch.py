@@ -24,10 +24,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from shadowdiff import runbook_cli
-from shadowdiff.errors import UsageError
-from shadowdiff.gate import judge
-from shadowdiff.watch import next_seq, parse_duration, status_url, watch
+from shadowdiff.cli import runbook as runbook_cli
+from shadowdiff.model.errors import UsageError
+from shadowdiff.runbook.gate import judge
+from shadowdiff.runbook.watch import next_seq, parse_duration, status_url, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -242,7 +242,7 @@ def test_cli_writes_to_stdout_and_rejects_bad_durations(stand_in: StandIn) -> No
 def test_sigint_stops_after_the_line_in_hand(stand_in: StandIn, tmp_path: Path) -> None:
     out = tmp_path / "w.jsonl"
     script = (
-        "import click; from shadowdiff import runbook_cli; g = click.Group('shadowdiff'); "
+        "import click; from shadowdiff.cli import runbook as runbook_cli; g = click.Group('shadowdiff'); "
         "runbook_cli.register(g); g()"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

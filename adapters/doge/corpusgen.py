@@ -7,7 +7,7 @@ order is bound between transitions (a ``patch`` record, as the live bot's helper
 ``apply_order_regime_at_entry`` is called on fresh orders (a ``call`` record). The state's history only
 grows, so a long log exercises the flat-cost path.
 
-    python -m adapters.doge.corpusgen OUT.msgpack.gz --events 24000 --slots 3 --seed 7 [--outcomes]
+    python -m shadowdiff_doge.corpusgen OUT.msgpack.gz --events 24000 --slots 3 --seed 7 [--outcomes]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ TICK_SECONDS = 120.0
 
 def _delta(pre: Any, post: Any) -> dict[str, Any]:
     """Canonical delta by identity (the reference keeps unchanged fields as the same objects)."""
-    from shadowdiff.codec import make_delta
+    from shadowdiff.wire.codec import make_delta
 
     sets: dict[str, Any] = {}
     appends: dict[str, Any] = {}
@@ -73,7 +73,7 @@ def generate(events: int, slots: int = 3, seed: int = 7, outcomes: bool = False,
     context = {"config": CONFIG, "order_sizes": None}
     yield {
         "kind": "header", "format": "shadowdiff-log", "version": 1,
-        "provenance": {"source": "adapters.doge.corpusgen", "seed": seed, "synthetic": True},
+        "provenance": {"source": "shadowdiff_doge.corpusgen", "seed": seed, "synthetic": True},
         "slots": {
             s.name: {"context": {**context, "order_size_usd": s.size}, "state": sm.to_dict(s.state)}
             for s in pool
@@ -216,9 +216,9 @@ def _bind_txids(slot: _Slot, outcomes: bool, rng: random.Random) -> Iterator[dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shadowdiff.corpus import LogWriter
+    from shadowdiff.runtime.corpus import LogWriter
 
-    parser = argparse.ArgumentParser(prog="python -m adapters.doge.corpusgen", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m shadowdiff_doge.corpusgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("out")
     parser.add_argument("--events", type=int, default=24_000)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from shadowdiff.core.reducer import Reducer
+from shadowdiff.core.shrink import ShrinkHooks
 from shadowdiff.model import WireMap
-from shadowdiff.reducer import Reducer
-from shadowdiff.shrink import ShrinkHooks
 
 from .domain import BUILD_SCRIPT, DEFAULT_EXE, REFERENCE_MODULE, DogeDomain
 from .domain import default_shadow_command as _default_shadow_command

@@ -6,14 +6,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shadowdiff.domain import Domain
+from shadowdiff.core.domain import Domain
 from shadowdiff.model import WireMap
 
 if TYPE_CHECKING:
-    from shadowdiff.records import LogItem
+    from shadowdiff.model.records import LogItem
 
 HERE = Path(__file__).resolve().parent
-REFERENCE_MODULE = "adapters.doge.reference.state_machine"
+REFERENCE_MODULE = "shadowdiff_doge.reference.state_machine"
 HASKELL_DIR = HERE / "haskell"
 DEFAULT_EXE = HASKELL_DIR / "build" / "doge-core-exe"
 BUILD_SCRIPT = HASKELL_DIR / "build.sh"

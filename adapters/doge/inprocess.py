@@ -1,6 +1,6 @@
 """The in-process reducer: any upstream-compatible module (DOGE_REDUCER.md section 1) as a Reducer.
 
-Give it an import name (``state_machine``, ``adapters.doge.reference.state_machine``) or a path to a
+Give it an import name (``state_machine``, ``shadowdiff_doge.reference.state_machine``) or a path to a
 ``.py`` file (the real bot's ``state_machine.py``). Wire values are converted to the module's classes at
 the edge and back.
 
@@ -22,11 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from shadowdiff.codec import apply_delta
-from shadowdiff.errors import BadInput, ShadowSetupError
-from shadowdiff.identity import IdentityWire
+from shadowdiff.core.reducer import Reducer, Step
 from shadowdiff.model import Call, Context, Event, Outcome, StepResult, WireMap
-from shadowdiff.reducer import Reducer, Step
+from shadowdiff.model.errors import BadInput, ShadowSetupError
+from shadowdiff.wire.codec import apply_delta
+from shadowdiff.wire.identity import IdentityWire
 
 from .domain import EVENT_TYPES
 

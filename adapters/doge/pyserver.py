@@ -1,23 +1,23 @@
 """The Python reference reducer (or any upstream-compatible module) served on stdio as a shadow.
 
-python -m adapters.doge.pyserver --msgpack            PROTOCOL.md, with sessions
-python -m adapters.doge.pyserver --msgpack --no-sessions   whole states only
-python -m adapters.doge.pyserver --server             the older JSON-lines transport
+python -m shadowdiff_doge.pyserver --msgpack            PROTOCOL.md, with sessions
+python -m shadowdiff_doge.pyserver --msgpack --no-sessions   whole states only
+python -m shadowdiff_doge.pyserver --server             the older JSON-lines transport
 """
 
 from __future__ import annotations
 
 import sys
 
-from shadowdiff.serve import JsonLinesServer, MsgpackServer, serve_jsonl, serve_msgpack
+from shadowdiff.shadow.serve import JsonLinesServer, MsgpackServer, serve_jsonl, serve_msgpack
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m adapters.doge.pyserver", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m shadowdiff_doge.pyserver", description=__doc__)
     parser.add_argument(
-        "--module", default="adapters.doge.reference.state_machine", help="upstream-compatible module"
+        "--module", default="shadowdiff_doge.reference.state_machine", help="upstream-compatible module"
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--msgpack", action="store_true", help="PROTOCOL.md over msgpack (default)")

@@ -54,9 +54,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from shadowdiff.errors import BadInput
 from shadowdiff.model import Context, Event, WireMap
-from shadowdiff.records import LogItem, Record, Snapshot
+from shadowdiff.model.errors import BadInput
+from shadowdiff.model.records import LogItem, Record, Snapshot
 
 VERSION_PREFIX = "doge-"
 
@@ -275,7 +275,7 @@ def runtime_document(states: Mapping[str, Mapping[str, Any]], config: Mapping[st
 def holds_runtime(paths: list[str]) -> bool:
     """True when any of these corpora (files, or ``.json`` files below directories) is a runtime file:
     what is derived from it (findings, reports, reproducers) holds real orders and txids."""
-    from shadowdiff.corpus import expand, parse_json
+    from shadowdiff.runtime.corpus import expand, parse_json
 
     try:
         files = expand(paths)

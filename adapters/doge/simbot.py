@@ -18,7 +18,7 @@ It calls the reducer through the module's attributes at call time (``sm.transiti
 a bot that imported the module would, so a tap installed on the module sees every call. Deterministic
 for a seed: the wall clock only paces the loop, it never feeds the simulation.
 
-    python -m adapters.doge.simbot --seconds 5 --rate 200 --seed 1 [--slots 3] [--slot-hints]
+    python -m shadowdiff_doge.simbot --seconds 5 --rate 200 --seed 1 [--slots 3] [--slot-hints]
                                    [--identical-slots] [--module NAME|PATH] [--recovery-disabled]
 
 ``--slot-hints`` names each slot to the tap (``with tap.slot(name):``); ``--no-slot-hints`` (the
@@ -29,7 +29,7 @@ states stay equal in value and differ only in identity: the hardest case for the
 prints one JSON line: the digest (sha256 of the canonical JSON of every slot's ``to_dict``), and the
 number of transitions, calls and txid patches it made.
 
-    from adapters.doge.simbot import generate_log
+    from shadowdiff_doge.simbot import generate_log
     generate_log(events, seed=1, slots=3) -> Iterator[dict]    # a recorded-outcome log, header first
 """
 
@@ -48,7 +48,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-DEFAULT_MODULE = "adapters.doge.reference.state_machine"
+DEFAULT_MODULE = "shadowdiff_doge.reference.state_machine"
 START = 1_767_225_600.0
 LOOP_SECONDS = 60.0
 CONFIG: dict[str, Any] = {
@@ -360,7 +360,7 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | Mo
         header_slots[slot.name] = {"context": snap["context"], "state": snap["state"]}
     yield {
         "kind": "header", "format": "shadowdiff-log", "version": 1,
-        "provenance": {"source": "adapters.doge.simbot", "seed": seed, "synthetic": True},
+        "provenance": {"source": "shadowdiff_doge.simbot", "seed": seed, "synthetic": True},
         "slots": header_slots,
     }  # fmt: skip
     emitted = 0
@@ -377,7 +377,7 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | Mo
 def write_log(path: str | Path, events: int, *, seed: int = 1, slots: int = 3,
               module: str | ModuleType = DEFAULT_MODULE, recovery_disabled: bool = False) -> int:  # fmt: skip
     """Write ``generate_log`` to a file (msgpack or JSONL, gzip by name); the number of records."""
-    from shadowdiff.corpus import LogWriter
+    from shadowdiff.runtime.corpus import LogWriter
 
     with LogWriter(path) as writer:
         for record in generate_log(
@@ -414,7 +414,7 @@ def write_runtime(path: str | Path, bot: SimBot, legacy: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adapters.doge.simbot", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m shadowdiff_doge.simbot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(

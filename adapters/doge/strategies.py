@@ -8,7 +8,7 @@ Public, for users' own property tests as much as for ``shadowdiff fuzz``:
 - ``raw_states(state)``: the same state as a saved file or an older bot holds it, exercising every
   leniency rule of ``from_dict`` (DOGE_REDUCER.md section 2);
 - ``scenarios()``: initial scenarios (context and initial state, no events);
-- ``DogeStrategies``: the ``shadowdiff.generate.Strategies`` of this domain; ``next_inputs`` reads the
+- ``DogeStrategies``: the ``shadowdiff.search.generate.Strategies`` of this domain; ``next_inputs`` reads the
   current state and aims at what can go wrong there: fills at and through order prices, price walks
   across entries, exits and the refresh threshold, timer ticks just before, on and after the S1/S2
   timeouts, recovery fills and cancels, stale ids, duplicates, extreme and rounding-stress values.
@@ -31,8 +31,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from shadowdiff.generate import Draw, Strategies
 from shadowdiff.model import Call, Context, Event, Input, Scenario, WireMap
+from shadowdiff.search.generate import Draw, Strategies
 
 from .domain import DEFAULT_CONFIG
 

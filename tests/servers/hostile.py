@@ -14,9 +14,10 @@ import sys
 import time
 from typing import Any
 
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.codec import make_unpacker, packb
-from shadowdiff.serve import MsgpackServer
+from shadowdiff_doge.inprocess import InProcessReducer
+
+from shadowdiff.shadow.serve import MsgpackServer
+from shadowdiff.wire.codec import make_unpacker, packb
 
 
 def _with_id(value: Any, rid: Any) -> Any:
@@ -37,7 +38,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="write --raw-hex this many times")
     p.add_argument("--then-hang", action="store_true")
     args = p.parse_args()
-    server = MsgpackServer(InProcessReducer("adapters.doge.reference.state_machine"))
+    server = MsgpackServer(InProcessReducer("shadowdiff_doge.reference.state_machine"))
     unpacker = make_unpacker()
     out = sys.stdout.buffer
     steps = 0

@@ -19,9 +19,10 @@ import json
 import sys
 from typing import Any
 
-from adapters.doge.domain import DogeDomain
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.serve import JsonLinesServer
+from shadowdiff_doge.domain import DogeDomain
+from shadowdiff_doge.inprocess import InProcessReducer
+
+from shadowdiff.shadow.serve import JsonLinesServer
 
 
 def _strict(token: str) -> Any:
@@ -30,7 +31,7 @@ def _strict(token: str) -> Any:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--module", default="adapters.doge.reference.state_machine")
+    p.add_argument("--module", default="shadowdiff_doge.reference.state_machine")
     p.add_argument("--server", action="store_true", help="accepted, as the real port takes it")
     p.add_argument("--bump-profit", action="store_true")
     p.add_argument("--rewrite-history", type=int, default=-1)

@@ -17,9 +17,10 @@ import os
 import sys
 import time
 
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.codec import make_unpacker, packb
-from shadowdiff.serve import MsgpackServer
+from shadowdiff_doge.inprocess import InProcessReducer
+
+from shadowdiff.shadow.serve import MsgpackServer
+from shadowdiff.wire.codec import make_unpacker, packb
 
 
 def main() -> int:
@@ -44,7 +45,7 @@ def main() -> int:
         "--once", metavar="MARKER", help="misbehave only while MARKER does not exist (across restarts)"
     )
     args = p.parse_args()
-    server = MsgpackServer(InProcessReducer("adapters.doge.reference.state_machine"))
+    server = MsgpackServer(InProcessReducer("shadowdiff_doge.reference.state_machine"))
     unpacker = make_unpacker()
     steps = 0
     out = sys.stdout.buffer

@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 
-from adapters.doge.inprocess import InProcessReducer
-from shadowdiff.codec import make_unpacker, packb
-from shadowdiff.serve import MsgpackServer
+from shadowdiff_doge.inprocess import InProcessReducer
+
+from shadowdiff.shadow.serve import MsgpackServer
+from shadowdiff.wire.codec import make_unpacker, packb
 
 
 def flood(count: str, mb_per_s: float) -> None:
@@ -42,7 +43,7 @@ def main() -> int:
     p.add_argument("--mb-per-s", type=float, default=64.0)
     args = p.parse_args()
     threading.Thread(target=flood, args=(args.count, args.mb_per_s), daemon=True).start()
-    server = MsgpackServer(InProcessReducer("adapters.doge.reference.state_machine"))
+    server = MsgpackServer(InProcessReducer("shadowdiff_doge.reference.state_machine"))
     unpacker = make_unpacker()
     out = sys.stdout.buffer
     while chunk := sys.stdin.buffer.read1(1 << 16):

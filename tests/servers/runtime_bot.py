@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from adapters.doge.reference import state_machine as sm
+from shadowdiff_doge.reference import state_machine as sm
 
 
 def main() -> int:

@@ -4,8 +4,9 @@ missing ``total_settled_usd`` to 0 instead of falling back to ``total_profit`` (
 
 Serve it as a real shadow process with the project's server:
 
-    python -m adapters.doge.pyserver --module tests/servers/settled_default_zero.py --server
-    python -m adapters.doge.pyserver --module tests/servers/settled_default_zero.py --msgpack [--no-sessions]
+    python -m shadowdiff_doge.pyserver --module tests/servers/settled_default_zero.py --server
+    python -m shadowdiff_doge.pyserver --module tests/servers/settled_default_zero.py --msgpack \
+        [--no-sessions]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import adapters.doge.reference.state_machine as _reference
+import shadowdiff_doge.reference.state_machine as _reference
 
 globals().update({k: v for k, v in vars(_reference).items() if not k.startswith("__")})
 

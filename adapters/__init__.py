@@ -1,1 +1,0 @@
-"""Domain adapters for shadowdiff (the core in ``shadowdiff/`` never imports this package)."""

@@ -1,0 +1,627 @@
+"""The shadowdiff command line: the only place that prints or exits.
+
+Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gate: REJECT);
+2 bad usage or bad input (the verdict then says ``incomplete``); 3 gate EXTEND; 4 ``replay --twice``: the
+two runs disagree; 130 replay interrupted (Ctrl-C; the report covers what ran).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from shadowdiff import __version__
+from shadowdiff.core.diff import Rules, run_rules
+from shadowdiff.core.domain import Domain
+from shadowdiff.core.engine import MODES, Replay, ReplayOptions, ReplayResult
+from shadowdiff.core.reducer import Reducer
+from shadowdiff.core.triage import Triage
+from shadowdiff.core.triage import loads as triage_loads
+from shadowdiff.model.errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
+from shadowdiff.model.records import LogItem, Record
+from shadowdiff.reporting.text import build_report, summary_lines
+from shadowdiff.runtime.corpus import TornRecordWarning, read_items, use_domain
+from shadowdiff.runtime.private import open_private, write_private
+from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
+from shadowdiff.wire.codec import dumps_json
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_NONDETERMINISTIC = 4
+DOMAIN_DEFAULTS = "shadowdiff_doge.defaults"
+
+EPILOG = """\b
+Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
+failures (or a shadow that answered nothing); 2 bad usage or bad input
+(verdict: incomplete, naming where); 4 --twice: the two runs differ (report
+or exit code), otherwise --twice exits with the replay's own code;
+130 interrupted by Ctrl-C (in-flight steps drained; the report covers what ran).
+"""
+
+
+def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
+    click.echo(f"shadowdiff: error: {message}", err=True)
+    sys.exit(code)
+
+
+def read_known(path: str | None) -> Triage | None:
+    """The triage file at ``path`` (``--known``), read at the edge; None without one."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read the triage file: {exc.strerror}", where=path) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text ({exc.reason})", where=path) from exc
+    return triage_loads(text, path)
+
+
+KNOWN_HELP = (
+    "Triage file (TOML or JSON, see docs/formats.md): divergences whose every signature it covers "
+    "are counted apart as known; the exit code and verdict are about the others."
+)
+
+
+def known_line(report: dict[str, Any], path: str | None) -> str | None:
+    """One line saying how many known divergences and failures a run saw (None without --known)."""
+    if not path:
+        return None
+    s, known = report["summary"], report.get("known", {})
+    line = (
+        f"known: {s['known_divergences']} divergence(s) and {s['known_failures']} failure(s) triaged in "
+        f"{path} ({len(known.get('clusters', []))} signature(s) of {known.get('entries', 0)} entries)"
+    )
+    fixed = known.get("fixed_seen_again", [])
+    if fixed:
+        line += f"; seen again though marked fixed: {', '.join(fixed)}"
+    return line
+
+
+def domain_defaults() -> Any:
+    """The DOGE wiring (reference reducer, reference executable, strategies), imported lazily so the
+    engine never depends on a domain."""
+    return importlib.import_module(DOMAIN_DEFAULTS)
+
+
+def make_authoritative(spec: str | None) -> Reducer | None:
+    if spec == "recorded":
+        return None
+    if spec == "reference":
+        spec = None
+    from shadowdiff_doge.inprocess import InProcessReducer
+
+    reducer: Reducer = InProcessReducer(spec or "shadowdiff_doge.reference.state_machine")
+    return reducer
+
+
+def default_authority(corpora: Sequence[str]) -> tuple[str, str]:
+    """The authority a replay takes when ``--authoritative`` is not given, and why.
+
+    A log whose records carry outcomes is checked against them (what the bot, or the sidecar, saw live),
+    anything else against the reference reducer; a corpus that mixes both kinds is refused (exit 2)
+    rather than judged against an authority the user did not choose. The corpus is read once for this
+    (streaming); ``--authoritative`` skips the look.
+    """
+    recorded = bare = 0
+    first_recorded = first_bare = ""
+    with warnings.catch_warnings():  # the replay itself warns about torn records and names bad ones
+        warnings.simplefilter("ignore")
+        try:
+            for item in read_items(corpora):
+                recorded, bare, first_recorded, first_bare = _tally(
+                    item, recorded, bare, first_recorded, first_bare
+                )
+        except ShadowdiffError as exc:
+            if isinstance(exc, UsageError):
+                raise
+    if recorded:
+        return "recorded", f"default: all {recorded:,} records carry recorded outcomes"
+    return "reference", "default: the records carry no outcomes"
+
+
+def _tally(item: LogItem, recorded: int, bare: int, first_recorded: str, first_bare: str
+           ) -> tuple[int, int, str, str]:  # fmt: skip
+    if isinstance(item, Record):
+        if item.outcome is not None:
+            recorded += 1
+            first_recorded = first_recorded or item.where
+        else:
+            bare += 1
+            first_bare = first_bare or item.where
+        if recorded and bare:
+            raise UsageError(
+                f"the corpus mixes records with recorded outcomes ({first_recorded}) and without "
+                f"({first_bare}): say which authority with --authoritative recorded (replay only "
+                "logs that carry outcomes) or --authoritative MODULE|PATH"
+            )
+    return recorded, bare, first_recorded, first_bare
+
+
+def describe_authority(name: str) -> str:
+    if name == "recorded":
+        return "recorded outcomes (the log's own)"
+    if name == "reference":
+        return "the reference reducer (shadowdiff_doge.reference.state_machine)"
+    return name
+
+
+def make_shadow(
+    command: str | None,
+    codec: str,
+    domain: Domain,
+    deadline: float,
+    sessions: bool | None,
+    history: str = "whole",
+    full_check_every: int = 5000,
+) -> Reducer:
+    from shadowdiff.shadow.client import SubprocessReducer
+
+    if command is None:
+        from shadowdiff_doge.domain import BUILD_SCRIPT, DEFAULT_EXE, default_shadow_command
+
+        if not DEFAULT_EXE.exists():
+            raise ShadowSetupError(
+                f"the reference shadow {DEFAULT_EXE} is not built; build it with: bash {BUILD_SCRIPT}"
+            )
+        argv: Sequence[str] | str = default_shadow_command()
+        if codec == "jsonl":
+            argv = [str(DEFAULT_EXE), "--server"]
+    else:
+        argv = command
+    return SubprocessReducer(
+        argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions, history=history,
+        full_check_every=full_check_every,
+    )  # fmt: skip
+
+
+def describe_history(shadow: Reducer) -> str:
+    describe = getattr(shadow, "describe_history", None)
+    return str(describe()) if callable(describe) else "sent whole with every request"
+
+
+def default_corpus() -> list[str]:
+    from shadowdiff_doge.domain import HERE
+
+    bundled = HERE.parent.parent / "corpora" / "sample"
+    return [str(bundled)]
+
+
+def _guarded(items: Iterator[LogItem], errors: list[dict[str, str]]) -> Iterator[LogItem]:
+    """Stop at the first bad record, remembering it: everything before it is still replayed."""
+    try:
+        yield from items
+    except ShadowdiffError as exc:
+        errors.append({"where": exc.where or "", "message": exc.what})
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, steps: int) -> None:
+        if steps % 10_000 == 0:
+            self.show(steps)
+
+    def show(self, steps: int) -> None:
+        if self.enabled:
+            rate = steps / max(1e-9, time.perf_counter() - self.started)
+            click.echo(f"\r  replayed {steps:,} steps ({rate:,.0f}/s)", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.enabled:
+            click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+
+
+def run_replay(
+    corpora: Sequence[str],
+    shadow: Reducer,
+    authoritative: Reducer | None,
+    options: ReplayOptions,
+    findings: Path | None = None,
+    progress: bool = False,
+) -> tuple[ReplayResult, list[dict[str, str]]]:
+    errors: list[dict[str, str]] = []
+    sink = open_private(findings, "a") if findings else None  # the bot's orders and P&L: 0600
+
+    def on_finding(record: dict[str, Any]) -> None:
+        assert sink is not None
+        sink.write(dumps_json(record) + "\n")
+        sink.flush()
+
+    meter = _Progress(progress)
+    replay = Replay(shadow, authoritative, options, on_finding if sink else None, meter)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TornRecordWarning)
+            try:
+                with stop_on_interrupt(replay.stop):
+                    result = replay.run(_guarded(read_items(corpora), errors))
+            except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
+                errors.append({"where": exc.where or "", "message": exc.what})
+                result = replay.finish()
+        for warning in caught:
+            click.echo(f"shadowdiff: warning: {warning.message}", err=True)
+    finally:
+        meter.done()
+        if sink:
+            sink.close()
+    result.errors.extend(errors)
+    return result, errors
+
+
+def run_jobs(
+    jobs: int,
+    corpora: Sequence[str],
+    make_shadow_: Any,
+    make_authoritative_: Any,
+    options: ReplayOptions,
+    findings: Path | None,
+    progress: bool,
+) -> tuple[ReplayResult, list[dict[str, str]]]:
+    """``run_replay`` over ``jobs`` worker processes (shadowdiff.runtime.parallel)."""
+    from shadowdiff.runtime.parallel import run_parallel
+
+    meter = _Progress(progress)
+    try:  # the workers' summed progress arrives a few times a second, at no round number
+        result, errors, warned = run_parallel(
+            corpora, make_shadow_, make_authoritative_, options, jobs, findings, meter.show
+        )
+    finally:
+        meter.done()
+    for message in warned:
+        click.echo(f"shadowdiff: warning: {message}", err=True)
+    return result, errors
+
+
+class _Commands(click.Group):
+    """Every command: a Ctrl-C that reaches a command (rather than a replay's own drain) exits 130 with
+    one line, never click's 'Aborted!' with exit 1, which scripts would read as 'divergences found'."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            with interrupts_delivered():
+                return super().invoke(ctx)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.echo("\nshadowdiff: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(
+    cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(__version__, prog_name="shadowdiff")
+def main() -> None:
+    """Differential shadow testing: run a shadow reducer beside its authoritative twin, and find,
+    explain and shrink every difference.
+
+    \b
+    Start here:
+      shadowdiff replay                      the reference pair on the bundled corpus
+      shadowdiff replay BOT/tests/fixtures/cross_language --shadow "doge-core-exe --server" --codec jsonl
+      shadowdiff fuzz --seed 1               generate streams until the shadow diverges
+      shadowdiff demo live                   the live sidecar against a simulated bot
+    """
+
+
+@main.command(epilog=EPILOG)
+@click.argument("corpus", nargs=-1, type=click.Path())
+@click.option(
+    "--authoritative",
+    metavar="MODULE|PATH|recorded",
+    help="Upstream-compatible Python module (import name or .py path); 'recorded' checks "
+    "against the outcomes a recorded log carries; 'reference' is the reference reducer. Default: "
+    "'recorded' when every record carries an outcome, else the reference (a corpus mixing both is "
+    "refused, exit 2).",
+)
+@click.option(
+    "--shadow",
+    metavar='"CMD ARGS"',
+    help="Shadow executable and arguments. Default: the reference Haskell doge-core-exe.",
+)
+@click.option(
+    "--codec",
+    type=click.Choice(["msgpack", "jsonl"]),
+    default="msgpack",
+    show_default=True,
+    help="msgpack: PROTOCOL.md; jsonl: the older JSON-lines --server transport.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="lockstep",
+    show_default=True,
+    help="lockstep: every step starts from the authoritative pre-state; free: each side "
+    "evolves its own state (first divergence per slot).",
+)
+@click.option(
+    "--resync",
+    is_flag=True,
+    help="Free mode: after a divergence copy the authoritative state to the shadow and go on.",
+)
+@click.option("--rules", type=click.Path(dir_okay=False), help="Comparison rules (TOML [[rule]] or JSON).")
+@click.option(
+    "--numeric-equality",
+    is_flag=True,
+    help="Compare ints and floats by value on every path (the bot's own ==; -0.0 == 0.0) instead of "
+    "type for type and bit for bit.",
+)
+@click.option(
+    "--strict-types",
+    is_flag=True,
+    help="Whole-state shadows (jsonl, --no-sessions) too: an int and the equal float differ (by default "
+    "they agree there: a JSON writer may print 0.0 as 0, and the shadow re-reads what it is sent).",
+)
+@click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON."
+)
+@click.option(
+    "--findings",
+    type=click.Path(dir_okay=False),
+    help="Append one self-contained JSONL record "
+    "per divergence or failure (replayable with replay and shrink).",
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    help="Write JUnit XML (a test case per cluster).",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop at the first divergence or failure.")
+@click.option(
+    "--shrink",
+    "shrink_dir",
+    type=click.Path(file_okay=False),
+    help="Shrink one reproducer per distinct signature into this directory.",
+)
+@click.option(
+    "--deadline", type=float, default=10.0, show_default=True, help="Seconds the shadow may take per request."
+)
+@click.option("--window", type=int, default=256, show_default=True, help="Requests in flight to the shadow.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes, each replaying a share of the slots with its own shadow (the report is "
+    "the same; with --fail-fast each worker stops at its own first finding).",
+)
+@click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
+@click.option(
+    "--history",
+    type=click.Choice(["auto", "trim", "last", "whole"]),
+    default="auto",
+    show_default=True,
+    help="Whole-state shadows: send the append-only history (completed_cycles) empty (trim), with its "
+    "last record (last) or whole every time (whole). auto: trim for jsonl, whole otherwise. Trimmed, a "
+    "replay stays linear and the whole state is still checked every --full-check-every steps and at "
+    "the end.",
+)
+@click.option(
+    "--full-check-every",
+    type=click.IntRange(1),
+    default=5000,
+    show_default=True,
+    help="With trimmed history: send a slot's whole state every N-th step.",
+)
+@click.option(
+    "--deterministic", is_flag=True, help="Zero the timing fields of the report (for byte comparisons)."
+)
+@click.option(
+    "--twice",
+    is_flag=True,
+    help="Run the replay twice in fresh processes with different "
+    "PYTHONHASHSEED values and compare the reports byte for byte: exit 4 if they (or the exit "
+    "codes) differ, else the replay's own exit code.",
+)
+@click.option(
+    "--runtime-env",
+    type=click.Path(dir_okay=False),
+    help="TOML file of the bot's environment values (PAIR_REFRESH_PCT, S1_ORPHAN_AFTER_SEC, "
+    "RECOVERY_ORDERS_ENABLED, ...) for a bot_runtime.json corpus; overrides the process environment.",
+)
+@click.option("--known", "known_path", type=click.Path(dir_okay=False), help=KNOWN_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
+def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
+           resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
+           report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
+           fail_fast: bool, shrink_dir: str | None,
+           deadline: float, window: int, jobs: int,
+           no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
+           runtime_env: str | None, known_path: str | None, quiet: bool) -> None:  # fmt: skip
+    """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
+    the bot's logs/bot_runtime.json) through the authoritative reducer and the shadow, and report every
+    difference.
+
+    A bot_runtime.json opens one slot per saved slot ("slot-<id> (<alias>)"), with the state exactly as
+    saved: the shadow's reading of it is checked against the authority's from_dict (a load check per
+    slot over msgpack; over jsonl the raw state goes with the next step), then one TimerTick at
+    saved_at. The config is built from the file and the bot's environment (--runtime-env, the process
+    environment, the bot's defaults; adapters/doge/runtime.py lists the names). Files written from it
+    (findings, reports, reproducers) are created 0600: it holds real orders and txids.
+
+    \b
+    Examples:
+      shadowdiff replay
+      shadowdiff replay BOT/tests/fixtures/cross_language --report out/report.json
+      shadowdiff replay prod.msgpack.gz --authoritative recorded --shadow "./doge-core-exe --msgpack"
+      shadowdiff replay findings.jsonl --shadow "./doge-core-exe --server" --codec jsonl
+      shadowdiff replay logs/bot_runtime.json --runtime-env bot-env.toml
+    """
+    if twice:
+        from shadowdiff.runtime.determinism import run_twice
+
+        argv = [a for a in sys.argv[1:] if a != "--twice"]
+        outcome = run_twice(argv)
+        stderr = outcome.pop("stderr", "")
+        click.echo(dumps_json(outcome, indent=2))
+        if outcome["identical"]:  # both runs agree: their own verdict decides, as a single run would
+            if stderr:
+                click.echo(stderr, err=True, nl=False)
+            sys.exit(int(outcome["runs"][0]["exit_code"]))
+        click.echo("shadowdiff: error: the two runs differ (report or exit code): not deterministic",
+                   err=True)  # fmt: skip
+        sys.exit(EXIT_NONDETERMINISTIC)
+    corpora = list(corpus) or default_corpus()
+    try:
+        from shadowdiff_doge.domain import DogeDomain
+
+        domain = DogeDomain()
+        from shadowdiff_doge.runtime import holds_runtime, keep_private, load_env
+
+        if runtime_env:
+            domain.runtime_env = load_env(runtime_env)
+        use_domain(domain)
+        if holds_runtime(corpora):
+            keep_private()
+        # the user's rules first (first match wins: they can set a domain default back to exact)
+        loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
+        loaded_rules = run_rules(loaded_rules, numeric=numeric_equality, strict_types=strict_types)
+        if resync and mode != "free":
+            raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")
+        known = read_known(known_path)
+        if authoritative is None:
+            if corpus:
+                authoritative, authority_source = default_authority(corpora)
+            else:  # the bundled sample mixes both kinds on purpose: it shows the reference pair
+                authoritative, authority_source = "reference", "default for the bundled sample"
+        else:
+            authority_source = "--authoritative"
+        auth = make_authoritative(authoritative)
+        if history == "auto":
+            history = "trim" if codec == "jsonl" else "whole"
+        shadow_reducer = make_shadow(
+            shadow, codec, domain, deadline, False if no_sessions else None, history, full_check_every
+        )
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    options = ReplayOptions(
+        mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window, known=known
+    )
+    scratch = None
+    if shrink_dir and not findings:  # shrinking starts from the self-contained findings records
+        scratch = tempfile.TemporaryDirectory(prefix="shadowdiff-shrink-")
+        findings = str(Path(scratch.name) / "findings.jsonl")
+    try:
+        if jobs > 1:
+            shadow_name = shadow_reducer.describe()
+            shadow_reducer.close()  # it proved the shadow starts; each worker starts its own
+            result, errors = run_jobs(
+                jobs, corpora, functools.partial(make_shadow, shadow, codec, domain, deadline,
+                                                 False if no_sessions else None, history, full_check_every),
+                functools.partial(make_authoritative, authoritative), options,
+                Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
+            )  # fmt: skip
+        else:
+            with shadow_reducer:
+                result, errors = run_replay(
+                    corpora, shadow_reducer, auth, options, Path(findings) if findings else None,
+                    progress=not quiet and sys.stderr.isatty(),
+                )  # fmt: skip
+                shadow_name = shadow_reducer.describe()
+    except ShadowdiffError as exc:
+        fail(str(exc))
+    run = {
+        "mode": mode,
+        "codec": codec,
+        "authoritative": authoritative,
+        "authority": f"{describe_authority(authoritative)} [{authority_source}]",
+        "shadow": shadow or "reference doge-core-exe",
+        "corpora": corpora,
+        "sessions": bool(getattr(shadow_reducer, "sessions", False)),
+        "history": describe_history(shadow_reducer),
+        "jobs": jobs,
+    }
+    if known_path:
+        run["known"] = known_path
+    report = build_report(result, run, deterministic=deterministic, bad_input=errors, known=known)
+    write_outputs(report, report_path, html_path, junit_path)
+    if not quiet:
+        click.echo(f"authority: {run['authority']}")
+        click.echo(f"shadowdiff replay: {shadow_name}")
+        click.echo(f"history: {run['history']}")
+        for line in summary_lines(report):
+            click.echo(line)
+    for error in errors:
+        where = f"{error['where']}: " if error["where"] else ""
+        click.echo(f"shadowdiff: error: {where}{error['message']}", err=True)
+    if result.interrupted:
+        click.echo(
+            f"shadowdiff: interrupted after step {result.counts.get('steps', 0):,}: the report covers the "
+            "steps before it",
+            err=True,
+        )
+    verdict = report["summary"]["verdict"]
+    if (
+        shrink_dir
+        and findings
+        and Path(findings).exists()
+        and verdict in ("diverged", "failed")
+        and not (result.interrupted)
+    ):
+        from shadowdiff.cli.fuzz import shrink_into
+
+        module = (
+            None if authoritative in ("recorded", "reference") else authoritative
+        )  # shrunk runs need a reducer
+        shrink_into(findings, shadow, module, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
+                    known, numeric=numeric_equality, strict_types=strict_types)  # fmt: skip
+    if scratch is not None:
+        scratch.cleanup()
+    known_text = known_line(report, known_path)
+    if known_text:
+        click.echo(known_text)
+    click.echo(f"verdict: {verdict}")
+    if errors:
+        sys.exit(EXIT_BAD)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_CLEAN if verdict == "pass" else EXIT_FOUND)
+
+
+def write_outputs(report: dict[str, Any], report_path: str | None, html_path: str | None,
+                  junit_path: str | None) -> None:  # fmt: skip
+    if report_path:
+        _write(report_path, dumps_json(report, indent=2, sort_keys=True) + "\n")
+    if html_path:
+        from shadowdiff.reporting.html import render_report
+
+        _write(html_path, render_report(report))
+    if junit_path:
+        from shadowdiff.reporting.junit import junit_xml
+
+        _write(junit_path, junit_xml(report))
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        write_private(Path(path), text)  # reports quote the bot's states: 0600, new directories 0700
+    except OSError as exc:
+        fail(f"{path}: cannot write: {exc.strerror}")
+
+
+def _register_extensions() -> None:
+    for name in ("runbook", "fuzz", "sidecar", "triage"):
+        importlib.import_module(f"shadowdiff.cli.{name}").register(main)
+
+
+_register_extensions()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    main()
