@@ -21,7 +21,7 @@ system:                                ## Debian packages the tests use (headles
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint:
-	ruff check . && ruff format --check shadowdiff && mypy shadowdiff
+	ruff check . && ruff format --check shadowdiff && mypy shadowdiff && lint-imports
 
 bench: install haskell
 	$(PYTHON) bench/throughput.py
