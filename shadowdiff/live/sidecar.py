@@ -54,6 +54,7 @@ from shadowdiff.runtime.corpus import _LogReader
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.runtime.recordlog import RotatingLog
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
+from shadowdiff.wire.format import TAP_PROTOCOL
 
 RECORD_KINDS = frozenset({"snapshot", "context", "step", "call", "patch", "gap", "meta"})
 BOT_KEYS = (
@@ -340,7 +341,8 @@ class Sidecar:
             self.counts["tap_connections"] += 1
         try:
             hello = msgpack.unpackb(recv_frame(conn, 1 << 16) or b"\xc0", raw=False)
-            if not isinstance(hello, dict) or hello.get("kind") != "hello" or hello.get("protocol") != 1:
+            if (not isinstance(hello, dict) or hello.get("kind") != "hello"
+                    or hello.get("protocol") != TAP_PROTOCOL):  # fmt: skip
                 with self.lock:
                     self.counts["malformed"] += 1
                 return

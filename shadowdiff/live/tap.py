@@ -92,6 +92,7 @@ from typing import Any
 
 import msgpack
 
+from shadowdiff.wire.format import LOG_FORMAT, TAP_PROTOCOL
 from shadowdiff.wire.identity import IdentityWire
 
 ENV_SWITCH = "DOGE_CORE_SHADOW"
@@ -101,10 +102,8 @@ ENV_RUNTIME = "SHADOWDIFF_TAP_RUNTIME"  # the bot_runtime.json the bot starts fr
 ENV_SLOT_KEY = "SHADOWDIFF_TAP_SLOT_KEY"
 ENV_TOKEN_FILE = "SHADOWDIFF_TAP_TOKEN_FILE"  # the sidecar's --token-file: its first line is the secret
 ENV_TOKEN = "SHADOWDIFF_TAP_TOKEN"  # or the secret itself
-TAP_PROTOCOL = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 << 20
-LOG_FORMAT = "shadowdiff-log"
 CALL_FUNCTIONS = ("apply_order_regime_at_entry",)
 _MARK = "__shadowdiff_tap__"
 

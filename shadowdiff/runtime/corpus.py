@@ -29,8 +29,8 @@ from shadowdiff.model.errors import BadInput
 from shadowdiff.model.records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 from shadowdiff.model.values import Context, Scenario, StepResult, WireMap, input_from_wire
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
+from shadowdiff.wire.format import header_error, log_header
 
-LOG_FORMAT = "shadowdiff-log"
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")
 READ_CHUNK = 1 << 16
 MAX_RECORD_BYTES = 64 << 20
@@ -336,8 +336,9 @@ class _LogReader:
             raise BadInput("a log starts with a 'header' record", where)
         try:
             if kind == "header":
-                if value.get("format") != LOG_FORMAT:
-                    raise BadInput(f"header format must be {LOG_FORMAT!r}", where)
+                problem = header_error(value)
+                if problem:
+                    raise BadInput(problem, where)
                 for slot, spec in _map(value, "slots").items():
                     spec = spec if isinstance(spec, Mapping) else {}
                     yield Snapshot(str(slot), _map(spec, "state"), _context(spec.get("context")), where)
@@ -437,15 +438,7 @@ class LogWriter:
         self.records += 1
 
     def header(self, slots: Mapping[str, Mapping[str, Any]], provenance: Mapping[str, Any]) -> None:
-        self.write(
-            {
-                "kind": "header",
-                "format": LOG_FORMAT,
-                "version": 1,
-                "provenance": dict(provenance),
-                "slots": dict(slots),
-            }
-        )
+        self.write(log_header(slots, provenance))
 
     def close(self) -> None:
         self._stream.close()
