@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import attrs
 
+from shadowdiff.core.domain import Domain
 from shadowdiff.core.triage import Triage
 from shadowdiff.model import FAILURE_KINDS
 from shadowdiff.model.errors import BadInput
@@ -81,8 +82,25 @@ class Policy:
     startup_minutes: float = 30.0
     startup_max_failures: int = 3
     startup_action: str = "start-up failures only, none since: record last_shadow_error in the triage notes"
-    hot_path_events: tuple[str, ...] = ("FillEvent", "PriceTick", "TimerTick")
+    hot_path_events: tuple[str, ...] | None = None
+    """None: the domain's ``hot_path_events`` (judge's ``domain``); a policy file may name its own."""
     hot_path_repeat: int = 2
+
+    def for_domain(self, domain: Domain | None) -> Policy:
+        """This policy with the hot-path events settled: its own if it names them, else the domain's
+        (sorted; none without a domain)."""
+        if self.hot_path_events is not None:
+            return self
+        events = tuple(sorted(domain.hot_path_events)) if domain is not None else ()
+        return attrs.evolve(self, hot_path_events=events)
+
+    @property
+    def hot_paths(self) -> tuple[str, ...]:
+        return self.hot_path_events or ()
+
+
+VERDICT_EXIT = {"ACCEPT": 0, "REJECT": 1, "EXTEND": 3}
+"""The gate's verdicts as exit codes (the gate's report carries them; shadowdiff.cli.exits uses them)."""
 
 
 _POLICY_KEYS: dict[tuple[str, str], tuple[str, type | tuple[type, ...]]] = {
@@ -323,11 +341,11 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         policy = attrs.asdict(self.policy, recurse=False)
-        policy["hot_path_events"] = list(self.policy.hot_path_events)
+        policy["hot_path_events"] = list(self.policy.hot_paths)
         return {
             "shadowdiff": {"gate": 1},
             "verdict": self.verdict,
-            "exit_code": {"ACCEPT": 0, "REJECT": 1, "EXTEND": 3}[self.verdict],
+            "exit_code": VERDICT_EXIT[self.verdict],
             "criteria": [criterion.to_dict() for criterion in self.criteria],
             "segments": [segment.to_dict() for segment in self.segments],
             "clusters": [cluster.to_dict() for cluster in self.clusters],
@@ -510,7 +528,7 @@ def _finding_clusters(
             f"step {steps[-1]}" if steps else "?",
             "findings",
             failure=kind in FAILURE_KINDS,
-            hot_path=event_type in policy.hot_path_events,
+            hot_path=event_type in policy.hot_paths,
             reproducer=reproducers[0] if reproducers else None,
         )
         sigs = list(dict.fromkeys(s for m in members for s in _signatures(m)))
@@ -538,7 +556,7 @@ def _counter_clusters(segments: list[list[Sample]], policy: Policy) -> list[Clus
                 hits[0][0].ts,
                 hits[-1][0].ts,
                 "counters",
-                hot_path=event_type in policy.hot_path_events,
+                hot_path=event_type in policy.hot_paths,
                 seqs=tuple(sample.seq for sample, _ in hits),
             )
         )
@@ -571,9 +589,11 @@ def judge(
     triage: Mapping[str, str] | None = None,
     policy: Policy | None = None,
     known: Triage | None = None,
+    domain: Domain | None = None,
 ) -> GateResult:
-    """The gate's verdict on a window of status samples (in the order they were taken)."""
-    policy = policy if policy is not None else Policy()
+    """The gate's verdict on a window of status samples (in the order they were taken). The hot-path
+    events are the policy's, else ``domain``'s (none without either)."""
+    policy = (policy if policy is not None else Policy()).for_domain(domain)
     triage = triage or {}
     records: list[Sample] = []
     for index, record in enumerate(samples):

@@ -28,6 +28,7 @@ from shadowdiff.core.domain import Domain
 from shadowdiff.model.errors import BadInput
 from shadowdiff.model.records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 from shadowdiff.model.values import Context, Scenario, StepResult, WireMap, input_from_wire
+from shadowdiff.runtime.private import write_private
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
 from shadowdiff.wire.format import header_error, log_header
 
@@ -230,8 +231,9 @@ def scenario_items(scenario: Scenario, where: str = "", slot: str | None = None)
 
 
 def write_scenario(scenario: Scenario, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_json(scenario.to_wire(), indent=2) + "\n", encoding="utf-8")
+    """A scenario file, 0600 in 0700 directories (runtime.private): a reproducer may start from a real
+    saved state."""
+    write_private(path, dumps_json(scenario.to_wire(), indent=2) + "\n")
 
 
 # -- logs --------------------------------------------------------------------------------------------
