@@ -21,7 +21,7 @@ from shadowdiff.model.records import Record, Snapshot
 from shadowdiff.shadow.client import SubprocessReducer
 
 ENV = {k: v for k, v in os.environ.items() if k not in (tap.ENV_SWITCH, tap.ENV_ADDRESS)}
-ENV["PYTHONPATH"] = str(ROOT)
+ENV["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
 
 
 def test_importing_the_tap_pulls_in_no_heavy_dependency() -> None:

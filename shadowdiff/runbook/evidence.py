@@ -75,7 +75,7 @@ def load_samples(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
 
 
 def load_findings(path: Path) -> Iterator[dict[str, Any]]:
-    for where, record in gate.read_jsonl(_lines(path), str(path)):
+    for where, record in gate.read_json_objects(_lines(path), str(path)):
         if not isinstance(record.get("signature"), str) or not isinstance(record.get("kind"), str):
             raise BadInput("a finding needs a string 'signature' and 'kind'", where=where)
         yield record
