@@ -48,6 +48,7 @@ TAP_CALLS = CallView(
         ContextParam("order_sizes", "order_sizes", "mapping", None),
     ),
     calls=("apply_order_regime_at_entry",),
+    modules=("doge_core", "state_machine"),
 )
 
 DEFAULT_CONFIG: dict[str, Any] = {

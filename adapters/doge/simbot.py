@@ -342,6 +342,8 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | Mo
     exactly what a live tap would have sent."""
     from shadowdiff.tap import CALL, TRANSITION, RecordBuilder
 
+    from .domain import TAP_CALLS
+
     sm = load(module)
     pending: list[tuple[Any, ...]] = []
     seq = 0
@@ -353,7 +355,7 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | Mo
         seq += 1
 
     bot = SimBot(seed, slots, sm, observer=observe, recovery_disabled=recovery_disabled)
-    builder = RecordBuilder(sm)
+    builder = RecordBuilder(sm, calls=TAP_CALLS)
     header_slots = {}
     for slot in bot.slots:
         context = {"config": dict(slot.config), "order_size_usd": slot.size, "order_sizes": None}

@@ -79,6 +79,8 @@ class CallView:
     context: tuple[ContextParam, ...] = ()
     calls: tuple[str, ...] = ()
     invariants: str = "check_invariants"
+    modules: tuple[str, ...] = ()
+    """The bot's reducer modules ``python -m shadowdiff.tap`` taps when not told (``--module``)."""
 
     def context_defaults(self) -> dict[str, Any]:
         """The context keys a record carries, besides ``config``, with their defaults (in order)."""
