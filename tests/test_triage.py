@@ -267,7 +267,8 @@ def test_gate_accepts_a_window_whose_divergences_are_all_triaged_and_explained()
     assert judge(samples, findings, known=explained, domain=DOGE).verdict == "ACCEPT"
     assert judge(samples, findings, domain=DOGE).verdict == "REJECT"  # untriaged hot-path repeats
     todo = Triage((explained.entries[0], Entry(b, "TODO", "open", "f.json")))
-    assert judge(samples, findings, known=todo).verdict == "REJECT"  # not explained: a hot-path repeat
+    # not explained: a hot-path repeat
+    assert judge(samples, findings, known=todo, domain=DOGE).verdict == "REJECT"
     unreproducible = Triage((explained.entries[0], Entry(b, "fee grouping", "open")))
     assert judge(samples, findings, known=unreproducible).verdict != "ACCEPT"
     fixed = Triage((explained.entries[0], Entry(b, "fee grouping", "fixed", "f.json")))
