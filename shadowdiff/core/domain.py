@@ -17,7 +17,6 @@ when a method runs), so the live tap can read a domain's call declaration inside
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,7 +150,3 @@ class Domain:
     def demo_bot(self, seconds: float, rate: float, seed: int) -> list[str] | None:
         """``python -m shadowdiff.tap`` arguments running a simulated bot under the tap (``demo live``)."""
         return None
-
-    def copy(self) -> Domain:
-        """A copy to change (``with_runtime_env``) without touching the registered object."""
-        return copy.copy(self)
