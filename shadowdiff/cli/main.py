@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,8 @@ from shadowdiff.cli.domains import domain_option, with_domain
 from shadowdiff.cli.exits import (
     EXIT_BAD,
     EXIT_CLEAN,
+    EXIT_CODES,
+    EXIT_EXTEND,
     EXIT_FOUND,
     EXIT_INTERRUPTED,
     EXIT_NONDETERMINISTIC,
@@ -48,13 +51,12 @@ from shadowdiff.runtime.private import open_private
 from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
 from shadowdiff.wire.codec import dumps_json
 
-EPILOG = """\b
-Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
-failures (or a shadow that answered nothing); 2 bad usage or bad input
-(verdict: incomplete, naming where); 4 --twice: the two runs differ (report
-or exit code), otherwise --twice exits with the replay's own code;
-130 interrupted by Ctrl-C (in-flight steps drained; the report covers what ran).
-"""
+EPILOG = "\b\n" + textwrap.fill(
+    "Exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES if code != EXIT_EXTEND)
+    + ". With --twice, when both runs agree, the replay's own code.",
+    78,
+)
 
 
 def make_authoritative(domain: Domain, spec: str | None) -> Reducer | None:
