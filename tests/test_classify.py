@@ -47,3 +47,25 @@ def test_cluster_counts_add_up_and_are_order_independent(events: list[tuple[str,
     assert {c.signature: (c.count, c.first_step, c.last_step) for c in forward.as_list()} == {
         c.signature: (c.count, c.first_step, c.last_step) for c in backward.as_list()
     }
+
+
+def test_one_clustering_gives_the_report_the_gate_and_the_live_view() -> None:
+    """The gate's findings clusters and the sidecar's status read the same Clusters a report does."""
+    clusters = Clusters()
+    clusters.add("b|FillEvent|p", "transition.state", "FillEvent", 9, seen=100.0)
+    clusters.add("a|TimerTick|q", "invariant", "TimerTick", None, seen=101.0)  # a finding without a step
+    clusters.add("b|FillEvent|p", "transition.state", "FillEvent", 4, seen=102.0)
+    assert [(c.signature, c.count, c.first_step, c.last_step) for c in clusters.as_list()] == [
+        ("a|TimerTick|q", 1, -1, -1),
+        ("b|FillEvent|p", 2, 4, 9),
+    ]
+    assert [(c.signature, stepped) for c, stepped in clusters.by_signature()] == [
+        ("a|TimerTick|q", False),
+        ("b|FillEvent|p", True),
+    ]
+    assert clusters.live() == [
+        {"signature": "b|FillEvent|p", "kind": "transition.state", "event_type": "FillEvent", "count": 2,
+         "last_step": 4, "last_seen": 102.0},
+        {"signature": "a|TimerTick|q", "kind": "invariant", "event_type": "TimerTick", "count": 1,
+         "last_step": None, "last_seen": 101.0},
+    ]  # fmt: skip

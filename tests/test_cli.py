@@ -115,7 +115,8 @@ def test_real_process_end_to_end_on_a_gzipped_log(tmp_path) -> None:
 
 def test_help_teaches_exit_codes() -> None:
     out = run("replay", "--help")
-    assert "Exit codes: 0 no divergence" in out.output and "Examples:" in out.output
+    assert "Exit codes: 0 clean: no divergence" in out.output and "Examples:" in out.output
+    assert "130 interrupted" in out.output and " 4 replay --twice" in " ".join(out.output.split())
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

@@ -177,7 +177,7 @@ def test_synthetic_input_is_refused_unless_allowed_and_then_recorded(tmp_path: P
         group(), ["evidence", "build", str(tmp_path / "r2"), "--samples", str(synthetic)]
     )
     assert done.exit_code == 2
-    assert done.stderr.startswith("error: synthetic input") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("shadowdiff: error: synthetic input") and done.stderr.count("\n") == 1
 
     directory = build_bundle(tmp_path / "allowed", samples=[synthetic], allow_synthetic=True).directory
     environment = json.loads((directory / "environment.json").read_text())
@@ -257,7 +257,11 @@ def test_bundle_bytes_do_not_depend_on_the_hash_seed(samples: Path, tmp_path: Pa
     sums = []
     for seed in ("0", "4242"):
         out = tmp_path / f"seed-{seed}"
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": seed,
+            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        }
         argv = [sys.executable, "-c", script, "evidence", "build", str(out), "--samples", str(samples)]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

@@ -11,10 +11,11 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
+from shadowdiff_doge.domain import DOGE
 
 from shadowdiff.cli import runbook as runbook_cli
 from shadowdiff.model.errors import BadInput
-from shadowdiff.runbook.gate import GateResult, Policy, judge, load_policy, read_jsonl
+from shadowdiff.runbook.gate import GateResult, Policy, judge, load_policy, read_json_objects
 from shadowdiff.runbook.render import render_gate_markdown
 from shadowdiff.runbook.watch import format_ts
 
@@ -157,15 +158,30 @@ def test_two_reviews_extend_even_with_actions() -> None:
 
 def test_repeating_fill_event_cluster_rejects_even_when_triaged() -> None:
     samples = window(shape=divergences_at([200, 800, 801], "FillEvent"))
-    result = judge(samples, triage={"counters|transition|FillEvent": "we think it is fine"})
+    result = judge(samples, triage={"counters|transition|FillEvent": "we think it is fine"}, domain=DOGE)
     div = criterion(result, "divergences")
     assert div.status == "FAIL"
     assert div.seqs == (201, 801, 802)
     assert result.verdict == "REJECT"
 
 
+def test_the_hot_path_is_the_domains_or_the_policys_never_the_gates() -> None:
+    """The gate knows no event names: the hot path is the domain's (Domain.hot_path_events), unless the
+    policy names its own; without either, a repeating divergence is only a review."""
+    samples = window(shape=divergences_at([200, 800, 801], "FillEvent"))
+    assert criterion(judge(samples), "divergences").status == "REVIEW"
+    doge = judge(samples, domain=DOGE)
+    assert criterion(doge, "divergences").status == "FAIL"
+    assert doge.to_dict()["policy"]["hot_path_events"] == sorted(DOGE.hot_path_events)
+    own = load_policy('[divergences]\nhot_path_events = ["TimerTick"]\n')
+    assert criterion(judge(samples, policy=own, domain=DOGE), "divergences").status == "REVIEW"
+    assert criterion(judge(samples, policy=own), "divergences").status == "REVIEW"
+    fills = load_policy('[divergences]\nhot_path_events = ["FillEvent"]\n')
+    assert criterion(judge(samples, policy=fills), "divergences").status == "FAIL"
+
+
 def test_a_single_hot_path_divergence_is_only_a_review() -> None:
-    result = judge(window(shape=divergences_at([200], "FillEvent")))
+    result = judge(window(shape=divergences_at([200], "FillEvent")), domain=DOGE)
     assert criterion(result, "divergences").status == "REVIEW"
 
 
@@ -174,7 +190,7 @@ def test_findings_clusters_by_signature_decide_over_the_counters() -> None:
         {"kind": "transition.state", "signature": FILL, "event_type": "FillEvent", "step": step}
         for step in (40, 12, 77)
     ]
-    result = judge(window(shape=divergences_at([200, 800, 801], "FillEvent")), findings=findings)
+    result = judge(window(shape=divergences_at([200, 800, 801], "FillEvent")), findings=findings, domain=DOGE)
     (cluster,) = result.clusters
     assert (cluster.signature, cluster.source, cluster.count) == (FILL, "findings", 3)
     assert (cluster.first, cluster.last) == ("step 12", "step 77")
@@ -281,7 +297,7 @@ def test_bad_policy_is_bad_input(text: str, message: str) -> None:
 def test_malformed_jsonl_line_is_named_by_file_and_line() -> None:
     lines = ['{"seq": 1}\n', "\n", '{"seq": 2,\n']
     with pytest.raises(BadInput) as caught:
-        list(read_jsonl(lines, "w.jsonl"))
+        list(read_json_objects(lines, "w.jsonl"))
     assert caught.value.where == "w.jsonl:3"
 
 
@@ -341,7 +357,7 @@ def test_gate_cli_names_a_malformed_line_and_exits_2(tmp_path: Path) -> None:
     runbook_cli.register(main)
     done = CliRunner().invoke(main, ["gate", str(path)])
     assert done.exit_code == 2
-    assert done.stderr.startswith(f"error: {path}:3: not JSON (")
+    assert done.stderr.startswith(f"shadowdiff: error: {path}:3: not JSON (")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
@@ -352,4 +368,4 @@ def test_gate_cli_policy_file_and_bad_policy(tmp_path: Path) -> None:
     policy.write_text("[window]\nhorus = 40\n")
     done = run_gate(tmp_path, window(hours=40), "--policy", str(policy))
     assert done.exit_code == 2
-    assert done.stderr == f"error: {policy}: unknown policy key [window] horus\n"
+    assert done.stderr == f"shadowdiff: error: {policy}: unknown policy key [window] horus\n"

@@ -173,7 +173,7 @@ def test_a_line_that_is_not_json_is_still_one_line_naming_it(tmp_path: Path) -> 
     path.write_text(runbook_filter(bot_status(0)) + "<html>502</html>\n")
     done = CliRunner().invoke(group(), ["gate", str(path)])
     assert done.exit_code == 2
-    assert done.stderr.startswith(f"error: {path}:2: not JSON (")
+    assert done.stderr.startswith(f"shadowdiff: error: {path}:2: not JSON (")
 
 
 # -- 1. whole-state transports see raw states ---------------------------------------------------------

@@ -206,7 +206,7 @@ def test_watch_marks_a_change_of_sidecar_process_as_a_restart(tmp_path) -> None:
     import io
 
     from shadowdiff.live.sidecar import Sidecar, SidecarOptions
-    from shadowdiff.runbook.gate import judge, read_jsonl
+    from shadowdiff.runbook.gate import judge, read_json_objects
     from shadowdiff.runbook.watch import Poll, watch
 
     def make(name: str) -> Any:
@@ -221,7 +221,7 @@ def test_watch_marks_a_change_of_sidecar_process_as_a_restart(tmp_path) -> None:
     watch("http://127.0.0.1:1", every=1, duration=3, out=out,
           fetch=lambda url, timeout: Poll(next(polls)), clock=lambda: float(next(clock)),
           monotonic=lambda: 0.0, stop=None)  # fmt: skip
-    records = [r for _, r in read_jsonl(out.getvalue().splitlines(), "w")]
+    records = [r for _, r in read_json_objects(out.getvalue().splitlines(), "w")]
     assert [r.get("restart", False) for r in records] == [False, False, True, False]
     assert records[0]["provenance"]["status"]["instance"] == first.instance != second.instance
     integrity = _integrity(judge(records))
@@ -414,7 +414,8 @@ def _samples_seed() -> bytes:
 @FUZZ
 @given(data=mutated(_samples_seed()))
 def test_gate_samples(data: bytes) -> None:
-    refused_or_accepted(lambda: gate.judge(r for _, r in gate.read_jsonl(data.splitlines(), "samples.jsonl")))
+    lines = data.splitlines()
+    refused_or_accepted(lambda: gate.judge(r for _, r in gate.read_json_objects(lines, "samples.jsonl")))
 
 
 def _answers_seed() -> bytes:

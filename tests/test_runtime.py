@@ -38,7 +38,7 @@ from shadowdiff.model.errors import BadInput
 from shadowdiff.model.records import PatchRecord, Record, Snapshot
 from shadowdiff.runtime.corpus import read_items
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 CODECS = {"msgpack": "--msgpack", "jsonl": "--server"}
 
 

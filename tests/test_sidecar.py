@@ -27,7 +27,7 @@ from shadowdiff.model.records import Record
 from shadowdiff.runtime.corpus import TornRecordWarning, read_items
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("DOGE_CORE_SHADOW", "SHADOWDIFF_TAP")}
-ENV["PYTHONPATH"] = str(ROOT)
+ENV["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
 HASKELL = EXE.exists()
 MUTATED_MODULE = """
 from shadowdiff_doge.reference.state_machine import *  # noqa: F403

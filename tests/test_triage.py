@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from conftest import UPSTREAM
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shadowdiff_doge.domain import DOGE
 from shadowdiff_doge.strategies import exact_tie_value, exact_ties, is_exact_tie, solve_product
 from test_gate import window  # the gate tests' 48 h window of status samples
 
@@ -263,10 +264,11 @@ def test_gate_accepts_a_window_whose_divergences_are_all_triaged_and_explained()
     findings = _findings([[a], [a, b], [a]])  # repeating on the hot path
     explained = Triage((Entry("transition.state|FillEvent|orders[*].*", "rounding", "open", "r.json"),
                         Entry(b, "fee grouping", "accepted", "f.json")))  # fmt: skip
-    assert judge(samples, findings, known=explained).verdict == "ACCEPT"
-    assert judge(samples, findings).verdict == "REJECT"  # untriaged hot-path repeats
+    assert judge(samples, findings, known=explained, domain=DOGE).verdict == "ACCEPT"
+    assert judge(samples, findings, domain=DOGE).verdict == "REJECT"  # untriaged hot-path repeats
     todo = Triage((explained.entries[0], Entry(b, "TODO", "open", "f.json")))
-    assert judge(samples, findings, known=todo).verdict == "REJECT"  # not explained: a hot-path repeat
+    # not explained: a hot-path repeat
+    assert judge(samples, findings, known=todo, domain=DOGE).verdict == "REJECT"
     unreproducible = Triage((explained.entries[0], Entry(b, "fee grouping", "open")))
     assert judge(samples, findings, known=unreproducible).verdict != "ACCEPT"
     fixed = Triage((explained.entries[0], Entry(b, "fee grouping", "fixed", "f.json")))

@@ -236,7 +236,7 @@ def test_cli_writes_to_stdout_and_rejects_bad_durations(stand_in: StandIn) -> No
     assert [r["seq"] for r in lines] == list(range(1, len(lines) + 1)) and len(lines) >= 2
     bad = runner.invoke(group(), ["watch", stand_in.url, "--every", "soon"])
     assert bad.exit_code == 2
-    assert bad.stderr.strip() == "error: not a duration: 'soon' (examples: 60s, 5m, 48h, 1.5s)"
+    assert bad.stderr.strip() == "shadowdiff: error: not a duration: 'soon' (examples: 60s, 5m, 48h, 1.5s)"
 
 
 def test_sigint_stops_after_the_line_in_hand(stand_in: StandIn, tmp_path: Path) -> None:
@@ -245,7 +245,7 @@ def test_sigint_stops_after_the_line_in_hand(stand_in: StandIn, tmp_path: Path) 
         "import click; from shadowdiff.cli import runbook as runbook_cli; g = click.Group('shadowdiff'); "
         "runbook_cli.register(g); g()"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     argv = [
         sys.executable,
         "-c",

@@ -18,6 +18,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from shadowdiff.wire.format import log_header
+
 from .reference import state_machine as sm
 from .simbot import CONFIG
 
@@ -71,14 +73,13 @@ def generate(events: int, slots: int = 3, seed: int = 7, outcomes: bool = False,
     now = start
     pool = [_Slot(f"slot-{i}", price, now, rng) for i in range(slots)]
     context = {"config": CONFIG, "order_sizes": None}
-    yield {
-        "kind": "header", "format": "shadowdiff-log", "version": 1,
-        "provenance": {"source": "shadowdiff_doge.corpusgen", "seed": seed, "synthetic": True},
-        "slots": {
+    yield log_header(
+        {
             s.name: {"context": {**context, "order_size_usd": s.size}, "state": sm.to_dict(s.state)}
             for s in pool
         },
-    }  # fmt: skip
+        {"source": "shadowdiff_doge.corpusgen", "seed": seed, "synthetic": True},
+    )
     seq = 0
     vol = 0.0025
     while seq < events:

@@ -1,8 +1,7 @@
-"""The DOGE wiring the CLI uses by default, imported lazily so the core never depends on a domain.
+"""The DOGE shrink hooks, and module-level spellings of ``DOGE``'s members for scripts (bench/).
 
-``default_authoritative()`` is the reference module in-process, ``default_shadow_command()`` the
-reference Haskell port speaking PROTOCOL.md, ``domain()``, ``strategies()``, ``shrink_hooks()`` and
-``expected()`` the rest of what ``shadowdiff fuzz`` and ``shadowdiff shrink`` need.
+The commands use the registered domain object (``shadowdiff_doge.domain.DOGE``, entry point
+``shadowdiff.domains: doge``); these functions are the same members under their older names.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ from shadowdiff.core.reducer import Reducer
 from shadowdiff.core.shrink import ShrinkHooks
 from shadowdiff.model import WireMap
 
-from .domain import BUILD_SCRIPT, DEFAULT_EXE, REFERENCE_MODULE, DogeDomain
-from .domain import default_shadow_command as _default_shadow_command
-from .expected import compute_expected
-from .strategies import DogeStrategies
+from .domain import BUILD_SCRIPT, DEFAULT_EXE, DOGE, DogeDomain
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -33,25 +29,23 @@ __all__ = [
 
 
 def default_authoritative(spec: str | None = None) -> Reducer:
-    from .inprocess import InProcessReducer
-
-    return InProcessReducer(spec or REFERENCE_MODULE)
+    return DOGE.authority(spec)
 
 
 def default_shadow_command() -> list[str]:
-    return _default_shadow_command()
+    return [str(DEFAULT_EXE), "--msgpack"]
 
 
 def domain() -> DogeDomain:
     return DogeDomain()
 
 
-def strategies() -> DogeStrategies:
-    return DogeStrategies()
+def strategies() -> Any:
+    return DOGE.strategies()
 
 
 def expected(final_state: WireMap, actions: list[list[WireMap]], violations: list[str]) -> WireMap:
-    return compute_expected(final_state, actions, violations)
+    return DOGE.expected(final_state, actions, violations)
 
 
 def _default_state() -> WireMap:

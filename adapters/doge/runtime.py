@@ -291,7 +291,3 @@ def holds_runtime(paths: list[str]) -> bool:
             continue
     return False
 
-
-def keep_private() -> None:
-    """Every file this process creates from now on is readable by its owner only (0600)."""
-    os.umask(0o077)

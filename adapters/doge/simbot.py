@@ -48,6 +48,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shadowdiff.wire.format import log_header
+
 DEFAULT_MODULE = "shadowdiff_doge.reference.state_machine"
 START = 1_767_225_600.0
 LOOP_SECONDS = 60.0
@@ -340,6 +342,8 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | Mo
     exactly what a live tap would have sent."""
     from shadowdiff.tap import CALL, TRANSITION, RecordBuilder
 
+    from .domain import TAP_CALLS
+
     sm = load(module)
     pending: list[tuple[Any, ...]] = []
     seq = 0
@@ -351,18 +355,14 @@ def generate_log(events: int, *, seed: int = 1, slots: int = 3, module: str | Mo
         seq += 1
 
     bot = SimBot(seed, slots, sm, observer=observe, recovery_disabled=recovery_disabled)
-    builder = RecordBuilder(sm)
+    builder = RecordBuilder(sm, calls=TAP_CALLS)
     header_slots = {}
     for slot in bot.slots:
         context = {"config": dict(slot.config), "order_size_usd": slot.size, "order_sizes": None}
         snap = builder.open(slot.name, slot.state, context)
         builder.tracks[slot.name].cfg = slot.cfg
         header_slots[slot.name] = {"context": snap["context"], "state": snap["state"]}
-    yield {
-        "kind": "header", "format": "shadowdiff-log", "version": 1,
-        "provenance": {"source": "shadowdiff_doge.simbot", "seed": seed, "synthetic": True},
-        "slots": header_slots,
-    }  # fmt: skip
+    yield log_header(header_slots, {"source": "shadowdiff_doge.simbot", "seed": seed, "synthetic": True})
     emitted = 0
     while emitted < events:
         bot.loop()

@@ -1,107 +1,69 @@
 """The shadowdiff command line: the only place that prints or exits.
 
-Exit codes (every command): 0 clean; 1 divergences or shadow failures found (gate: REJECT);
-2 bad usage or bad input (the verdict then says ``incomplete``); 3 gate EXTEND; 4 ``replay --twice``: the
-two runs disagree; 130 replay interrupted (Ctrl-C; the report covers what ran).
+The group takes ``--domain NAME`` (shadowdiff.cli.domains) and every command gets that domain; the
+commands of the other cli modules are added here, plainly. Exit codes and the error style of every
+command: shadowdiff.cli.exits.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from shadowdiff import __version__
+from shadowdiff.cli import fuzz as fuzz_cli
+from shadowdiff.cli import runbook as runbook_cli
+from shadowdiff.cli import sidecar as sidecar_cli
+from shadowdiff.cli import triage as triage_cli
+from shadowdiff.cli.common import KNOWN_HELP, known_line, read_known, shrink_into, write_outputs
+from shadowdiff.cli.domains import domain_option, with_domain
+from shadowdiff.cli.exits import (
+    EXIT_BAD,
+    EXIT_CLEAN,
+    EXIT_CODES,
+    EXIT_EXTEND,
+    EXIT_FOUND,
+    EXIT_INTERRUPTED,
+    EXIT_NONDETERMINISTIC,
+    error_line,
+    fail,
+    warn,
+)
 from shadowdiff.core.diff import Rules, run_rules
 from shadowdiff.core.domain import Domain
 from shadowdiff.core.engine import MODES, Replay, ReplayOptions, ReplayResult
 from shadowdiff.core.reducer import Reducer
-from shadowdiff.core.triage import Triage
-from shadowdiff.core.triage import loads as triage_loads
-from shadowdiff.model.errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
+from shadowdiff.model.errors import ShadowdiffError, UsageError
 from shadowdiff.model.records import LogItem, Record
 from shadowdiff.reporting.text import build_report, summary_lines
 from shadowdiff.runtime.corpus import TornRecordWarning, read_items, use_domain
-from shadowdiff.runtime.private import open_private, write_private
+from shadowdiff.runtime.private import open_private
 from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
 from shadowdiff.wire.codec import dumps_json
 
-EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_NONDETERMINISTIC = 4
-DOMAIN_DEFAULTS = "shadowdiff_doge.defaults"
-
-EPILOG = """\b
-Exit codes: 0 no divergence and no shadow failure; 1 divergences or shadow
-failures (or a shadow that answered nothing); 2 bad usage or bad input
-(verdict: incomplete, naming where); 4 --twice: the two runs differ (report
-or exit code), otherwise --twice exits with the replay's own code;
-130 interrupted by Ctrl-C (in-flight steps drained; the report covers what ran).
-"""
-
-
-def fail(message: str, code: int = EXIT_BAD) -> NoReturn:
-    click.echo(f"shadowdiff: error: {message}", err=True)
-    sys.exit(code)
-
-
-def read_known(path: str | None) -> Triage | None:
-    """The triage file at ``path`` (``--known``), read at the edge; None without one."""
-    if not path:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot read the triage file: {exc.strerror}", where=path) from exc
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"not UTF-8 text ({exc.reason})", where=path) from exc
-    return triage_loads(text, path)
-
-
-KNOWN_HELP = (
-    "Triage file (TOML or JSON, see docs/formats.md): divergences whose every signature it covers "
-    "are counted apart as known; the exit code and verdict are about the others."
+EPILOG = "\b\n" + textwrap.fill(
+    "Exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES if code != EXIT_EXTEND)
+    + ". With --twice, when both runs agree, the replay's own code.",
+    78,
 )
 
 
-def known_line(report: dict[str, Any], path: str | None) -> str | None:
-    """One line saying how many known divergences and failures a run saw (None without --known)."""
-    if not path:
-        return None
-    s, known = report["summary"], report.get("known", {})
-    line = (
-        f"known: {s['known_divergences']} divergence(s) and {s['known_failures']} failure(s) triaged in "
-        f"{path} ({len(known.get('clusters', []))} signature(s) of {known.get('entries', 0)} entries)"
-    )
-    fixed = known.get("fixed_seen_again", [])
-    if fixed:
-        line += f"; seen again though marked fixed: {', '.join(fixed)}"
-    return line
-
-
-def domain_defaults() -> Any:
-    """The DOGE wiring (reference reducer, reference executable, strategies), imported lazily so the
-    engine never depends on a domain."""
-    return importlib.import_module(DOMAIN_DEFAULTS)
-
-
-def make_authoritative(spec: str | None) -> Reducer | None:
+def make_authoritative(domain: Domain, spec: str | None) -> Reducer | None:
+    """None for ``recorded`` (the log's own outcomes), else the domain's in-process authority."""
     if spec == "recorded":
         return None
-    if spec == "reference":
-        spec = None
-    from shadowdiff_doge.inprocess import InProcessReducer
-
-    reducer: Reducer = InProcessReducer(spec or "shadowdiff_doge.reference.state_machine")
-    return reducer
+    return domain.authority(None if spec == "reference" else spec)
 
 
 def default_authority(corpora: Sequence[str]) -> tuple[str, str]:
@@ -147,11 +109,11 @@ def _tally(item: LogItem, recorded: int, bare: int, first_recorded: str, first_b
     return recorded, bare, first_recorded, first_bare
 
 
-def describe_authority(name: str) -> str:
+def describe_authority(domain: Domain, name: str) -> str:
     if name == "recorded":
         return "recorded outcomes (the log's own)"
     if name == "reference":
-        return "the reference reducer (shadowdiff_doge.reference.state_machine)"
+        return domain.describe_reference()
     return name
 
 
@@ -166,18 +128,7 @@ def make_shadow(
 ) -> Reducer:
     from shadowdiff.shadow.client import SubprocessReducer
 
-    if command is None:
-        from shadowdiff_doge.domain import BUILD_SCRIPT, DEFAULT_EXE, default_shadow_command
-
-        if not DEFAULT_EXE.exists():
-            raise ShadowSetupError(
-                f"the reference shadow {DEFAULT_EXE} is not built; build it with: bash {BUILD_SCRIPT}"
-            )
-        argv: Sequence[str] | str = default_shadow_command()
-        if codec == "jsonl":
-            argv = [str(DEFAULT_EXE), "--server"]
-    else:
-        argv = command
+    argv: Sequence[str] | str = domain.shadow_command(codec) if command is None else command
     return SubprocessReducer(
         argv, codec=codec, domain=domain, deadline=deadline, use_sessions=sessions, history=history,
         full_check_every=full_check_every,
@@ -187,13 +138,6 @@ def make_shadow(
 def describe_history(shadow: Reducer) -> str:
     describe = getattr(shadow, "describe_history", None)
     return str(describe()) if callable(describe) else "sent whole with every request"
-
-
-def default_corpus() -> list[str]:
-    from shadowdiff_doge.domain import HERE
-
-    bundled = HERE.parent.parent / "corpora" / "sample"
-    return [str(bundled)]
 
 
 def _guarded(items: Iterator[LogItem], errors: list[dict[str, str]]) -> Iterator[LogItem]:
@@ -251,7 +195,7 @@ def run_replay(
                 errors.append({"where": exc.where or "", "message": exc.what})
                 result = replay.finish()
         for warning in caught:
-            click.echo(f"shadowdiff: warning: {warning.message}", err=True)
+            warn(warning.message)
     finally:
         meter.done()
         if sink:
@@ -280,7 +224,7 @@ def run_jobs(
     finally:
         meter.done()
     for message in warned:
-        click.echo(f"shadowdiff: warning: {message}", err=True)
+        warn(message)
     return result, errors
 
 
@@ -301,7 +245,8 @@ class _Commands(click.Group):
     cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
 @click.version_option(__version__, prog_name="shadowdiff")
-def main() -> None:
+@domain_option
+def main(domain_name: str | None) -> None:
     """Differential shadow testing: run a shadow reducer beside its authoritative twin, and find,
     explain and shrink every difference.
 
@@ -436,13 +381,15 @@ def main() -> None:
 )
 @click.option("--known", "known_path", type=click.Path(dir_okay=False), help=KNOWN_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
+@with_domain
 def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | None, codec: str, mode: str,
            resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
            report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
            fail_fast: bool, shrink_dir: str | None,
            deadline: float, window: int, jobs: int,
            no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
-           runtime_env: str | None, known_path: str | None, quiet: bool) -> None:  # fmt: skip
+           runtime_env: str | None, known_path: str | None, quiet: bool,
+           *, domain: Domain) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
     the bot's logs/bot_runtime.json) through the authoritative reducer and the shadow, and report every
     difference.
@@ -473,21 +420,11 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
             if stderr:
                 click.echo(stderr, err=True, nl=False)
             sys.exit(int(outcome["runs"][0]["exit_code"]))
-        click.echo("shadowdiff: error: the two runs differ (report or exit code): not deterministic",
-                   err=True)  # fmt: skip
-        sys.exit(EXIT_NONDETERMINISTIC)
-    corpora = list(corpus) or default_corpus()
+        fail("the two runs differ (report or exit code): not deterministic", EXIT_NONDETERMINISTIC)
     try:
-        from shadowdiff_doge.domain import DogeDomain
-
-        domain = DogeDomain()
-        from shadowdiff_doge.runtime import holds_runtime, keep_private, load_env
-
-        if runtime_env:
-            domain.runtime_env = load_env(runtime_env)
-        use_domain(domain)
-        if holds_runtime(corpora):
-            keep_private()
+        corpora = list(corpus) or domain.bundled_corpus()
+        domain = domain.with_runtime_env(runtime_env)
+        use_domain(domain)  # what it writes from a runtime file is 0600 like everything else (private)
         # the user's rules first (first match wins: they can set a domain default back to exact)
         loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
         loaded_rules = run_rules(loaded_rules, numeric=numeric_equality, strict_types=strict_types)
@@ -501,14 +438,14 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
                 authoritative, authority_source = "reference", "default for the bundled sample"
         else:
             authority_source = "--authoritative"
-        auth = make_authoritative(authoritative)
+        auth = make_authoritative(domain, authoritative)
         if history == "auto":
             history = "trim" if codec == "jsonl" else "whole"
         shadow_reducer = make_shadow(
             shadow, codec, domain, deadline, False if no_sessions else None, history, full_check_every
         )
     except ShadowdiffError as exc:
-        fail(str(exc))
+        fail(exc)
     options = ReplayOptions(
         mode=mode, resync=resync, rules=loaded_rules, fail_fast=fail_fast, window=window, known=known
     )
@@ -523,7 +460,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
             result, errors = run_jobs(
                 jobs, corpora, functools.partial(make_shadow, shadow, codec, domain, deadline,
                                                  False if no_sessions else None, history, full_check_every),
-                functools.partial(make_authoritative, authoritative), options,
+                functools.partial(make_authoritative, domain, authoritative), options,
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
             )  # fmt: skip
         else:
@@ -534,13 +471,13 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
                 )  # fmt: skip
                 shadow_name = shadow_reducer.describe()
     except ShadowdiffError as exc:
-        fail(str(exc))
+        fail(exc)
     run = {
         "mode": mode,
         "codec": codec,
         "authoritative": authoritative,
-        "authority": f"{describe_authority(authoritative)} [{authority_source}]",
-        "shadow": shadow or "reference doge-core-exe",
+        "authority": f"{describe_authority(domain, authoritative)} [{authority_source}]",
+        "shadow": shadow or domain.shadow_name,
         "corpora": corpora,
         "sessions": bool(getattr(shadow_reducer, "sessions", False)),
         "history": describe_history(shadow_reducer),
@@ -549,7 +486,10 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     if known_path:
         run["known"] = known_path
     report = build_report(result, run, deterministic=deterministic, bad_input=errors, known=known)
-    write_outputs(report, report_path, html_path, junit_path)
+    try:
+        write_outputs(report, report_path, html_path, junit_path)
+    except ShadowdiffError as exc:
+        fail(exc)
     if not quiet:
         click.echo(f"authority: {run['authority']}")
         click.echo(f"shadowdiff replay: {shadow_name}")
@@ -557,8 +497,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         for line in summary_lines(report):
             click.echo(line)
     for error in errors:
-        where = f"{error['where']}: " if error["where"] else ""
-        click.echo(f"shadowdiff: error: {where}{error['message']}", err=True)
+        click.echo(error_line(error["message"], error["where"] or None), err=True)
     if result.interrupted:
         click.echo(
             f"shadowdiff: interrupted after step {result.counts.get('steps', 0):,}: the report covers the "
@@ -573,13 +512,14 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         and verdict in ("diverged", "failed")
         and not (result.interrupted)
     ):
-        from shadowdiff.cli.fuzz import shrink_into
-
         module = (
             None if authoritative in ("recorded", "reference") else authoritative
         )  # shrunk runs need a reducer
-        shrink_into(findings, shadow, module, codec, mode, deadline, 30.0, quiet, None, shrink_dir,
-                    known, numeric=numeric_equality, strict_types=strict_types)  # fmt: skip
+        try:
+            shrink_into(domain, findings, shadow, module, codec, mode, deadline, 30.0, quiet, None,
+                        shrink_dir, known, numeric=numeric_equality, strict_types=strict_types)  # fmt: skip
+        except ShadowdiffError as exc:
+            fail(exc)
     if scratch is not None:
         scratch.cleanup()
     known_text = known_line(report, known_path)
@@ -593,33 +533,12 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
     sys.exit(EXIT_CLEAN if verdict == "pass" else EXIT_FOUND)
 
 
-def write_outputs(report: dict[str, Any], report_path: str | None, html_path: str | None,
-                  junit_path: str | None) -> None:  # fmt: skip
-    if report_path:
-        _write(report_path, dumps_json(report, indent=2, sort_keys=True) + "\n")
-    if html_path:
-        from shadowdiff.reporting.html import render_report
-
-        _write(html_path, render_report(report))
-    if junit_path:
-        from shadowdiff.reporting.junit import junit_xml
-
-        _write(junit_path, junit_xml(report))
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        write_private(Path(path), text)  # reports quote the bot's states: 0600, new directories 0700
-    except OSError as exc:
-        fail(f"{path}: cannot write: {exc.strerror}")
-
-
-def _register_extensions() -> None:
-    for name in ("runbook", "fuzz", "sidecar", "triage"):
-        importlib.import_module(f"shadowdiff.cli.{name}").register(main)
-
-
-_register_extensions()
+for _command in (
+    fuzz_cli.fuzz_command, fuzz_cli.shrink_command, runbook_cli.watch_command, runbook_cli.gate_command,
+    runbook_cli.evidence_group, sidecar_cli.sidecar_command, sidecar_cli.tap_run, sidecar_cli.demo,
+    triage_cli.triage_command,
+):  # fmt: skip
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The runbook as commands: ``watch``, ``gate``, ``evidence build`` and ``evidence verify``.
 
-The main CLI calls :func:`register` to add them to its group. This is an edge: it reads files and argv,
-prints, and turns :class:`~shadowdiff.model.errors.ShadowdiffError` into one ``error: WHERE: WHAT`` line and
-its exit code (2 for bad usage or bad input), never a traceback. Gate exit codes: 0 ACCEPT, 1 REJECT,
-3 EXTEND.
+cli.main adds them to its group. This is an edge: it reads files and argv, prints, and turns
+:class:`~shadowdiff.model.errors.ShadowdiffError` into the one error line of every command,
+``shadowdiff: error: WHERE: WHAT``, and its exit code (shadowdiff.cli.exits), never a traceback. The gate
+weighs the hot-path events of the group's ``--domain``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from shadowdiff.cli.domains import with_domain
+from shadowdiff.cli.exits import EXIT_FOUND, GATE_EXIT, fail, fail_on
+from shadowdiff.core.domain import Domain
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.runbook import evidence, gate, render, watch
 
@@ -27,7 +30,6 @@ __all__ = ["register"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-GATE_EXIT = {"ACCEPT": 0, "REJECT": 1, "EXTEND": 3}
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -37,11 +39,9 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except ShadowdiffError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            fail(exc)
         except OSError as exc:
-            click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
-            sys.exit(2)
+            fail_on(exc)
 
     return wrapper
 
@@ -133,8 +133,9 @@ Examples:
 
 \b
 Criteria: coverage (window length, holes, shadow on and checks growing), shadow_failures
-(start-up only = REVIEW, later = FAIL), divergences (repeating on FillEvent/PriceTick/TimerTick = FAIL,
-else REVIEW until every cluster is triaged). Counter resets split the window into segments.
+(start-up only = REVIEW, later = FAIL), divergences (repeating on a hot-path event of the domain, e.g.
+doge's FillEvent/PriceTick/TimerTick, = FAIL, else REVIEW until every cluster is triaged). Counter
+resets split the window into segments.
 Verdict: ACCEPT when all pass or exactly one REVIEW has an action; REJECT on any FAIL; else EXTEND.
 Triage file: JSON {"signature": "explanation"} or TOML "signature" = "explanation".
 Policy: TOML, see shadowdiff/default_policy.toml for every key and its default.
@@ -154,6 +155,7 @@ Exit codes: 0 ACCEPT, 1 REJECT, 3 EXTEND, 2 bad usage or bad input.""",
     "--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report."
 )
 @_one_line_errors
+@with_domain
 def gate_command(
     samples: tuple[Path, ...],
     findings: Path | None,
@@ -163,6 +165,8 @@ def gate_command(
     report: Path | None,
     markdown: Path | None,
     html_out: Path | None,
+    *,
+    domain: Domain,
 ) -> None:
     """Judge a window of status samples against the runbook's criteria: ACCEPT, EXTEND or REJECT."""
     result = gate.judge(
@@ -171,6 +175,7 @@ def gate_command(
         evidence.load_triage(triage) if triage else {},
         evidence.load_policy_file(policy),
         evidence.load_known(known),
+        domain,
     )
     if report:
         _write(report, json.dumps(result.to_dict(), sort_keys=True, indent=2) + "\n")
@@ -222,9 +227,10 @@ Writes: telemetry.jsonl, counts.json, gate.json, gate.md, triage.md, report.html
 )
 @click.option("--allow-synthetic", is_flag=True, help="Accept demo/test data (recorded in the bundle).")
 @_one_line_errors
-def evidence_build(directory: Path, samples: tuple[Path, ...], **options: Any) -> None:
+@with_domain
+def evidence_build(directory: Path, samples: tuple[Path, ...], *, domain: Domain, **options: Any) -> None:
     """Judge the window and write the hashed sign-off bundle into DIRECTORY (new or empty)."""
-    bundle = evidence.build_bundle(directory, samples=samples, **options)
+    bundle = evidence.build_bundle(directory, samples=samples, domain=domain, **options)
     click.echo(
         f"wrote {len(bundle.files)} files + SHA256SUMS to {bundle.directory}: verdict {bundle.verdict}"
     )
@@ -246,7 +252,7 @@ def evidence_verify(directory: Path) -> None:
     for line in result.lines():
         click.echo(line)
     if not result.ok:
-        sys.exit(1)
+        sys.exit(EXIT_FOUND)
     click.echo(f"ok: {directory}")
 
 

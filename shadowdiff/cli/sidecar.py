@@ -1,4 +1,5 @@
-"""CLI commands of the live mode: ``sidecar``, ``tap-run`` and ``demo live``; ``register`` adds them."""
+"""CLI commands of the live mode: ``sidecar``, ``tap-run`` and the ``demo`` group with ``demo live``
+(cli.main adds them to the command group)."""
 
 from __future__ import annotations
 
@@ -16,49 +17,33 @@ from typing import Any
 
 import click
 
+from shadowdiff.cli.common import read_known
+from shadowdiff.cli.domains import with_domain
+from shadowdiff.cli.exits import EXIT_CLEAN, EXIT_FOUND, fail
 from shadowdiff.core.diff import Rules
+from shadowdiff.core.domain import Domain
 from shadowdiff.core.reducer import Reducer
-from shadowdiff.core.triage import Triage
 from shadowdiff.live.sidecar import Sidecar, SidecarOptions, check_http, check_listen
-from shadowdiff.model.errors import ShadowdiffError
+from shadowdiff.model.errors import ShadowdiffError, ShadowSetupError
 from shadowdiff.runtime.private import read_token_file
 
-
-def read_known(path: str | None) -> Triage | None:
-    from shadowdiff.cli.main import read_known as read  # cli imports this module: import when a command runs
-
-    return read(path)
+__all__ = ["demo", "demo_live", "register", "sidecar_command", "tap_run"]
 
 
-EXIT_CLEAN, EXIT_FOUND, EXIT_BAD = 0, 1, 2
-
-
-def _fail(message: str) -> None:
-    click.echo(f"shadowdiff: error: {message}", err=True)
-    sys.exit(EXIT_BAD)
-
-
-def _shadow_factory(command: str | None, codec: str, deadline: float) -> tuple[Callable[[], Reducer], str]:
-    from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain
-
+def _shadow_factory(domain: Domain, command: str | None, codec: str, deadline: float
+                    ) -> tuple[Callable[[], Reducer], str]:  # fmt: skip
     from shadowdiff.shadow.client import SubprocessReducer
 
-    argv: list[str] | str
-    if command is None:
-        argv = [str(DEFAULT_EXE), "--msgpack" if codec == "msgpack" else "--server"]
-    else:
-        argv = command
+    argv: list[str] | str = domain.shadow_command(codec) if command is None else command
 
     def make() -> Reducer:
-        return SubprocessReducer(argv, codec=codec, domain=DogeDomain(), deadline=deadline)
+        return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
     return make, argv if isinstance(argv, str) else " ".join(argv)
 
 
-def _rules(path: str | None) -> Rules:
-    from shadowdiff_doge.domain import DogeDomain
-
-    base: Rules = DogeDomain().default_rules()
+def _rules(domain: Domain, path: str | None) -> Rules:
+    base = domain.default_rules()
     return base.plus(Rules.load(path)) if path else base
 
 
@@ -75,14 +60,11 @@ def _wait_for_signal(sidecar: Sidecar) -> None:
 
 
 def register(group: click.Group) -> None:
-    """Add ``sidecar``, ``tap-run`` and ``demo live`` to the main command group."""
+    """Add ``sidecar``, ``tap-run`` and ``demo`` to ``group`` (a test's own group; cli.main adds them
+    itself)."""
     group.add_command(sidecar_command)
     group.add_command(tap_run)
-    demo = group.commands.get("demo")
-    if not isinstance(demo, click.Group):
-        demo = click.Group("demo", help="One-command demonstrations for a new user.")
-        group.add_command(demo)
-    demo.add_command(demo_live)
+    group.add_command(demo)
 
 
 @click.command("sidecar")
@@ -119,11 +101,12 @@ def register(group: click.Group) -> None:
               "it covers are counted apart (status 'known'), not reported as findings.")  # fmt: skip
 @click.option("--token-file", metavar="FILE", help="A 0600 file whose first line is the secret every tap "
               "must present (taps: SHADOWDIFF_TAP_TOKEN_FILE). Required with a tcp: listener.")  # fmt: skip
+@with_domain
 def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | None, record_dir: str | None,
                     findings: str | None, rules: str | None, max_lag_bytes: int, rotate_bytes: int,
                     rotate_seconds: float, deadline: float, drain_seconds: float,
                     runtime_file: str | None, known_path: str | None,
-                    token_file: str | None) -> None:  # fmt: skip
+                    token_file: str | None, *, domain: Domain) -> None:  # fmt: skip
     """Receive a live tap's records, record them, and check them against the shadow until SIGTERM.
 
     Prints one JSON line when ready: {"listen", "http", "record"}. Recorded logs and findings are written
@@ -141,26 +124,26 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
         try:
             slot_names = tuple(runtime_slot_names(runtime_file))
         except (OSError, ValueError) as exc:
-            _fail(f"{runtime_file}: cannot read slot names: {exc}")
+            fail(f"{runtime_file}: cannot read slot names: {exc}")
     try:
         check_listen(listen)
         token = read_token_file(token_file) if token_file else None
         if http:
             check_http(http)
-        factory, name = _shadow_factory(shadow, codec, deadline)
+        factory, name = _shadow_factory(domain, shadow, codec, deadline)
         options = SidecarOptions(
             listen=listen, shadow=factory, shadow_name=name,
             record_dir=Path(record_dir) if record_dir else Path(tempfile.mkdtemp(prefix="shadowdiff-live-")),
-            http=http, findings=Path(findings) if findings else None, rules=_rules(rules),
+            http=http, findings=Path(findings) if findings else None, rules=_rules(domain, rules),
             max_lag_bytes=max_lag_bytes, rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds,
             drain_seconds=drain_seconds, slot_names=slot_names, known=read_known(known_path), token=token,
         )  # fmt: skip
         sidecar = Sidecar(options)
         sidecar.start()
     except ShadowdiffError as exc:
-        _fail(str(exc))
+        fail(exc)
     except OSError as exc:
-        _fail(f"cannot listen: {exc}")
+        fail(f"cannot listen: {exc}")
     ready = {"listen": sidecar.address, "http": sidecar.http_url, "record": str(options.record_dir)}
     click.echo(json.dumps(ready))
     sys.stdout.flush()
@@ -200,39 +183,38 @@ def tap_run(argv: tuple[str, ...]) -> None:
 )
 @click.option("--record", "record_dir", type=click.Path(file_okay=False))
 @click.option("--findings", type=click.Path(dir_okay=False))
+@with_domain
 def demo_live(mutant: str | None, seconds: float, rate: float, seed: int, shadow: str | None,
-              record_dir: str | None, findings: str | None) -> None:  # fmt: skip
-    """The live mode in one command: a sidecar with the reference port, the simulated bot under the tap,
-    and the sidecar's status at the end."""
-    from shadowdiff_doge.domain import DEFAULT_EXE
-
+              record_dir: str | None, findings: str | None, *, domain: Domain) -> None:  # fmt: skip
+    """The live mode in one command: a sidecar with the reference port, the domain's simulated bot under
+    the tap, and the sidecar's status at the end."""
+    bot_argv = domain.demo_bot(seconds, rate, seed)
+    if bot_argv is None:
+        fail(f"the {domain.name} domain has no simulated bot to demonstrate with")
     if shadow is None:
-        if DEFAULT_EXE.exists():
-            shadow = f"{DEFAULT_EXE} --msgpack" + (f" --mutant {mutant}" if mutant else "")
-        elif mutant:
-            _fail(
-                f"--mutant needs the Haskell port; build it with: bash {DEFAULT_EXE.parent.parent}/build.sh"
-            )
-        else:
-            shadow = f"{sys.executable} -m shadowdiff_doge.pyserver --msgpack"
+        try:
+            shadow = " ".join(domain.shadow_command("msgpack") + (["--mutant", mutant] if mutant else []))
+        except ShadowSetupError as exc:
+            python = domain.python_shadow_command()
+            if mutant or python is None:
+                fail(f"--mutant needs the built shadow: {exc}" if mutant else exc)
+            shadow = " ".join(python)
     workdir = Path(tempfile.mkdtemp(prefix="shadowdiff-demo-"))
-    factory, name = _shadow_factory(shadow, "msgpack", 5.0)
+    factory, name = _shadow_factory(domain, shadow, "msgpack", 5.0)
     options = SidecarOptions(
         listen=f"unix:{workdir / 'tap.sock'}", shadow=factory, shadow_name=name,
         record_dir=Path(record_dir) if record_dir else workdir / "record",
-        findings=Path(findings) if findings else workdir / "findings.jsonl", rules=_rules(None),
+        findings=Path(findings) if findings else workdir / "findings.jsonl", rules=_rules(domain, None),
         synthetic=True,
     )  # fmt: skip
     try:
         sidecar = Sidecar(options)
         sidecar.start()
     except ShadowdiffError as exc:
-        _fail(str(exc))
+        fail(exc)
     click.echo(f"sidecar listening on {sidecar.address}, shadow: {name}", err=True)
     env = dict(os.environ, DOGE_CORE_SHADOW="1", SHADOWDIFF_TAP=sidecar.address)
-    command = [sys.executable, "-m", "shadowdiff.tap", "--module", "shadowdiff_doge.reference.state_machine",
-               "-m", "shadowdiff_doge.simbot", "--seconds", str(seconds), "--rate", str(rate),
-               "--seed", str(seed)]  # fmt: skip
+    command = [sys.executable, "-m", "shadowdiff.tap", *bot_argv]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         sidecar.wait_caught_up(30.0)
@@ -254,3 +236,11 @@ def demo_live(mutant: str | None, seconds: float, rate: float, seed: int, shadow
     click.echo(json.dumps(shown, indent=2))
     bot = status["state_machine_shadow"]
     sys.exit(EXIT_FOUND if bot["total_divergences"] or bot["shadow_failures"] else EXIT_CLEAN)
+
+
+@click.group("demo")
+def demo() -> None:
+    """One-command demonstrations for a new user."""
+
+
+demo.add_command(demo_live)

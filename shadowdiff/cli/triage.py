@@ -16,16 +16,13 @@ from typing import Any
 
 import click
 
+from shadowdiff.cli.common import oracle_for
+from shadowdiff.cli.domains import with_domain
+from shadowdiff.cli.exits import EXIT_CLEAN, EXIT_FOUND, fail
 from shadowdiff.core import triage as tr
+from shadowdiff.core.domain import Domain
 from shadowdiff.model.errors import BadInput, ShadowdiffError
 from shadowdiff.runtime.corpus import load_scenario
-
-EXIT_CLEAN, EXIT_FOUND, EXIT_BAD = 0, 1, 2
-
-
-def _fail(message: str) -> None:
-    click.echo(f"shadowdiff: error: {message}", err=True)
-    sys.exit(EXIT_BAD)
 
 
 def _read(path: Path) -> str:
@@ -109,9 +106,10 @@ def entries_from(source: Path, reproducers: dict[str, str]) -> tr.Triage:
 @click.option("--authoritative", metavar="MODULE|PATH", help="Authoritative for --check.")
 @click.option("--codec", type=click.Choice(["msgpack", "jsonl"]), default="msgpack", show_default=True)
 @click.option("--deadline", type=float, default=2.0, show_default=True, help="Seconds per shadow request.")
+@with_domain
 def triage_command(sources: tuple[Path, ...], out: Path, reproducers: tuple[Path, ...], check: Path | None,
                    shadow: str | None, authoritative: str | None, codec: str,
-                   deadline: float) -> None:  # fmt: skip
+                   deadline: float, *, domain: Domain) -> None:  # fmt: skip
     """Write a triage file (--known FILE) from SOURCES: JSON reports, findings files (.jsonl) or
     reproducer scenarios; every signature becomes an entry with status open and explanation TODO.
     With --check FILE, replay each entry's reproducer instead.
@@ -128,7 +126,7 @@ def triage_command(sources: tuple[Path, ...], out: Path, reproducers: tuple[Path
     """
     try:
         if check is not None:
-            sys.exit(_check(check, shadow, authoritative, codec, deadline))
+            sys.exit(_check(domain, check, shadow, authoritative, codec, deadline))
         if not sources:
             raise click.UsageError("give a report, findings file or reproducers to triage (or --check FILE)")
         index = reproducer_index(list(reproducers))
@@ -143,18 +141,17 @@ def triage_command(sources: tuple[Path, ...], out: Path, reproducers: tuple[Path
         except OSError as exc:
             raise BadInput(f"cannot write: {exc.strerror}", where=str(out)) from exc
     except ShadowdiffError as exc:
-        _fail(str(exc))
+        fail(exc)
     click.echo(
         f"wrote {out}: {len(new)} entries ({len(new) - len(old)} new, status open, explanation TODO: "
         "explain each, then pass it as --known)"
     )
 
 
-def _check(path: Path, shadow: str | None, authoritative: str | None, codec: str, deadline: float) -> int:
-    from shadowdiff.cli.fuzz import _wiring
-
+def _check(domain: Domain, path: Path, shadow: str | None, authoritative: str | None, codec: str,
+           deadline: float) -> int:  # fmt: skip
     known = tr.loads(_read(path), str(path))
-    _d, oracle, shown = _wiring(shadow, authoritative, codec, deadline, "lockstep")
+    oracle, shown = oracle_for(domain, shadow, authoritative, codec, deadline, "lockstep")
     bad = 0
     try:
         for entry in known.entries:

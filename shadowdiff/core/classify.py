@@ -9,6 +9,7 @@ path, so a new difference beside a known one has a name of its own. Repeats of o
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -56,33 +57,57 @@ class Cluster:
         return attrs.asdict(self)
 
 
+class _Entry:
+    """One signature's tally (mutable, private to :class:`Clusters`)."""
+
+    __slots__ = ("count", "event_type", "first", "kind", "last", "latest", "seen")
+
+    def __init__(self, kind: str, event_type: str) -> None:
+        self.kind, self.event_type = kind, event_type
+        self.count = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.latest: int | None = None  # the step of the most recent occurrence (a live stream's)
+        self.seen: float | None = None  # when it was last seen (the caller's clock: the core has none)
+
+    def widen(self, first: int | None, last: int | None) -> None:
+        if first is not None:
+            self.first = first if self.first is None else min(self.first, first)
+        if last is not None:
+            self.last = last if self.last is None else max(self.last, last)
+
+
 class Clusters:
-    """Counts per signature, in order of first appearance; deterministic."""
+    """Counts per signature, in order of first appearance; deterministic. The one clustering of
+    shadowdiff: a replay's report, the gate's findings clusters and the sidecar's status all use it."""
 
     def __init__(self) -> None:
-        self._by_signature: dict[str, list[int | str]] = {}
+        self._by_signature: dict[str, _Entry] = {}
 
-    def add(self, sig: str, kind: str, event_type: str, step: int) -> bool:
-        """Count one occurrence; True when the signature is new."""
+    def add(self, sig: str, kind: str, event_type: str, step: int | None, seen: float | None = None) -> bool:
+        """Count one occurrence (``step`` None: not tied to a step; ``seen``: when, for a live view);
+        True when the signature is new."""
         entry = self._by_signature.get(sig)
+        new = entry is None
         if entry is None:
-            self._by_signature[sig] = [kind, event_type, 1, step, step]
-            return True
-        entry[2] = int(entry[2]) + 1
-        entry[3] = min(int(entry[3]), step)
-        entry[4] = max(int(entry[4]), step)
-        return False
+            entry = self._by_signature[sig] = _Entry(kind, event_type)
+        entry.count += 1
+        entry.widen(step, step)
+        entry.latest = step
+        if seen is not None:
+            entry.seen = seen
+        return new
 
     def merge(self, other: Clusters) -> None:
         """Fold in the clusters another worker found (counts add, first and last steps widen)."""
-        for sig, (kind, event_type, count, first, last) in other._by_signature.items():
+        for sig, theirs in other._by_signature.items():
             entry = self._by_signature.get(sig)
             if entry is None:
-                self._by_signature[sig] = [kind, event_type, count, first, last]
-            else:
-                entry[2] = int(entry[2]) + int(count)
-                entry[3] = min(int(entry[3]), int(first))
-                entry[4] = max(int(entry[4]), int(last))
+                entry = self._by_signature[sig] = _Entry(theirs.kind, theirs.event_type)
+            entry.count += theirs.count
+            entry.widen(theirs.first, theirs.last)
+            entry.latest = theirs.latest if theirs.latest is not None else entry.latest
+            entry.seen = max(filter(None, (entry.seen, theirs.seen)), default=None)
 
     def add_divergence(self, item: Divergence) -> bool:
         return self.add(item.signature, item.kind, item.event_type, item.step)
@@ -97,8 +122,31 @@ class Clusters:
         return iter(self.as_list())
 
     def as_list(self) -> list[Cluster]:
+        """Every cluster, in order of first step (a report's)."""
         clusters = [
-            Cluster(sig, str(k), str(e), int(c), int(first), int(last))
-            for sig, (k, e, c, first, last) in self._by_signature.items()
+            Cluster(sig, e.kind, e.event_type, e.count, _step(e.first), _step(e.last))
+            for sig, e in self._by_signature.items()
         ]
         return sorted(clusters, key=lambda c: (c.first_step, c.signature))
+
+    def by_signature(self) -> list[tuple[Cluster, bool]]:
+        """Every cluster in order of signature, with whether any occurrence had a step (the gate's view:
+        ``first_step``/``last_step`` mean nothing when it is False)."""
+        return [
+            (Cluster(sig, e.kind, e.event_type, e.count, _step(e.first), _step(e.last)), e.first is not None)
+            for sig, e in sorted(self._by_signature.items())
+        ]
+
+    def live(self) -> list[dict[str, Any]]:
+        """Every cluster as a live status shows it, most frequent first: signature, kind, event type,
+        count, the step of its latest occurrence and when that was seen."""
+        rows = [
+            {"signature": sig, "kind": e.kind, "event_type": e.event_type, "count": e.count,
+             "last_step": e.latest, "last_seen": e.seen}
+            for sig, e in self._by_signature.items()
+        ]  # fmt: skip
+        return sorted(rows, key=lambda c: (-c["count"], c["signature"]))
+
+
+def _step(step: int | None) -> int:
+    return -1 if step is None else step

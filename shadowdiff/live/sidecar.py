@@ -41,6 +41,7 @@ import msgpack
 from prometheus_client import CollectorRegistry, Histogram
 
 from shadowdiff import __version__
+from shadowdiff.core.classify import Clusters
 from shadowdiff.core.diff import Rules
 from shadowdiff.core.engine import Replay, ReplayOptions
 from shadowdiff.core.reducer import Reducer, Request, Result
@@ -54,6 +55,7 @@ from shadowdiff.runtime.corpus import _LogReader
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.runtime.recordlog import RotatingLog
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
+from shadowdiff.wire.format import TAP_PROTOCOL
 
 RECORD_KINDS = frozenset({"snapshot", "context", "step", "call", "patch", "gap", "meta"})
 BOT_KEYS = (
@@ -215,7 +217,7 @@ class Sidecar:
         self.bot: dict[str, Any] = {key: 0 for key in BOT_KEYS}
         self.bot.update(enabled=True, executable_available=False, last_divergence_kind=None,
                         last_divergence_event=None, last_shadow_error=None)  # fmt: skip
-        self.clusters: dict[str, dict[str, Any]] = {}
+        self.clusters = Clusters()
         self.slot_counts: dict[str, collections.Counter[str]] = {}  # slot -> records received, by kind
         self._last_step: tuple[str, int] | None = None
         self._stop = threading.Event()
@@ -340,7 +342,8 @@ class Sidecar:
             self.counts["tap_connections"] += 1
         try:
             hello = msgpack.unpackb(recv_frame(conn, 1 << 16) or b"\xc0", raw=False)
-            if not isinstance(hello, dict) or hello.get("kind") != "hello" or hello.get("protocol") != 1:
+            if (not isinstance(hello, dict) or hello.get("kind") != "hello"
+                    or hello.get("protocol") != TAP_PROTOCOL):  # fmt: skip
                 with self.lock:
                     self.counts["malformed"] += 1
                 return
@@ -604,12 +607,9 @@ class Sidecar:
                 self._last_step = step
                 self.bot["last_divergence_kind"] = bot_kind
                 self.bot["last_divergence_event"] = event_type
-            signature = str(record.get("signature"))
-            fresh = {"signature": signature, "kind": kind, "event_type": event_type, "count": 0}
-            cluster = self.clusters.setdefault(signature, fresh)
-            cluster["count"] += 1
-            cluster["last_step"] = record.get("step")
-            cluster["last_seen"] = time.time()
+            step_of = record.get("step")
+            self.clusters.add(str(record.get("signature")), kind, event_type,
+                              step_of if isinstance(step_of, int) else None, time.time())  # fmt: skip
         if self._findings is not None:
             try:
                 self._findings.write(dumps_json(record) + "\n")
@@ -651,7 +651,7 @@ class Sidecar:
             pub = dict(self._published)
             bot = dict(self.bot)
             counts = dict(self.counts)
-            clusters = sorted(self.clusters.values(), key=lambda c: (-c["count"], c["signature"]))
+            clusters = self.clusters.live()
             recent = sorted(_copy(self.recent))
             slots = {
                 name: {plural: kinds[kind] for kind, plural in SLOT_COLUMNS}

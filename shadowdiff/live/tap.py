@@ -14,10 +14,10 @@ pulling in the engine (no attrs-heavy modules, numpy, hypothesis or click).
 Naming slots: a bot that can, wraps its per-slot calls in ``with tap.slot(name):`` (a contextvar read,
 the only cost on the bot's thread); a bot whose state carries an id needs no change:
 ``--slot-key module:function`` (or ``SHADOWDIFF_TAP_SLOT_KEY``) names a function that receives each
-call's arguments exactly as the bot passed them (``transition(state, event, cfg, size, sizes)``,
-``apply_order_regime_at_entry(state, local_id, regime)``) and returns the slot's name, or None to let
-the tap infer it. It runs on the tap's thread after the call, so it must depend on its arguments only.
-Without either, the tap infers the slots (below).
+call's arguments exactly as the bot passed them (DOGE's ``transition(state, event, cfg,
+order_size_usd, order_sizes)``, ``apply_order_regime_at_entry(state, local_id, regime)``) and returns the
+slot's name, or None to let the tap infer it. It runs on the tap's thread after the call, so it must
+depend on its arguments only. Without either, the tap infers the slots (below).
 
 What happens where:
 
@@ -35,6 +35,12 @@ What happens where:
   whose old items are all still at its front was appended to), so the cost of a record does not grow
   with the state's history. Records are msgpack-encoded and sent in length-prefixed batches; drops
   (queue full, no sidecar, send or encoding errors) are counted and sent on as ``gap`` records.
+
+What a call is made of comes from the domain, by parameter name (``Domain.tap_calls``, a
+``shadowdiff.wire.format.CallView``, found through the ``shadowdiff.domains`` entry point or passed to
+``install(..., calls=...)``): the step function, which of its parameters are the state, the event and the
+context values recorded beside them, the other functions recorded as calls, and the invariant checker.
+The names are resolved to positions once, so the hot path still reads positional arguments.
 
 Which slot a call belongs to (the bot calls ``transition`` per slot without naming it):
 
@@ -92,6 +98,7 @@ from typing import Any
 
 import msgpack
 
+from shadowdiff.wire.format import LOG_FORMAT, TAP_PROTOCOL, CallView, ContextParam
 from shadowdiff.wire.identity import IdentityWire
 
 ENV_SWITCH = "DOGE_CORE_SHADOW"
@@ -101,11 +108,9 @@ ENV_RUNTIME = "SHADOWDIFF_TAP_RUNTIME"  # the bot_runtime.json the bot starts fr
 ENV_SLOT_KEY = "SHADOWDIFF_TAP_SLOT_KEY"
 ENV_TOKEN_FILE = "SHADOWDIFF_TAP_TOKEN_FILE"  # the sidecar's --token-file: its first line is the secret
 ENV_TOKEN = "SHADOWDIFF_TAP_TOKEN"  # or the secret itself
-TAP_PROTOCOL = 1
 FRAME = struct.Struct(">I")
 MAX_FRAME = 64 << 20
-LOG_FORMAT = "shadowdiff-log"
-CALL_FUNCTIONS = ("apply_order_regime_at_entry",)
+DOMAINS = "shadowdiff.domains"  # the entry point group of the domains (shadowdiff.cli.domains)
 _MARK = "__shadowdiff_tap__"
 
 _slot_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("shadowdiff_tap_slot", default=None)
@@ -243,6 +248,46 @@ class _Track:
 TRANSITION, CALL = 0, 1
 
 
+def domain_calls(name: str | None = None) -> CallView:
+    """The call declaration (``Domain.tap_calls``) of the installed domain named ``name`` (default:
+    ``SHADOWDIFF_DOMAIN``, else the only one installed); a bare ``CallView()`` when none is installed.
+    A domain module is light at import (standard library and ``shadowdiff.wire.format``), so this pulls
+    no engine into the bot's process. ValueError naming the choice when it is ambiguous or unknown."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=DOMAINS)}
+    name = name or os.environ.get("SHADOWDIFF_DOMAIN", "").strip() or None
+    if name is None and len(found) > 1:
+        raise ValueError(f"several domains are installed ({', '.join(sorted(found))}): set SHADOWDIFF_DOMAIN")
+    if name is not None and name not in found:
+        raise ValueError(f"unknown domain {name!r} (installed: {', '.join(sorted(found)) or 'none'})")
+    if not found:
+        return CallView()
+    calls = (found[name] if name is not None else next(iter(found.values()))).load().tap_calls
+    if not isinstance(calls, CallView):
+        raise ValueError(f"the domain's tap_calls is not a CallView: {calls!r}")
+    return calls
+
+
+class _StepView:
+    """Where the step function's state, event and context values are, by position, resolved once from
+    the declaration (by name) and the function's own signature."""
+
+    def __init__(self, calls: CallView, signature: inspect.Signature) -> None:
+        names = list(signature.parameters)
+        wanted = [calls.state, calls.event, *(p.parameter for p in calls.context)]
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ValueError(f"{calls.step}{signature} has no parameter {', '.join(map(repr, missing))}")
+        self.state = names.index(calls.state)
+        self.event = names.index(calls.event)
+        self.context: list[tuple[ContextParam, int, Any]] = []
+        for param in calls.context:
+            default = signature.parameters[param.parameter].default
+            default = param.default if default is inspect.Parameter.empty else default
+            self.context.append((param, names.index(param.parameter), default))
+
+
 class RecordBuilder:
     """Turns observed reducer calls into log records (docs/formats.md), per slot, by identity.
 
@@ -255,10 +300,13 @@ class RecordBuilder:
         module: ModuleType,
         check_invariants: Callable[..., Any] | None = None,
         slot_key: Callable[..., Any] | None = None,
+        calls: CallView | None = None,
     ) -> None:
         self.module = module
+        self.calls = calls if calls is not None else domain_calls()
+        self.step = _StepView(self.calls, inspect.signature(getattr(module, self.calls.step)))
         self.wire = IdentityWire(module)
-        self.check_invariants = check_invariants or module.check_invariants
+        self.check_invariants = check_invariants or getattr(module, self.calls.invariants)
         self.slot_key = slot_key
         self.tracks: dict[str, _Track] = {}
         self._by_post: dict[int, _Track] = {}
@@ -283,15 +331,22 @@ class RecordBuilder:
         signature = self._signatures.get(name)
         if signature is None:
             signature = self._signatures[name] = inspect.signature(getattr(self.module, name))
-        if kind == TRANSITION and not kwargs:  # the hot path: bots call transition positionally
-            params = list(args)
+        view = self.step
+        if kind == TRANSITION and not kwargs:  # the hot path: bots call the step function positionally
+            pre, event = args[view.state], args[view.event]
+            context = [(p, args[i] if i < len(args) else default) for p, i, default in view.context]
+            params: list[Any] = []
             names: list[str] = []
         else:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             params = list(bound.arguments.values())
             names = list(bound.arguments)
-        pre = params[0]
+            if kind == TRANSITION:
+                pre, event = bound.arguments[self.calls.state], bound.arguments[self.calls.event]
+                context = [(p, bound.arguments[p.parameter]) for p, _, _ in view.context]
+            else:
+                pre, event, context = params[0], None, []
         post = result[0] if kind == TRANSITION else result
         if hint is None and self.slot_key is not None:
             hint = self._key(args, kwargs)
@@ -299,9 +354,8 @@ class RecordBuilder:
         out: list[dict[str, Any]] = []
         context_change = None
         if kind == TRANSITION:
-            sizes = params[4] if len(params) > 4 else None
-            context_change = self._context_change(track, params[2], params[3], sizes)
-            track.events.append(params[1])
+            context_change = self._context_change(track, context)
+            track.events.append(event)
         if not deliver:
             track.needs_snapshot = True
             self._set_post(track, post)
@@ -319,7 +373,7 @@ class RecordBuilder:
                 "kind": "step",
                 "slot": track.name,
                 "seq": seq,
-                "event": self.wire.typed(params[1]),
+                "event": self.wire.typed(event),
             }
             if context_change:
                 record["context"] = context_change
@@ -356,19 +410,26 @@ class RecordBuilder:
         for track in self.tracks.values():
             track.needs_snapshot = True
 
-    def _context_change(self, track: _Track, cfg: Any, size: Any, sizes: Any) -> dict[str, Any] | None:
+    def _context_change(
+        self, track: _Track, context: list[tuple[ContextParam, Any]]
+    ) -> dict[str, Any] | None:
+        """The context values (as the domain declares them) that changed since the slot's last step."""
         change: dict[str, Any] = {}
-        if cfg is not track.cfg:
-            config = self.wire.config(cfg)
-            track.cfg = cfg
-            if config != track.context.get("config"):
-                change["config"] = config
-        size = float(size)
-        if size != track.context.get("order_size_usd"):
-            change["order_size_usd"] = size
-        sizes = dict(sizes) if isinstance(sizes, Mapping) else None
-        if "order_sizes" not in track.context or sizes != track.context["order_sizes"]:
-            change["order_sizes"] = sizes
+        value: Any
+        for param, raw in context:
+            if param.kind == "config":
+                if raw is track.cfg:  # the bot's config object, unchanged: nothing to convert
+                    continue
+                track.cfg = raw
+                value = self.wire.config(raw)
+            elif param.kind == "float":
+                value = float(raw)
+            elif param.kind == "mapping":
+                value = dict(raw) if isinstance(raw, Mapping) else None
+            else:
+                value = raw
+            if param.key not in track.context or value != track.context[param.key]:
+                change[param.key] = value
         if not change:
             return None
         track.context.update(change)
@@ -465,6 +526,7 @@ class Tap:
         send_timeout: float = 2.0,
         cpu_share: float = 0.5,
         slot_key: Callable[..., Any] | None = None,
+        calls: CallView | None = None,
     ) -> None:
         parse_address(address)
         # the sender shares the bot's GIL: past this share of wall time it sleeps, so a bot running flat
@@ -484,7 +546,7 @@ class Tap:
         self._queue_drops = itertools.count()  # next() is atomic: safe from any bot thread
         self._invariant_calls = itertools.count()
         self._originals: dict[str, Callable[..., Any]] = {}
-        self.builder = RecordBuilder(module, module.check_invariants, slot_key)
+        self.builder = RecordBuilder(module, None, slot_key, calls)
         self._sock: socket.socket | None = None
         self._next_attempt = 0.0
         self._backoff = 0.05
@@ -522,8 +584,9 @@ class Tap:
         return tapped
 
     def _wrap_invariants(self) -> Callable[..., Any]:
-        original = self.module.check_invariants
-        self._originals["check_invariants"] = original
+        name = self.builder.calls.invariants
+        original = getattr(self.module, name)
+        self._originals[name] = original
         calls = self._invariant_calls
 
         @functools.wraps(original)
@@ -536,12 +599,12 @@ class Tap:
         return tapped
 
     def start(self) -> None:
-        module = self.module
-        wrapped = {"transition": self._wrap("transition", TRANSITION)}
-        for name in CALL_FUNCTIONS:
+        module, calls = self.module, self.builder.calls
+        wrapped = {calls.step: self._wrap(calls.step, TRANSITION)}
+        for name in calls.calls:
             if callable(getattr(module, name, None)):
                 wrapped[name] = self._wrap(name, CALL)
-        wrapped["check_invariants"] = self._wrap_invariants()
+        wrapped[calls.invariants] = self._wrap_invariants()
         for name, fn in wrapped.items():
             setattr(module, name, fn)
         self._thread.start()
@@ -901,8 +964,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m shadowdiff.tap``: run a program with the tap installed on its reducer module(s).
 
     Running under the tap is the opt-in, so DOGE_CORE_SHADOW defaults to 1 here; DOGE_CORE_SHADOW=0
-    still disables it (the runbook's safe disable). Without --module, ``doge_core`` and
-    ``state_machine`` are tapped, whichever the program can import.
+    still disables it (the runbook's safe disable). Without --module, the domain's bot modules
+    (``CallView.modules``; DOGE's ``doge_core`` and ``state_machine``) are tapped, whichever the program
+    can import.
 
     Slots: the tap infers which slot each reducer call belongs to by identity. A program that can name
     them wraps its per-slot calls in ``with shadowdiff.tap.slot(name):``; one that cannot be changed
@@ -943,7 +1007,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             sys.stderr.write(f"shadowdiff.tap: error: --slot-key {exc}\n")
             return 2
-    for name in cli.module or ["doge_core", "state_machine"]:
+    try:
+        default_modules = [] if cli.module else list(domain_calls().modules)
+    except ValueError as exc:
+        sys.stderr.write(f"shadowdiff.tap: error: {exc}\n")
+        return 2
+    for name in cli.module or default_modules:
         try:
             module = importlib.import_module(name)
         except ImportError:

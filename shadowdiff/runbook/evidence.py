@@ -30,6 +30,7 @@ from typing import Any
 
 import attrs
 
+from shadowdiff.core.domain import Domain
 from shadowdiff.core.triage import Triage
 from shadowdiff.core.triage import loads as triage_loads
 from shadowdiff.model.errors import BadInput, UsageError
@@ -74,7 +75,7 @@ def load_samples(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
 
 
 def load_findings(path: Path) -> Iterator[dict[str, Any]]:
-    for where, record in gate.read_jsonl(_lines(path), str(path)):
+    for where, record in gate.read_json_objects(_lines(path), str(path)):
         if not isinstance(record.get("signature"), str) or not isinstance(record.get("kind"), str):
             raise BadInput("a finding needs a string 'signature' and 'kind'", where=where)
         yield record
@@ -238,8 +239,10 @@ def build_bundle(
     reproducers: Path | None = None,
     shadow_exe: Path | None = None,
     allow_synthetic: bool = False,
+    domain: Domain | None = None,
 ) -> Bundle:
-    """Judge the window and write the bundle into ``directory`` (which must be new or empty)."""
+    """Judge the window (hot paths: the policy's, else ``domain``'s) and write the bundle into
+    ``directory`` (which must be new or empty)."""
     if not samples:
         raise UsageError("evidence needs at least one samples file (--samples)")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -268,7 +271,9 @@ def build_bundle(
         raise UsageError("shadow executable not found", where=str(shadow_exe))
     triage_map = load_triage(triage) if triage else {}
     known_file = load_known(known)
-    result = gate.judge(sample_records, finding_records, triage_map, load_policy_file(policy), known_file)
+    result = gate.judge(
+        sample_records, finding_records, triage_map, load_policy_file(policy), known_file, domain
+    )
 
     private_dir(directory)  # 0700 from the start: nobody else can reach the files while they are written
     written: list[str] = []

@@ -36,14 +36,16 @@ from typing import Any, Literal
 
 import attrs
 
+from shadowdiff.core.classify import Clusters
+from shadowdiff.core.domain import Domain
 from shadowdiff.core.triage import Triage
 from shadowdiff.model import FAILURE_KINDS
 from shadowdiff.model.errors import BadInput
 
 __all__ = [
     "COUNTERS",
-    "Cluster",
     "Criterion",
+    "GateCluster",
     "GateResult",
     "Policy",
     "Sample",
@@ -51,7 +53,7 @@ __all__ = [
     "judge",
     "load_policy",
     "parse_sample",
-    "read_jsonl",
+    "read_json_objects",
     "read_samples",
 ]
 
@@ -81,8 +83,25 @@ class Policy:
     startup_minutes: float = 30.0
     startup_max_failures: int = 3
     startup_action: str = "start-up failures only, none since: record last_shadow_error in the triage notes"
-    hot_path_events: tuple[str, ...] = ("FillEvent", "PriceTick", "TimerTick")
+    hot_path_events: tuple[str, ...] | None = None
+    """None: the domain's ``hot_path_events`` (judge's ``domain``); a policy file may name its own."""
     hot_path_repeat: int = 2
+
+    def for_domain(self, domain: Domain | None) -> Policy:
+        """This policy with the hot-path events settled: its own if it names them, else the domain's
+        (sorted; none without a domain)."""
+        if self.hot_path_events is not None:
+            return self
+        events = tuple(sorted(domain.hot_path_events)) if domain is not None else ()
+        return attrs.evolve(self, hot_path_events=events)
+
+    @property
+    def hot_paths(self) -> tuple[str, ...]:
+        return self.hot_path_events or ()
+
+
+VERDICT_EXIT = {"ACCEPT": 0, "REJECT": 1, "EXTEND": 3}
+"""The gate's verdicts as exit codes (the gate's report carries them; shadowdiff.cli.exits uses them)."""
 
 
 _POLICY_KEYS: dict[tuple[str, str], tuple[str, type | tuple[type, ...]]] = {
@@ -129,7 +148,7 @@ def load_policy(text: str, where: str = "policy") -> Policy:
     return Policy(**values)
 
 
-def read_jsonl(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def read_json_objects(lines: Iterable[str | bytes], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, record)`` for each non-blank line; a line that is not a JSON object raises BadInput."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -290,7 +309,7 @@ class Segment:
 
 
 @attrs.frozen
-class Cluster:
+class GateCluster:
     """Divergences (or failures) sharing a signature, from the findings file or from the bot's counters."""
 
     signature: str
@@ -316,18 +335,18 @@ class GateResult:
     verdict: Verdict
     criteria: tuple[Criterion, ...]
     segments: tuple[Segment, ...]
-    clusters: tuple[Cluster, ...]
+    clusters: tuple[GateCluster, ...]
     window: Mapping[str, Any]
     policy: Policy
     series: tuple[Sample, ...] = attrs.field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         policy = attrs.asdict(self.policy, recurse=False)
-        policy["hot_path_events"] = list(self.policy.hot_path_events)
+        policy["hot_path_events"] = list(self.policy.hot_paths)
         return {
             "shadowdiff": {"gate": 1},
             "verdict": self.verdict,
-            "exit_code": {"ACCEPT": 0, "REJECT": 1, "EXTEND": 3}[self.verdict],
+            "exit_code": VERDICT_EXIT[self.verdict],
             "criteria": [criterion.to_dict() for criterion in self.criteria],
             "segments": [segment.to_dict() for segment in self.segments],
             "clusters": [cluster.to_dict() for cluster in self.clusters],
@@ -474,7 +493,7 @@ def _signatures(finding: Mapping[str, Any]) -> list[str]:
     return sigs or [str(finding.get("signature", "unsigned"))]
 
 
-def _known_note(cluster: Cluster, sigs: list[str], known: Triage | None) -> Cluster:
+def _known_note(cluster: GateCluster, sigs: list[str], known: Triage | None) -> GateCluster:
     """The cluster marked triaged when every signature its members show has an explained, open or
     accepted entry, and a reproducer exists (the entry's or the cluster's): the runbook's
     "explained, reproducible, and triaged"."""
@@ -491,34 +510,41 @@ def _known_note(cluster: Cluster, sigs: list[str], known: Triage | None) -> Clus
 
 def _finding_clusters(
     findings: Iterable[Mapping[str, Any]], policy: Policy, known: Triage | None = None
-) -> list[Cluster]:
-    grouped: dict[str, list[Mapping[str, Any]]] = {}
+) -> list[GateCluster]:
+    """The findings clustered by signature (core.classify.Clusters, the one clustering), in order of
+    signature, each with its reproducer and the signatures its members carry."""
+    counted = Clusters()
+    reproducers: dict[str, set[str]] = {}
+    member_sigs: dict[str, dict[str, None]] = {}
     for finding in findings:
-        grouped.setdefault(str(finding.get("signature", "unsigned")), []).append(finding)
+        signature = str(finding.get("signature", "unsigned"))
+        step = finding.get("step")
+        counted.add(signature, str(finding.get("kind", "unknown")), str(finding.get("event_type", "unknown")),
+                    step if isinstance(step, int) and not isinstance(step, bool) else None)  # fmt: skip
+        if finding.get("reproducer"):
+            reproducers.setdefault(signature, set()).add(str(finding["reproducer"]))
+        member_sigs.setdefault(signature, {}).update(dict.fromkeys(_signatures(finding)))
     clusters = []
-    for signature, members in sorted(grouped.items()):
-        kind = str(members[0].get("kind", "unknown"))
-        event_type = str(members[0].get("event_type", "unknown"))
-        steps = sorted(int(m["step"]) for m in members if isinstance(m.get("step"), int))
-        reproducers = sorted(str(m["reproducer"]) for m in members if m.get("reproducer"))
-        cluster = Cluster(
+    for found, stepped in counted.by_signature():
+        signature = found.signature
+        repro = sorted(reproducers.get(signature, ()))
+        cluster = GateCluster(
             signature,
-            kind,
-            event_type,
-            len(members),
-            f"step {steps[0]}" if steps else "?",
-            f"step {steps[-1]}" if steps else "?",
+            found.kind,
+            found.event_type,
+            found.count,
+            f"step {found.first_step}" if stepped else "?",
+            f"step {found.last_step}" if stepped else "?",
             "findings",
-            failure=kind in FAILURE_KINDS,
-            hot_path=event_type in policy.hot_path_events,
-            reproducer=reproducers[0] if reproducers else None,
+            failure=found.kind in FAILURE_KINDS,
+            hot_path=found.event_type in policy.hot_paths,
+            reproducer=repro[0] if repro else None,
         )
-        sigs = list(dict.fromkeys(s for m in members for s in _signatures(m)))
-        clusters.append(_known_note(cluster, sigs, known))
+        clusters.append(_known_note(cluster, list(member_sigs[signature]), known))
     return clusters
 
 
-def _counter_clusters(segments: list[list[Sample]], policy: Policy) -> list[Cluster]:
+def _counter_clusters(segments: list[list[Sample]], policy: Policy) -> list[GateCluster]:
     """Attribute each growth of total_divergences to the sample's last_divergence_event (an estimate:
     several divergences between two samples all go to the last one's event)."""
     found: dict[str, list[tuple[Sample, int]]] = {}
@@ -530,7 +556,7 @@ def _counter_clusters(segments: list[list[Sample]], policy: Policy) -> list[Clus
     for signature, hits in sorted(found.items()):
         _, kind, event_type = signature.split("|", 2)
         clusters.append(
-            Cluster(
+            GateCluster(
                 signature,
                 kind,
                 event_type,
@@ -538,14 +564,14 @@ def _counter_clusters(segments: list[list[Sample]], policy: Policy) -> list[Clus
                 hits[0][0].ts,
                 hits[-1][0].ts,
                 "counters",
-                hot_path=event_type in policy.hot_path_events,
+                hot_path=event_type in policy.hot_paths,
                 seqs=tuple(sample.seq for sample, _ in hits),
             )
         )
     return clusters
 
 
-def _divergences(clusters: list[Cluster], policy: Policy) -> Criterion:
+def _divergences(clusters: list[GateCluster], policy: Policy) -> Criterion:
     judged = [cluster for cluster in clusters if not cluster.failure]
     total = sum(cluster.count for cluster in judged)
     if not judged:
@@ -571,9 +597,11 @@ def judge(
     triage: Mapping[str, str] | None = None,
     policy: Policy | None = None,
     known: Triage | None = None,
+    domain: Domain | None = None,
 ) -> GateResult:
-    """The gate's verdict on a window of status samples (in the order they were taken)."""
-    policy = policy if policy is not None else Policy()
+    """The gate's verdict on a window of status samples (in the order they were taken). The hot-path
+    events are the policy's, else ``domain``'s (none without either)."""
+    policy = (policy if policy is not None else Policy()).for_domain(domain)
     triage = triage or {}
     records: list[Sample] = []
     for index, record in enumerate(samples):

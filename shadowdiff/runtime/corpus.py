@@ -28,9 +28,10 @@ from shadowdiff.core.domain import Domain
 from shadowdiff.model.errors import BadInput
 from shadowdiff.model.records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 from shadowdiff.model.values import Context, Scenario, StepResult, WireMap, input_from_wire
+from shadowdiff.runtime.private import write_private
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
+from shadowdiff.wire.format import header_error, log_header
 
-LOG_FORMAT = "shadowdiff-log"
 LOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")
 READ_CHUNK = 1 << 16
 MAX_RECORD_BYTES = 64 << 20
@@ -230,8 +231,9 @@ def scenario_items(scenario: Scenario, where: str = "", slot: str | None = None)
 
 
 def write_scenario(scenario: Scenario, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_json(scenario.to_wire(), indent=2) + "\n", encoding="utf-8")
+    """A scenario file, 0600 in 0700 directories (runtime.private): a reproducer may start from a real
+    saved state."""
+    write_private(path, dumps_json(scenario.to_wire(), indent=2) + "\n")
 
 
 # -- logs --------------------------------------------------------------------------------------------
@@ -336,8 +338,9 @@ class _LogReader:
             raise BadInput("a log starts with a 'header' record", where)
         try:
             if kind == "header":
-                if value.get("format") != LOG_FORMAT:
-                    raise BadInput(f"header format must be {LOG_FORMAT!r}", where)
+                problem = header_error(value)
+                if problem:
+                    raise BadInput(problem, where)
                 for slot, spec in _map(value, "slots").items():
                     spec = spec if isinstance(spec, Mapping) else {}
                     yield Snapshot(str(slot), _map(spec, "state"), _context(spec.get("context")), where)
@@ -437,15 +440,7 @@ class LogWriter:
         self.records += 1
 
     def header(self, slots: Mapping[str, Mapping[str, Any]], provenance: Mapping[str, Any]) -> None:
-        self.write(
-            {
-                "kind": "header",
-                "format": LOG_FORMAT,
-                "version": 1,
-                "provenance": dict(provenance),
-                "slots": dict(slots),
-            }
-        )
+        self.write(log_header(slots, provenance))
 
     def close(self) -> None:
         self._stream.close()

@@ -24,9 +24,9 @@ from typing import IO, Any
 import attrs
 
 from shadowdiff.model.values import Context
-from shadowdiff.runtime.corpus import LOG_FORMAT
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.wire.codec import apply_delta, packb
+from shadowdiff.wire.format import log_header
 
 
 @attrs.define
@@ -81,9 +81,7 @@ class RotatingLog:
     def _header(self) -> bytes:
         provenance = {"source": "shadowdiff sidecar", "host": socket.gethostname(), "started": time.time(),
                       "synthetic": self.synthetic}  # fmt: skip
-        header = {"kind": "header", "format": LOG_FORMAT, "version": 1, "provenance": provenance,
-                  "slots": {name: dict(spec) for name, spec in self.slots.items()}}  # fmt: skip
-        return packb(header)
+        return packb(log_header({name: dict(spec) for name, spec in self.slots.items()}, provenance))
 
     def _write(self, data: bytes, records: int) -> bool:
         """All of ``data`` appended to the current file, or none of it (False, the error counted)."""

@@ -34,7 +34,7 @@ from shadowdiff.search.generate import Example, SearchOptions, SearchStats, Stra
 from shadowdiff.search.seeds import seed_note
 from shadowdiff.wire.codec import dumps_json
 
-ExpectedFn = Callable[[WireMap, list[list[WireMap]], list[str]], WireMap]
+ExpectedFn = Callable[[WireMap, list[list[WireMap]], list[str]], WireMap | None]
 
 
 @attrs.frozen

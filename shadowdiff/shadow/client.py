@@ -38,8 +38,8 @@ from shadowdiff.model.errors import ShadowSetupError
 from shadowdiff.model.values import Call, Context, Event, Failure, Outcome, StepResult, WireMap
 from shadowdiff.shadow.transport import FramingError, Process, ProcessGone, describe_exit
 from shadowdiff.wire.codec import apply_delta, compute_delta, packb, same_value
+from shadowdiff.wire.format import PROTOCOL_VERSION
 
-PROTOCOL_VERSION = 1
 HISTORY_MODES = ("whole", "trim", "last")
 HELLO_CLIENT = "shadowdiff\n"
 _JSON_OPENERS = (ord("{"), ord("["))  # the first byte of a JSON answer, decoded as a msgpack fixint

@@ -18,6 +18,7 @@ from shadowdiff.core.reducer import Reducer, Step
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.model.values import Call, Context, Event
 from shadowdiff.wire.codec import make_unpacker, packb
+from shadowdiff.wire.format import PROTOCOL_VERSION
 
 OPS = ["transition", "check_invariants", "call", "open", "step", "patch", "get", "close"]
 
@@ -64,7 +65,7 @@ class MsgpackServer:
         if op == "hello":
             ops = OPS if self.sessions else OPS[:3]
             return {
-                "protocol": 1,
+                "protocol": PROTOCOL_VERSION,
                 "implementation": f"shadowdiff.serve({r.name})",
                 "version": "1",
                 "ops": ops,
