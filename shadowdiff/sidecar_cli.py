@@ -190,7 +190,7 @@ def tap_run(argv: tuple[str, ...]) -> None:
 @click.option(
     "--mutant",
     metavar="NAME",
-    help="Seeded porting bug of the Haskell port (see doge-core-exe --list-mutants).",
+    help="Seeded porting bug of the Haskell port (see doge-core-mutants --list-mutants).",
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True)
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Bot loops per second.")
@@ -204,11 +204,12 @@ def demo_live(mutant: str | None, seconds: float, rate: float, seed: int, shadow
               record_dir: str | None, findings: str | None) -> None:  # fmt: skip
     """The live mode in one command: a sidecar with the reference port, the simulated bot under the tap,
     and the sidecar's status at the end."""
-    from adapters.doge.domain import DEFAULT_EXE
+    from adapters.doge.domain import DEFAULT_EXE, MUTANT_EXE
 
     if shadow is None:
-        if DEFAULT_EXE.exists():
-            shadow = f"{DEFAULT_EXE} --msgpack" + (f" --mutant {mutant}" if mutant else "")
+        exe = MUTANT_EXE if mutant else DEFAULT_EXE  # the seeded mutants are only in doge-core-mutants
+        if exe.exists():
+            shadow = f"{exe} --msgpack" + (f" --mutant {mutant}" if mutant else "")
         elif mutant:
             _fail(
                 f"--mutant needs the Haskell port; build it with: bash {DEFAULT_EXE.parent.parent}/build.sh"

@@ -14,7 +14,7 @@ from shadowdiff.model import WireMap
 from shadowdiff.reducer import Reducer
 from shadowdiff.shrink import ShrinkHooks
 
-from .domain import BUILD_SCRIPT, DEFAULT_EXE, REFERENCE_MODULE, DogeDomain
+from .domain import BUILD_SCRIPT, DEFAULT_EXE, MUTANT_EXE, REFERENCE_MODULE, DogeDomain
 from .domain import default_shadow_command as _default_shadow_command
 from .expected import compute_expected
 from .strategies import DogeStrategies
@@ -22,6 +22,7 @@ from .strategies import DogeStrategies
 __all__ = [
     "BUILD_SCRIPT",
     "DEFAULT_EXE",
+    "MUTANT_EXE",
     "DogeShrinkHooks",
     "default_authoritative",
     "default_shadow_command",

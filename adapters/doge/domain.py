@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 REFERENCE_MODULE = "adapters.doge.reference.state_machine"
 HASKELL_DIR = HERE / "haskell"
 DEFAULT_EXE = HASKELL_DIR / "build" / "doge-core-exe"
+# the same port with the seeded mutants compiled in (--mutant, --list-mutants); never shipped
+MUTANT_EXE = HASKELL_DIR / "build" / "doge-core-mutants"
 BUILD_SCRIPT = HASKELL_DIR / "build.sh"
 
 EVENT_TYPES = ("PriceTick", "TimerTick", "FillEvent", "RecoveryFillEvent", "RecoveryCancelEvent")

@@ -32,8 +32,6 @@ import GHC.ByteOrder (ByteOrder(..), targetByteOrder)
 import GHC.Exts (Int(I#), indexWord8ArrayAsWord64#, (*#))
 import GHC.Word (Word64(W64#))
 import GHC.Num.Integer (Integer(IS))
-import Data.Word (byteSwap16, byteSwap32, byteSwap64)
-import GHC.Float (castDoubleToWord64)
 
 -- | The known field names, in an open hash table indexed by length, first and last
 -- byte (a few probes, no tree walk).
@@ -455,37 +453,6 @@ boundV v = case v of
 
 strBound :: T.Text -> Int
 strBound (TI.Text _ _ len) = 3 * len + 5
-
-sizeV :: V -> Int
-sizeV v = case v of
-  VNil -> 1
-  VBool _ -> 1
-  VInt i -> intSize i
-  VFloat _ -> 9
-  VStr t -> strSize (utf8Length t)
-  VBin b -> let n = B.length b in n + (if n < 0x100 then 2 else if n < 0x10000 then 3 else 5)
-  VArr xs -> goA 0 0 xs
-  VMap kvs -> goM 0 0 kvs
-  VBad e -> sizeV (VStr (T.pack e))
-  where
-    goA !n !acc [] = acc + hdr n
-    goA !n !acc (x : xs) = goA (n + 1) (acc + sizeV x) xs
-    goM !n !acc [] = acc + hdr n
-    goM !n !acc ((k, x) : xs) = goM (n + 1) (acc + strSize (utf8Length k) + sizeV x) xs
-    hdr n = if n < 16 then 1 else if n < 0x10000 then 3 else 5
-
-strSize :: Int -> Int
-strSize n = n + (if n < 32 then 1 else if n < 0x100 then 2 else if n < 0x10000 then 3 else 5)
-
-intSize :: Integer -> Int
-intSize i
-  | i >= 0 = if i < 128 then 1 else if i < 0x100 then 2 else if i < 0x10000 then 3
-             else if i < 0x100000000 then 5 else 9
-  | i >= -32 = 1
-  | i >= -128 = 2
-  | i >= -32768 = 3
-  | i >= -2147483648 = 5
-  | otherwise = 9
 
 -- | UTF-8 length of a Text (text-1.2 holds UTF-16; Text never has lone surrogates).
 utf8Length :: T.Text -> Int

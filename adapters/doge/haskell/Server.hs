@@ -28,9 +28,7 @@ import Json
 import Types
 import Wire
 import Reducer
-import Mutants
 
-type Mut = [Mutant]
 type Sessions = M.Map Integer St
 
 data Err = BadRequest String | Unsupported String | Internal String

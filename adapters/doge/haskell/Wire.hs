@@ -1,4 +1,4 @@
-{-# LANGUAGE BangPatterns, OverloadedStrings, MagicHash #-}
+{-# LANGUAGE BangPatterns, OverloadedStrings, MagicHash, CPP #-}
 -- | Wire form <-> typed data: the lenient from_dict and the ordered to_dict of
 -- DOGE_REDUCER.md section 2, config/event parsing, action maps, and the
 -- canonical session delta (PROTOCOL.md) with its inverse (patch).
@@ -16,10 +16,12 @@ import Data.Maybe (isJust)
 import GHC.Exts (reallyUnsafePtrEquality#, isTrue#)
 import Value
 import Types
+#include "mutants.h"
+#ifdef MUTANTS
 import Mutants
 import Sabotage
+#endif
 
-type Mut = [Mutant]
 type M = Either String
 
 annot :: Text -> M a -> M a
@@ -68,7 +70,7 @@ normRegime mut v = case v of
   VStr t ->
     let s = pyStrip t in
     if pyIsDigitStr s then keep <$> pyInt (VStr s)
-    else Right (names (if RegimeCaseSensitive `elem` mut then s else T.toUpper s))
+    else Right (names (if MUTANT_IN(RegimeCaseSensitive, mut) then s else T.toUpper s))
   _ -> Right Nothing
   where
     keep i = if i >= 0 && i <= 2 then Just i else Nothing
@@ -130,7 +132,10 @@ cycleFrom mut m = Cycle
   <*> fFloat "fees" 0 m <*> fFloat "net_profit" 0 m <*> fFloat "entry_fee" 0 m
   <*> fFloat "exit_fee" 0 m <*> fFloat "quote_fee" 0 m <*> fFloat "settled_usd" 0 m
   <*> fFloat "entry_time" 0 m <*> fFloat "exit_time" 0 m <*> pure (fBool "from_recovery" m)
-  <*> fRegime mut m <*> pure False
+  <*> fRegime mut m
+#ifdef MUTANTS
+  <*> pure False
+#endif
 
 emptySt :: St
 emptySt = St
@@ -192,14 +197,19 @@ stateKeys =
 -- | Python's from_dict.
 fromDict :: Mut -> V -> M St
 fromDict mut (VMap m) = do
-  let base = if CycleDefaultZero `elem` mut then emptySt { sCycleA = 0, sCycleB = 0 } else emptySt
-  st0 <- foldlM' (if ModeSourceDefaultEmpty `elem` mut then base { sModeSource = "" } else base) stateKeys
+  let base = if MUTANT_IN(CycleDefaultZero, mut) then emptySt { sCycleA = 0, sCycleB = 0 } else emptySt
+      base2 = if MUTANT_IN(ModeSourceDefaultEmpty, mut) then base { sModeSource = "" } else base
+  st0 <- foldlM' base2 stateKeys
   let st1 = if isJust (lookupT "total_settled_usd" m) then st0 else st0 { sTotalSettled = sTotalProfit st0 }
   st2 <- if isJust (lookupT "profit_pct_runtime" m) then pure st1
          else case lookupT "profit_pct" m of
-           Just v | ProfitPctNoFallback `notElem` mut -> (\x -> st1 { sProfitPctRuntime = x }) <$> annot "profit_pct" (pyFloat v)
+           Just v | not MUTANT_IN(ProfitPctNoFallback, mut) -> (\x -> st1 { sProfitPctRuntime = x }) <$> annot "profit_pct" (pyFloat v)
            _ -> pure st1
-  pure (if CrashHugeInt `elem` mut && hugeInts st2 then crashWith "arithmetic overflow in Int64 field" st2 else st2)
+#ifdef MUTANTS
+  pure (if MUTANT_IN(CrashHugeInt, mut) && hugeInts st2 then crashWith "arithmetic overflow in Int64 field" st2 else st2)
+#else
+  pure st2
+#endif
   where
     foldlM' !st [] = Right st
     foldlM' !st (k:ks) = case lookupT k m of
@@ -207,9 +217,11 @@ fromDict mut (VMap m) = do
       Just v -> setField mut k v st >>= \st' -> foldlM' st' ks
 fromDict _ v = Left ("state must be a map, not " ++ typeName v)
 
+#ifdef MUTANTS
 hugeInts :: St -> Bool
 hugeInts st = any (>= 9223372036854775808) ([sCycleA st, sCycleB st, sNextOrderId st, sNextRecoveryId st, sRoundTrips st]
   ++ map oLocalId (sOrders st) ++ map rRecoveryId (sRecs st))
+#endif
 
 -- to_dict --------------------------------------------------------------------------
 
@@ -241,7 +253,12 @@ cycleV c = VMap
   , ("settled_usd", VFloat (ySettled c))
   , ("entry_time", VFloat (yEntryTime c)), ("exit_time", VFloat (yExitTime c))
   , ("from_recovery", VBool (yFromRecovery c)), ("regime_at_entry", regV (yRegime c)) ]
-  where fee d = if yFeeAsInt c then VInt (truncate d) else VFloat d
+  where
+#ifdef MUTANTS
+    fee d = if yFeeAsInt c then VInt (truncate d) else VFloat d
+#else
+    fee = VFloat
+#endif
 
 -- | market_price as the module holds it: the float, or a PriceTick's int price as sent.
 marketV :: St -> V
