@@ -17,7 +17,7 @@ RECORDINGS = Path(
     os.environ.get("SHADOWDIFF_UPSTREAM_RECORDINGS", ROOT.parent / "shared" / "upstream-recordings")
 )
 EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
-MUTANT_EXE = EXE.with_name("doge-core-mutants")  # the same port plus its seeded mutants (build.sh builds both)
+MUTANT_EXE = EXE.with_name("doge-core-mutants")  # the same port plus its seeded mutants (build.sh: both)
 BUILD = ROOT / "adapters" / "doge" / "haskell" / "build.sh"
 PY_SERVER = [sys.executable, "-m", "adapters.doge.pyserver"]
 MISBEHAVING = [sys.executable, str(ROOT / "tests" / "servers" / "misbehaving.py")]

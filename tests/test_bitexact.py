@@ -659,6 +659,8 @@ def _typed_differences(a: Any, b: Any, path: str = "") -> list[str]:
 def _stream_fee_type_differences(haskell_exe: Path, mutant: str | None, examples: int) -> list[str]:
     """Generated streams (the DOGE strategies, walked by the reference), each step sent to the port as a
     whole state: the generalised paths in FEE_PATHS where the port's wire type or bits differ."""
+    from conftest import MUTANT_EXE  # only doge-core-mutants takes --mutant
+
     from adapters.doge.inprocess import InProcessReducer
     from adapters.doge.strategies import DogeStrategies
     from shadowdiff.diff import generalise
@@ -666,9 +668,8 @@ def _stream_fee_type_differences(haskell_exe: Path, mutant: str | None, examples
     from shadowdiff.generate import SearchOptions, search
     from shadowdiff.model import Scenario
 
-    from conftest import MUTANT_EXE  # only doge-core-mutants takes --mutant
-
-    argv = [str(MUTANT_EXE if mutant else haskell_exe), "--msgpack", *(["--mutant", mutant] if mutant else [])]
+    exe = MUTANT_EXE if mutant else haskell_exe
+    argv = [str(exe), "--msgpack", *(["--mutant", mutant] if mutant else [])]
     port = SubprocessReducer(argv, domain=DogeDomain(), deadline=5.0, use_sessions=False)
     ref = InProcessReducer("adapters.doge.reference.state_machine")
     found: list[str] = []

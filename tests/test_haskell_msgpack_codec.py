@@ -556,7 +556,9 @@ def test_mutant_catalogue(mutant_exe: Path) -> None:
     assert set(MUTANT_CASES) | set(TYPE_MUTANT_CASES) | set(FAILURE_CASES) == set(names)
 
 
-@pytest.mark.parametrize("flag", [["--mutant", "cycle_max_dropped"], ["--msgpack", "--mutant", "x"], ["--list-mutants"]])
+@pytest.mark.parametrize(
+    "flag", [["--mutant", "cycle_max_dropped"], ["--msgpack", "--mutant", "x"], ["--list-mutants"]]
+)
 def test_the_production_binary_refuses_mutants_in_one_line(haskell_exe: Path, flag: list[str]) -> None:
     """doge-core-exe (what a takeover ships) has no mutants: the flags are refused, exit 2, one line
     naming doge-core-mutants, before any input is read."""
@@ -570,14 +572,20 @@ def test_the_production_binary_holds_no_mutant_code(haskell_exe: Path, mutant_ex
     """No mutant's name, no Mutants/Sabotage module and no sabotage message is in doge-core-exe's bytes
     (the mutants are compiled out, not switched off); its --help does not mention them, while
     doge-core-mutants carries them all and says so."""
-    help_text = subprocess.run([str(haskell_exe), "--help"], capture_output=True, text=True, timeout=20, check=True)
-    assert "mutant" not in help_text.stdout.lower() + help_text.stderr.lower()
-    assert "--mutant" in subprocess.run([str(mutant_exe), "--help"], capture_output=True, text=True, timeout=20,
-                                        check=True).stdout  # fmt: skip
+
+    def help_of(exe: Path) -> str:
+        done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=20, check=True)
+        return done.stdout + done.stderr
+
+    assert "mutant" not in help_of(haskell_exe).lower() and "--mutant" in help_of(mutant_exe)
     names = [row[0] for row in list_mutants(mutant_exe)]
     production, mutants = haskell_exe.read_bytes(), mutant_exe.read_bytes()
     markers = [n.encode() for n in names] + [
-        b"Mutants.", b"Sabotage", b"waiting for price convergence", b"Int64 field", b"must be None outside"
+        b"Mutants.",
+        b"Sabotage",
+        b"waiting for price convergence",
+        b"Int64 field",
+        b"must be None outside",
     ]
     assert [m for m in markers if m in production] == []
     assert [m for m in markers if m not in mutants] == []
@@ -844,7 +852,9 @@ def test_each_wire_type_mutant_is_exposed_by_its_input_in_types_only(
 
 
 @pytest.mark.parametrize("name", sorted(MUTANT_CASES))
-def test_each_behaviour_mutant_is_exposed_by_its_input(haskell_exe: Path, mutant_exe: Path, name: str) -> None:
+def test_each_behaviour_mutant_is_exposed_by_its_input(
+    haskell_exe: Path, mutant_exe: Path, name: str
+) -> None:
     op, fields = MUTANT_CASES[name]
     clean, mutant = Server(haskell_exe), Server(mutant_exe, "--mutant", name)
     try:
