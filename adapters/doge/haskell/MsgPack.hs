@@ -21,6 +21,8 @@ import Data.Int
 import Data.Word
 import GHC.Float (castWord32ToFloat, castWord64ToDouble, float2Double)
 import Value
+import Fields (fieldNames)
+import Data.List (nub)
 import qualified Data.Array as A
 import qualified Data.Array.Base as AB
 import qualified Data.ByteString.Internal as BI
@@ -38,19 +40,11 @@ import GHC.Num.Integer (Integer(IS))
 knownKeys :: A.Array Int [(B.ByteString, T.Text)]
 knownKeys = A.accumArray (flip (:)) [] (0, keySlots - 1) [(keyHash b, (b, t)) | t <- ks, let b = TE.encodeUtf8 t]
   where
-    ks = map T.pack
+    -- the request and event keys, then every state field ("Fields" names them)
+    ks = nub (map T.pack
       [ "op", "id", "state", "event", "config", "order_size_usd", "order_sizes", "with_invariants", "session"
       , "type", "payload", "price", "timestamp", "order_local_id", "txid", "side", "volume", "fee", "recovery_id"
-      , "market_price", "now", "orders", "recovery_orders", "completed_cycles", "cycle_a", "cycle_b"
-      , "next_order_id", "next_recovery_id", "total_profit", "total_settled_usd", "total_fees"
-      , "today_realized_loss", "total_round_trips", "s2_entered_at", "last_price_update_at"
-      , "consecutive_losses_a", "consecutive_losses_b", "cooldown_until_a", "cooldown_until_b"
-      , "long_only", "short_only", "mode_source", "consecutive_refreshes_a", "consecutive_refreshes_b"
-      , "last_refresh_direction_a", "last_refresh_direction_b", "refresh_cooldown_until_a"
-      , "refresh_cooldown_until_b", "profit_pct_runtime", "local_id", "role", "trade_id", "cycle", "placed_at"
-      , "entry_price", "entry_fee", "entry_filled_at", "regime_at_entry", "orphaned_at", "reason", "exit_price"
-      , "gross_profit", "fees", "net_profit", "exit_fee", "quote_fee", "settled_usd", "entry_time", "exit_time"
-      , "from_recovery", "delta", "set", "append", "function", "args" ]
+      , "delta", "set", "append", "function", "args" ] ++ fieldNames)
 
 keySlots :: Int
 keySlots = 1024

@@ -14,7 +14,6 @@ import qualified Data.ByteString.Builder.Extra as BBE
 import qualified Data.Map.Strict as M
 import qualified Data.Text as T
 import qualified Data.Text.Encoding as TE
-import qualified Data.Array as A
 import Data.Text (Text)
 import Control.Exception
 import Data.Bits ((.&.), (.|.), unsafeShiftL)
@@ -291,7 +290,7 @@ fastStep cache bs
 -- a fixmap of distinct fixstr keys among op (= "patch"), id, session (an int) and
 -- delta, where delta is exactly {"set": {"orders": [order, ...]}} and each order a
 -- map of the 13 keys in to_dict order (what the canonical encoder writes). Values
--- are read by position, with 'orderWith' (the same readers as from_dict); anything
+-- are read by position, with 'orderFromValues' (the same readers as from_dict); anything
 -- else, an order it cannot read included, is Nothing and goes the generic way
 -- (which then also answers any error).
 data FastPatch = FastPatch { fpId :: V, fpSession :: Integer, fpOrders :: [Order] }
@@ -350,12 +349,11 @@ setOrders mut bs i0 = do
     orders 0 i acc = Just (reverse acc, i)
     orders k i acc = do
       (vals, e) <- orderValues i
-      let arr = A.listArray (0, 12) vals
-      o <- either (const Nothing) Just (orderWith mut (\ix _ -> Just (arr A.! ix)))
+      o <- either (const Nothing) Just (orderFromValues mut vals)
       orders (k - 1) e (o : acc)
-    -- a fixmap of exactly the 13 keys, in order
+    -- a fixmap of exactly the order's keys, in order
     orderValues i
-      | i < B.length bs && byteAt bs i == 0x8d = fields orderKeyBytes (i + 1) []
+      | i < B.length bs && byteAt bs i == 0x80 + fromIntegral (length orderKeyBytes) = fields orderKeyBytes (i + 1) []
       | otherwise = Nothing
     fields [] i acc = Just (reverse acc, i)
     fields (kb : kbs) i acc = do

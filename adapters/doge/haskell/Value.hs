@@ -61,6 +61,7 @@ lookupT k = go
 
 dEq :: Double -> Double -> Bool
 dEq a b = (a == b && isNegativeZero a == isNegativeZero b) || (isNaN a && isNaN b)
+{-# INLINE dEq #-}
 
 -- | Python truthiness.
 truthy :: V -> Bool
