@@ -256,14 +256,8 @@ valueAt bs i
       Complete _ -> let r@(v, _) = decodeFrame bs i in if representable v then Just r else Nothing
       _ -> Nothing
   where
-    b = byteAt bs i
     -- bytes after the type byte of a scalar decodeFrame reads in full; -1 for the rest
-    fixed | b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3 = 0
-          | b == 0xcc || b == 0xd0 = 1
-          | b == 0xcd || b == 0xd1 = 2
-          | b == 0xca || b == 0xce || b == 0xd2 = 4
-          | b == 0xcb || b == 0xcf || b == 0xd3 = 8
-          | otherwise = -1
+    fixed = fixedSize (byteAt bs i)
     representable v = case v of
       VBad _ -> False
       VArr xs -> all representable xs
@@ -313,37 +307,93 @@ decodeKey bs i =
               Nothing -> decodeFrame bs i
        else decodeFrame bs i
 
--- | Decode a complete request like 'decodeFrame', except that when the request is a
--- map, the value under its first top-level "config" key is first offered to the
--- hook (the buffer and the value's offset): on @Just (v, end, a)@ the hook's value
--- stands for the bytes up to @end@ and they are not decoded again. Also returns
--- that value's span and, on a hit, the hook's extra result. (A msgpack object is
--- self-delimiting: bytes that start with a cached object's complete encoding hold
--- exactly that object there, so a byte comparison is a sound cache test.)
-decodeRequest :: forall a. (B.ByteString -> Int -> Maybe (V, Int, a)) -> B.ByteString -> (V, Maybe (Int, Int, Maybe a))
-decodeRequest hook bs
-  | B.null bs = decodeNone
-  | b .&. 0xf0 == 0x80 = top (fromIntegral (b .&. 0x0f)) 1
-  | b == 0xde = top (fromIntegral (beN bs 1 2)) 3
-  | b == 0xdf = top (fromIntegral (beN bs 1 4)) 5
-  | otherwise = decodeNone
+-- | Read one request from the front of the buffer, and where it ends; Nothing when
+-- it is not all there yet. Every read is bounds checked (no frame scan of the
+-- whole request first: the values that are not read by a hook are scanned one by
+-- one, and on the hot path those are a few scalars). The values are what
+-- 'decodeFrame' makes of them, except that when the request is a map, two hooks
+-- may stand in for decoding a top-level value:
+--
+-- * the value under its first "config" key is first offered to @cfg@ (the buffer
+--   and the value's offset): on @Just (v, end, a)@ the hook's value stands for the
+--   bytes up to @end@ and they are not decoded again. The value's span comes back
+--   and, on a hit, the hook's extra result. (A msgpack object is self-delimiting:
+--   bytes that start with a cached object's complete encoding hold exactly that
+--   object there, so a byte comparison is a sound cache test.)
+-- * the value under the first occurrence of any other key is offered to @typed@
+--   (the key, the buffer, the offset): on @Just (b, end)@ the typed reading @b@ is
+--   returned under that key and the map holds nil there (the request's reader takes
+--   the typed value instead; the hook answers only what holds nothing 'VBad').
+decodeRequest :: forall a b. (B.ByteString -> Int -> Maybe (V, Int, a))
+              -> (T.Text -> Maybe (B.ByteString -> Int -> Maybe (b, Int)))
+              -> B.ByteString -> Maybe (V, Maybe (Int, Int, Maybe a), [(T.Text, b)], Int)
+decodeRequest hook typed bs
+  | B.null bs = Nothing
+  | b0 .&. 0xf0 == 0x80 = top (fromIntegral (b0 .&. 0x0f)) 1
+  | b0 == 0xde = if len >= 3 then top (fromIntegral (beN bs 1 2)) 3 else Nothing
+  | b0 == 0xdf = if len >= 5 then top (fromIntegral (beN bs 1 4)) 5 else Nothing
+  | otherwise = case complete 0 of
+      Got v e -> Just (v, Nothing, [], e)
+      Missing -> Nothing
   where
-    b = byteAt bs 0
-    decodeNone = (fst (decodeFrame bs 0), Nothing)
-    top :: Int -> Int -> (V, Maybe (Int, Int, Maybe a))
-    top n i0 = go n i0 [] True Nothing
+    len = B.length bs
+    b0 = byteAt bs 0
+    -- the complete value at i as decodeFrame reads it (a scalar of fixed size
+    -- needs no scan)
+    complete :: Int -> Got
+    complete i
+      | i >= len = Missing
+      | fixed >= 0 = if i + 1 + fixed <= len then got (decodeFrame bs i) else Missing
+      | otherwise = case scanFrame bs i 1 of
+          Complete _ -> got (decodeFrame bs i)
+          _ -> Missing
       where
-        go :: Int -> Int -> [(T.Text, V)] -> Bool -> Maybe (Int, Int, Maybe a) -> (V, Maybe (Int, Int, Maybe a))
-        go 0 _ acc ok sp = (if ok then VMap (reverse acc) else VBad "map keys must be strings", sp)
-        go k i acc ok sp =
-          let (!kv, !i1) = decodeKey bs i
-          in case kv of
-               VStr "config" | Nothing <- sp -> case hook bs i1 of
-                 Just (v, i2, a) -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Just a))
-                 Nothing -> let (!v, !i2) = decodeFrame bs i1
-                            in go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Nothing))
-               VStr kt -> let (!v, !i2) = decodeFrame bs i1 in go (k - 1) i2 ((kt, v) : acc) ok sp
-               _ -> let (!_, !i2) = decodeFrame bs i1 in go (k - 1) i2 acc False sp
+        fixed = fixedSize (byteAt bs i)
+        got (v, e) = Got v e
+    key :: Int -> Got
+    key i
+      | i < len, byteAt bs i .&. 0xe0 == 0xa0 =
+          if i + 1 + fromIntegral (byteAt bs i .&. 0x1f) <= len then let (v, e) = decodeKey bs i in Got v e else Missing
+      | otherwise = complete i
+    top :: Int -> Int -> Maybe (V, Maybe (Int, Int, Maybe a), [(T.Text, b)], Int)
+    top n i0 = go n i0 [] True Nothing [] []
+      where
+        -- seen: the keys offered to a typed reader (only its first occurrence is)
+        go :: Int -> Int -> [(T.Text, V)] -> Bool -> Maybe (Int, Int, Maybe a) -> [T.Text] -> [(T.Text, b)]
+           -> Maybe (V, Maybe (Int, Int, Maybe a), [(T.Text, b)], Int)
+        go 0 !i acc ok sp _ ts = Just (if ok then VMap (reverse acc) else VBad "map keys must be strings", sp, ts, i)
+        go k !i acc !ok sp seen ts = case key i of
+          Missing -> Nothing
+          Got kv i1 -> case kv of
+            VStr "config" | Nothing <- sp -> case hook bs i1 of
+              Just (v, i2, a) -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Just a)) seen ts
+              Nothing -> case complete i1 of
+                Got v i2 -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Nothing)) seen ts
+                Missing -> Nothing
+            VStr kt | Just reader <- typed kt, not (any (teq kt) seen) -> case reader bs i1 of
+              Just (t, i2) -> go (k - 1) i2 ((kt, VNil) : acc) ok sp (kt : seen) ((kt, t) : ts)
+              Nothing -> plainValue kt (kt : seen)
+              where plainValue kt' seen' = case complete i1 of
+                      Got v i2 -> go (k - 1) i2 ((kt', v) : acc) ok sp seen' ts
+                      Missing -> Nothing
+            VStr kt -> case complete i1 of
+              Got v i2 -> go (k - 1) i2 ((kt, v) : acc) ok sp seen ts
+              Missing -> Nothing
+            _ -> case complete i1 of
+              Got _ i2 -> go (k - 1) i2 acc False sp seen ts
+              Missing -> Nothing
+
+data Got = Got V !Int | Missing
+
+-- | Bytes after the type byte of a scalar whose size the type byte says; -1 for the rest.
+fixedSize :: Word8 -> Int
+fixedSize b
+  | b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3 = 0
+  | b == 0xcc || b == 0xd0 = 1
+  | b == 0xcd || b == 0xd1 = 2
+  | b == 0xca || b == 0xce || b == 0xd2 = 4
+  | b == 0xcb || b == 0xcf || b == 0xd3 = 8
+  | otherwise = -1
 
 -- | Can this value be written as msgpack (ints within int64/uint64)?
 encodable :: V -> Bool

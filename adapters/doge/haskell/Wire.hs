@@ -6,13 +6,15 @@
 -- tables in "Fields".
 module Wire
   ( fromDict, toDict
-  , parseConfig, parseEvent, inferEvent, actionPayload, actionTyped
+  , parseConfig, parseEvent, inferEvent, Shape(..), Kind(..), EvField(..), eventShapes
+  , actionPayload, actionTyped
   , normRegime, stateDelta, applyDelta, numField, orderKeys, orderFromValues
   ) where
 
 import qualified Data.Text as T
 import Data.Text (Text)
 import Data.Maybe (isJust)
+import Data.List (find)
 import Value
 import Types
 import Fields
@@ -120,33 +122,62 @@ parseConfig v = Left ("config must be a map, not " ++ typeName v)
 
 -- Events -------------------------------------------------------------------------------
 
+-- | How a payload field is read: a number (float() of it), a number kept as sent
+-- (int or float), or any value (ids, txid, side).
+data Kind = Num | Kept | Any
+
+-- | A payload field's value as read.
+data EvField = FNum Double | FRaw V
+
+-- | An event type: its name, its payload fields in the order their errors are
+-- reported, and the event made of their values by position. The one definition of
+-- each event's shape: 'parseEvent' reads it from a decoded map (both transports),
+-- Server's 'eventAt' from msgpack bytes (the step's hot path), 'inferEvent' infers
+-- the JSON payload's type from its keys.
+data Shape = Shape { shName :: Text, shFields :: [(Text, Kind)], shMake :: (Int -> EvField) -> Event }
+
+eventShapes :: [Shape]
+eventShapes =
+  [ Shape "PriceTick" [("price", Kept), ("timestamp", Num)] (\f -> PriceTick (r f 0) (n f 1))
+  , Shape "TimerTick" [("timestamp", Num)] (\f -> TimerTick (n f 0))
+  , Shape "FillEvent" (fill "order_local_id") (\f -> FillEvent (r f 0) (r f 1) (n f 2) (n f 3) (r f 4) (n f 5))
+  , Shape "RecoveryFillEvent" (fill "recovery_id")
+      (\f -> RecoveryFillEvent (r f 0) (r f 1) (n f 2) (n f 3) (r f 4) (n f 5))
+  , Shape "RecoveryCancelEvent" [("recovery_id", Any), ("timestamp", Num), ("txid", Any)]
+      (\f -> RecoveryCancelEvent (r f 0) (n f 1)) ]
+  where
+    -- side is only required to be there (checked last)
+    fill idKey = [ (idKey, Any), ("txid", Any), ("price", Num), ("volume", Num), ("fee", Kept), ("timestamp", Num)
+                 , ("side", Any) ]
+    n f k = case f k of { FNum d -> d; FRaw v -> maybe 0 id (vNum v) }
+    r f k = case f k of { FRaw v -> v; FNum d -> VFloat d }
+
 -- | An event from its type name and payload map.
 parseEvent :: Text -> V -> M Event
-parseEvent ty (VMap p) = case ty of
-  "PriceTick" -> PriceTick <$> nv "price" <*> n "timestamp"
-  "TimerTick" -> TimerTick <$> n "timestamp"
-  "FillEvent" -> FillEvent <$> r "order_local_id" <*> r "txid" <*> n "price" <*> n "volume" <*> nv "fee"
-                   <*> n "timestamp" <* r "side"
-  "RecoveryFillEvent" -> RecoveryFillEvent <$> r "recovery_id" <*> r "txid" <*> n "price" <*> n "volume"
-                   <*> nv "fee" <*> n "timestamp" <* r "side"
-  "RecoveryCancelEvent" -> RecoveryCancelEvent <$> r "recovery_id" <*> n "timestamp" <* r "txid"
-  _ -> Left ("unknown event type " ++ show (T.unpack ty))
+parseEvent ty (VMap p) = case find (teq ty . shName) eventShapes of
+  Nothing -> Left ("unknown event type " ++ show (T.unpack ty))
+  Just sh -> (\vals -> shMake sh (vals !!)) <$> mapM one (shFields sh)
   where
-    r k = maybe (Left ("event payload misses " ++ T.unpack k)) Right (lookupT k p)
-    n k = r k >>= numField k
-    nv k = r k >>= \v -> v <$ numField k v   -- a number, kept as sent (int or float)
+    one (k, kind) = do
+      v <- maybe (Left ("event payload misses " ++ T.unpack k)) Right (lookupT k p)
+      case kind of
+        Num -> FNum <$> numField k v
+        Kept -> FRaw v <$ numField k v
+        Any -> pure (FRaw v)
 parseEvent _ v = Left ("event payload must be a map, not " ++ typeName v)
 
--- | The JSON transport's bare payload: the type is inferred from the keys.
+-- | The JSON transport's bare payload: the type is inferred from the keys (a
+-- TimerTick's are exactly its one field).
 inferEvent :: V -> M Event
 inferEvent v@(VMap p) = parseEvent ty v
   where
-    has = all (\k -> isJust (lookupT k p))
-    ty | has ["order_local_id", "txid", "side", "price", "volume", "fee", "timestamp"] = "FillEvent"
-       | has ["recovery_id", "txid", "side", "price", "volume", "fee", "timestamp"] = "RecoveryFillEvent"
-       | has ["recovery_id", "txid", "timestamp"] = "RecoveryCancelEvent"
-       | map fst p == ["timestamp"] = "TimerTick"
-       | has ["price", "timestamp"] = "PriceTick"
+    keysOf name = maybe [] (map fst . shFields) (find (teq name . shName) eventShapes)
+    has name = all (\k -> isJust (lookupT k p)) (keysOf name)
+    ty | has "FillEvent" = "FillEvent"
+       | has "RecoveryFillEvent" = "RecoveryFillEvent"
+       | has "RecoveryCancelEvent" = "RecoveryCancelEvent"
+       | map fst p == keysOf "TimerTick" = "TimerTick"
+       | has "PriceTick" = "PriceTick"
        | otherwise = "unknown"
 inferEvent v = Left ("event must be a map, not " ++ typeName v)
 
