@@ -44,7 +44,11 @@ knownKeys = A.accumArray (flip (:)) [] (0, keySlots - 1) [(keyHash b, (b, t)) | 
     ks = nub (map T.pack
       [ "op", "id", "state", "event", "config", "order_size_usd", "order_sizes", "with_invariants", "session"
       , "type", "payload", "price", "timestamp", "order_local_id", "txid", "side", "volume", "fee", "recovery_id"
-      , "delta", "set", "append", "function", "args" ] ++ fieldNames)
+      , "delta", "set", "append", "function", "args"
+      -- names sent as values: the ops, the event types, sides and roles
+      , "hello", "transition", "check_invariants", "call", "open", "step", "patch", "get", "close", "echo"
+      , "PriceTick", "TimerTick", "FillEvent", "RecoveryFillEvent", "RecoveryCancelEvent"
+      , "buy", "sell", "entry", "exit", "A", "B" ] ++ fieldNames)
 
 keySlots :: Int
 keySlots = 1024
@@ -182,7 +186,7 @@ decodeFrame bs = dec
          else if b >= 0xe0 then (VInt (fromIntegral b - 256), j)
          else if b .&. 0xf0 == 0x80 then mapN (fromIntegral (b .&. 0x0f)) j
          else if b .&. 0xf0 == 0x90 then arrN (fromIntegral (b .&. 0x0f)) j
-         else if b .&. 0xe0 == 0xa0 then str (fromIntegral (b .&. 0x1f)) j
+         else if b .&. 0xe0 == 0xa0 then fixStr (fromIntegral (b .&. 0x1f)) j
          else case b of
            0xc0 -> (VNil, j)
            0xc2 -> (VBool False, j)
@@ -219,6 +223,10 @@ decodeFrame bs = dec
     decKey i = let b = byteAt bs i in
       if b .&. 0xe0 == 0xa0 then key (fromIntegral (b .&. 0x1f)) (i + 1) else dec i
     str n i = (VStr (TE.decodeUtf8With TE.lenientDecode (slice n i)), i + n)
+    -- a fixstr value: a known name (an op, an event type, a side) is shared, not decoded
+    fixStr n i = case lookupKey (slice n i) of
+      Just t -> (VStr t, i + n)
+      Nothing -> str n i
     bin n i = (VBin (B.copy (slice n i)), i + n)
     ext n i = (VBad "msgpack ext types are not supported", i + 1 + n)
     arrN :: Int -> Int -> (V, Int)
@@ -383,7 +391,7 @@ decodeRequest hook typed bs
               Got _ i2 -> go (k - 1) i2 acc False sp seen ts
               Missing -> Nothing
 
-data Got = Got V !Int | Missing
+data Got = Got V Int | Missing
 
 -- | Bytes after the type byte of a scalar whose size the type byte says; -1 for the rest.
 fixedSize :: Word8 -> Int
