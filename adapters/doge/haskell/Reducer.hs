@@ -213,7 +213,7 @@ bookCycle x px fxV t fromRec = do
   swapped <- MUTANT(QuoteFeeSwappedRecovery)
   capped <- MUTANT(HistoryCapped)
   -- Fees are float()ed when booking (section 9): a Double here already; the mutant
-  -- fee_int_booked_as_int instead writes an int-valued fee of the event as an int (see cycleV).
+  -- fee_int_booked_as_int instead writes an int-valued fee of the event as an int (see Fields.bookedFee).
   let fx = feeValue fxV
       trade = xTrade x
       gross = if isA trade then (xEntryPrice x - px) * xVolume x else (px - xEntryPrice x) * xVolume x
