@@ -45,7 +45,7 @@ def fuzz_one(name: str, seed: int, budget: float, max_steps: int, deadline: floa
     from shadowdiff.search.seeds import SeededStrategies, seed_scenarios
     from shadowdiff.shadow.client import SubprocessReducer
 
-    argv = [*defaults.default_shadow_command(), "--mutant", name]
+    argv = [str(defaults.MUTANT_EXE), "--msgpack", "--mutant", name]
     domain = defaults.domain()
 
     def make() -> SubprocessReducer:
@@ -77,7 +77,7 @@ def upstream_exposes(name: str, deadline: float) -> bool:
     from shadowdiff.runtime.corpus import read_items
     from shadowdiff.shadow.client import SubprocessReducer
 
-    argv = [*defaults.default_shadow_command(), "--mutant", name]
+    argv = [str(defaults.MUTANT_EXE), "--msgpack", "--mutant", name]
     shadow = SubprocessReducer(argv, domain=defaults.domain(), deadline=deadline)
     try:
         result = Replay(shadow, defaults.default_authoritative(), ReplayOptions()).run(read_items([UPSTREAM]))
@@ -110,7 +110,7 @@ def _oracle(names: list[str], deadline: float) -> Any:
     from shadowdiff.search.fuzz import ReplayOracle
     from shadowdiff.shadow.client import SubprocessReducer
 
-    argv = [*defaults.default_shadow_command(), "--mutant", ",".join(names)]
+    argv = [str(defaults.MUTANT_EXE), "--msgpack", "--mutant", ",".join(names)]
     domain = defaults.domain()
 
     def make() -> SubprocessReducer:
@@ -234,12 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         help="--with-known: seconds of --keep-going to collect each companion's signatures",
     )
     args = parser.parse_args(argv)
-    from shadowdiff_doge.domain import DEFAULT_EXE
+    from shadowdiff_doge.domain import MUTANT_EXE
 
-    if not DEFAULT_EXE.exists():
+    if not MUTANT_EXE.exists():
         print(f"build the port first: bash {ROOT / 'adapters/doge/haskell/build.sh'}", file=sys.stderr)
         return 2
-    catalogue = mutants(DEFAULT_EXE)
+    catalogue = mutants(MUTANT_EXE)
     if args.with_known:
         return main_with_known(args, catalogue)
     wanted = set(args.mutants.split(",")) if args.mutants else None

@@ -17,6 +17,7 @@ RECORDINGS = Path(
     os.environ.get("SHADOWDIFF_UPSTREAM_RECORDINGS", ROOT.parent / "shared" / "upstream-recordings")
 )
 EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
+MUTANT_EXE = EXE.with_name("doge-core-mutants")  # the same port plus its seeded mutants (build.sh: both)
 BUILD = ROOT / "adapters" / "doge" / "haskell" / "build.sh"
 PY_SERVER = [sys.executable, "-m", "shadowdiff_doge.pyserver"]
 MISBEHAVING = [sys.executable, str(ROOT / "tests" / "servers" / "misbehaving.py")]
@@ -55,6 +56,15 @@ def haskell_exe() -> Path:
     if done.returncode != 0 or not EXE.exists():
         pytest.fail(f"cannot build doge-core-exe: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return EXE
+
+
+@pytest.fixture(scope="session")
+def mutant_exe(haskell_exe: Path) -> Path:
+    """The port with its seeded mutants compiled in (``--mutant``, ``--list-mutants``), built by the same
+    build.sh as ``haskell_exe``; the production doge-core-exe refuses those flags."""
+    if not MUTANT_EXE.exists():
+        pytest.fail(f"build.sh did not build {MUTANT_EXE}")
+    return MUTANT_EXE
 
 
 def children_of(pid: int) -> list[int]:

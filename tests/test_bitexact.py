@@ -604,7 +604,7 @@ def test_json_lines_wire_reads_and_writes_non_finite_tokens(haskell_exe: Path) -
     ],
 )
 def test_fuzz_finds_a_section9_mutant_within_a_minute(
-    haskell_exe: Path, tmp_path: Path, mutant: str, seed: int, signature: str
+    mutant_exe: Path, tmp_path: Path, mutant: str, seed: int, signature: str
 ) -> None:
     """The strategies' section 9 draws (negative / NaN entry times, duplicate recovery ids) are what
     ``shadowdiff fuzz`` needs to catch these, with a reproducer of at most 3 events."""
@@ -612,7 +612,7 @@ def test_fuzz_finds_a_section9_mutant_within_a_minute(
 
     from shadowdiff.cli.main import main as shadowdiff_main
 
-    shadow = f"{haskell_exe} --msgpack --mutant {mutant}"
+    shadow = f"{mutant_exe} --msgpack --mutant {mutant}"
     args = [
         "fuzz",
         "--seed",
@@ -659,6 +659,7 @@ def _typed_differences(a: Any, b: Any, path: str = "") -> list[str]:
 def _stream_fee_type_differences(haskell_exe: Path, mutant: str | None, examples: int) -> list[str]:
     """Generated streams (the DOGE strategies, walked by the reference), each step sent to the port as a
     whole state: the generalised paths in FEE_PATHS where the port's wire type or bits differ."""
+    from conftest import MUTANT_EXE  # only doge-core-mutants takes --mutant
     from shadowdiff_doge.inprocess import InProcessReducer
     from shadowdiff_doge.strategies import DogeStrategies
 
@@ -667,7 +668,8 @@ def _stream_fee_type_differences(haskell_exe: Path, mutant: str | None, examples
     from shadowdiff.model.errors import ShadowdiffError
     from shadowdiff.search.generate import SearchOptions, search
 
-    argv = [str(haskell_exe), "--msgpack", *(["--mutant", mutant] if mutant else [])]
+    exe = MUTANT_EXE if mutant else haskell_exe
+    argv = [str(exe), "--msgpack", *(["--mutant", mutant] if mutant else [])]
     port = SubprocessReducer(argv, domain=DogeDomain(), deadline=5.0, use_sessions=False)
     ref = InProcessReducer("shadowdiff_doge.reference.state_machine")
     found: list[str] = []

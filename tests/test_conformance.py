@@ -67,9 +67,9 @@ def test_the_real_bots_day_replays_with_no_divergence(
 
 
 def test_the_recording_catches_the_old_eviction_fee_grouping(
-    upstream_recordings: Path, haskell_exe: Path, tmp_path: Path
+    upstream_recordings: Path, mutant_exe: Path, tmp_path: Path
 ) -> None:
-    mutant = f"{haskell_exe} --msgpack --mutant evict_fee_old_grouping"
+    mutant = f"{mutant_exe} --msgpack --mutant evict_fee_old_grouping"
     code, report, output = replay(upstream_recordings / DAY, tmp_path, mutant)
     assert code == 1, output
     assert report["summary"]["divergences"] == 14  # the 14 steps the issue measured

@@ -24,7 +24,9 @@ def _cli() -> click.Group:
 
 
 def _shadow(exe: Path, mutant: str | None = None) -> str:
-    return f"{exe} --msgpack" + (f" --mutant {mutant}" if mutant else "")
+    from conftest import MUTANT_EXE  # only doge-core-mutants takes --mutant
+
+    return f"{MUTANT_EXE if mutant else exe} --msgpack" + (f" --mutant {mutant}" if mutant else "")
 
 
 def _fuzz(exe: Path, mutant: str, out: Path, *extra: str) -> tuple[int, str]:

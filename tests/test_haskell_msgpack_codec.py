@@ -543,8 +543,8 @@ def list_mutants(exe: Path) -> list[list[str]]:
     return [line.split("\t") for line in out.stdout.splitlines()]
 
 
-def test_mutant_catalogue(haskell_exe: Path) -> None:
-    rows = list_mutants(haskell_exe)
+def test_mutant_catalogue(mutant_exe: Path) -> None:
+    rows = list_mutants(mutant_exe)
     assert len(rows) >= 15
     assert all(len(r) == 3 and all(r) for r in rows)
     names = [r[0] for r in rows]
@@ -553,6 +553,41 @@ def test_mutant_catalogue(haskell_exe: Path) -> None:
     assert len(failures) >= 3
     assert {n.split("_")[0] for n in failures} == {"crash", "hang", "garbage"}
     assert set(MUTANT_CASES) | set(TYPE_MUTANT_CASES) | set(FAILURE_CASES) == set(names)
+
+
+@pytest.mark.parametrize(
+    "flag", [["--mutant", "cycle_max_dropped"], ["--msgpack", "--mutant", "x"], ["--list-mutants"]]
+)
+def test_the_production_binary_refuses_mutants_in_one_line(haskell_exe: Path, flag: list[str]) -> None:
+    """doge-core-exe (what a takeover ships) has no mutants: the flags are refused, exit 2, one line
+    naming doge-core-mutants, before any input is read."""
+    done = subprocess.run([str(haskell_exe), *flag], input=b"", capture_output=True, timeout=20, check=False)
+    assert done.returncode == 2 and done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("doge-core-exe: --") and "doge-core-mutants" in lines[0]
+
+
+def test_the_production_binary_holds_no_mutant_code(haskell_exe: Path, mutant_exe: Path) -> None:
+    """No mutant's name, no Mutants/Sabotage module and no sabotage message is in doge-core-exe's bytes
+    (the mutants are compiled out, not switched off); its --help does not mention them, while
+    doge-core-mutants carries them all and says so."""
+
+    def help_of(exe: Path) -> str:
+        done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=20, check=True)
+        return done.stdout + done.stderr
+
+    assert "mutant" not in help_of(haskell_exe).lower() and "--mutant" in help_of(mutant_exe)
+    names = [row[0] for row in list_mutants(mutant_exe)]
+    production, mutants = haskell_exe.read_bytes(), mutant_exe.read_bytes()
+    markers = [n.encode() for n in names] + [
+        b"Mutants.",
+        b"Sabotage",
+        b"waiting for price convergence",
+        b"Int64 field",
+        b"must be None outside",
+    ]
+    assert [m for m in markers if m in production] == []
+    assert [m for m in markers if m not in mutants] == []
 
 
 def order(lid: int, side: str, role: str, price: float, trade: str, **kw: Any) -> dict[str, Any]:
@@ -802,9 +837,11 @@ FAILURE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(TYPE_MUTANT_CASES))
-def test_each_wire_type_mutant_is_exposed_by_its_input_in_types_only(haskell_exe: Path, name: str) -> None:
+def test_each_wire_type_mutant_is_exposed_by_its_input_in_types_only(
+    haskell_exe: Path, mutant_exe: Path, name: str
+) -> None:
     op, fields = TYPE_MUTANT_CASES[name]
-    clean, mutant = Server(haskell_exe), Server(haskell_exe, "--mutant", name)
+    clean, mutant = Server(haskell_exe), Server(mutant_exe, "--mutant", name)
     try:
         a, b = clean.ok(op, **copy.deepcopy(fields)), mutant.ok(op, **copy.deepcopy(fields))
         assert by_value(a, b) and not same(a, b), f"{name} is not exposed (in types only) by its input"
@@ -814,9 +851,11 @@ def test_each_wire_type_mutant_is_exposed_by_its_input_in_types_only(haskell_exe
 
 
 @pytest.mark.parametrize("name", sorted(MUTANT_CASES))
-def test_each_behaviour_mutant_is_exposed_by_its_input(haskell_exe: Path, name: str) -> None:
+def test_each_behaviour_mutant_is_exposed_by_its_input(
+    haskell_exe: Path, mutant_exe: Path, name: str
+) -> None:
     op, fields = MUTANT_CASES[name]
-    clean, mutant = Server(haskell_exe), Server(haskell_exe, "--mutant", name)
+    clean, mutant = Server(haskell_exe), Server(mutant_exe, "--mutant", name)
     try:
         a, b = clean.ok(op, **copy.deepcopy(fields)), mutant.ok(op, **copy.deepcopy(fields))
         assert not by_value(a, b), f"{name} is not exposed by its input"
@@ -829,14 +868,14 @@ def test_each_behaviour_mutant_is_exposed_by_its_input(haskell_exe: Path, name: 
 
 
 @pytest.mark.parametrize("name", sorted(FAILURE_CASES))
-def test_each_failure_mutant_fails_the_way_it_says(haskell_exe: Path, name: str) -> None:
+def test_each_failure_mutant_fails_the_way_it_says(haskell_exe: Path, mutant_exe: Path, name: str) -> None:
     op, fields = FAILURE_CASES[name]
     clean = Server(haskell_exe)
     try:
         assert "ok" in clean.req(op, **copy.deepcopy(fields))
     finally:
         clean.kill()
-    srv = Server(haskell_exe, "--mutant", name)
+    srv = Server(mutant_exe, "--mutant", name)
     try:
         assert srv.ok("hello", protocol=1)["protocol"] == 1  # fine until the rare input
         srv.send(op, **fields)

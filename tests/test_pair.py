@@ -93,8 +93,8 @@ def test_state_guided_fuzzing_finds_nothing_in_the_unmutated_port(haskell_exe: P
     assert list(tmp_path.iterdir()) == []
 
 
-def test_every_mutant_has_a_regression_case_that_catches_it(haskell_exe: Path) -> None:
-    listed = subprocess.run([str(haskell_exe), "--list-mutants"], capture_output=True, text=True, check=True)
+def test_every_mutant_has_a_regression_case_that_catches_it(mutant_exe: Path) -> None:
+    listed = subprocess.run([str(mutant_exe), "--list-mutants"], capture_output=True, text=True, check=True)
     mutants = [line.split("\t")[0] for line in listed.stdout.splitlines()]
     categories = {line.split("\t")[1] for line in listed.stdout.splitlines()}
     assert len(mutants) >= 15 and sum(m.split("_")[0] in ("crash", "hang", "garbage") for m in mutants) >= 3
@@ -123,11 +123,12 @@ def test_every_mutant_has_a_regression_case_that_catches_it(haskell_exe: Path) -
     assert sorted(set(mutants) - pinned) == []
 
 
-def test_the_readme_lists_the_catalogue_as_the_port_does(haskell_exe: Path) -> None:
-    """The README's mutant table is what `--list-mutants` prints, row for row (name, category, bug)."""
+def test_the_readme_lists_the_catalogue_as_the_port_does(mutant_exe: Path) -> None:
+    """The README's mutant table is what `doge-core-mutants --list-mutants` prints, row for row (name,
+    category, bug)."""
     from conftest import ROOT
 
-    listed = subprocess.run([str(haskell_exe), "--list-mutants"], capture_output=True, text=True, check=True)
+    listed = subprocess.run([str(mutant_exe), "--list-mutants"], capture_output=True, text=True, check=True)
     catalogue = [tuple(line.split("\t")) for line in listed.stdout.splitlines()]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = [

@@ -42,8 +42,8 @@ def test_machine_passes_against_the_unmutated_port(haskell_exe: Path) -> None:
     run_state_machine_as_test(machine, settings=_settings(25, 6))
 
 
-def test_machine_fails_on_a_mutant(haskell_exe: Path) -> None:
-    machine = _machine([str(haskell_exe), "--msgpack", "--mutant", "refresh_ignores_direction"])
+def test_machine_fails_on_a_mutant(mutant_exe: Path) -> None:
+    machine = _machine([str(mutant_exe), "--msgpack", "--mutant", "refresh_ignores_direction"])
     with pytest.raises(AssertionError, match="shadow diverged"):
         run_state_machine_as_test(machine, settings=_settings(200, 8))
 
@@ -60,8 +60,8 @@ def test_machine_over_json_lines_against_the_ports_server(haskell_exe: Path) -> 
     run_state_machine_as_test(machine, settings=_settings(15, 6))
 
 
-def test_machine_over_json_lines_fails_on_a_mutant(haskell_exe: Path) -> None:
-    machine = _machine([str(haskell_exe), "--server", "--mutant", "refresh_ignores_direction"])
+def test_machine_over_json_lines_fails_on_a_mutant(mutant_exe: Path) -> None:
+    machine = _machine([str(mutant_exe), "--server", "--mutant", "refresh_ignores_direction"])
     machine.codec = "jsonl"
     with pytest.raises(AssertionError, match="shadow diverged"):
         run_state_machine_as_test(machine, settings=_settings(200, 8))

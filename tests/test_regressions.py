@@ -81,7 +81,7 @@ def test_the_corpus_is_not_empty() -> None:
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_regression_case(haskell_exe: Path, path: Path) -> None:
+def test_regression_case(haskell_exe: Path, mutant_exe: Path, path: Path) -> None:
     assert _signatures(path, [str(haskell_exe), "--msgpack"]) == []
     meta = json.loads(path.read_text())["shadowdiff"]
     typed = meta.get("kind") == "wire-type"
@@ -90,5 +90,5 @@ def test_regression_case(haskell_exe: Path, path: Path) -> None:
     mutant = re.search(r"--mutant ([a-z0-9_]+)", meta.get("note", ""))
     if mutant:
         signatures = _wire_type_signatures if typed else _signatures
-        found = signatures(path, [str(haskell_exe), "--msgpack", "--mutant", mutant.group(1)])
+        found = signatures(path, [str(mutant_exe), "--msgpack", "--mutant", mutant.group(1)])
         assert meta["signature"] in found, f"{mutant.group(1)} no longer caught by {path.name}: {found}"

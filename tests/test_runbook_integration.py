@@ -67,8 +67,8 @@ def test_replay_twice_is_byte_identical_across_hash_seeds(upstream: Path) -> Non
     assert len({r["sha256"] for r in outcome["runs"]}) == 1
 
 
-def test_replay_and_fuzz_write_junit_and_html(tmp_path: Path, haskell_exe: Path, upstream: Path) -> None:
-    mutant = f"{haskell_exe} --msgpack --mutant quote_fee_swapped_recovery"
+def test_replay_and_fuzz_write_junit_and_html(tmp_path: Path, mutant_exe: Path, upstream: Path) -> None:
+    mutant = f"{mutant_exe} --msgpack --mutant quote_fee_swapped_recovery"
     junit, html = tmp_path / "replay.xml", tmp_path / "replay.html"
     out = CliRunner().invoke(
         main, ["replay", str(upstream), "--shadow", mutant, "--junit", str(junit), "--html", str(html)]
@@ -86,7 +86,7 @@ def test_replay_and_fuzz_write_junit_and_html(tmp_path: Path, haskell_exe: Path,
             "--seed",
             "0",
             "--shadow",
-            f"{haskell_exe} --msgpack --mutant break_even_counts_as_loss",
+            f"{mutant_exe} --msgpack --mutant break_even_counts_as_loss",
             "--out",
             str(tmp_path / "found"),
             "-q",

@@ -189,9 +189,9 @@ def test_a_three_slot_runtime_file_replays_clean_against_our_port(
 
 @pytest.mark.parametrize("codec", sorted(CODECS))
 def test_an_older_bots_file_catches_a_port_whose_from_dict_fills_a_missing_key_differently(
-    runtime_files: dict[str, Path], haskell_exe: Path, codec: str
+    runtime_files: dict[str, Path], mutant_exe: Path, codec: str
 ) -> None:
-    shadow = f"{haskell_exe} {CODECS[codec]} --mutant profit_pct_no_fallback"
+    shadow = f"{mutant_exe} {CODECS[codec]} --mutant profit_pct_no_fallback"
     code, report, out = replay(runtime_files["legacy"], shadow, codec)
     assert code == 1, out
     found = report["divergences"]
@@ -210,12 +210,12 @@ def test_an_older_bots_file_catches_a_port_whose_from_dict_fills_a_missing_key_d
 
 
 def test_files_written_from_a_runtime_file_are_private_and_carry_the_bots_config(
-    runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
+    runtime_files: dict[str, Path], mutant_exe: Path, tmp_path: Path
 ) -> None:
     findings = tmp_path / "findings.jsonl"
     env = tmp_path / "bot-env.toml"
     env.write_text('RECOVERY_ORDERS_ENABLED = "0"\nPAIR_REFRESH_PCT = 1.2\nORDER_SIZE_USD = 4\n')
-    shadow = f"{haskell_exe} --msgpack --mutant profit_pct_no_fallback"
+    shadow = f"{mutant_exe} --msgpack --mutant profit_pct_no_fallback"
     code, _report, out = replay(
         runtime_files["legacy"], shadow, "msgpack", "--findings", str(findings), "--runtime-env", str(env)
     )
@@ -247,12 +247,12 @@ def fuzz(tmp: Path, exe: Path, *extra: str) -> tuple[int, str, list[Path]]:
 
 
 def test_fuzz_from_a_runtime_file_finds_a_bug_synthetic_states_do_not_reach_in_the_same_budget(
-    runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
+    runtime_files: dict[str, Path], mutant_exe: Path, tmp_path: Path
 ) -> None:
-    code, out, written = fuzz(tmp_path / "synthetic", haskell_exe)
+    code, out, written = fuzz(tmp_path / "synthetic", mutant_exe)
     assert code == 0 and written == [], out
     assert "120 examples" in out
-    code, out, written = fuzz(tmp_path / "seeded", haskell_exe, "--from", str(runtime_files["current"]))
+    code, out, written = fuzz(tmp_path / "seeded", mutant_exe, "--from", str(runtime_files["current"]))
     assert code == 1 and len(written) == 1, out
     case = json.loads(written[0].read_text())
     kind, event, path = case["shadowdiff"]["signature"].split("|")
@@ -385,12 +385,12 @@ def test_every_saved_slot_is_one_raw_snapshot_under_a_name_of_its_own(
 
 
 def test_shrink_takes_a_runtime_file_and_its_reproducer_is_private_and_says_so(
-    runtime_files: dict[str, Path], haskell_exe: Path, tmp_path: Path
+    runtime_files: dict[str, Path], mutant_exe: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "shrunk"
     done = subprocess.run(
         [sys.executable, "-m", "shadowdiff", "shrink", str(runtime_files["legacy"]), "-q", "--out", str(out),
-         "--shadow", f"{haskell_exe} --msgpack --mutant profit_pct_no_fallback"],
+         "--shadow", f"{mutant_exe} --msgpack --mutant profit_pct_no_fallback"],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXE, MISBEHAVING, PY_SERVER, ROOT, children_of
+from conftest import EXE, MISBEHAVING, MUTANT_EXE, PY_SERVER, ROOT, children_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from shadowdiff.model.records import Record
@@ -28,7 +28,7 @@ from shadowdiff.runtime.corpus import TornRecordWarning, read_items
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("DOGE_CORE_SHADOW", "SHADOWDIFF_TAP")}
 ENV["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-HASKELL = EXE.exists()
+HASKELL = EXE.exists() and MUTANT_EXE.exists()
 MUTATED_MODULE = """
 from shadowdiff_doge.reference.state_machine import *  # noqa: F403
 from shadowdiff_doge.reference import state_machine as _sm
@@ -50,7 +50,7 @@ BOT_KEYS = {
 
 def shadow_command(tmp_path: Path, mutant: str | None = None) -> str:
     if HASKELL:
-        return f"{EXE} --msgpack" + (f" --mutant {mutant}" if mutant else "")
+        return f"{MUTANT_EXE if mutant else EXE} --msgpack" + (f" --mutant {mutant}" if mutant else "")
     if mutant is None:
         return " ".join([*PY_SERVER, "--msgpack"])
     assert mutant == "regime_case_sensitive", "only this mutant has a Python stand-in"

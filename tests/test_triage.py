@@ -34,7 +34,9 @@ KNOWN_MUTANTS = "quote_fee_swapped_recovery,anti_chase_keeps_cooldown,mode_sourc
 
 
 def _shadow(exe: Path, mutants: str | None = None) -> str:
-    return f"{exe} --msgpack" + (f" --mutant {mutants}" if mutants else "")
+    from conftest import MUTANT_EXE  # only doge-core-mutants takes --mutant
+
+    return f"{MUTANT_EXE if mutants else exe} --msgpack" + (f" --mutant {mutants}" if mutants else "")
 
 
 def _run(*args: str) -> tuple[int, str]:

@@ -13,11 +13,12 @@ from shadowdiff.core.reducer import Reducer
 from shadowdiff.core.shrink import ShrinkHooks
 from shadowdiff.model import WireMap
 
-from .domain import BUILD_SCRIPT, DEFAULT_EXE, DOGE, DogeDomain
+from .domain import BUILD_SCRIPT, DEFAULT_EXE, DOGE, MUTANT_EXE, DogeDomain
 
 __all__ = [
     "BUILD_SCRIPT",
     "DEFAULT_EXE",
+    "MUTANT_EXE",
     "DogeShrinkHooks",
     "default_authoritative",
     "default_shadow_command",

@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 REFERENCE_MODULE = "shadowdiff_doge.reference.state_machine"
 HASKELL_DIR = HERE / "haskell"
 DEFAULT_EXE = HASKELL_DIR / "build" / "doge-core-exe"
+# the same port with the seeded mutants compiled in (--mutant, --list-mutants); never shipped
+MUTANT_EXE = HASKELL_DIR / "build" / "doge-core-mutants"
 BUILD_SCRIPT = HASKELL_DIR / "build.sh"
 BUNDLED_CORPUS = HERE.parent.parent / "corpora" / "sample"
 
@@ -103,14 +105,16 @@ class DogeDomain(Domain):
 
         return InProcessReducer(spec or REFERENCE_MODULE)
 
-    def shadow_command(self, codec: str = "msgpack") -> list[str]:
-        if not DEFAULT_EXE.exists():
+    def shadow_command(self, codec: str = "msgpack", mutants: Sequence[str] = ()) -> list[str]:
+        exe = MUTANT_EXE if mutants else DEFAULT_EXE  # the seeded bugs live in a build of their own
+        if not exe.exists():
             from shadowdiff.model.errors import ShadowSetupError
 
             raise ShadowSetupError(
-                f"the reference shadow {DEFAULT_EXE} is not built; build it with: bash {BUILD_SCRIPT}"
+                f"the reference shadow {exe} is not built; build it with: bash {BUILD_SCRIPT}"
             )
-        return [str(DEFAULT_EXE), "--msgpack" if codec == "msgpack" else "--server"]
+        mode = "--msgpack" if codec == "msgpack" else "--server"
+        return [str(exe), mode] + (["--mutant", ",".join(mutants)] if mutants else [])
 
     def python_shadow_command(self) -> list[str]:
         return [sys.executable, "-m", "shadowdiff_doge.pyserver", "--msgpack"]

@@ -173,7 +173,7 @@ def tap_run(argv: tuple[str, ...]) -> None:
 @click.option(
     "--mutant",
     metavar="NAME",
-    help="Seeded porting bug of the Haskell port (see doge-core-exe --list-mutants).",
+    help="Seeded porting bug of the Haskell port (see doge-core-mutants --list-mutants).",
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True)
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Bot loops per second.")
@@ -193,7 +193,7 @@ def demo_live(mutant: str | None, seconds: float, rate: float, seed: int, shadow
         fail(f"the {domain.name} domain has no simulated bot to demonstrate with")
     if shadow is None:
         try:
-            shadow = " ".join(domain.shadow_command("msgpack") + (["--mutant", mutant] if mutant else []))
+            shadow = " ".join(domain.shadow_command("msgpack", [mutant] if mutant else []))
         except ShadowSetupError as exc:
             python = domain.python_shadow_command()
             if mutant or python is None:

@@ -118,8 +118,12 @@ class Domain:
     def describe_reference(self) -> str:
         return f"the reference reducer ({self.reference_module})"
 
-    def shadow_command(self, codec: str = "msgpack") -> list[str]:
-        """The default shadow's command line for ``codec``; ShadowSetupError when it is not built."""
+    def shadow_command(self, codec: str = "msgpack", mutants: Sequence[str] = ()) -> list[str]:
+        """The default shadow's command line for ``codec``; ShadowSetupError when it is not built.
+
+        ``mutants``: the same shadow with these seeded bugs switched on (a separate build where the domain
+        keeps them out of the executable a takeover would ship); UsageError if the domain has none.
+        """
         from shadowdiff.model.errors import UsageError
 
         raise UsageError(f"the {self.name} domain has no default shadow: give --shadow")

@@ -21,6 +21,8 @@ import Data.Int
 import Data.Word
 import GHC.Float (castWord32ToFloat, castWord64ToDouble, float2Double)
 import Value
+import Fields (fieldNames)
+import Data.List (nub)
 import qualified Data.Array as A
 import qualified Data.Array.Base as AB
 import qualified Data.ByteString.Internal as BI
@@ -32,27 +34,21 @@ import GHC.ByteOrder (ByteOrder(..), targetByteOrder)
 import GHC.Exts (Int(I#), indexWord8ArrayAsWord64#, (*#))
 import GHC.Word (Word64(W64#))
 import GHC.Num.Integer (Integer(IS))
-import Data.Word (byteSwap16, byteSwap32, byteSwap64)
-import GHC.Float (castDoubleToWord64)
 
 -- | The known field names, in an open hash table indexed by length, first and last
 -- byte (a few probes, no tree walk).
 knownKeys :: A.Array Int [(B.ByteString, T.Text)]
 knownKeys = A.accumArray (flip (:)) [] (0, keySlots - 1) [(keyHash b, (b, t)) | t <- ks, let b = TE.encodeUtf8 t]
   where
-    ks = map T.pack
+    -- the request and event keys, then every state field ("Fields" names them)
+    ks = nub (map T.pack
       [ "op", "id", "state", "event", "config", "order_size_usd", "order_sizes", "with_invariants", "session"
       , "type", "payload", "price", "timestamp", "order_local_id", "txid", "side", "volume", "fee", "recovery_id"
-      , "market_price", "now", "orders", "recovery_orders", "completed_cycles", "cycle_a", "cycle_b"
-      , "next_order_id", "next_recovery_id", "total_profit", "total_settled_usd", "total_fees"
-      , "today_realized_loss", "total_round_trips", "s2_entered_at", "last_price_update_at"
-      , "consecutive_losses_a", "consecutive_losses_b", "cooldown_until_a", "cooldown_until_b"
-      , "long_only", "short_only", "mode_source", "consecutive_refreshes_a", "consecutive_refreshes_b"
-      , "last_refresh_direction_a", "last_refresh_direction_b", "refresh_cooldown_until_a"
-      , "refresh_cooldown_until_b", "profit_pct_runtime", "local_id", "role", "trade_id", "cycle", "placed_at"
-      , "entry_price", "entry_fee", "entry_filled_at", "regime_at_entry", "orphaned_at", "reason", "exit_price"
-      , "gross_profit", "fees", "net_profit", "exit_fee", "quote_fee", "settled_usd", "entry_time", "exit_time"
-      , "from_recovery", "delta", "set", "append", "function", "args" ]
+      , "delta", "set", "append", "function", "args"
+      -- names sent as values: the ops, the event types, sides and roles
+      , "hello", "transition", "check_invariants", "call", "open", "step", "patch", "get", "close", "echo"
+      , "PriceTick", "TimerTick", "FillEvent", "RecoveryFillEvent", "RecoveryCancelEvent"
+      , "buy", "sell", "entry", "exit", "A", "B" ] ++ fieldNames)
 
 keySlots :: Int
 keySlots = 1024
@@ -190,7 +186,7 @@ decodeFrame bs = dec
          else if b >= 0xe0 then (VInt (fromIntegral b - 256), j)
          else if b .&. 0xf0 == 0x80 then mapN (fromIntegral (b .&. 0x0f)) j
          else if b .&. 0xf0 == 0x90 then arrN (fromIntegral (b .&. 0x0f)) j
-         else if b .&. 0xe0 == 0xa0 then str (fromIntegral (b .&. 0x1f)) j
+         else if b .&. 0xe0 == 0xa0 then fixStr (fromIntegral (b .&. 0x1f)) j
          else case b of
            0xc0 -> (VNil, j)
            0xc2 -> (VBool False, j)
@@ -227,6 +223,10 @@ decodeFrame bs = dec
     decKey i = let b = byteAt bs i in
       if b .&. 0xe0 == 0xa0 then key (fromIntegral (b .&. 0x1f)) (i + 1) else dec i
     str n i = (VStr (TE.decodeUtf8With TE.lenientDecode (slice n i)), i + n)
+    -- a fixstr value: a known name (an op, an event type, a side) is shared, not decoded
+    fixStr n i = case lookupKey (slice n i) of
+      Just t -> (VStr t, i + n)
+      Nothing -> str n i
     bin n i = (VBin (B.copy (slice n i)), i + n)
     ext n i = (VBad "msgpack ext types are not supported", i + 1 + n)
     arrN :: Int -> Int -> (V, Int)
@@ -264,14 +264,8 @@ valueAt bs i
       Complete _ -> let r@(v, _) = decodeFrame bs i in if representable v then Just r else Nothing
       _ -> Nothing
   where
-    b = byteAt bs i
     -- bytes after the type byte of a scalar decodeFrame reads in full; -1 for the rest
-    fixed | b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3 = 0
-          | b == 0xcc || b == 0xd0 = 1
-          | b == 0xcd || b == 0xd1 = 2
-          | b == 0xca || b == 0xce || b == 0xd2 = 4
-          | b == 0xcb || b == 0xcf || b == 0xd3 = 8
-          | otherwise = -1
+    fixed = fixedSize (byteAt bs i)
     representable v = case v of
       VBad _ -> False
       VArr xs -> all representable xs
@@ -321,37 +315,93 @@ decodeKey bs i =
               Nothing -> decodeFrame bs i
        else decodeFrame bs i
 
--- | Decode a complete request like 'decodeFrame', except that when the request is a
--- map, the value under its first top-level "config" key is first offered to the
--- hook (the buffer and the value's offset): on @Just (v, end, a)@ the hook's value
--- stands for the bytes up to @end@ and they are not decoded again. Also returns
--- that value's span and, on a hit, the hook's extra result. (A msgpack object is
--- self-delimiting: bytes that start with a cached object's complete encoding hold
--- exactly that object there, so a byte comparison is a sound cache test.)
-decodeRequest :: forall a. (B.ByteString -> Int -> Maybe (V, Int, a)) -> B.ByteString -> (V, Maybe (Int, Int, Maybe a))
-decodeRequest hook bs
-  | B.null bs = decodeNone
-  | b .&. 0xf0 == 0x80 = top (fromIntegral (b .&. 0x0f)) 1
-  | b == 0xde = top (fromIntegral (beN bs 1 2)) 3
-  | b == 0xdf = top (fromIntegral (beN bs 1 4)) 5
-  | otherwise = decodeNone
+-- | Read one request from the front of the buffer, and where it ends; Nothing when
+-- it is not all there yet. Every read is bounds checked (no frame scan of the
+-- whole request first: the values that are not read by a hook are scanned one by
+-- one, and on the hot path those are a few scalars). The values are what
+-- 'decodeFrame' makes of them, except that when the request is a map, two hooks
+-- may stand in for decoding a top-level value:
+--
+-- * the value under its first "config" key is first offered to @cfg@ (the buffer
+--   and the value's offset): on @Just (v, end, a)@ the hook's value stands for the
+--   bytes up to @end@ and they are not decoded again. The value's span comes back
+--   and, on a hit, the hook's extra result. (A msgpack object is self-delimiting:
+--   bytes that start with a cached object's complete encoding hold exactly that
+--   object there, so a byte comparison is a sound cache test.)
+-- * the value under the first occurrence of any other key is offered to @typed@
+--   (the key, the buffer, the offset): on @Just (b, end)@ the typed reading @b@ is
+--   returned under that key and the map holds nil there (the request's reader takes
+--   the typed value instead; the hook answers only what holds nothing 'VBad').
+decodeRequest :: forall a b. (B.ByteString -> Int -> Maybe (V, Int, a))
+              -> (T.Text -> Maybe (B.ByteString -> Int -> Maybe (b, Int)))
+              -> B.ByteString -> Maybe (V, Maybe (Int, Int, Maybe a), [(T.Text, b)], Int)
+decodeRequest hook typed bs
+  | B.null bs = Nothing
+  | b0 .&. 0xf0 == 0x80 = top (fromIntegral (b0 .&. 0x0f)) 1
+  | b0 == 0xde = if len >= 3 then top (fromIntegral (beN bs 1 2)) 3 else Nothing
+  | b0 == 0xdf = if len >= 5 then top (fromIntegral (beN bs 1 4)) 5 else Nothing
+  | otherwise = case complete 0 of
+      Got v e -> Just (v, Nothing, [], e)
+      Missing -> Nothing
   where
-    b = byteAt bs 0
-    decodeNone = (fst (decodeFrame bs 0), Nothing)
-    top :: Int -> Int -> (V, Maybe (Int, Int, Maybe a))
-    top n i0 = go n i0 [] True Nothing
+    len = B.length bs
+    b0 = byteAt bs 0
+    -- the complete value at i as decodeFrame reads it (a scalar of fixed size
+    -- needs no scan)
+    complete :: Int -> Got
+    complete i
+      | i >= len = Missing
+      | fixed >= 0 = if i + 1 + fixed <= len then got (decodeFrame bs i) else Missing
+      | otherwise = case scanFrame bs i 1 of
+          Complete _ -> got (decodeFrame bs i)
+          _ -> Missing
       where
-        go :: Int -> Int -> [(T.Text, V)] -> Bool -> Maybe (Int, Int, Maybe a) -> (V, Maybe (Int, Int, Maybe a))
-        go 0 _ acc ok sp = (if ok then VMap (reverse acc) else VBad "map keys must be strings", sp)
-        go k i acc ok sp =
-          let (!kv, !i1) = decodeKey bs i
-          in case kv of
-               VStr "config" | Nothing <- sp -> case hook bs i1 of
-                 Just (v, i2, a) -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Just a))
-                 Nothing -> let (!v, !i2) = decodeFrame bs i1
-                            in go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Nothing))
-               VStr kt -> let (!v, !i2) = decodeFrame bs i1 in go (k - 1) i2 ((kt, v) : acc) ok sp
-               _ -> let (!_, !i2) = decodeFrame bs i1 in go (k - 1) i2 acc False sp
+        fixed = fixedSize (byteAt bs i)
+        got (v, e) = Got v e
+    key :: Int -> Got
+    key i
+      | i < len, byteAt bs i .&. 0xe0 == 0xa0 =
+          if i + 1 + fromIntegral (byteAt bs i .&. 0x1f) <= len then let (v, e) = decodeKey bs i in Got v e else Missing
+      | otherwise = complete i
+    top :: Int -> Int -> Maybe (V, Maybe (Int, Int, Maybe a), [(T.Text, b)], Int)
+    top n i0 = go n i0 [] True Nothing [] []
+      where
+        -- seen: the keys offered to a typed reader (only its first occurrence is)
+        go :: Int -> Int -> [(T.Text, V)] -> Bool -> Maybe (Int, Int, Maybe a) -> [T.Text] -> [(T.Text, b)]
+           -> Maybe (V, Maybe (Int, Int, Maybe a), [(T.Text, b)], Int)
+        go 0 !i acc ok sp _ ts = Just (if ok then VMap (reverse acc) else VBad "map keys must be strings", sp, ts, i)
+        go k !i acc !ok sp seen ts = case key i of
+          Missing -> Nothing
+          Got kv i1 -> case kv of
+            VStr "config" | Nothing <- sp -> case hook bs i1 of
+              Just (v, i2, a) -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Just a)) seen ts
+              Nothing -> case complete i1 of
+                Got v i2 -> go (k - 1) i2 (("config", v) : acc) ok (Just (i1, i2, Nothing)) seen ts
+                Missing -> Nothing
+            VStr kt | Just reader <- typed kt, not (any (teq kt) seen) -> case reader bs i1 of
+              Just (t, i2) -> go (k - 1) i2 ((kt, VNil) : acc) ok sp (kt : seen) ((kt, t) : ts)
+              Nothing -> plainValue kt (kt : seen)
+              where plainValue kt' seen' = case complete i1 of
+                      Got v i2 -> go (k - 1) i2 ((kt', v) : acc) ok sp seen' ts
+                      Missing -> Nothing
+            VStr kt -> case complete i1 of
+              Got v i2 -> go (k - 1) i2 ((kt, v) : acc) ok sp seen ts
+              Missing -> Nothing
+            _ -> case complete i1 of
+              Got _ i2 -> go (k - 1) i2 acc False sp seen ts
+              Missing -> Nothing
+
+data Got = Got V Int | Missing
+
+-- | Bytes after the type byte of a scalar whose size the type byte says; -1 for the rest.
+fixedSize :: Word8 -> Int
+fixedSize b
+  | b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3 = 0
+  | b == 0xcc || b == 0xd0 = 1
+  | b == 0xcd || b == 0xd1 = 2
+  | b == 0xca || b == 0xce || b == 0xd2 = 4
+  | b == 0xcb || b == 0xcf || b == 0xd3 = 8
+  | otherwise = -1
 
 -- | Can this value be written as msgpack (ints within int64/uint64)?
 encodable :: V -> Bool
@@ -455,37 +505,6 @@ boundV v = case v of
 
 strBound :: T.Text -> Int
 strBound (TI.Text _ _ len) = 3 * len + 5
-
-sizeV :: V -> Int
-sizeV v = case v of
-  VNil -> 1
-  VBool _ -> 1
-  VInt i -> intSize i
-  VFloat _ -> 9
-  VStr t -> strSize (utf8Length t)
-  VBin b -> let n = B.length b in n + (if n < 0x100 then 2 else if n < 0x10000 then 3 else 5)
-  VArr xs -> goA 0 0 xs
-  VMap kvs -> goM 0 0 kvs
-  VBad e -> sizeV (VStr (T.pack e))
-  where
-    goA !n !acc [] = acc + hdr n
-    goA !n !acc (x : xs) = goA (n + 1) (acc + sizeV x) xs
-    goM !n !acc [] = acc + hdr n
-    goM !n !acc ((k, x) : xs) = goM (n + 1) (acc + strSize (utf8Length k) + sizeV x) xs
-    hdr n = if n < 16 then 1 else if n < 0x10000 then 3 else 5
-
-strSize :: Int -> Int
-strSize n = n + (if n < 32 then 1 else if n < 0x100 then 2 else if n < 0x10000 then 3 else 5)
-
-intSize :: Integer -> Int
-intSize i
-  | i >= 0 = if i < 128 then 1 else if i < 0x100 then 2 else if i < 0x10000 then 3
-             else if i < 0x100000000 then 5 else 9
-  | i >= -32 = 1
-  | i >= -128 = 2
-  | i >= -32768 = 3
-  | i >= -2147483648 = 5
-  | otherwise = 9
 
 -- | UTF-8 length of a Text (text-1.2 holds UTF-16; Text never has lone surrogates).
 utf8Length :: T.Text -> Int

@@ -1,4 +1,4 @@
-{-# LANGUAGE BangPatterns, OverloadedStrings #-}
+{-# LANGUAGE BangPatterns, OverloadedStrings, CPP #-}
 -- | The DOGE pair reducer (DOGE_REDUCER.md sections 3-5, 8), ported from the
 -- Python module. Where the spec is silent the upstream Python's choices are
 -- kept: a trade id other than "A" goes down the B branch (`trade_id == "A"`
@@ -24,14 +24,17 @@ import Data.List (sortBy, find)
 import Data.Ord (comparing)
 import Value
 import Types
+#include "mutants.h"
+#ifdef MUTANTS
 import Mutants
 import Sabotage
+#endif
 
 data Env = Env
   { eCfg :: Config
   , eSize :: Double                  -- order_size_usd
   , eSizes :: Maybe [(Text, V)]      -- order_sizes (None = not given)
-  , eMut :: [Mutant] }
+  , eMut :: Mut }
 
 -- A state + actions + error monad.
 data R = R { rSt :: !St, rActs :: [Action] }
@@ -61,17 +64,19 @@ emit :: Action -> Red ()
 emit a = Red $ \_ r -> Right ((), r { rActs = a : rActs r })
 cfgR :: Red Config
 cfgR = Red $ \e r -> Right (eCfg e, r)
-isMut :: Mutant -> Red Bool
-isMut m = Red $ \e r -> Right (m `elem` eMut e, r)
 failR :: String -> Red a
 failR msg = Red $ \_ _ -> Left msg
 liftE :: Either String a -> Red a
 liftE = either failR pure
 envR :: Red Env
 envR = Red $ \e r -> Right (e, r)
+#ifdef MUTANTS
+isMut :: Mutant -> Red Bool
+isMut m = Red $ \e r -> Right (m `elem` eMut e, r)
 -- | Run a pure sabotage on the state (failure mutants).
 sabotage :: (St -> St) -> Red ()
 sabotage = modSt
+#endif
 
 -- Helpers -------------------------------------------------------------------------
 
@@ -91,7 +96,7 @@ derivePhase st
 
 clearS2UnlessS2 :: Red ()
 clearS2UnlessS2 = do
-  m <- isMut S2KeptAfterFill
+  m <- MUTANT(S2KeptAfterFill)
   if m then pure () else modSt $ \st -> case sS2EnteredAt st of
     VNil -> st
     _ | derivePhase st == S2 -> st
@@ -100,8 +105,8 @@ clearS2UnlessS2 = do
 roundPrice :: Double -> Red Double
 roundPrice x = do
   c <- cfgR
-  m <- isMut RoundScaledDouble
-  halfUpTie <- isMut RoundHalfUpExactTie
+  m <- MUTANT(RoundScaledDouble)
+  halfUpTie <- MUTANT(RoundHalfUpExactTie)
   let n = cPriceDecimals c
   pure $ if m && n >= 0 && n <= 15
     then let s = 10 ^ n :: Double in fromInteger (round (x * s)) / s
@@ -117,23 +122,23 @@ halfUpOnTie n x
           f = floor r :: Integer
       in if r - fromInteger f == 1 / 2 then fromRational (fromInteger (f + 1) / fromInteger scale) else pyRound n x
 
-entryDistance :: Config -> [Mutant] -> Text -> Double
+entryDistance :: Config -> Mut -> Text -> Double
 entryDistance c mut trade =
   -- section 9: only "A" takes entry_pct_a and only "B" entry_pct_b; any other id uses entry_pct
   let over | isA trade = cEntryPctA c
            | not (teq trade "B") = Nothing
-           | EntryPctBIgnored `elem` mut = cEntryPctA c
+           | MUTANT_IN(EntryPctBIgnored, mut) = cEntryPctA c
            | otherwise = cEntryPctB c
       d = case over of
         Just x | x > 0 -> x
         _ -> cEntryPct c
   in if d <= 0 then cEntryPct c else d
 
-backoff :: Config -> [Mutant] -> Integer -> Double
+backoff :: Config -> Mut -> Integer -> Double
 backoff c mut n
   | n < cLossBackoffStart c = 1.0
   | otherwise =
-      let k = n - cLossBackoffStart c + (if BackoffOffByOne `elem` mut then 0 else 1)
+      let k = n - cLossBackoffStart c + (if MUTANT_IN(BackoffOffByOne, mut) then 0 else 1)
           mul = 1.0 + cBackoffFactor c * fromInteger k
       in pyMin (cBackoffMaxMult c) mul
 
@@ -142,7 +147,7 @@ orderVolume p s = do
   c <- cfgR
   if p <= 0 || s <= 0 || (cMinCostUsd c > 0 && s < cMinCostUsd c) then pure Nothing else do
     let raw = s / p
-    halfUp <- isMut VolumeRoundHalfUp
+    halfUp <- MUTANT(VolumeRoundHalfUp)
     vol <- if cVolumeDecimals c <= 0
       then if halfUp && not (isNaN raw || isInfinite raw)
              then pure (fromInteger (let f = floor raw in if raw - fromInteger f >= 0.5 then f + 1 else f))
@@ -202,13 +207,14 @@ data Exitish = Exitish { xTrade :: Text, xCycle :: Integer, xVolume :: Double, x
 
 bookCycle :: Exitish -> Double -> V -> Double -> Bool -> Red Double
 bookCycle x px fxV t fromRec = do
-  intFee <- isMut FeeIntBookedAsInt
-  swapped <- isMut QuoteFeeSwappedRecovery
-  capped <- isMut HistoryCapped
+#ifdef MUTANTS
+  intFee <- MUTANT(FeeIntBookedAsInt)
+#endif
+  swapped <- MUTANT(QuoteFeeSwappedRecovery)
+  capped <- MUTANT(HistoryCapped)
   -- Fees are float()ed when booking (section 9): a Double here already; the mutant
-  -- fee_int_booked_as_int instead writes an int-valued fee of the event as an int (see cycleV).
+  -- fee_int_booked_as_int instead writes an int-valued fee of the event as an int (see Fields.bookedFee).
   let fx = feeValue fxV
-      feeAsInt = intFee && isIntV fxV
       trade = xTrade x
       gross = if isA trade then (xEntryPrice x - px) * xVolume x else (px - xEntryPrice x) * xVolume x
       ef = xEntryFee x
@@ -220,7 +226,11 @@ bookCycle x px fxV t fromRec = do
       rec = Cycle { yTradeId = trade, yCycle = xCycle x, yEntryPrice = xEntryPrice x, yExitPrice = px
                   , yVolume = xVolume x, yGross = gross, yFees = fees, yNet = net, yEntryFee = ef
                   , yExitFee = fx, yQuoteFee = quote, ySettled = settled, yEntryTime = xEntryTime x
-                  , yExitTime = t, yFromRecovery = fromRec, yRegime = xRegime x, yFeeAsInt = feeAsInt }
+                  , yExitTime = t, yFromRecovery = fromRec, yRegime = xRegime x
+#ifdef MUTANTS
+                  , yFeeAsInt = intFee && isIntV fxV
+#endif
+                  }
       keep cs = if capped && Seq.length cs > 32 then Seq.drop (Seq.length cs - 32) cs else cs
   modSt $ \s -> s { sCycles = keep (sCycles s Seq.|> rec), sTotalProfit = sTotalProfit s + net
                   , sTotalSettled = sTotalSettled s + settled, sTotalFees = sTotalFees s + fx
@@ -234,8 +244,8 @@ bookCycle x px fxV t fromRec = do
 lossCounters :: Text -> Double -> Red ()
 lossCounters trade net = do
   c <- cfgR
-  breakEven <- isMut BreakEvenCountsAsLoss
-  offByOne <- isMut LossCooldownOffByOne
+  breakEven <- MUTANT(BreakEvenCountsAsLoss)
+  offByOne <- MUTANT(LossCooldownOffByOne)
   let isLoss = if breakEven then net <= 0 else net < 0
       reached n = if offByOne then n > cLossCooldownStart c else n >= cLossCooldownStart c
   modSt $ \s ->
@@ -259,9 +269,9 @@ orphan :: Order -> Text -> Red ()
 orphan o reason = do
   c <- cfgR
   st <- getSt
-  newestFirst <- isMut EvictNewestFirst
-  byPosition <- isMut EvictByPosition
-  rankOrder <- isMut EvictKeepsRankOrder
+  newestFirst <- MUTANT(EvictNewestFirst)
+  byPosition <- MUTANT(EvictByPosition)
+  rankOrder <- MUTANT(EvictKeepsRankOrder)
   let recs = sRecs st
       market = sMarket st
   slots <- liftE (either (\e -> Left ("max_recovery_slots: " ++ e)) Right (pyInt (cMaxRecoverySlots c)))
@@ -305,7 +315,7 @@ orphan o reason = do
       s <- getSt
       if T.null (rTxid r) then pure ()
         else emit (CancelOrder (negate (rRecoveryId r)) (rTxid r) "recovery_cap_evict_priority")
-      oldGrouping <- isMut EvictFeeOldGrouping
+      oldGrouping <- MUTANT(EvictFeeOldGrouping)
       -- section 9: x = float(market if market > 0 else r.price); if x <= 0 (not NaN) then
       -- float(entry_price if > 0 else 0.0); fee = max(0.0, x * volume * (maker_fee_pct / 100.0))
       let x0 = sMarket s
@@ -319,7 +329,7 @@ orphan o reason = do
 
 recExitish :: Recovery -> Red Exitish
 recExitish r = do
-  truthyTime <- isMut RecoveryEntryTimeTruthy
+  truthyTime <- MUTANT(RecoveryEntryTimeTruthy)
   -- section 9: entry_filled_at if > 0, else orphaned_at (a negative or NaN entry_filled_at takes orphaned_at)
   let filled = rEntryFilledAt r
       useFilled = if truthyTime then filled /= 0 else filled > 0
@@ -329,14 +339,17 @@ recExitish r = do
                , xRegime = rRegime r }
 
 -- | An event's fee (checked to be a number when the event was read) as the Double
--- that float() gives; 'isIntV' says it came as an int (the fee_int_booked_as_int mutant).
+-- that float() gives.
 feeValue :: V -> Double
 feeValue v = maybe 0 id (vNum v)
 
+#ifdef MUTANTS
+-- | The fee came as an int (the fee_int_booked_as_int mutant).
 isIntV :: V -> Bool
 isIntV v = case v of
   VInt _ -> True
   _ -> False
+#endif
 
 -- Python's `==` between an int field and an event's id value.
 idMatches :: V -> Integer -> Bool
@@ -354,9 +367,9 @@ step ev = case ev of
     let price = feeValue priceV
         raw = case priceV of { VFloat _ -> VNil; v -> v }   -- an int (or bool) price stays as sent
     modSt $ \s -> s { sNow = ts, sMarket = price, sMarketRaw = raw, sLastPriceUpdateAt = VFloat ts }
-    hang <- isMut HangPriceAtOrder
+    hang <- MUTANT(HangPriceAtOrder)
     st <- getSt
-    if hang && any ((== price) . oPrice) (sOrders st) then sabotage hangOn else pure ()
+    if hang && any ((== price) . oPrice) (sOrders st) then SABOTAGE(hangOn) else pure ()
     refresh
   TimerTick ts -> do
     modSt $ \s -> s { sNow = ts }
@@ -368,8 +381,8 @@ step ev = case ev of
     case find (idMatches lidV . oLocalId) (sOrders st) of
       Nothing -> pure ()
       Just o -> do
-        garbage <- isMut GarbageNonAsciiTxid
-        if garbage && nonAscii txid then sabotage garbageThen else pure ()
+        garbage <- MUTANT(GarbageNonAsciiTxid)
+        if garbage && nonAscii txid then SABOTAGE(garbageThen) else pure ()
         modSt (removeOrder (oLocalId o))
         if teq (oRole o) "entry" then entryFilled o price vol fee ts else exitFilled o price fee ts
         clearS2UnlessS2
@@ -379,8 +392,8 @@ step ev = case ev of
     case find (idMatches ridV . rRecoveryId) (sRecs st) of
       Nothing -> pure ()
       Just r -> do
-        garbage <- isMut GarbageNonAsciiTxid
-        if garbage && nonAscii txid then sabotage garbageThen else pure ()
+        garbage <- MUTANT(GarbageNonAsciiTxid)
+        if garbage && nonAscii txid then SABOTAGE(garbageThen) else pure ()
         modSt $ \s -> s { sRecs = filter ((/= rRecoveryId r) . rRecoveryId) (sRecs s) }
         rec <- recExitish r
         _ <- bookCycle rec price fee ts True
@@ -411,12 +424,12 @@ entryFilled o price vol fee ts = do
 
 exitFilled :: Order -> Double -> V -> Double -> Red ()
 exitFilled o price fee ts = do
-  crash <- isMut CrashZeroFeeExit
-  if crash && feeValue fee == 0 then sabotage (crashWith "Ratio has zero denominator (fee share)") else pure ()
+  crash <- MUTANT(CrashZeroFeeExit)
+  if crash && feeValue fee == 0 then SABOTAGE(crashWith "Ratio has zero denominator (fee share)") else pure ()
   let x = Exitish { xTrade = oTradeId o, xCycle = oCycle o, xVolume = oVolume o, xEntryPrice = oEntryPrice o
                   , xEntryFee = feeValue (oEntryFee o), xEntryTime = oEntryFilledAt o, xRegime = oRegime o }
   _ <- bookCycle x price fee ts False
-  noMax <- isMut CycleMaxDropped
+  noMax <- MUTANT(CycleMaxDropped)
   let trade = oTradeId o
       next cur = if noMax then oCycle o + 1 else max cur (oCycle o + 1)
   modSt $ \s -> if isA trade then s { sCycleA = next (sCycleA s) } else s { sCycleB = next (sCycleB s) }
@@ -427,7 +440,7 @@ refresh :: Red ()
 refresh = do
   st <- getSt
   c <- cfgR
-  strictDrift <- isMut RefreshDriftStrict
+  strictDrift <- MUTANT(RefreshDriftStrict)
   let market = sMarket st
       drift o = if market > 0 then abs (oPrice o - market) / market * 100 else 0
       stale o = teq (oRole o) "entry"
@@ -441,8 +454,8 @@ refresh = do
 
 refreshOne :: Config -> Order -> Red ()
 refreshOne c o = do
-  keepCd <- isMut AntiChaseKeepsCooldown
-  ignoreDir <- isMut RefreshIgnoresDirection
+  keepCd <- MUTANT(AntiChaseKeepsCooldown)
+  ignoreDir <- MUTANT(RefreshIgnoresDirection)
   st0 <- getSt
   let a = isA (oTradeId o)
       maxc = cMaxConsecRefreshes c
@@ -479,7 +492,7 @@ timer = do
       now = sNow st
   case ph of
     _ | ph == S1a || ph == S1b -> do
-      s1Strict <- isMut S1TimeoutStrict
+      s1Strict <- MUTANT(S1TimeoutStrict)
       case find (teq "exit" . oRole) (sOrders st) of
         Nothing -> pure ()
         Just ex -> do
@@ -496,8 +509,8 @@ timer = do
         t <- case vNum v of
           Just d -> pure d
           Nothing -> failR "TypeError: s2_entered_at is not a number"
-        s2Strict <- isMut S2TimeoutStrict
-        tieBuy <- isMut S2WorseLegTieBuy
+        s2Strict <- MUTANT(S2TimeoutStrict)
+        tieBuy <- MUTANT(S2WorseLegTieBuy)
         let elapsed = now - t
             due = if s2Strict then elapsed > cS2OrphanAfter c else elapsed >= cS2OrphanAfter c
             exits = filter (teq "exit" . oRole) (sOrders st)
@@ -521,7 +534,7 @@ transition env st ev = case runRed (step ev) env (R st []) of
 
 -- Invariants -------------------------------------------------------------------------
 
-checkInvariants :: [Mutant] -> St -> [Text]
+checkInvariants :: Mut -> St -> [Text]
 checkInvariants mut st
   -- the usual answer, found without building any list
   | not dup && null phaseV && null s2V && not (any orderBad os) && not countersBad = []
@@ -552,7 +565,7 @@ checkInvariants mut st
       S2 -> ["S2 must be one buy exit + one sell exit only" | bx /= 1 || sx /= 1 || entries]
     s2V = case sS2EnteredAt st of
       VNil -> []
-      _ | ph /= S2 -> [if InvariantTypo `elem` mut then "s2_entered_at must be None outside S2"
+      _ | ph /= S2 -> [if MUTANT_IN(InvariantTypo, mut) then "s2_entered_at must be None outside S2"
                        else "s2_entered_at must be null outside S2"]
         | otherwise -> []
     orderBad o = oCycle o < 1 || (teq (oRole o) "exit" && oEntryPrice o <= 0) || oVolume o <= 0

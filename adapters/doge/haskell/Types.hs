@@ -1,10 +1,31 @@
-{-# LANGUAGE StrictData, OverloadedStrings #-}
+{-# LANGUAGE StrictData, OverloadedStrings, CPP #-}
 -- | The reducer's typed data: config, state, events, actions.
 module Types where
 
 import Data.Text (Text)
 import qualified Data.Sequence as Seq
 import Value (V(..))
+#ifdef MUTANTS
+import Mutants (Mutant)
+
+-- | The seeded mutants switched on (doge-core-mutants only; see mutants.h).
+type Mut = [Mutant]
+
+noSeeds :: Mut
+noSeeds = []
+#else
+
+-- | doge-core-exe has no seeded mutants (see mutants.h): the switch carries nothing.
+type Mut = ()
+
+noSeeds :: Mut
+noSeeds = ()
+
+-- | What mutants.h's MUTANT_IN is in this build: never on.
+seedOff :: Mut -> Bool
+seedOff _ = False
+{-# INLINE seedOff #-}
+#endif
 
 data Config = Config
   { cEntryPct :: Double, cEntryPctA :: Maybe Double, cEntryPctB :: Maybe Double
@@ -45,7 +66,10 @@ data Cycle = Cycle
   , yGross :: Double, yFees :: Double, yNet :: Double, yEntryFee :: Double, yExitFee :: Double
   , yQuoteFee :: Double, ySettled :: Double, yEntryTime :: Double, yExitTime :: Double
   , yFromRecovery :: Bool, yRegime :: Maybe Integer
-  , yFeeAsInt :: Bool }   -- only the mutant fee_int_booked_as_int sets it: exit_fee (and a B quote_fee) written as int
+#ifdef MUTANTS
+  , yFeeAsInt :: Bool   -- only the mutant fee_int_booked_as_int sets it: exit_fee (and a B quote_fee) written as int
+#endif
+  }
   deriving (Eq, Show)
 
 data St = St

@@ -61,9 +61,7 @@ lookupT k = go
 
 dEq :: Double -> Double -> Bool
 dEq a b = (a == b && isNegativeZero a == isNegativeZero b) || (isNaN a && isNaN b)
-
-intFloatEq :: Integer -> Double -> Bool
-intFloatEq i d = not (isNaN d) && not (isInfinite d) && toRational d == fromInteger i
+{-# INLINE dEq #-}
 
 -- | Python truthiness.
 truthy :: V -> Bool
@@ -346,11 +344,11 @@ pyRound n x
   | otherwise =
       let r = toRational x
           res | n >= 0 = let s = 10 ^ n :: Integer
-                             k = round (r * fromInteger s) :: Integer
-                         in fromRational (k % s)
+                             q' = round (r * fromInteger s) :: Integer
+                         in fromRational (q' % s)
               | otherwise = let s = 10 ^ negate n :: Integer
-                                k = round (r / fromInteger s) :: Integer
-                            in fromRational (fromInteger (k * s))
+                                q' = round (r / fromInteger s) :: Integer
+                            in fromRational (fromInteger (q' * s))
       in if res == 0 then (if x < 0 then -0.0 else 0.0) else res
   where
     -- Fast path, same result: x = m * 2^e exactly; round |m| * 10^n / 2^-e to an
