@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from conftest import MISBEHAVING, PY_SERVER, ROOT, children_of
 from test_sidecar import ENV, gone, run_bot, shadow_command
 
 from shadowdiff.model.records import Record
-from shadowdiff.runtime.corpus import TornRecordWarning, read_items
+from shadowdiff.runtime.corpus import read_items
 
 
 class Side:
@@ -103,9 +102,7 @@ def bot_argv(seconds: float, rate: float, seed: int) -> list[str]:
 
 def replays_clean(record: Path) -> int:
     """The recording replays offline against the shadow (a torn last record skipped); its records."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TornRecordWarning)
-        records = sum(isinstance(i, Record) for i in read_items([record]))
+    records = sum(isinstance(i, Record) for i in read_items([record]))
     shadow = " ".join([*PY_SERVER, "--msgpack"])
     argv = [sys.executable, "-m", "shadowdiff", "replay", str(record), "--authoritative", "recorded",
             "--shadow", shadow, "-q"]  # fmt: skip

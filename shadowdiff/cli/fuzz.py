@@ -19,7 +19,6 @@ import click
 
 from shadowdiff.core.diff import run_rules
 from shadowdiff.core.engine import MODES, Replay
-from shadowdiff.core.reducer import Reducer
 from shadowdiff.core.shrink import shrink_scenario
 from shadowdiff.core.triage import Triage
 from shadowdiff.model.errors import BadInput, ShadowdiffError, ShadowSetupError
@@ -93,7 +92,7 @@ def _wiring(
     domain = d.domain()
     use_domain(domain)  # the domain's own corpus formats (bot_runtime.json) can be shrunk too
 
-    def make() -> Reducer:
+    def make() -> SubprocessReducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
     rules = run_rules(domain.default_rules(), numeric=numeric, strict_types=strict_types)

@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,7 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from shadowdiff import __version__
-from shadowdiff.core.diff import Rules, run_rules
+from shadowdiff.core.diff import run_rules
 from shadowdiff.core.domain import Domain
 from shadowdiff.core.engine import MODES, Replay, ReplayOptions, ReplayResult
 from shadowdiff.core.reducer import Reducer
@@ -30,8 +29,9 @@ from shadowdiff.core.triage import loads as triage_loads
 from shadowdiff.model.errors import BadInput, ShadowdiffError, ShadowSetupError, UsageError
 from shadowdiff.model.records import LogItem, Record
 from shadowdiff.reporting.text import build_report, summary_lines
-from shadowdiff.runtime.corpus import TornRecordWarning, read_items, use_domain
+from shadowdiff.runtime.corpus import read_items, use_domain
 from shadowdiff.runtime.private import open_private, write_private
+from shadowdiff.runtime.rulesfile import load_rules
 from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
 from shadowdiff.wire.codec import dumps_json
 
@@ -114,16 +114,14 @@ def default_authority(corpora: Sequence[str]) -> tuple[str, str]:
     """
     recorded = bare = 0
     first_recorded = first_bare = ""
-    with warnings.catch_warnings():  # the replay itself warns about torn records and names bad ones
-        warnings.simplefilter("ignore")
-        try:
-            for item in read_items(corpora):
-                recorded, bare, first_recorded, first_bare = _tally(
-                    item, recorded, bare, first_recorded, first_bare
-                )
-        except ShadowdiffError as exc:
-            if isinstance(exc, UsageError):
-                raise
+    try:  # the replay itself tells of torn records and names bad ones
+        for item in read_items(corpora):
+            recorded, bare, first_recorded, first_bare = _tally(
+                item, recorded, bare, first_recorded, first_bare
+            )
+    except ShadowdiffError as exc:
+        if isinstance(exc, UsageError):
+            raise
     if recorded:
         return "recorded", f"default: all {recorded:,} records carry recorded outcomes"
     return "reference", "default: the records carry no outcomes"
@@ -242,16 +240,15 @@ def run_replay(
     meter = _Progress(progress)
     replay = Replay(shadow, authoritative, options, on_finding if sink else None, meter)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TornRecordWarning)
-            try:
-                with stop_on_interrupt(replay.stop):
-                    result = replay.run(_guarded(read_items(corpora), errors))
-            except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
-                errors.append({"where": exc.where or "", "message": exc.what})
-                result = replay.finish()
-        for warning in caught:
-            click.echo(f"shadowdiff: warning: {warning.message}", err=True)
+        notices: list[str] = []
+        try:
+            with stop_on_interrupt(replay.stop):
+                result = replay.run(_guarded(read_items(corpora, notices=notices.append), errors))
+        except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
+            errors.append({"where": exc.where or "", "message": exc.what})
+            result = replay.finish()
+        for notice in notices:
+            click.echo(f"shadowdiff: warning: {notice}", err=True)
     finally:
         meter.done()
         if sink:
@@ -489,7 +486,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         if holds_runtime(corpora):
             keep_private()
         # the user's rules first (first match wins: they can set a domain default back to exact)
-        loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
+        loaded_rules = load_rules(rules).plus(domain.default_rules()) if rules else domain.default_rules()
         loaded_rules = run_rules(loaded_rules, numeric=numeric_equality, strict_types=strict_types)
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")

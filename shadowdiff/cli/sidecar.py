@@ -17,11 +17,12 @@ from typing import Any
 import click
 
 from shadowdiff.core.diff import Rules
-from shadowdiff.core.reducer import Reducer
+from shadowdiff.core.reducer import Shadow
 from shadowdiff.core.triage import Triage
 from shadowdiff.live.sidecar import Sidecar, SidecarOptions, check_http, check_listen
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.runtime.private import read_token_file
+from shadowdiff.runtime.rulesfile import load_rules
 
 
 def read_known(path: str | None) -> Triage | None:
@@ -38,7 +39,7 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_BAD)
 
 
-def _shadow_factory(command: str | None, codec: str, deadline: float) -> tuple[Callable[[], Reducer], str]:
+def _shadow_factory(command: str | None, codec: str, deadline: float) -> tuple[Callable[[], Shadow], str]:
     from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain
 
     from shadowdiff.shadow.client import SubprocessReducer
@@ -49,7 +50,7 @@ def _shadow_factory(command: str | None, codec: str, deadline: float) -> tuple[C
     else:
         argv = command
 
-    def make() -> Reducer:
+    def make() -> Shadow:
         return SubprocessReducer(argv, codec=codec, domain=DogeDomain(), deadline=deadline)
 
     return make, argv if isinstance(argv, str) else " ".join(argv)
@@ -59,7 +60,7 @@ def _rules(path: str | None) -> Rules:
     from shadowdiff_doge.domain import DogeDomain
 
     base: Rules = DogeDomain().default_rules()
-    return base.plus(Rules.load(path)) if path else base
+    return base.plus(load_rules(path)) if path else base
 
 
 def _wait_for_signal(sidecar: Sidecar) -> None:

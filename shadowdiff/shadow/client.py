@@ -27,12 +27,13 @@ from shadowdiff.core.reducer import (
     Close,
     Open,
     Patch,
-    Reducer,
+    ReducerShadow,
     Request,
     Result,
     ShadowFailureError,
     Step,
     UnsupportedOp,
+    step_from,
 )
 from shadowdiff.model.errors import ShadowSetupError
 from shadowdiff.model.values import Call, Context, Event, Failure, Outcome, StepResult, WireMap
@@ -82,8 +83,14 @@ class _Wire:
     full: WireMap | None = None  # the whole pre-state when ``state`` was sent with its history trimmed
 
 
-class SubprocessReducer(Reducer):
-    """The shadow (or any reducer) as a child process. ``command`` is an argv list or a shell-like string."""
+class SubprocessReducer(ReducerShadow):
+    """The shadow (or any reducer) as a child process. ``command`` is an argv list or a shell-like string.
+
+    Both seams at once: a ``Shadow`` (pipelined, its failures as results, restarted on failure) and a
+    synchronous ``Reducer`` (``transition``, ``check_invariants``, ``call`` wait for their answer)."""
+
+    dead: str | None = None
+    sessions: bool = False
 
     def __init__(
         self,
@@ -127,6 +134,7 @@ class SubprocessReducer(Reducer):
         self._session_ids: dict[str, int] = {}
         self._packed_contexts: dict[int, tuple[Context, bytes]] = {}
         self._next_session = 1
+        self._next_ticket = 0
         self._next_id = 1
         self._started = False
         self._start()
@@ -221,6 +229,9 @@ class SubprocessReducer(Reducer):
 
     def close(self) -> None:
         self.process.stop()
+
+    def outcome(self, state: WireMap, request: Step) -> StepResult:
+        return step_from(self, state, request)
 
     def interrupt(self) -> None:
         self.process.hurry = True
