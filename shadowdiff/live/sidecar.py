@@ -615,39 +615,37 @@ class Sidecar:
             self.bot["invariant_checks"] = checked - call_checks
             self.bot["executable_available"] = shadow is not None and not shadow.dead
             # every step or call received is, at any moment, exactly one of: checked, waiting (on disk,
-            # or in flight to the shadow), skipped (the checker jumped ahead), or unchecked, by reason
+            # or in flight to the shadow), skipped (the checker jumped ahead), or unchecked, by reason;
+            # ``status`` adds what was received (or not written) since, so a busy checker shows as lag
             unchecked_by = {
                 "shadow_failed": failed,  # the shadow failed on the step (each one a finding)
                 "not_compared": totals.unchecked + (now.unchecked if now else 0),  # shadow dead, slot
                 # diverged (free mode), or refused its state
                 "no_shadow": counts["unchecked_no_shadow"],  # no shadow running (it did not start)
                 "unreadable": counts["unreadable_steps"],
-                "unrecorded": self.log.unrecorded,  # could not be written (disk full)
             }
-            unchecked = sum(unchecked_by.values())
-            received = counts["received"]
-            waiting = received - fed - counts["skipped"] - unchecked_by["no_shadow"]
-            waiting -= unchecked_by["unreadable"] + unchecked_by["unrecorded"]
+            # the received steps the checker has taken from disk, less those still in flight
+            taken = fed + counts["skipped"] + unchecked_by["no_shadow"] + unchecked_by["unreadable"]
             self._published = {
-                "received": received,
+                "taken": taken - inflight,
                 "checked": checked,
                 "calls_checked": call_checks,
                 "restarts": totals.restarts + (shadow.restarts if shadow is not None else 0),
                 "gave_up": totals.gave_up + (shadow is not None and shadow.dead is not None),
                 "state": _shadow_state(shadow),
                 "dead": shadow.dead if shadow is not None else None,
-                "lag_bytes": max(0, self.log.total_bytes - self._consumed_bytes),
-                "lag_records": waiting + inflight,
                 "skipped": counts["skipped"],
-                "unchecked": unchecked,
                 "unchecked_by": unchecked_by,
             }
 
     def status(self) -> dict[str, Any]:
         if self._checker_done.is_set() or not self._threads:
             self._publish()
+        unrecorded = self.log.unrecorded  # before ``received``: a step is received before it is written
+        total_bytes = self.log.total_bytes
         with self.lock:
             pub = dict(self._published)
+            received = self.counts["received"]
             bot = dict(self.bot)
             counts = dict(self.counts)
             clusters = sorted(self.clusters.values(), key=lambda c: (-c["count"], c["signature"]))
@@ -657,6 +655,8 @@ class Sidecar:
                 for name, kinds in sorted(self.slot_counts.items())[:MAX_STATUS_SLOTS]
             }
             slot_count = len(self.slot_counts)
+        unchecked_by = {**pub.get("unchecked_by", {}), "unrecorded": unrecorded}  # disk full
+        unchecked = sum(unchecked_by.values())
         return {
             "mode": "sidecar",
             "version": __version__,
@@ -671,16 +671,16 @@ class Sidecar:
             "state_machine_shadow": bot,
             "coverage": {
                 # received == checked + lag_records + skipped_by_sidecar + unchecked, always
-                "received": pub.get("received", 0),
+                "received": received,
                 "checked": pub.get("checked", 0),
                 "calls_checked": pub.get("calls_checked", 0),
-                "lag_records": pub.get("lag_records", 0),
-                "lag_bytes": pub.get("lag_bytes", 0),
+                "lag_records": received - unrecorded - pub.get("taken", 0),
+                "lag_bytes": max(0, total_bytes - self._consumed_bytes),
                 "dropped_by_tap": counts.get("dropped_by_tap", 0),
                 "skipped_by_sidecar": pub.get("skipped", 0),
-                "unchecked": pub.get("unchecked", 0),
-                "unchecked_by": pub.get("unchecked_by", {}),
-                "unrecorded": self.log.unrecorded,  # could not be written (disk full): never checked
+                "unchecked": unchecked,
+                "unchecked_by": unchecked_by,
+                "unrecorded": unrecorded,  # could not be written (disk full): never checked
                 "malformed": counts.get("malformed", 0)
                 + counts.get("oversized", 0)
                 + counts.get("unreadable", 0),
