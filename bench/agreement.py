@@ -31,7 +31,7 @@ from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
 from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
 
 from shadowdiff.core.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.runtime.corpus import _LogReader, read_items  # noqa: E402
+from shadowdiff.runtime.corpus import RecordReader, read_items  # noqa: E402
 from shadowdiff.shadow.client import SubprocessReducer  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def main() -> None:
             domain=DogeDomain(),
             use_sessions=False if args.no_sessions else None,
         )
-        reader = _LogReader(f"seed-{seed}")
+        reader = RecordReader(f"seed-{seed}")
         items = (
             item
             for record in corpusgen.generate(n, slots=slots, seed=seed)

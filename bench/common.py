@@ -45,19 +45,19 @@ def walk_module(items: list, before_step: BeforeStep | None = None) -> int:
         elif isinstance(item, PatchRecord):
             adapter.patch(item.slot, item.delta)
         elif isinstance(item, Record):
-            state = adapter._states[item.slot]
+            state = adapter.held(item.slot)
             if isinstance(item.input, Call):
                 post = sm.apply_order_regime_at_entry(state, **item.input.args)
             else:
                 ctx = contexts[item.slot]
                 if before_step is not None and not before_step(item, state, ctx):
                     break
-                event = adapter._event(item.input)
+                event = adapter.module_event(item.input)
                 post, _ = sm.transition(
-                    state, event, adapter._config(ctx.config), ctx.order_size_usd, ctx.order_sizes
+                    state, event, adapter.module_config(ctx.config), ctx.order_size_usd, ctx.order_sizes
                 )
                 sm.check_invariants(post)
-            adapter._states[item.slot] = post
+            adapter.hold(item.slot, post)
             steps += 1
     return steps
 

@@ -104,11 +104,11 @@ def thirty_days(events: int) -> None:
             started, cpu_started = time.perf_counter(), time.process_time()
             for item in chunk:
                 replay.feed(item)
-            replay._drain(block=True, until_empty=True)
+            replay.drain()
             rates.append(steps_of(chunk) / (time.perf_counter() - started))
             cpu.append((time.process_time() - cpu_started) / steps_of(chunk) * 1e6)
             if k == 8:  # where the last tenth starts: its state (the whole history) and context
-                at_last = Snapshot("slot-0", auth.get("slot-0"), replay._slots["slot-0"].context)
+                at_last = Snapshot("slot-0", auth.get("slot-0"), replay.context_of("slot-0"))
         result = replay.finish()
     history = len(auth.get("slot-0")["completed_cycles"])
     print(
@@ -140,11 +140,11 @@ def tenth_rate(items: list) -> float:
     with shadow:
         replay = Replay(shadow, InProcessReducer(sm), ReplayOptions(verify_final=False))
         replay.feed(items[0])  # the opening snapshot: not a step, not timed
-        replay._drain(block=True, until_empty=True)
+        replay.drain()
         started = time.perf_counter()
         for item in items[1:]:
             replay.feed(item)
-        replay._drain(block=True, until_empty=True)
+        replay.drain()
         elapsed = time.perf_counter() - started
         result = replay.finish()
     assert result.divergence_count == 0, "the port diverged"

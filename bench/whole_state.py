@@ -48,11 +48,11 @@ def tenth_rate(items: list, history: str) -> float:
     with shadow(history) as port:
         replay = Replay(port, InProcessReducer(sm), ReplayOptions(verify_final=False))
         replay.feed(items[0])
-        replay._drain(block=True, until_empty=True)
+        replay.drain()
         started = time.perf_counter()
         for item in items[1:]:
             replay.feed(item)
-        replay._drain(block=True, until_empty=True)
+        replay.drain()
         elapsed = time.perf_counter() - started
         result = replay.finish()
     if result.divergence_count or result.failure_count:
@@ -81,11 +81,11 @@ def main() -> None:
             started, cpu_started = time.perf_counter(), time.process_time()
             for item in chunk:
                 replay.feed(item)
-            replay._drain(block=True, until_empty=True)
+            replay.drain()
             rates.append(steps_of(chunk) / (time.perf_counter() - started))
             cpu.append((time.process_time() - cpu_started) / steps_of(chunk) * 1e6)
             if k == 8:
-                at_last = Snapshot("slot-0", auth.get("slot-0"), replay._slots["slot-0"].context)
+                at_last = Snapshot("slot-0", auth.get("slot-0"), replay.context_of("slot-0"))
         result = replay.finish()
         total = time.perf_counter() - whole_started
         history_line = port.describe_history()

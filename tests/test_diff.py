@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from shadowdiff.core.diff import Rule, Rules, answer_rules, diff, generalise, identical, run_rules
 from shadowdiff.model.errors import BadInput
+from shadowdiff.runtime.rulesfile import load_rules
 from shadowdiff.wire.codec import same_value
 
 values = st.recursive(
@@ -68,10 +69,10 @@ def test_generalise_and_rule_file_errors(tmp_path) -> None:
     bad = tmp_path / "rules.toml"
     bad.write_text('[[rule]]\npath = "x"\nkind = "fuzzy"\n')
     with pytest.raises(BadInput, match="unknown rule kind 'fuzzy'"):
-        Rules.load(bad)
+        load_rules(bad)
     good = tmp_path / "ok.toml"
     good.write_text('[[rule]]\npath = "completed_cycles[*].net_profit"\nkind = "abs"\ntolerance = 1e-9\n')
-    assert Rules.load(good).rules == (Rule("completed_cycles[*].net_profit", "abs", 1e-9),)
+    assert load_rules(good).rules == (Rule("completed_cycles[*].net_profit", "abs", 1e-9),)
 
 
 @given(values, values)
@@ -185,4 +186,4 @@ def test_rule_files_take_the_numeric_and_json_kinds(tmp_path) -> None:
     path.write_text(
         '[[rule]]\npath = "orders[*].entry_fee"\nkind = "numeric"\n[[rule]]\npath = "*"\nkind = "json"\n'
     )
-    assert Rules.load(path).rules == (Rule("orders[*].entry_fee", "numeric"), Rule("*", "json"))
+    assert load_rules(path).rules == (Rule("orders[*].entry_fee", "numeric"), Rule("*", "json"))

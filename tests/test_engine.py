@@ -112,6 +112,10 @@ def test_a_shadow_that_keeps_dying_is_given_up_and_reported(upstream) -> None:
     assert result.failures_by_kind["crash"] >= 1
     assert result.errors and "gave up" in result.errors[0]["message"]
     assert result.unchecked > 0
+    # every step fed is checked, unchecked or failed: none is lost in between
+    fed = result.counts["events"] + result.counts["calls"]
+    assert fed == result.checked + result.unchecked + result.failed_steps == result.counts["steps"]
+    assert result.failed_steps >= 1
 
 
 def test_recorded_outcomes_need_no_python_module() -> None:
@@ -264,7 +268,7 @@ def test_a_shadow_that_refuses_every_state_is_bounded_and_counts_every_step(upst
     result, _ = replay(items, [*MISBEHAVING, "--refuse-open"])
     steps = result.counts["steps"]
     assert result.shadow_checks["transition"] == 0
-    assert result.unchecked == steps
+    assert result.unchecked == steps and result.checked == result.failed_steps == 0
     # one refusal per slot's open and at most one more per step: bounded by the input, not by time
     assert result.slots <= result.failures_by_kind["error"] <= result.slots + steps
 

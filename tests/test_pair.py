@@ -17,7 +17,7 @@ from shadowdiff_doge.inprocess import InProcessReducer
 
 from shadowdiff.cli.main import main
 from shadowdiff.core.engine import Replay, ReplayOptions
-from shadowdiff.runtime.corpus import _LogReader, read_items
+from shadowdiff.runtime.corpus import RecordReader, read_items
 from shadowdiff.shadow.client import SubprocessReducer
 
 REFERENCE = "shadowdiff_doge.reference.state_machine"
@@ -32,7 +32,7 @@ def replay(items, command, sessions=None):
 
 
 def generated(n: int, slots: int, seed: int):
-    reader = _LogReader(f"seed-{seed}")
+    reader = RecordReader(f"seed-{seed}")
     return (item for record in generate(n, slots=slots, seed=seed) for item in reader.item(record, ""))
 
 

@@ -138,9 +138,9 @@ def test_generated_log_replays_clean_against_the_python_shadow() -> None:
 
 
 def _items(records: object) -> list[object]:
-    from shadowdiff.runtime.corpus import _LogReader
+    from shadowdiff.runtime.corpus import RecordReader
 
-    reader = _LogReader("generated")
+    reader = RecordReader("generated")
     out: list[object] = []
     for record in records:  # type: ignore[attr-defined]
         out.extend(reader.item(record, "generated"))

@@ -171,6 +171,23 @@ class InProcessReducer(Reducer):
     def close_slot(self, slot: str) -> None:
         self._states.pop(slot, None)
 
+    # -- the module's own objects (for benchmarks that drive the module as the bot does) -------------
+    def held(self, slot: str) -> Any:
+        """A slot's state as the module's own object (``PairState``), not its wire form."""
+        return self._states[slot]
+
+    def hold(self, slot: str, state: Any) -> None:
+        """Set a slot's state to a module object (what the module itself returned)."""
+        self._states[slot] = state
+
+    def module_event(self, event: Event) -> Any:
+        """The module's event object for ``event`` (``BadInput`` if it cannot be built)."""
+        return self._event(event)
+
+    def module_config(self, config: Mapping[str, Any]) -> Any:
+        """The module's ``EngineConfig`` for ``config`` (cached by identity, as the hot path does)."""
+        return self._config(config)
+
     # -- stateless ---------------------------------------------------------------------------------
     def _call(self, function: str, state: Any, args: Mapping[str, Any]) -> Any:
         fn = getattr(self.module, function, None) if not function.startswith("_") else None

@@ -17,7 +17,6 @@ import click
 
 from shadowdiff.core.diff import run_rules
 from shadowdiff.core.domain import Domain
-from shadowdiff.core.reducer import Reducer
 from shadowdiff.core.shrink import shrink_scenario
 from shadowdiff.core.triage import Triage
 from shadowdiff.core.triage import loads as triage_loads
@@ -113,7 +112,7 @@ def oracle_for(
     shown = " ".join([Path(argv[0]).name, *argv[1:]])
     use_domain(domain)  # the domain's own corpus formats (bot_runtime.json) can be shrunk too
 
-    def make() -> Reducer:
+    def make() -> SubprocessReducer:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
     rules = run_rules(domain.default_rules(), numeric=numeric, strict_types=strict_types)

@@ -13,10 +13,9 @@ import sys
 import tempfile
 import textwrap
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -39,17 +38,21 @@ from shadowdiff.cli.exits import (
     fail,
     warn,
 )
-from shadowdiff.core.diff import Rules, run_rules
+from shadowdiff.core.diff import run_rules
 from shadowdiff.core.domain import Domain
 from shadowdiff.core.engine import MODES, Replay, ReplayOptions, ReplayResult
-from shadowdiff.core.reducer import Reducer
+from shadowdiff.core.reducer import Reducer, Shadow
 from shadowdiff.model.errors import ShadowdiffError, UsageError
 from shadowdiff.model.records import LogItem, Record
 from shadowdiff.reporting.text import build_report, summary_lines
-from shadowdiff.runtime.corpus import TornRecordWarning, read_items, use_domain
+from shadowdiff.runtime.corpus import read_items, use_domain
 from shadowdiff.runtime.private import open_private
+from shadowdiff.runtime.rulesfile import load_rules
 from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
 from shadowdiff.wire.codec import dumps_json
+
+if TYPE_CHECKING:
+    from shadowdiff.shadow.client import SubprocessReducer
 
 EPILOG = "\b\n" + textwrap.fill(
     "Exit codes: "
@@ -76,16 +79,14 @@ def default_authority(corpora: Sequence[str]) -> tuple[str, str]:
     """
     recorded = bare = 0
     first_recorded = first_bare = ""
-    with warnings.catch_warnings():  # the replay itself warns about torn records and names bad ones
-        warnings.simplefilter("ignore")
-        try:
-            for item in read_items(corpora):
-                recorded, bare, first_recorded, first_bare = _tally(
-                    item, recorded, bare, first_recorded, first_bare
-                )
-        except ShadowdiffError as exc:
-            if isinstance(exc, UsageError):
-                raise
+    try:  # the replay itself tells of torn records and names bad ones
+        for item in read_items(corpora):
+            recorded, bare, first_recorded, first_bare = _tally(
+                item, recorded, bare, first_recorded, first_bare
+            )
+    except ShadowdiffError as exc:
+        if isinstance(exc, UsageError):
+            raise
     if recorded:
         return "recorded", f"default: all {recorded:,} records carry recorded outcomes"
     return "reference", "default: the records carry no outcomes"
@@ -125,7 +126,7 @@ def make_shadow(
     sessions: bool | None,
     history: str = "whole",
     full_check_every: int = 5000,
-) -> Reducer:
+) -> SubprocessReducer:
     from shadowdiff.shadow.client import SubprocessReducer
 
     argv: Sequence[str] | str = domain.shadow_command(codec) if command is None else command
@@ -135,7 +136,7 @@ def make_shadow(
     )  # fmt: skip
 
 
-def describe_history(shadow: Reducer) -> str:
+def describe_history(shadow: Shadow) -> str:
     describe = getattr(shadow, "describe_history", None)
     return str(describe()) if callable(describe) else "sent whole with every request"
 
@@ -186,16 +187,15 @@ def run_replay(
     meter = _Progress(progress)
     replay = Replay(shadow, authoritative, options, on_finding if sink else None, meter)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TornRecordWarning)
-            try:
-                with stop_on_interrupt(replay.stop):
-                    result = replay.run(_guarded(read_items(corpora), errors))
-            except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
-                errors.append({"where": exc.where or "", "message": exc.what})
-                result = replay.finish()
-        for warning in caught:
-            warn(warning.message)
+        notices: list[str] = []
+        try:
+            with stop_on_interrupt(replay.stop):
+                result = replay.run(_guarded(read_items(corpora, notices=notices.append), errors))
+        except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
+            errors.append({"where": exc.where or "", "message": exc.what})
+            result = replay.finish()
+        for notice in notices:
+            warn(notice)
     finally:
         meter.done()
         if sink:
@@ -426,7 +426,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
         domain = domain.with_runtime_env(runtime_env)
         use_domain(domain)  # what it writes from a runtime file is 0600 like everything else (private)
         # the user's rules first (first match wins: they can set a domain default back to exact)
-        loaded_rules = Rules.load(rules).plus(domain.default_rules()) if rules else domain.default_rules()
+        loaded_rules = load_rules(rules).plus(domain.default_rules()) if rules else domain.default_rules()
         loaded_rules = run_rules(loaded_rules, numeric=numeric_equality, strict_types=strict_types)
         if resync and mode != "free":
             raise click.UsageError("--resync only applies to --mode free (lockstep always resyncs)")

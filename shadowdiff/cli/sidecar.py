@@ -22,21 +22,22 @@ from shadowdiff.cli.domains import with_domain
 from shadowdiff.cli.exits import EXIT_CLEAN, EXIT_FOUND, fail
 from shadowdiff.core.diff import Rules
 from shadowdiff.core.domain import Domain
-from shadowdiff.core.reducer import Reducer
+from shadowdiff.core.reducer import Shadow
 from shadowdiff.live.sidecar import Sidecar, SidecarOptions, check_http, check_listen
 from shadowdiff.model.errors import ShadowdiffError, ShadowSetupError
 from shadowdiff.runtime.private import read_token_file
+from shadowdiff.runtime.rulesfile import load_rules
 
 __all__ = ["demo", "demo_live", "register", "sidecar_command", "tap_run"]
 
 
 def _shadow_factory(domain: Domain, command: str | None, codec: str, deadline: float
-                    ) -> tuple[Callable[[], Reducer], str]:  # fmt: skip
+                    ) -> tuple[Callable[[], Shadow], str]:  # fmt: skip
     from shadowdiff.shadow.client import SubprocessReducer
 
     argv: list[str] | str = domain.shadow_command(codec) if command is None else command
 
-    def make() -> Reducer:
+    def make() -> Shadow:
         return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
 
     return make, argv if isinstance(argv, str) else " ".join(argv)
@@ -44,7 +45,7 @@ def _shadow_factory(domain: Domain, command: str | None, codec: str, deadline: f
 
 def _rules(domain: Domain, path: str | None) -> Rules:
     base = domain.default_rules()
-    return base.plus(Rules.load(path)) if path else base
+    return base.plus(load_rules(path)) if path else base
 
 
 def _wait_for_signal(sidecar: Sidecar) -> None:

@@ -24,7 +24,6 @@ import re
 import struct
 import tomllib
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -102,19 +101,17 @@ class Rules:
         return cls(tuple(rules))
 
     @classmethod
-    def load(cls, path: str | Path) -> Rules:
-        """Rules from a TOML (``[[rule]]`` tables) or JSON (``{"rules": [...]}``) file."""
-        p = Path(path)
+    def parse(cls, text: str, syntax: str, where: str) -> Rules:
+        """Rules from the text of a TOML (``[[rule]]`` tables) or JSON (``{"rules": [...]}``) file;
+        ``syntax`` is "toml" or "json", ``where`` names the file in errors. Reading the file is the
+        caller's (runtime.rulesfile.load_rules)."""
         try:
-            text = p.read_text(encoding="utf-8")
-            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-        except OSError as exc:
-            raise BadInput(f"cannot read rules: {exc.strerror}", str(p)) from exc
+            data = json.loads(text) if syntax == "json" else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
-            raise BadInput(f"not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}", str(p)) from exc
+            raise BadInput(f"not valid {'JSON' if syntax == 'json' else 'TOML'}: {exc}", where) from exc
         except RecursionError:  # hostile nesting: the parsers recurse
-            raise BadInput("nested too deeply", str(p)) from None
-        return cls.from_mapping(data, str(p))
+            raise BadInput("nested too deeply", where) from None
+        return cls.from_mapping(data, where)
 
 
 def _is_number(value: Any) -> bool:

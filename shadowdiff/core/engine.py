@@ -24,12 +24,11 @@ import attrs
 
 from shadowdiff.core.classify import Clusters, divergence
 from shadowdiff.core.diff import Rules, answer_rules, diff, identical
-from shadowdiff.core.reducer import Open, Patch, Reducer, Request, Result, Step
+from shadowdiff.core.reducer import Open, Patch, Reducer, Request, Result, Shadow, Step, as_shadow
 from shadowdiff.core.triage import Triage
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.model.records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
 from shadowdiff.model.values import (
-    Call,
     Context,
     Difference,
     Divergence,
@@ -39,7 +38,7 @@ from shadowdiff.model.values import (
     StepResult,
     WireMap,
 )
-from shadowdiff.wire.codec import apply_delta, compute_delta, same_value
+from shadowdiff.wire.codec import apply_delta, same_value
 
 MODES = ("lockstep", "free")
 FATAL = frozenset({"crash", "timeout", "protocol"})
@@ -107,7 +106,14 @@ class ReplayResult:
     elapsed_s: float = 0.0
     shadow_restarts: int = 0
     unchecked: int = 0
+    failed_steps: int = 0  # steps the shadow answered with a failure (each one a finding or known)
     interrupted: bool = False
+
+    @property
+    def checked(self) -> int:
+        """Steps whose answer was compared: with ``unchecked`` and ``failed_steps``, every step fed
+        (``counts["events"] + counts["calls"]``) once nothing is in flight."""
+        return self.shadow_checks.get("transition", 0) + self.shadow_checks.get("call", 0)
 
     @property
     def divergence_count(self) -> int:
@@ -121,12 +127,23 @@ class ReplayResult:
 Finding = Callable[[dict[str, Any]], None]
 
 
+@attrs.frozen
+class Coverage:
+    """Where every step fed so far stands: ``fed == checked + unchecked + failed + in_flight``."""
+
+    fed: int
+    checked: int
+    unchecked: int
+    failed: int
+    in_flight: int
+
+
 class Replay:
     """Feed it records (``run`` or ``feed`` one by one), then ``finish`` for the result."""
 
     def __init__(
         self,
-        shadow: Reducer,
+        shadow: Shadow | Reducer,
         authoritative: Reducer | None,
         options: ReplayOptions = ReplayOptions(),
         on_finding: Finding | None = None,
@@ -134,7 +151,7 @@ class Replay:
     ) -> None:
         if options.mode not in MODES:
             raise ShadowdiffError(f"unknown mode {options.mode!r} (lockstep or free)")
-        self.shadow = shadow
+        self.shadow = as_shadow(shadow)
         self.authoritative = authoritative
         self.options = options
         self._rules = options.rules
@@ -152,6 +169,7 @@ class Replay:
         # answers compared, not answers received: a step sent again after a resync counts once, so the
         # counts do not depend on how many requests were in flight (or on --jobs)
         self._shadow_checks = {"transition": 0, "invariants": 0, "call": 0}
+        self.result.shadow_checks = self._shadow_checks  # live; a copy once finished
         self._identical = 0
         self._started = time.perf_counter()
         self._stopped = False
@@ -184,6 +202,22 @@ class Replay:
         full = len(self._window) >= self.options.window
         if full or not self._feeds & 15:  # look for answers every 16 records: fewer empty reads
             self._drain(block=full)
+
+    def drain(self) -> None:
+        """Wait for every answer in flight and compare it (e.g. before a slot is reopened from outside,
+        or to measure); feeding may go on afterwards."""
+        self._drain(block=False, until_empty=True)
+
+    def coverage(self) -> Coverage:
+        """Where the steps fed so far stand (cheap: reads counters and the window)."""
+        result = self.result
+        in_flight = sum(1 for p in self._window if p.kind == "step" and not p.stale)
+        fed = result.counts["events"] + result.counts["calls"]
+        return Coverage(fed, result.checked, result.unchecked, result.failed_steps, in_flight)
+
+    def context_of(self, slot: str) -> Context:
+        """The context a slot's next step runs with (raises ``ShadowdiffError`` for a slot never seen)."""
+        return self._slot(slot, slot).context
 
     def skip_step(self) -> None:
         """A step of a slot another worker replays: counted, so step numbers stay those of the stream."""
@@ -258,16 +292,10 @@ class Replay:
         """A step sent with the raw state differed: does the same step agree from the authority's
         normalised state? Then the difference is the shadow's loading (``load``), not its transition."""
         assert isinstance(pending.request, Step)
-        item = pending.request.input
         pre = copy_state(slot.mirror)
+        request = attrs.evolve(pending.request, with_invariants=auth.violations is not None, raw=None)
         try:
-            if isinstance(item, Call):
-                post = self.shadow.call(item.function, pre, item.args)
-                again = StepResult([], compute_delta(pre, post), None)
-            else:
-                with_invariants = auth.violations is not None
-                outcome = self.shadow.transition(pre, item, pending.request.context, with_invariants)
-                again = StepResult(outcome.actions, compute_delta(pre, outcome.state), outcome.violations)
+            again = self.shadow.outcome(pre, request)
         except ShadowdiffError:
             return False  # the shadow failed on the normalised state too: not a loading difference
         rules = self._answer_rules()
@@ -306,8 +334,7 @@ class Replay:
         if not (slot.open_on_shadow or slot.diverged or self._gave_up):
             self._open_again(slot, pending.step)
         if slot.diverged or self._gave_up or not slot.open_on_shadow:
-            pending.answered = True
-            self.result.unchecked += 1
+            pending.answered = True  # never sent: unchecked when its turn comes (``_process``)
             self._window.append(pending)
         else:
             self._submit(pending)
@@ -399,8 +426,6 @@ class Replay:
                 return
             if self.shadow.dead:
                 self._give_up(str(self.shadow.dead))
-                if pending.kind == "step":
-                    self.result.unchecked += 1
         if pending.kind == "step":
             assert pending.auth is not None
             resync = False
@@ -412,6 +437,8 @@ class Replay:
                 self._identical += result is pending.auth  # the client matched its bytes, undecoded
                 if not slot.diverged:
                     resync = self._compare(pending, slot, pending.auth, result)
+            else:  # never sent, or lost with the shadow that had it: not compared
+                self.result.unchecked += 1
             slot.steps += 1
             apply_delta(slot.mirror, pending.auth.delta, in_place=True)
             if resync:
@@ -542,6 +569,7 @@ class Replay:
             apply_delta(slot.mirror, pending.auth.delta, in_place=True)
         if pending.kind == "step":
             slot.steps += 1
+            result.failed_steps += 1
         if self.shadow.dead:
             self._give_up(str(self.shadow.dead))
             return
@@ -613,7 +641,7 @@ class Replay:
             {"where": f"step {self._steps}", "message": f"shadow {why}; rest unchecked"}
         )
         for pending in self._window:
-            if not pending.answered and pending.kind == "step":
+            if not pending.answered and not pending.stale and pending.kind == "step":
                 self.result.unchecked += 1
             pending.stale = pending.stale or not pending.answered
 
@@ -649,11 +677,10 @@ class Replay:
     def finish(self) -> ReplayResult:
         self.shadow.flush()
         self._drain(block=True, until_empty=True)
-        checks_history = getattr(self.shadow, "checks_history", False)  # whole states, history trimmed
         if (
             self.options.verify_final
             and not (self._gave_up or self.interrupted)
-            and (self.shadow.sessions or checks_history)
+            and (self.shadow.sessions or self.shadow.checks_history)  # the latter: history trimmed
         ):
             for slot in self._slots.values():
                 if slot.diverged or not slot.open_on_shadow:

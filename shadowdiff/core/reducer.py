@@ -1,16 +1,20 @@
-"""The Reducer contract: the one interface the engine drives, whatever runs behind it.
+"""The two seams the engine drives: a pure ``Reducer`` and an asynchronous ``Shadow``.
 
-A reducer computes ``transition(state, input, context) -> (state, actions)`` and
-``check_invariants(state) -> [violation]`` over wire values. Because a state's history only grows, the
-engine drives reducers as *sessions*: ``open`` a slot with a state, ``step`` it with inputs and get back
+A ``Reducer`` computes ``transition(state, input, context) -> (state, actions)`` and
+``check_invariants(state) -> [violation]`` over wire values, synchronously. Because a state's history
+only grows, it is driven as *sessions*: ``open`` a slot with a state, ``step`` it with inputs and get back
 actions and a canonical delta (PROTOCOL.md), ``patch`` it when the state changed outside the reducer,
-``get`` it whole only when a person needs to see it. A reducer that cannot hold state inherits the
-client-held sessions below, which keep each slot's state here and send it whole.
+``get`` it whole only when a person needs to see it, ``close_slot`` it. A reducer that cannot hold state
+inherits the client-held sessions below, which keep each slot's state here and send it whole. The
+authoritative side of a replay is a ``Reducer``.
 
-Requests can be pipelined: ``submit`` returns a ticket at once and ``poll`` hands back results in
-ticket order. A reducer that computes synchronously (in-process) answers at ``submit`` time; a
-subprocess answers when its process does. A shadow that fails does not raise out of ``poll``: its
-failure is a result value (``Failure``), because nothing the shadow does may stop a replay.
+A ``Shadow`` is the side under test, which may run elsewhere and may misbehave: ``submit`` returns a
+ticket at once and ``poll`` hands back results in ticket order; whether it gave up for good (``dead``),
+how often it was restarted (``restarts``) and whether it holds the state itself (``sessions``) are
+explicit properties, abstract so that a wrapper must say what it forwards. A shadow that fails does not
+raise out of ``poll``: its failure is a result value (``Failure``), because nothing the shadow does may
+stop a replay. ``InProcessShadow`` turns any ``Reducer`` into a ``Shadow`` (it answers at ``submit``
+time); ``ForwardingShadow`` is the base of wrappers that observe a shadow and change nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 import attrs
 
@@ -84,21 +88,14 @@ class UnsupportedOp(ShadowdiffError):
 
 
 class Reducer(ABC):
-    """Base class of every reducer kind. Subclasses implement ``transition`` and ``check_invariants``
-    (and ``call`` if the domain has calls); sessions and pipelining come for free, or are overridden
-    by reducers that hold state elsewhere (a subprocess speaking PROTOCOL.md sessions).
-    """
+    """A pure reducer. Subclasses implement ``transition`` and ``check_invariants`` (and ``call`` if the
+    domain has calls); client-held sessions come for free, or are overridden by reducers that hold
+    state elsewhere (a module's own state objects, a subprocess speaking PROTOCOL.md sessions)."""
 
     name = "reducer"
-    dead: str | None = None
-    """Why the reducer gave up for good (e.g. too many restarts in a row); None while it works."""
-    sessions = False
-    """True when the state is held by the reducer itself (server-side sessions)."""
 
     def __init__(self) -> None:
         self._held: dict[str, WireMap] = {}
-        self._ready: deque[tuple[int, Result]] = deque()
-        self._next_ticket = 0
         self.answered: dict[str, int] = {"transition": 0, "invariants": 0, "call": 0}
 
     # -- stateless operations -------------------------------------------------------------------
@@ -157,55 +154,214 @@ class Reducer(ABC):
         except KeyError:
             raise ShadowdiffError(f"slot {slot!r} is not open") from None
 
-    # -- pipelining ------------------------------------------------------------------------------
-    def submit(self, request: Request) -> int:
-        """Queue a request; its result comes back from ``poll`` in ticket order."""
-        ticket = self._next_ticket
-        self._next_ticket += 1
-        result: Result = None
-        try:
-            if isinstance(request, Step):
-                result = self.step(request)
-            elif isinstance(request, Open):
-                self.open(request.slot, request.state)
-            elif isinstance(request, Patch):
-                self.patch(request.slot, request.delta)
-            else:
-                self.close_slot(request.slot)
-        except ShadowFailureError as exc:
-            result = exc.failure
-        self._ready.append((ticket, result))
-        return ticket
-
-    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
-        """Results that are ready, in ticket order. With ``wait``, block until at least one is (if any
-        is outstanding)."""
-        out = list(self._ready)
-        self._ready.clear()
-        return out
-
-    def pending(self) -> int:
-        return len(self._ready)
-
-    def flush(self) -> None:
-        """Send whatever is buffered (a no-op for reducers that answer at once)."""
-
-    def interrupt(self) -> None:
-        """The run is being interrupted: from now on, waits for answers are short (safe to call from a
-        signal handler: it only sets a flag). A no-op for reducers that answer at once."""
-
-    @property
-    def restarts(self) -> int:
-        return 0
-
     def describe(self) -> str:
         return self.name
 
     def close(self) -> None:
         """Release processes and files; safe to call twice."""
 
-    def __enter__(self) -> Reducer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def step_from(reducer: Reducer, state: WireMap, request: Step) -> StepResult:
+    """One step of ``request`` from the whole ``state``, with no session: ``transition`` or ``call``."""
+    item = request.input
+    if isinstance(item, Call):
+        return StepResult([], compute_delta(state, reducer.call(item.function, state, item.args)), None)
+    outcome = reducer.transition(state, item, request.context, request.with_invariants)
+    return StepResult(outcome.actions, compute_delta(state, outcome.state), outcome.violations)
+
+
+class Shadow(ABC):
+    """The side under test, asynchronous: what the engine drives, and all a wrapper must forward.
+
+    A test double implements ``submit``, ``poll``, ``get`` and the three properties; the rest have
+    defaults for a shadow that answers at once and holds no processes."""
+
+    @abstractmethod
+    def submit(self, request: Request) -> int:
+        """Queue a request; its result comes back from ``poll`` in ticket order. Never raises for what
+        the shadow does (a failure is a result), and never waits longer than sending takes."""
+
+    @abstractmethod
+    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
+        """Results that are ready, in ticket order. With ``wait``, block until at least one is (if any
+        is outstanding), no longer than the shadow's deadline."""
+
+    @abstractmethod
+    def get(self, slot: str) -> WireMap:
+        """A slot's whole state as the shadow holds it, behind what is in flight (synchronous); raises
+        ``ShadowFailureError`` if the shadow cannot say."""
+
+    @property
+    @abstractmethod
+    def dead(self) -> str | None:
+        """Why the shadow gave up for good (e.g. too many restarts in a row); None while it works."""
+
+    @property
+    @abstractmethod
+    def restarts(self) -> int:
+        """How many times the shadow was started again after a failure."""
+
+    @property
+    @abstractmethod
+    def sessions(self) -> bool:
+        """True when the state is held by the shadow itself (server-side sessions)."""
+
+    @property
+    def checks_history(self) -> bool:
+        """True when whole states are sent with their history trimmed: the engine then verifies each
+        slot's state (``get``) at the end even without sessions."""
+        return False
+
+    def pending(self) -> int:
+        """Requests submitted whose results ``poll`` has not handed back yet."""
+        return 0
+
+    def flush(self) -> None:
+        """Send whatever is buffered (a no-op for shadows that answer at once)."""
+
+    def interrupt(self) -> None:
+        """The run is being interrupted: from now on, waits for answers are short (safe to call from a
+        signal handler: it only sets a flag)."""
+
+    def outcome(self, state: WireMap, request: Step) -> StepResult:
+        """The answer to ``request`` from the whole ``state`` (no session), synchronously: the engine
+        asks it to tell a loading difference from a transition difference. Raises ``ShadowdiffError``
+        when the shadow cannot say."""
+        raise UnsupportedOp(f"{self.describe()} answers no whole-state step")
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def close(self) -> None:
+        """Release processes and files; safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessShadow(Shadow):
+    """A pure ``Reducer`` as a ``Shadow``: each request is answered when it is submitted."""
+
+    def __init__(self, reducer: Reducer) -> None:
+        self.reducer = reducer
+        self._ready: deque[tuple[int, Result]] = deque()
+        self._next_ticket = 0
+
+    def submit(self, request: Request) -> int:
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        result: Result = None
+        reducer = self.reducer
+        try:
+            if isinstance(request, Step):
+                result = reducer.step(request)
+            elif isinstance(request, Open):
+                reducer.open(request.slot, request.state)
+            elif isinstance(request, Patch):
+                reducer.patch(request.slot, request.delta)
+            else:
+                reducer.close_slot(request.slot)
+        except ShadowFailureError as exc:
+            result = exc.failure
+        self._ready.append((ticket, result))
+        return ticket
+
+    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    def get(self, slot: str) -> WireMap:
+        return self.reducer.get(slot)
+
+    @property
+    def dead(self) -> str | None:
+        return None
+
+    @property
+    def restarts(self) -> int:
+        return 0
+
+    @property
+    def sessions(self) -> bool:
+        return False
+
+    def pending(self) -> int:
+        return len(self._ready)
+
+    def outcome(self, state: WireMap, request: Step) -> StepResult:
+        return step_from(self.reducer, state, request)
+
+    def describe(self) -> str:
+        return self.reducer.describe()
+
+    def close(self) -> None:
+        self.reducer.close()
+
+
+class ForwardingShadow(Shadow):
+    """Forwards every member of ``Shadow`` to ``inner``: a wrapper overrides only what it observes."""
+
+    def __init__(self, inner: Shadow) -> None:
+        self.inner = inner
+
+    def submit(self, request: Request) -> int:
+        return self.inner.submit(request)
+
+    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
+        return self.inner.poll(wait)
+
+    def get(self, slot: str) -> WireMap:
+        return self.inner.get(slot)
+
+    @property
+    def dead(self) -> str | None:
+        return self.inner.dead
+
+    @property
+    def restarts(self) -> int:
+        return self.inner.restarts
+
+    @property
+    def sessions(self) -> bool:
+        return self.inner.sessions
+
+    @property
+    def checks_history(self) -> bool:
+        return self.inner.checks_history
+
+    def pending(self) -> int:
+        return self.inner.pending()
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
+    def outcome(self, state: WireMap, request: Step) -> StepResult:
+        return self.inner.outcome(state, request)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ReducerShadow(Reducer, Shadow):
+    """Both seams in one object: a reducer that can be driven synchronously or pipelined (a subprocess)."""
+
+
+def as_shadow(side: Shadow | Reducer) -> Shadow:
+    """A shadow as it is, a pure reducer through ``InProcessShadow``."""
+    return side if isinstance(side, Shadow) else InProcessShadow(side)

@@ -1,7 +1,8 @@
 """The sidecar's HTTP face: ``/api/status``, ``/metrics`` (Prometheus text) and ``/healthz``.
 
-Everything is computed from the sidecar's published snapshot at request time, so a scrape never waits
-on the shadow. Loopback only: the sidecar checks the address before it binds, and every request must name
+Everything is computed from a ``status()`` callable (the sidecar's published snapshot) at request time,
+so a scrape never waits on the shadow; the layer knows nothing else of the sidecar. Loopback only: the
+sidecar checks the address before it binds, and every request must name
 a loopback ``Host`` (``127.0.0.1``, ``localhost``, ``[::1]``, with or without a port), else 403: a web page
 cannot reach the sidecar through DNS rebinding. No answer echoes request data (errors are fixed text).
 """
@@ -10,27 +11,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shadowdiff import __version__
 
-if TYPE_CHECKING:
-    from shadowdiff.live.sidecar import Sidecar
+Status = Callable[[], dict[str, Any]]
 
 
 class Metrics(Collector):
-    """Prometheus families computed from the sidecar's counters at scrape time."""
+    """Prometheus families computed from the sidecar's status at scrape time."""
 
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
+    def __init__(self, status: Status) -> None:
+        self.status = status
 
     def collect(self) -> Any:
-        status = self.sidecar.status()
+        status = self.status()
         bot, cov = status["state_machine_shadow"], status["coverage"]
         checks = CounterMetricFamily(
             "shadowdiff_sidecar_checks", "Records checked against the shadow", labels=["check"]
@@ -84,7 +85,9 @@ def loopback_host(value: str | None) -> bool:
     return value is not None and LOOPBACK_HOST.fullmatch(value.strip()) is not None
 
 
-def handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
+def handler(status: Status, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    """Serves ``/api/status`` (``status()`` as JSON), ``/metrics`` (``registry``) and ``/healthz``."""
+
     class Handler(BaseHTTPRequestHandler):
         server_version = f"shadowdiff-sidecar/{__version__}"
         sys_version = ""
@@ -101,9 +104,9 @@ def handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
                 return
             path = self.path.split("?", 1)[0].rstrip("/") or "/"
             if path == "/api/status":
-                self._send(200, "application/json", json.dumps(sidecar.status()).encode())
+                self._send(200, "application/json", json.dumps(status()).encode())
             elif path == "/metrics":
-                self._send(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(sidecar.registry))
+                self._send(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(registry))
             elif path == "/healthz":
                 self._send(200, "text/plain", b"ok\n")
             else:

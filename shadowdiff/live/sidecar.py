@@ -44,14 +44,14 @@ from shadowdiff import __version__
 from shadowdiff.core.classify import Clusters
 from shadowdiff.core.diff import Rules
 from shadowdiff.core.engine import Replay, ReplayOptions
-from shadowdiff.core.reducer import Reducer, Request, Result
+from shadowdiff.core.reducer import ForwardingShadow, Request, Result, Shadow
 from shadowdiff.core.triage import Triage
 from shadowdiff.live.http import Metrics, handler
 from shadowdiff.live.tap import parse_address, recv_frame, send_frame
 from shadowdiff.model.errors import ShadowdiffError, UsageError
 from shadowdiff.model.records import Gap, Record, Snapshot
-from shadowdiff.model.values import Context, Event, Outcome, WireMap
-from shadowdiff.runtime.corpus import _LogReader
+from shadowdiff.model.values import Context
+from shadowdiff.runtime.corpus import RecordReader
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.runtime.recordlog import RotatingLog
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
@@ -71,7 +71,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 @attrs.frozen
 class SidecarOptions:
     listen: str
-    shadow: Callable[[], Reducer]
+    shadow: Callable[[], Shadow]
     shadow_name: str = "shadow"
     record_dir: Path = Path("shadowdiff-live")
     http: str | None = None
@@ -109,35 +109,15 @@ def check_http(address: str) -> tuple[str, int]:
 
 
 # -- a shadow that times its answers -------------------------------------------------------------------
-class TimedShadow(Reducer):
-    """Passes everything to the real shadow and observes, per request, the time from submit to answer."""
+class TimedShadow(ForwardingShadow):
+    """Forwards the shadow interface to the real shadow (its liveness, restarts and sessions included)
+    and observes, per request, the time from submit to answer."""
 
-    def __init__(self, inner: Reducer, histogram: Histogram, recent: collections.deque[float]) -> None:
-        super().__init__()
-        self.inner = inner
-        self.name = inner.name
-        self.answered = inner.answered  # the same dict: counts stay live
+    def __init__(self, inner: Shadow, histogram: Histogram, recent: collections.deque[float]) -> None:
+        super().__init__(inner)
         self._sent: dict[int, float] = {}
         self._histogram = histogram
         self._recent = recent
-
-    def __getattr__(self, name: str) -> Any:
-        # the engine asks for ``sessions`` and ``dead`` with getattr: the real shadow's answers
-        if name in ("sessions", "dead"):
-            return getattr(self.__dict__["inner"], name, None)
-        raise AttributeError(name)
-
-    @property
-    def restarts(self) -> int:
-        return self.inner.restarts
-
-    def transition(
-        self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
-    ) -> Outcome:
-        return self.inner.transition(state, event, context, with_invariants)
-
-    def check_invariants(self, state: WireMap) -> list[str]:
-        return self.inner.check_invariants(state)
 
     def submit(self, request: Request) -> int:
         ticket = self.inner.submit(request)
@@ -154,31 +134,19 @@ class TimedShadow(Reducer):
                 self._recent.append(now - sent)
         return got
 
-    def pending(self) -> int:
-        return self.inner.pending()
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def get(self, slot: str) -> WireMap:
-        return self.inner.get(slot)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        self.inner.close()
-
 
 # -- the sidecar ---------------------------------------------------------------------------------------
 @attrs.define
 class _Totals:
     """What earlier checker runs counted (the checker restarts with a fresh shadow if one gives up)."""
 
-    events: int = 0
-    calls: int = 0
+    fed: int = 0
+    checked: int = 0
+    calls_checked: int = 0
     unchecked: int = 0
+    failed: int = 0
     restarts: int = 0
+    gave_up: int = 0  # shadows that died for good (too many restarts in a row) and were replaced
 
 
 class Sidecar:
@@ -207,7 +175,7 @@ class Sidecar:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(Metrics(self))
+        self.registry.register(Metrics(self.status))
         self.recent: collections.deque[float] = collections.deque(maxlen=20_000)
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
@@ -245,7 +213,7 @@ class Sidecar:
         self._new_checker(first=True)
         if self.options.http:
             host, port = check_http(self.options.http)
-            self._http = ThreadingHTTPServer((host, port), handler(self))
+            self._http = ThreadingHTTPServer((host, port), handler(self.status, self.registry))
             self._http.daemon_threads = True
             self.http_url = f"http://{host}:{self._http.server_address[1]}"
             self._spawn(self._http.serve_forever, "http")
@@ -414,36 +382,46 @@ class Sidecar:
                 counts["malformed"] += 1
                 continue
             kind = record["kind"]
-            if kind in ("step", "call"):
-                counts["received"] += 1
-            elif kind == "gap":
+            if kind == "gap":
                 counts["dropped_by_tap"] += int(record.get("dropped", 0))
             counts[f"records_{kind}"] += 1
             if kind in ("snapshot", "patch", "step", "call"):
                 by_slot[record["slot"]][kind] += 1
             good.append((record, raw))
             if kind == "snapshot":  # later records of this frame may name the slot
-                self.log.append(good)
+                self._append(good)
                 good = []
         if good:
-            self.log.append(good)
+            self._append(good)
         with self.lock:
             self.counts.update(counts)
             for name, kinds in by_slot.items():
                 self.slot_counts.setdefault(name, collections.Counter()).update(kinds)
 
+    def _append(self, records: list[tuple[dict[str, Any], bytes]]) -> None:
+        """Count the steps and calls as received before the checker can see them (so the coverage
+        figures never count a step the received count lacks), then write them."""
+        steps = sum(1 for record, _ in records if record["kind"] in ("step", "call"))
+        with self.lock:
+            self.counts["received"] += steps
+        self.log.append(records)
+
     # -- checking ------------------------------------------------------------------------------------
     def _new_checker(self, first: bool = False) -> bool:
         if self._replay is not None:
             result = self._replay.result
-            self._totals.events += result.counts["events"]
-            self._totals.calls += result.counts["calls"]
-            self._totals.unchecked += result.unchecked
+            done = self._replay.coverage()  # drained: nothing in flight
+            self._totals.fed += done.fed
+            self._totals.checked += done.checked
+            self._totals.unchecked += done.unchecked + done.in_flight
+            self._totals.failed += done.failed
+            self._totals.calls_checked += result.shadow_checks["call"]
             self._known_before.update(
                 {k: result.counts[k] for k in ("known_divergences", "known_failures") if result.counts[k]}
             )
             if self._shadow is not None:
                 self._totals.restarts += self._shadow.restarts + 1
+                self._totals.gave_up += self._shadow.dead is not None
                 self._shadow.close()
         self._replay = None
         try:
@@ -473,7 +451,7 @@ class Sidecar:
 
     def _check_files(self) -> None:
         index, offset = 0, 0
-        reader = _LogReader(str(self.log.files[0].path))
+        reader = RecordReader(str(self.log.files[0].path))
         unpacker, whole_at = make_unpacker(), 0
         stream = self.log.files[0].path.open("rb")
         records_here = 0
@@ -507,7 +485,7 @@ class Sidecar:
                     stream.close()
                     index, offset, records_here = index + 1, 0, 0
                     stream = self.log.files[index].path.open("rb")
-                    reader = _LogReader(str(self.log.files[index].path))
+                    reader = RecordReader(str(self.log.files[index].path))
                     unpacker, whole_at = make_unpacker(), 0
                     progressed = True
                 elif current.closed and self._stop.is_set():
@@ -528,7 +506,7 @@ class Sidecar:
                     stream.close()
                     index, offset, records_here = target, 0, 0
                     stream = self.log.files[index].path.open("rb")
-                    reader = _LogReader(str(self.log.files[index].path))
+                    reader = RecordReader(str(self.log.files[index].path))
                     unpacker, whole_at = make_unpacker(), 0
                 self._reading = (index, offset)
                 if (self._shadow is None or self._shadow.dead) and now_ok(self):
@@ -546,13 +524,14 @@ class Sidecar:
         finally:
             stream.close()
 
-    def _check_value(self, reader: _LogReader, value: Any, path: Path) -> None:
+    def _check_value(self, reader: RecordReader, value: Any, path: Path) -> None:
         replay = self._replay
         try:  # turning a record into items never warns: no warnings filter per record
             items = list(reader.item(value, str(path)))
         except ShadowdiffError:
             with self.lock:
                 self.counts["unreadable"] += 1
+                self.counts["unreadable_steps"] += _is_step(value)
             return
         for item in items:
             if replay is None:
@@ -569,12 +548,12 @@ class Sidecar:
             except ShadowdiffError as exc:
                 with self.lock:
                     self.counts["unreadable"] += 1
+                    self.counts["unreadable_steps"] += isinstance(item, Record)
                 self.bot["last_shadow_error"] = f"record skipped: {exc}"
 
     def _drain(self) -> None:
-        if self._replay is not None:
-            # TODO(engine): a public Replay.drain(); the window must be empty before a slot is reopened
-            self._replay._drain(block=False, until_empty=True)
+        if self._replay is not None:  # the window must be empty before a slot is reopened
+            self._replay.drain()
 
     def _replace_shadow(self) -> None:
         """The shadow gave up (too many restarts in a row), or never started: a fresh one, resynced."""
@@ -620,35 +599,53 @@ class Sidecar:
 
     # -- status --------------------------------------------------------------------------------------
     def _publish(self) -> None:
-        """Compute the live figures (cheap reads only: the checker may be busy with the shadow)."""
+        """Compute the live figures. Called by the checker (the one thread that moves the engine, so the
+        figures agree with each other), and by ``status`` only once no checker runs."""
         replay, shadow = self._replay, self._shadow
-        events = self._totals.events + (replay.result.counts["events"] if replay else 0)
-        calls = self._totals.calls + (replay.result.counts["calls"] if replay else 0)
-        unchecked = self._totals.unchecked + (replay.result.unchecked if replay else 0)
-        inflight = shadow.pending() if shadow is not None else 0
+        totals = self._totals
+        now = replay.coverage() if replay is not None else None
+        fed = totals.fed + (now.fed if now else 0)
+        checked = totals.checked + (now.checked if now else 0)
+        failed = totals.failed + (now.failed if now else 0)
+        inflight = now.in_flight if now else 0
+        call_checks = totals.calls_checked + (replay.result.shadow_checks["call"] if replay else 0)
         with self.lock:
-            failures = sum(self.failures_by.values())
-            checked = max(0, events + calls - unchecked - failures - inflight)
-            call_checks = max(0, min(calls, checked))
+            counts = self.counts
             self.bot["transition_checks"] = checked - call_checks
             self.bot["invariant_checks"] = checked - call_checks
             self.bot["executable_available"] = shadow is not None and not shadow.dead
-            counts = self.counts
-            not_fed = counts["received"] - events - calls - counts["skipped"] - counts["unchecked_no_shadow"]
-            not_fed -= counts["unreadable"] + self.log.unrecorded
+            # every step or call received is, at any moment, exactly one of: checked, waiting (on disk,
+            # or in flight to the shadow), skipped (the checker jumped ahead), or unchecked, by reason;
+            # ``status`` adds what was received (or not written) since, so a busy checker shows as lag
+            unchecked_by = {
+                "shadow_failed": failed,  # the shadow failed on the step (each one a finding)
+                "not_compared": totals.unchecked + (now.unchecked if now else 0),  # shadow dead, slot
+                # diverged (free mode), or refused its state
+                "no_shadow": counts["unchecked_no_shadow"],  # no shadow running (it did not start)
+                "unreadable": counts["unreadable_steps"],
+            }
+            # the received steps the checker has taken from disk, less those still in flight
+            taken = fed + counts["skipped"] + unchecked_by["no_shadow"] + unchecked_by["unreadable"]
             self._published = {
+                "taken": taken - inflight,
                 "checked": checked,
                 "calls_checked": call_checks,
-                "restarts": self._totals.restarts + (shadow.restarts if shadow is not None else 0),
-                "lag_bytes": max(0, self.log.total_bytes - self._consumed_bytes),
-                "lag_records": max(0, not_fed) + inflight,
-                "unchecked": unchecked,
+                "restarts": totals.restarts + (shadow.restarts if shadow is not None else 0),
+                "gave_up": totals.gave_up + (shadow is not None and shadow.dead is not None),
+                "state": _shadow_state(shadow),
+                "dead": shadow.dead if shadow is not None else None,
+                "skipped": counts["skipped"],
+                "unchecked_by": unchecked_by,
             }
 
     def status(self) -> dict[str, Any]:
-        self._publish()
+        if self._checker_done.is_set() or not self._threads:
+            self._publish()
+        unrecorded = self.log.unrecorded  # before ``received``: a step is received before it is written
+        total_bytes = self.log.total_bytes
         with self.lock:
             pub = dict(self._published)
+            received = self.counts["received"]
             bot = dict(self.bot)
             counts = dict(self.counts)
             clusters = self.clusters.live()
@@ -658,6 +655,8 @@ class Sidecar:
                 for name, kinds in sorted(self.slot_counts.items())[:MAX_STATUS_SLOTS]
             }
             slot_count = len(self.slot_counts)
+        unchecked_by = {**pub.get("unchecked_by", {}), "unrecorded": unrecorded}  # disk full
+        unchecked = sum(unchecked_by.values())
         return {
             "mode": "sidecar",
             "version": __version__,
@@ -671,15 +670,17 @@ class Sidecar:
             },
             "state_machine_shadow": bot,
             "coverage": {
-                "received": counts.get("received", 0),
+                # received == checked + lag_records + skipped_by_sidecar + unchecked, always
+                "received": received,
                 "checked": pub.get("checked", 0),
                 "calls_checked": pub.get("calls_checked", 0),
-                "lag_records": pub.get("lag_records", 0),
-                "lag_bytes": pub.get("lag_bytes", 0),
+                "lag_records": received - unrecorded - pub.get("taken", 0),
+                "lag_bytes": max(0, total_bytes - self._consumed_bytes),
                 "dropped_by_tap": counts.get("dropped_by_tap", 0),
-                "skipped_by_sidecar": counts.get("skipped", 0),
-                "unchecked": pub.get("unchecked", 0),
-                "unrecorded": self.log.unrecorded,  # could not be written (disk full): never checked
+                "skipped_by_sidecar": pub.get("skipped", 0),
+                "unchecked": unchecked,
+                "unchecked_by": unchecked_by,
+                "unrecorded": unrecorded,  # could not be written (disk full): never checked
                 "malformed": counts.get("malformed", 0)
                 + counts.get("oversized", 0)
                 + counts.get("unreadable", 0),
@@ -690,7 +691,10 @@ class Sidecar:
             "known": self._known_counts(),
             "shadow": {
                 "command": self.options.shadow_name,
+                "state": pub.get("state", "not started"),  # running, dead (gave up) or not started
+                "dead": pub.get("dead"),  # why it gave up, while it stays so (a new one is tried)
                 "restarts": pub.get("restarts", 0),
+                "gave_up": pub.get("gave_up", 0),  # shadows that died for good and were replaced
                 "latency_ms": {"p50": _quantile(recent, 0.5) * 1000, "p99": _quantile(recent, 0.99) * 1000},
             },
             "taps": {
@@ -749,6 +753,16 @@ def _private_socket_dir(directory: Path) -> None:
             f"(chmod 700 {directory}, or use a new directory: it is created 0700)",
             str(directory),
         )
+
+
+def _shadow_state(shadow: Shadow | None) -> str:
+    if shadow is None:
+        return "not started"
+    return "running" if shadow.dead is None else "dead"
+
+
+def _is_step(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("kind") in ("step", "call")
 
 
 def now_ok(sidecar: Sidecar) -> bool:

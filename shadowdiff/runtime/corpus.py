@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,8 +87,9 @@ class _Bounded:
         self.close()
 
 
-class TornRecordWarning(UserWarning):
-    """A log ends in the middle of a record (a writer died); the partial record is skipped."""
+Notices = Callable[[str], None]
+"""Where a reader reports what it skipped without stopping (a log that ends in the middle of a record,
+because its writer died: the partial record is skipped): one line each, naming the place."""
 
 
 def is_log(path: Path) -> bool:
@@ -122,11 +122,14 @@ def use_domain(domain: Domain) -> None:
     _domains[:] = [d for d in _domains if type(d) is not type(domain)] + [domain]
 
 
-def read_items(paths: Iterable[str | Path], domain: Domain | None = None) -> Iterator[LogItem]:
+def read_items(
+    paths: Iterable[str | Path], domain: Domain | None = None, notices: Notices | None = None
+) -> Iterator[LogItem]:
     """All records of all the named corpora, in order. Scenario files are slots named after their
     scenario (after their path when two share a name); a ``.json`` file in a domain's own format (e.g.
     the DOGE bot's ``bot_runtime.json``) gives the slots the domain reads from it, renamed the same way
-    when taken. ``domain``: the domain to ask (default: those given to ``use_domain``)."""
+    when taken. ``domain``: the domain to ask (default: those given to ``use_domain``); ``notices``:
+    told of each torn last record skipped (default: skipped silently)."""
     names: set[str] = set()
     domains = [domain] if domain is not None else list(_domains)
     for path in expand(paths):
@@ -143,7 +146,7 @@ def read_items(paths: Iterable[str | Path], domain: Domain | None = None) -> Ite
                 names.add(slot)
                 yield from scenario_items(scenario, str(path), slot)
         else:
-            yield from read_file(path)
+            yield from read_file(path, notices)
 
 
 def _unique_slots(items: Iterable[LogItem], names: set[str], where: str) -> Iterator[LogItem]:
@@ -159,11 +162,11 @@ def _unique_slots(items: Iterable[LogItem], names: set[str], where: str) -> Iter
         yield item if renamed[slot] == slot else attrs.evolve(item, slot=renamed[slot])
 
 
-def read_file(path: Path) -> Iterator[LogItem]:
+def read_file(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
     if path.name.endswith((".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")):
-        yield from read_msgpack_log(path)
+        yield from read_msgpack_log(path, notices)
     elif path.name.endswith((".jsonl", ".jsonl.gz")):
-        yield from read_jsonl(path)
+        yield from read_jsonl(path, notices)
     elif path.suffix == ".json":
         yield from read_items([path])
     else:
@@ -248,10 +251,10 @@ def _open_binary(path: Path) -> IO[bytes]:
     return raw
 
 
-def read_jsonl(path: Path) -> Iterator[LogItem]:
+def read_jsonl(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
     """A JSONL log, or a findings file (lines with ``pre_state``)."""
     with _open_binary(path) as stream:
-        reader = _LogReader(str(path))
+        reader = RecordReader(str(path))
         number = 0
         while True:
             try:
@@ -270,7 +273,8 @@ def read_jsonl(path: Path) -> Iterator[LogItem]:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 if not line.endswith(b"\n"):
-                    warnings.warn(f"{where}: torn last record skipped", TornRecordWarning, stacklevel=2)
+                    if notices is not None:
+                        notices(f"{where}: torn last record skipped")
                     return
                 raise BadInput(f"not valid JSON: {exc.msg}", where) from exc
             except UnicodeDecodeError as exc:
@@ -280,10 +284,10 @@ def read_jsonl(path: Path) -> Iterator[LogItem]:
             yield from reader.item(value, where)
 
 
-def read_msgpack_log(path: Path) -> Iterator[LogItem]:
+def read_msgpack_log(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
     with _open_binary(path) as stream:
         unpacker = make_unpacker(MAX_RECORD_BYTES)
-        reader = _LogReader(str(path))
+        reader = RecordReader(str(path))
         offset = 0
         boundary = 0  # where the next record starts (unpacker.tell() moves into a record cut short)
         while True:
@@ -310,16 +314,15 @@ def read_msgpack_log(path: Path) -> Iterator[LogItem]:
                 start, boundary = boundary, unpacker.tell()
                 yield from reader.item(value, f"{path}: byte {start}")
             offset += len(chunk)
-        if boundary < offset:
-            warnings.warn(
-                f"{path}: byte {boundary}: torn last record skipped ({offset - boundary} bytes)",
-                TornRecordWarning,
-                stacklevel=2,
-            )
+        if boundary < offset and notices is not None:
+            notices(f"{path}: byte {boundary}: torn last record skipped ({offset - boundary} bytes)")
 
 
-class _LogReader:
-    """Turns log (or findings) records into replay items, checking each one's shape."""
+class RecordReader:
+    """Turns log (or findings) records, one decoded value at a time, into replay items, checking each
+    one's shape (``item`` raises ``BadInput`` naming ``where``). One reader per file: the first record
+    must be the header. Used by the file readers here and by whatever reads records from elsewhere (the
+    sidecar reads its own log as it grows)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

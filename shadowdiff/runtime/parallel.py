@@ -24,7 +24,6 @@ import signal
 import tempfile
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,7 +33,7 @@ from shadowdiff.core.engine import Replay, ReplayOptions, ReplayResult
 from shadowdiff.core.reducer import Reducer
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.model.records import LogItem, Record
-from shadowdiff.runtime.corpus import TornRecordWarning, read_items
+from shadowdiff.runtime.corpus import read_items
 from shadowdiff.runtime.private import open_private
 from shadowdiff.runtime.signals import stop_on_interrupt
 from shadowdiff.wire.codec import dumps_json
@@ -74,12 +73,12 @@ def replay_share(
     errors: list[dict[str, str]] = []
     replay = Replay(shadow, authoritative, options, on_finding)
     fed = 0
-    with warnings.catch_warnings(record=True) as caught, stop_on_interrupt(replay.stop, escalate=False):
-        warnings.simplefilter("always", TornRecordWarning)
+    notices: list[str] = []
+    with stop_on_interrupt(replay.stop, escalate=False):
         if interrupted_before():
             replay.stop()
         try:
-            for mine, item in owned(read_items(corpora), worker, workers):
+            for mine, item in owned(read_items(corpora, notices=notices.append), worker, workers):
                 if replay.stopped:
                     break
                 if mine:
@@ -94,7 +93,7 @@ def replay_share(
         result = replay.finish()
     if on_progress is not None:
         on_progress(fed)
-    return result, errors, [str(w.message) for w in caught]
+    return result, errors, notices
 
 
 def run_parallel(

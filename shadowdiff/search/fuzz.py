@@ -24,7 +24,7 @@ import attrs
 from shadowdiff.core.diff import Rules
 from shadowdiff.core.domain import Domain
 from shadowdiff.core.engine import Replay, ReplayOptions, ReplayResult
-from shadowdiff.core.reducer import Reducer, Step
+from shadowdiff.core.reducer import Reducer, ReducerShadow, Step
 from shadowdiff.core.shrink import ShrinkHooks, ShrinkResult, shrink_scenario
 from shadowdiff.core.triage import Triage
 from shadowdiff.model.errors import ShadowdiffError
@@ -51,11 +51,11 @@ class ReplayOracle:
 
     def __init__(
         self,
-        shadow: Reducer,
+        shadow: ReducerShadow,
         authoritative: Reducer,
         mode: str = "lockstep",
         rules: Rules | None = None,
-        shadow_factory: Callable[[], Reducer] | None = None,
+        shadow_factory: Callable[[], ReducerShadow] | None = None,
     ) -> None:
         self.shadow = shadow
         self.shadow_factory = shadow_factory
@@ -69,7 +69,7 @@ class ReplayOracle:
     def replay(self, scenario: Scenario) -> ReplayResult | None:
         """The replay's result; None when the authority rejects the scenario (bad input)."""
         self.runs += 1
-        if getattr(self.shadow, "dead", None) and self.shadow_factory is not None:
+        if self.shadow.dead and self.shadow_factory is not None:
             self.shadow.close()  # it gave up restarting; a fresh client starts counting again
             self.shadow = self.shadow_factory()
         slot = f"case{next(self._slots)}"

@@ -10,7 +10,9 @@ Every way a shadow can misbehave becomes a ``Failure`` value for the request it 
 (stdout closed, process exited), timeout (no answer within the deadline; the process is killed),
 protocol (not msgpack/JSON, wrong id, missing field), error (the server answered ``error``). After a
 fatal one the process is restarted with bounded back-off; requests that were in flight behind the
-failed one come back as ``lost`` so the engine can send them again, never silently retried.
+failed one come back as ``lost`` so the engine can send them again, never silently retried. ``submit``
+never waits out the back-off: while the process is down, requests queue here, and the restart happens
+in ``poll`` (which may wait for it when asked to wait) or in a synchronous call.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from shadowdiff.core.reducer import (
     Close,
     Open,
     Patch,
-    Reducer,
+    ReducerShadow,
     Request,
     Result,
     ShadowFailureError,
     Step,
     UnsupportedOp,
+    step_from,
 )
 from shadowdiff.model.errors import ShadowSetupError
 from shadowdiff.model.values import Call, Context, Event, Failure, Outcome, StepResult, WireMap
@@ -82,8 +85,14 @@ class _Wire:
     full: WireMap | None = None  # the whole pre-state when ``state`` was sent with its history trimmed
 
 
-class SubprocessReducer(Reducer):
-    """The shadow (or any reducer) as a child process. ``command`` is an argv list or a shell-like string."""
+class SubprocessReducer(ReducerShadow):
+    """The shadow (or any reducer) as a child process. ``command`` is an argv list or a shell-like string.
+
+    Both seams at once: a ``Shadow`` (pipelined, its failures as results, restarted on failure) and a
+    synchronous ``Reducer`` (``transition``, ``check_invariants``, ``call`` wait for their answer)."""
+
+    dead: str | None = None
+    sessions: bool = False
 
     def __init__(
         self,
@@ -122,11 +131,14 @@ class SubprocessReducer(Reducer):
         self.dead: str | None = None
         self._restarts = 0
         self._failures_in_a_row = 0
+        self._restart_at = 0.0  # the earliest a restart may be tried (bounded back-off)
+        self._deferred: collections.deque[_Entry] = collections.deque()  # submitted while down
         self._entries: collections.deque[_Entry] = collections.deque()
         self._wires: collections.deque[_Wire] = collections.deque()
         self._session_ids: dict[str, int] = {}
         self._packed_contexts: dict[int, tuple[Context, bytes]] = {}
         self._next_session = 1
+        self._next_ticket = 0
         self._next_id = 1
         self._started = False
         self._start()
@@ -194,22 +206,37 @@ class SubprocessReducer(Reducer):
             if time.monotonic() >= deadline:
                 raise ProcessGone(None) if not self.process.running else FramingError("no answer to hello")
 
-    def _ensure_running(self) -> None:
+    def _ensure_running(self, wait: bool) -> None:
+        """Restart the process if it failed and its back-off is over; with ``wait``, wait the back-off
+        out (and go on trying) until it runs or the client gives up for good."""
         # no waitpid per request: a process that died shows as EOF or a broken pipe, and _fatal
         # clears _started; a restart is only ever needed after that
-        if self._started:
-            return
-        while self.dead is None:
+        while not self._started and self.dead is None:
             if self._failures_in_a_row > self.max_restarts:
                 self.dead = f"gave up after {self.max_restarts} restarts in a row"
-                return
-            time.sleep(min(2.0, 0.02 * (2 ** min(self._failures_in_a_row, 7))))
+                break
+            delay = self._restart_at - time.monotonic()
+            if delay > 0:
+                if not wait:
+                    return
+                time.sleep(delay)
             try:
                 self._start()
                 self._restarts += 1
-                return
             except ShadowSetupError:
                 self._failures_in_a_row += 1
+                self._back_off()
+        if self.dead is not None:
+            while self._deferred:  # not a new failure: the engine stops checking and says why
+                self._resolve(self._deferred.popleft(), Failure(LOST, f"shadow {self.dead}"))
+        elif self._started:
+            while self._deferred and self._started:
+                entry = self._deferred.popleft()
+                if not entry.done:
+                    self._dispatch(entry)
+
+    def _back_off(self) -> None:
+        self._restart_at = time.monotonic() + min(2.0, 0.02 * (2 ** min(self._failures_in_a_row, 7)))
 
     @property
     def restarts(self) -> int:
@@ -222,6 +249,9 @@ class SubprocessReducer(Reducer):
     def close(self) -> None:
         self.process.stop()
 
+    def outcome(self, state: WireMap, request: Step) -> StepResult:
+        return step_from(self, state, request)
+
     def interrupt(self) -> None:
         self.process.hurry = True
 
@@ -231,10 +261,17 @@ class SubprocessReducer(Reducer):
         self._next_ticket += 1
         entry = _Entry(ticket, request)
         self._entries.append(entry)
-        self._ensure_running()
         if self.dead is not None:  # not a new failure: the engine stops checking and says why
             self._resolve(entry, Failure(LOST, f"shadow {self.dead}"))
-            return ticket
+        elif not self._started or self._deferred:  # down: sent once ``poll`` has restarted it
+            self._deferred.append(entry)
+        else:
+            self._dispatch(entry)
+        return ticket
+
+    def _dispatch(self, entry: _Entry) -> None:
+        request = entry.request
+        assert request is not None
         try:
             if self.sessions:
                 self._submit_session(entry, request)
@@ -247,7 +284,6 @@ class SubprocessReducer(Reducer):
                 self._resolve(entry, Failure("error", f"request not encodable for the shadow: {exc}"))
         if entry.parts == 0 and not entry.done:
             self._resolve(entry, None)
-        return ticket
 
     def _send(
         self,
@@ -454,7 +490,9 @@ class SubprocessReducer(Reducer):
             self._fatal("crash", f"shadow {exc}", exc.exit_code)
 
     def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
-        if wait and self._entries and not self._entries[0].done:
+        if self._deferred or (not self._started and self._entries):
+            self._ensure_running(wait and bool(self._entries) and not self._entries[0].done)
+        if wait and self._entries and not self._entries[0].done and self._started:
             self._pump(wait=True)
         elif self._wires:
             self._pump(wait=False)
@@ -654,15 +692,17 @@ class SubprocessReducer(Reducer):
             else:
                 self._resolve(entry, Failure(LOST, "in flight when the shadow failed"))
         self._wires.clear()
+        self._deferred.clear()  # resolved as lost above
         self._session_ids.clear()
         self._held.clear()
         self._started = False
         self._failures_in_a_row += 1
+        self._back_off()
 
     # -- synchronous operations (whole states) ----------------------------------------------------
     def _sync(self, message: WireMap, op: str, state: WireMap | None = None) -> dict[str, Any]:
         """Send one request behind whatever is in flight and wait for its answer."""
-        self._ensure_running()
+        self._ensure_running(wait=True)
         if self.dead is not None:
             raise ShadowFailureError(Failure("crash", f"shadow {self.dead}"))
         entry = _Entry(-1, None, capture={})

@@ -4,10 +4,13 @@
                                         [--every] [--once MARKER] [--mutate-price-at N]
                                         [--reorder-keys] [--delay-ms MS]
                                         [--crash-on-ts T] [--hang-on-ts T] [--refuse-open]
+                                        [--crash-on-work]
 
 N counts step/transition requests (1-based). With --every, every Nth one misbehaves. The --*-on-ts
 faults hit every request for the event with that timestamp, however often it is sent (a deterministic
-bug); --refuse-open answers every open with an error (a shadow that cannot load any state).
+bug); --refuse-open answers every open with an error (a shadow that cannot load any state);
+--crash-on-work crashes on every step, transition or call (a shadow that never does any work, so its
+client gives up restarting it).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main() -> int:
     p.add_argument("--crash-on-ts", type=float, default=None)
     p.add_argument("--hang-on-ts", type=float, default=None)
     p.add_argument("--refuse-open", action="store_true")
+    p.add_argument("--crash-on-work", action="store_true")
     p.add_argument("--delay-ms", type=float, default=0.0, help="think this long before each step's answer")
     p.add_argument(
         "--reorder-keys", action="store_true", help="answer with the result's keys reversed (still valid)"
@@ -65,6 +69,9 @@ def main() -> int:
                 refusal = {"kind": "bad_request", "message": "cannot load this state"}
                 out.write(packb({"id": req["id"], "error": refusal}))
                 continue
+            if args.crash_on_work and req.get("op") in ("step", "transition", "call"):
+                out.flush()
+                os._exit(7)
             stamp_of = ((req.get("event") or {}).get("payload") or {}).get("timestamp")
             if args.crash_on_ts is not None and stamp_of == args.crash_on_ts:
                 print("misbehaving: crashing on that event, as every time", file=sys.stderr, flush=True)
