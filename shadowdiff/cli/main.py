@@ -230,7 +230,9 @@ def run_replay(
     options: ReplayOptions,
     findings: Path | None = None,
     progress: bool = False,
+    items: Iterator[LogItem] | None = None,
 ) -> tuple[ReplayResult, list[dict[str, str]]]:
+    """``items``: the corpus's items when another process reads it (runtime.split), else read here."""
     errors: list[dict[str, str]] = []
     sink = open_private(findings, "a") if findings else None  # the bot's orders and P&L: 0600
 
@@ -246,7 +248,7 @@ def run_replay(
             warnings.simplefilter("always", TornRecordWarning)
             try:
                 with stop_on_interrupt(replay.stop):
-                    result = replay.run(_guarded(read_items(corpora), errors))
+                    result = replay.run(_guarded(read_items(corpora) if items is None else items, errors))
             except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
                 errors.append({"where": exc.where or "", "message": exc.what})
                 result = replay.finish()
@@ -400,6 +402,12 @@ def main() -> None:
     help="Worker processes, each replaying a share of the slots with its own shadow (the report is "
     "the same; with --fail-fast each worker stops at its own first finding).",
 )
+@click.option(
+    "--one-process",
+    is_flag=True,
+    help="Run an in-process authority (the reference, or MODULE|PATH) in this process. By default it runs "
+    "in a second process that reads the corpus and streams its outcomes to this one, which checks.",
+)
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
 @click.option(
     "--history",
@@ -440,7 +448,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
            resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
            report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
            fail_fast: bool, shrink_dir: str | None,
-           deadline: float, window: int, jobs: int,
+           deadline: float, window: int, jobs: int, one_process: bool,
            no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
            runtime_env: str | None, known_path: str | None, quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
@@ -527,10 +535,12 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
             )  # fmt: skip
         else:
-            with shadow_reducer:
+            from shadowdiff.runtime.split import relay
+
+            with shadow_reducer, relay(corpora, auth, not one_process) as (authority, items):
                 result, errors = run_replay(
-                    corpora, shadow_reducer, auth, options, Path(findings) if findings else None,
-                    progress=not quiet and sys.stderr.isatty(),
+                    corpora, shadow_reducer, authority, options, Path(findings) if findings else None,
+                    progress=not quiet and sys.stderr.isatty(), items=items,
                 )  # fmt: skip
                 shadow_name = shadow_reducer.describe()
     except ShadowdiffError as exc:

@@ -1,0 +1,198 @@
+"""Offline replay on two cores: the authority records in one process, this one checks.
+
+``relay`` starts the authority's process (``shadowdiff.runtime.authority``: it reads the corpus, runs the
+in-process reducer and streams recorded-outcome records over a bounded pipe) and hands back what a
+one-process replay takes: an authoritative reducer and the corpus's items. The reducer (``Relayed``)
+only answers with what the stream carried for the item just read (the authority's normalised state on
+a snapshot, its outcome on a step, its failure where it failed), so the engine runs exactly as it does
+with the reducer in process, and the reports, findings files and exit codes are the same byte for byte
+(tests/test_split.py holds both modes to that). The checker's work per step is then what
+``--authoritative recorded`` costs, while the reducer runs on the other core.
+
+The child dies with us (the kernel's parent-death signal on Linux; a closed pipe anywhere), ignores
+the terminal's Ctrl-C (we drain and end it) and turns its own failures into records: a reducer that
+raises is the one-process run's bad-input line at the same record; a child that dies is one line too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from shadowdiff.core.reducer import Reducer, Step, UnsupportedOp
+from shadowdiff.model.errors import ShadowdiffError
+from shadowdiff.model.records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
+from shadowdiff.model.values import Context, Event, Outcome, StepResult, WireMap, input_from_wire
+from shadowdiff.runtime.authority import PIPE_BYTES, child
+from shadowdiff.runtime.corpus import TornRecordWarning
+from shadowdiff.wire.codec import make_unpacker
+
+READ_BYTES = 1 << 18
+F_SETPIPE_SZ = 1031  # Linux fcntl: a pipe's buffer size
+
+
+class Relayed(Reducer):
+    """The authoritative side of a checking process: each call answers with what the authority's
+    process computed for the item being fed (set by ``relay`` just before the engine sees it)."""
+
+    name = "relayed authority"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: WireMap = {}
+        self.outcome: StepResult | None = None
+        self.fault: ShadowdiffError | None = None
+
+    def _failed(self) -> None:
+        if self.fault is not None:
+            fault, self.fault = self.fault, None
+            raise fault
+
+    def open(self, slot: str, state: WireMap) -> None:
+        self._failed()
+
+    def get(self, slot: str) -> WireMap:
+        return self.loaded
+
+    def step(self, request: Step) -> StepResult:
+        self._failed()
+        assert self.outcome is not None
+        return self.outcome
+
+    def patch(self, slot: str, delta: WireMap) -> None:
+        self._failed()
+
+    def transition(
+        self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
+    ) -> Outcome:
+        raise UnsupportedOp("the relayed authority answers only the steps of its stream")
+
+    def check_invariants(self, state: WireMap) -> list[str]:
+        raise UnsupportedOp("the relayed authority answers only the steps of its stream")
+
+
+SKIPPED = Record("", Event("", {}))
+"""What ``relay`` yields for a step of a slot another ``--jobs`` worker checks."""
+
+
+class Relay:
+    """The authority's process and the items read back from it; a context manager (the child is
+    ended, whatever happens, on leaving)."""
+
+    def __init__(
+        self,
+        corpora: Sequence[str],
+        authority: Reducer,
+        worker: int = 0,
+        workers: int = 1,
+    ) -> None:
+        self.authority = Relayed()
+        read, write = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write, F_SETPIPE_SZ, PIPE_BYTES)
+        sys.stdout.flush()  # a forked child must not write our buffered output a second time
+        sys.stderr.flush()
+        context = multiprocessing.get_context("fork")  # inherits the reducer and the domain, nothing pickled
+        self.process = context.Process(
+            target=child, args=(write, os.getpid(), list(corpora), authority, worker, workers),
+            name="shadowdiff-authority", daemon=True,
+        )  # fmt: skip
+        self.process.start()
+        os.close(write)
+        self.fd = read
+
+    def items(self) -> Iterator[LogItem]:
+        """The corpus's items, as ``read_items`` gives them (raising its ``BadInput`` where it would,
+        warning where it would); ``SKIPPED`` for another worker's steps."""
+        unpacker = make_unpacker()
+        relayed = self.authority
+        while True:
+            chunk = os.read(self.fd, READ_BYTES)
+            if not chunk:
+                self.process.join(5)
+                raise ShadowdiffError(f"the authority's process ended early ({_exit(self.process.exitcode)})")
+            unpacker.feed(chunk)
+            for record in unpacker:
+                kind = record["kind"]
+                if kind == "step" or kind == "call":
+                    if "where" in record:
+                        yield _record(record)
+                        continue
+                    outcome = record["outcome"]
+                    relayed.outcome = StepResult(outcome["actions"], outcome["delta"], outcome["violations"])
+                    yield Record(record["slot"], input_from_wire(record["input"]), record["seq"],
+                                 record.get("context"))  # fmt: skip
+                elif kind == "skip":
+                    yield SKIPPED
+                elif kind == "snapshot":
+                    relayed.loaded = record["loaded"]
+                    yield _snapshot(record)
+                elif kind == "patch" or kind == "context" or kind == "gap":
+                    yield _record(record)
+                elif kind == "fault":
+                    relayed.fault = ShadowdiffError(record["what"], record["where"])
+                    item = record["item"]
+                    yield _snapshot(item) if item["kind"] == "snapshot" else _record(item)
+                elif kind == "warning":
+                    warnings.warn(record["message"], TornRecordWarning, stacklevel=2)
+                elif kind == "error":
+                    raise ShadowdiffError(record["what"], record["where"])
+                else:  # "end"
+                    return
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)  # a child blocked writing gets EPIPE and leaves
+        self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _snapshot(record: Mapping[str, Any]) -> Snapshot:
+    return Snapshot(record["slot"], record["state"], Context().updated(record["context"]), "", record["raw"])
+
+
+def _record(record: Mapping[str, Any]) -> LogItem:
+    kind, where = record["kind"], record.get("where", "")
+    if kind == "step" or kind == "call":
+        return Record(record["slot"], input_from_wire(record["input"]), record["seq"], record.get("context"),
+                      None, where)  # fmt: skip
+    if kind == "patch":
+        return PatchRecord(record["slot"], record["delta"], where)
+    if kind == "context":
+        return ContextChange(record["slot"], record["context"], where)
+    return Gap(record["slot"], record["dropped"], record["reason"])
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    return f"signal {-code}" if code < 0 else f"exit code {code}"
+
+
+@contextlib.contextmanager
+def relay(
+    corpora: Sequence[str], authority: Reducer | None, enabled: bool = True
+) -> Iterator[tuple[Reducer | None, Iterator[LogItem] | None]]:
+    """``(authority, items)`` for a replay: with ``enabled``, the relayed authority and the items read
+    back from the process that runs ``authority`` (a fork of this one: it runs the very reducer made
+    here); otherwise ``(authority, None)``: read the corpus here. A recorded authority (None) always
+    runs in this process: there is nothing to split."""
+    if not enabled or authority is None:
+        yield authority, None
+        return
+    with Relay(corpora, authority) as child_side:
+        yield child_side.authority, child_side.items()
