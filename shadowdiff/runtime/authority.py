@@ -137,7 +137,7 @@ def _record(item: LogItem, authority: Reducer, contexts: dict[str, Context]) -> 
         except ShadowdiffError as exc:  # as Replay._authoritative_step words it
             return _fault(out, exc.what, item.where if exc.where is None else exc.where)
         except Exception as exc:  # the reducer itself raised (DOGE_REDUCER.md 9): bad input
-            return _fault(out, f"the authoritative reducer raised {type(exc).__name__}: {exc}", item.where)
+            return _fault(out, _raised(exc), item.where)
         out["outcome"] = {"actions": result.actions, "delta": result.delta, "violations": result.violations}
         return out
     if isinstance(item, Snapshot):
@@ -149,7 +149,7 @@ def _record(item: LogItem, authority: Reducer, contexts: dict[str, Context]) -> 
         except ShadowdiffError as exc:
             return _fault(out, exc.what, exc.where)
         except Exception as exc:
-            return _fault(out, f"the authoritative reducer raised {type(exc).__name__}: {exc}", exc_where(item))
+            return _fault(out, _raised(exc), item.where or None)
         contexts[item.slot] = item.context
         return out
     if isinstance(item, PatchRecord):
@@ -161,7 +161,7 @@ def _record(item: LogItem, authority: Reducer, contexts: dict[str, Context]) -> 
         except ShadowdiffError as exc:
             return _fault(out, exc.what, exc.where)
         except Exception as exc:
-            return _fault(out, f"the authoritative reducer raised {type(exc).__name__}: {exc}", exc_where(item))
+            return _fault(out, _raised(exc), item.where or None)
         return out
     if isinstance(item, ContextChange):
         context = contexts.get(item.slot)
@@ -173,8 +173,8 @@ def _record(item: LogItem, authority: Reducer, contexts: dict[str, Context]) -> 
     return {"kind": "gap", "slot": item.slot, "dropped": item.dropped, "reason": item.reason}
 
 
-def exc_where(item: LogItem) -> str | None:
-    return item.where or None
+def _raised(exc: Exception) -> str:
+    return f"the authoritative reducer raised {type(exc).__name__}: {exc}"
 
 
 def _fault(out: dict[str, Any], what: str, where: str | None) -> dict[str, Any]:
