@@ -270,6 +270,7 @@ def run_jobs(
     options: ReplayOptions,
     findings: Path | None,
     progress: bool,
+    split: bool = False,
 ) -> tuple[ReplayResult, list[dict[str, str]]]:
     """``run_replay`` over ``jobs`` worker processes (shadowdiff.runtime.parallel)."""
     from shadowdiff.runtime.parallel import run_parallel
@@ -277,7 +278,7 @@ def run_jobs(
     meter = _Progress(progress)
     try:  # the workers' summed progress arrives a few times a second, at no round number
         result, errors, warned = run_parallel(
-            corpora, make_shadow_, make_authoritative_, options, jobs, findings, meter.show
+            corpora, make_shadow_, make_authoritative_, options, jobs, findings, meter.show, split
         )
     finally:
         meter.done()
@@ -533,6 +534,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
                                                  False if no_sessions else None, history, full_check_every),
                 functools.partial(make_authoritative, authoritative), options,
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
+                split=not one_process,
             )  # fmt: skip
         else:
             from shadowdiff.runtime.split import relay

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
 import os
+import signal
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -98,12 +99,18 @@ class Relay:
             fcntl.fcntl(write, F_SETPIPE_SZ, PIPE_BYTES)
         sys.stdout.flush()  # a forked child must not write our buffered output a second time
         sys.stderr.flush()
-        context = multiprocessing.get_context("fork")  # inherits the reducer and the domain, nothing pickled
-        self.process = context.Process(
-            target=child, args=(write, os.getpid(), list(corpora), authority, worker, workers),
-            name="shadowdiff-authority", daemon=True,
-        )  # fmt: skip
-        self.process.start()
+        parent = os.getpid()
+        # a plain fork (a --jobs worker is a daemonic multiprocessing child, which may not start
+        # another): the child inherits the reducer and the domain, nothing pickled
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child's side; its records are what the tests check)
+            try:
+                os.close(read)
+                child(write, parent, list(corpora), authority, worker, workers)
+            finally:
+                os._exit(0)
+        self.pid = pid
+        self.exitcode: int | None = None
         os.close(write)
         self.fd = read
 
@@ -115,8 +122,8 @@ class Relay:
         while True:
             chunk = os.read(self.fd, READ_BYTES)
             if not chunk:
-                self.process.join(5)
-                raise ShadowdiffError(f"the authority's process ended early ({_exit(self.process.exitcode)})")
+                self._wait(5.0)
+                raise ShadowdiffError(f"the authority's process ended early ({_exit(self.exitcode)})")
             unpacker.feed(chunk)
             for record in unpacker:
                 kind = record["kind"]
@@ -146,13 +153,30 @@ class Relay:
                 else:  # "end"
                     return
 
+    def _wait(self, seconds: float) -> bool:
+        """Reap the child if it ends within ``seconds``; True once it has."""
+        deadline = time.monotonic() + seconds
+        while self.exitcode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.exitcode = -1
+                break
+            if pid:
+                self.exitcode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)  # a child blocked writing gets EPIPE and leaves
-        self.process.join(2)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        if not self._wait(2.0):
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._wait(60.0)
 
     def __enter__(self) -> Relay:
         return self
