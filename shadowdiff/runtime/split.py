@@ -29,7 +29,7 @@ from typing import Any
 from shadowdiff.core.reducer import Reducer, Step, UnsupportedOp
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.model.records import ContextChange, Gap, LogItem, PatchRecord, Record, Snapshot
-from shadowdiff.model.values import Context, Event, Outcome, StepResult, WireMap, input_from_wire
+from shadowdiff.model.values import Call, Context, Event, Outcome, StepResult, WireMap, input_from_wire
 from shadowdiff.runtime.authority import PIPE_BYTES, child
 from shadowdiff.runtime.corpus import TornRecordWarning
 from shadowdiff.wire.codec import make_unpacker
@@ -133,8 +133,13 @@ class Relay:
                         continue
                     outcome = record["outcome"]
                     relayed.outcome = StepResult(outcome["actions"], outcome["delta"], outcome["violations"])
-                    yield Record(record["slot"], input_from_wire(record["input"]), record["seq"],
-                                 record.get("context"))  # fmt: skip
+                    wire = record["input"]  # checked by the authority's reader already
+                    item = (
+                        Event(wire["type"], wire["payload"])
+                        if kind == "step"
+                        else Call(wire["call"], wire["args"])
+                    )
+                    yield Record(record["slot"], item, record["seq"], record.get("context"))
                 elif kind == "skip":
                     yield SKIPPED
                 elif kind == "snapshot":
