@@ -66,7 +66,7 @@ def _replay(tmp: Path, name: str, args: list[str], mode: list[str]) -> dict[str,
 
 def _both(tmp: Path, args: list[str]) -> dict[str, object]:
     one = _replay(tmp, "one", args, ["--one-process"])
-    two = _replay(tmp, "two", args, [])
+    two = _replay(tmp, "two", args, ["--two-process"])
     if "--window" not in args:  # findings are written as answers are compared, and after a lockstep
         # resync one slot's resent steps can be compared after another slot's later ones: the order
         # of the lines depends on when the shadow answers, in either mode (run twice, one-process mode
@@ -183,7 +183,7 @@ def test_both_modes_agree_on_the_upstream_scenarios(tmp_path, upstream) -> None:
 def test_an_authority_process_that_dies_is_one_line_and_exit_2(tmp_path) -> None:
     module = _raising(tmp_path, 150, "os._exit(9)")
     log = _log(tmp_path / "log.msgpack")
-    got = _replay(tmp_path, "two", [str(log), "--authoritative", module], [])
+    got = _replay(tmp_path, "two", [str(log), "--authoritative", module], ["--two-process"])
     err = got["stderr"].decode()  # type: ignore[attr-defined]
     assert got["rc"] == 2, err
     assert "shadowdiff: error: the authority's process ended early (exit code 9)" in err
@@ -200,7 +200,7 @@ def test_ctrl_c_gives_the_same_report_in_both_modes(tmp_path, jobs) -> None:
     hung = next(i for i in range(300, len(steps)) if hasattr(steps[i], "payload"))
     shadow = _shadow("--hang-on-ts", repr(steps[hung].payload["timestamp"]))
     outs = []
-    for mode in (["--one-process"], []):
+    for mode in (["--one-process"], ["--two-process"]):
         report = tmp_path / f"r{len(outs)}.json"
         proc = subprocess.Popen(
             [sys.executable, "-m", "shadowdiff", "replay", str(log), "--shadow", shadow, "--deadline", "120",

@@ -33,6 +33,7 @@ from shadowdiff.reporting.text import build_report, summary_lines
 from shadowdiff.runtime.corpus import TornRecordWarning, read_items, use_domain
 from shadowdiff.runtime.private import open_private, write_private
 from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
+from shadowdiff.runtime.split import TWO_PROCESS_DEFAULT
 from shadowdiff.wire.codec import dumps_json
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_BAD, EXIT_EXTEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -404,10 +405,13 @@ def main() -> None:
     "the same; with --fail-fast each worker stops at its own first finding).",
 )
 @click.option(
-    "--one-process",
-    is_flag=True,
-    help="Run an in-process authority (the reference, or MODULE|PATH) in this process. By default it runs "
-    "in a second process that reads the corpus and streams its outcomes to this one, which checks.",
+    "--two-process/--one-process",
+    "two_process",
+    default=TWO_PROCESS_DEFAULT,
+    show_default=True,
+    help="--two-process: an in-process authority (the reference, or MODULE|PATH) runs in a second process "
+    "that reads the corpus and streams its outcomes to this one, which checks (each --jobs worker "
+    "gets its own); --one-process: both in this process. Same report either way.",
 )
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
 @click.option(
@@ -449,7 +453,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
            resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
            report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
            fail_fast: bool, shrink_dir: str | None,
-           deadline: float, window: int, jobs: int, one_process: bool,
+           deadline: float, window: int, jobs: int, two_process: bool,
            no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
            runtime_env: str | None, known_path: str | None, quiet: bool) -> None:  # fmt: skip
     """Replay CORPUS (scenario .json files, directories of them, .jsonl/.msgpack logs, findings files,
@@ -534,12 +538,12 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
                                                  False if no_sessions else None, history, full_check_every),
                 functools.partial(make_authoritative, authoritative), options,
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
-                split=not one_process,
+                split=two_process,
             )  # fmt: skip
         else:
             from shadowdiff.runtime.split import relay
 
-            with shadow_reducer, relay(corpora, auth, not one_process) as (authority, items):
+            with shadow_reducer, relay(corpora, auth, two_process) as (authority, items):
                 result, errors = run_replay(
                     corpora, shadow_reducer, authority, options, Path(findings) if findings else None,
                     progress=not quiet and sys.stderr.isatty(), items=items,

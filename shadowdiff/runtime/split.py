@@ -34,6 +34,11 @@ from shadowdiff.runtime.authority import PIPE_BYTES, child
 from shadowdiff.runtime.corpus import TornRecordWarning
 from shadowdiff.wire.codec import make_unpacker
 
+TWO_PROCESS_DEFAULT = False
+"""Whether ``replay`` splits by default. Measured with bench/throughput.py on this project's shared two
+cores (ratios in one run, docs/benchmarks.md): with the cores busy with other work the second process
+finds no idle core and the stream's own encoding and decoding make it slower than one process; it pays
+where a core is free. Flip it here once the bench shows two processes faster where replays run."""
 READ_BYTES = 1 << 18
 F_SETPIPE_SZ = 1031  # Linux fcntl: a pipe's buffer size
 
