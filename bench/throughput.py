@@ -7,8 +7,8 @@ Prints, for the bundled corpus:
     patches and calls applied as the engine applies them; no shadow, no comparison);
   - events/s of lockstep shadowed replay over msgpack (sessions) against the Haskell port, in both
     modes side by side: one process (the reducer in the checking process, as `replay --one-process`)
-    and two processes (the default: the authority's process reads the corpus, runs the reducer and
-    streams recorded outcomes to the checking process; runtime/split.py);
+    and two processes (the authority's process reads the corpus, runs the reducer and
+    streams recorded outcomes to the checking process; `replay --two-process`, runtime/split.py);
   - the same over the JSON-lines --server transport (whole states, pipelined);
   - a synchronous one-request-at-a-time JSON-lines client sending the whole state each time (how the
     bot's own shadow path calls the executable);
@@ -67,7 +67,7 @@ def shadowed(items: list, command: list[str], codec: str) -> tuple[float, int, i
 
 
 def shadowed_split(corpus: Path, steps: int) -> tuple[float, int, int]:
-    """The same replay with the authority in its own process (the default mode): the clock includes
+    """The same replay with the authority in its own process (`--two-process`): the clock includes
     forking it and its reading of the corpus."""
     from shadowdiff.runtime.split import Relay
 
@@ -258,7 +258,7 @@ def main() -> None:
         "(replay --one-process: includes reading the corpus)"
     )
     print(
-        f"{'the same, two processes (the default)':<44}{split_rate:>10,.0f} events/s  "
+        f"{'the same, two processes (--two-process)':<44}{split_rate:>10,.0f} events/s  "
         f"({bad_split} findings; {identical_split:,} answers as bytes; includes reading the corpus)"
     )
     print(
@@ -291,7 +291,7 @@ def main() -> None:
         with LogWriter(big) as writer:
             for record in corpusgen.generate(n * 10, slots=3, seed=7):
                 writer.write(record)
-        for label, flags in (("one process", ("--one-process",)), ("two processes", ())):
+        for label, flags in (("one process", ("--one-process",)), ("two processes", ("--two-process",))):
             small_mb, big_mb = peak_rss_mb(CORPUS, *flags), peak_rss_mb(big, *flags)
             print(
                 f"peak RSS of shadowdiff replay, {label}: corpus {small_mb:.0f} MB, 10x corpus "
