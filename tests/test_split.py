@@ -245,3 +245,36 @@ def test_the_record_stream_is_the_log_format(tmp_path) -> None:
          "--shadow", _shadow()], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_authority_process_dies_with_its_parent(tmp_path) -> None:
+    """SIGKILL the checking process mid-replay: the kernel ends the authority's process too (Linux's
+    parent-death signal, or the pipe that breaks), however far ahead of the checker it was."""
+    log = _log(tmp_path / "slow.msgpack", steps=3000, slots=2, seed=6)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowdiff", "replay", str(log), "--shadow", _shadow("--delay-ms", "2"),
+         "--two-process"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    wait_for_shadows(proc.pid, 1)
+    authority: list[int] = []
+    deadline = time.monotonic() + 30
+    while not authority and time.monotonic() < deadline:  # forked just after the shadow starts
+        authority = [pid for pid in children_of(proc.pid)
+                     if "replay" in (Path("/proc") / str(pid) / "cmdline").read_text()]  # fmt: skip
+        time.sleep(0.05)
+    assert len(authority) == 1  # a fork of the checker: the same command line
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{authority[0]}").exists():
+        stat = (Path("/proc") / str(authority[0]) / "stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":  # ended, waiting for init to reap it
+            break
+        time.sleep(0.05)
+    alive = (
+        Path(f"/proc/{authority[0]}").exists()
+        and (Path("/proc") / str(authority[0]) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    )
+    assert not alive, "the authority's process outlived its parent"
