@@ -13,7 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +45,11 @@ from shadowdiff.core.reducer import Reducer, Shadow
 from shadowdiff.model.errors import ShadowdiffError, UsageError
 from shadowdiff.model.records import LogItem, Record
 from shadowdiff.reporting.text import build_report, summary_lines
-from shadowdiff.runtime.corpus import read_items, use_domain
+from shadowdiff.runtime.corpus import Notices, read_items, use_domain
 from shadowdiff.runtime.private import open_private
 from shadowdiff.runtime.rulesfile import load_rules
 from shadowdiff.runtime.signals import interrupts_delivered, stop_on_interrupt
+from shadowdiff.runtime.split import TWO_PROCESS_DEFAULT
 from shadowdiff.wire.codec import dumps_json
 
 if TYPE_CHECKING:
@@ -175,7 +176,10 @@ def run_replay(
     options: ReplayOptions,
     findings: Path | None = None,
     progress: bool = False,
+    items: Callable[[Notices], Iterator[LogItem]] | None = None,
 ) -> tuple[ReplayResult, list[dict[str, str]]]:
+    """``items``: the corpus's items (given where to tell of torn records) when another process reads
+    it (runtime.split); None: read here."""
     errors: list[dict[str, str]] = []
     sink = open_private(findings, "a") if findings else None  # the bot's orders and P&L: 0600
 
@@ -190,7 +194,12 @@ def run_replay(
         notices: list[str] = []
         try:
             with stop_on_interrupt(replay.stop):
-                result = replay.run(_guarded(read_items(corpora, notices=notices.append), errors))
+                source = (
+                    items(notices.append)
+                    if items is not None
+                    else read_items(corpora, notices=notices.append)
+                )
+                result = replay.run(_guarded(source, errors))
         except ShadowdiffError as exc:  # bad input met by the authoritative side mid-stream
             errors.append({"where": exc.where or "", "message": exc.what})
             result = replay.finish()
@@ -212,6 +221,7 @@ def run_jobs(
     options: ReplayOptions,
     findings: Path | None,
     progress: bool,
+    split: bool = False,
 ) -> tuple[ReplayResult, list[dict[str, str]]]:
     """``run_replay`` over ``jobs`` worker processes (shadowdiff.runtime.parallel)."""
     from shadowdiff.runtime.parallel import run_parallel
@@ -219,7 +229,7 @@ def run_jobs(
     meter = _Progress(progress)
     try:  # the workers' summed progress arrives a few times a second, at no round number
         result, errors, warned = run_parallel(
-            corpora, make_shadow_, make_authoritative_, options, jobs, findings, meter.show
+            corpora, make_shadow_, make_authoritative_, options, jobs, findings, meter.show, split
         )
     finally:
         meter.done()
@@ -345,6 +355,15 @@ def main(domain_name: str | None) -> None:
     help="Worker processes, each replaying a share of the slots with its own shadow (the report is "
     "the same; with --fail-fast each worker stops at its own first finding).",
 )
+@click.option(
+    "--two-process/--one-process",
+    "two_process",
+    default=TWO_PROCESS_DEFAULT,
+    show_default=True,
+    help="--two-process: an in-process authority (the reference, or MODULE|PATH) runs in a second process "
+    "that reads the corpus and streams its outcomes to this one, which checks (each --jobs worker "
+    "gets its own); --one-process: both in this process. Same report either way.",
+)
 @click.option("--no-sessions", is_flag=True, help="Send whole states even if the shadow offers sessions.")
 @click.option(
     "--history",
@@ -386,7 +405,7 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
            resync: bool, rules: str | None, numeric_equality: bool, strict_types: bool,
            report_path: str | None, findings: str | None, html_path: str | None, junit_path: str | None,
            fail_fast: bool, shrink_dir: str | None,
-           deadline: float, window: int, jobs: int,
+           deadline: float, window: int, jobs: int, two_process: bool,
            no_sessions: bool, history: str, full_check_every: int, deterministic: bool, twice: bool,
            runtime_env: str | None, known_path: str | None, quiet: bool,
            *, domain: Domain) -> None:  # fmt: skip
@@ -462,12 +481,15 @@ def replay(corpus: tuple[str, ...], authoritative: str | None, shadow: str | Non
                                                  False if no_sessions else None, history, full_check_every),
                 functools.partial(make_authoritative, domain, authoritative), options,
                 Path(findings) if findings else None, progress=not quiet and sys.stderr.isatty(),
+                split=two_process,
             )  # fmt: skip
         else:
-            with shadow_reducer:
+            from shadowdiff.runtime.split import relay
+
+            with shadow_reducer, relay(corpora, auth, two_process) as (authority, items):
                 result, errors = run_replay(
-                    corpora, shadow_reducer, auth, options, Path(findings) if findings else None,
-                    progress=not quiet and sys.stderr.isatty(),
+                    corpora, shadow_reducer, authority, options, Path(findings) if findings else None,
+                    progress=not quiet and sys.stderr.isatty(), items=items,
                 )  # fmt: skip
                 shadow_name = shadow_reducer.describe()
     except ShadowdiffError as exc:

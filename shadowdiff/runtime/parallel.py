@@ -24,7 +24,7 @@ import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -33,28 +33,15 @@ from shadowdiff.core.engine import Replay, ReplayOptions, ReplayResult
 from shadowdiff.core.reducer import Reducer
 from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.model.records import LogItem, Record
+from shadowdiff.runtime.authority import owned
 from shadowdiff.runtime.corpus import read_items
 from shadowdiff.runtime.private import open_private
 from shadowdiff.runtime.signals import stop_on_interrupt
+from shadowdiff.runtime.split import SKIPPED, Relay
 from shadowdiff.wire.codec import dumps_json
 
 Factory = Callable[[], Reducer]
 Progress = Callable[[int], None]
-
-
-def owned(items: Iterable[LogItem], worker: int, workers: int) -> Iterator[tuple[bool, LogItem]]:
-    """Each item with whether it belongs to ``worker``: slot k (in order of first appearance) belongs
-    to worker k mod ``workers``; items without a slot (a tap's global gap count) to worker 0."""
-    owner: dict[str, int] = {}
-    for item in items:
-        slot = getattr(item, "slot", None)
-        if slot is None:
-            yield worker == 0, item
-            continue
-        who = owner.get(slot)
-        if who is None:
-            who = owner[slot] = len(owner) % workers
-        yield who == worker, item
 
 
 def replay_share(
@@ -67,18 +54,43 @@ def replay_share(
     on_finding: Callable[[dict[str, Any]], None] | None = None,
     on_progress: Progress | None = None,
     interrupted_before: Callable[[], bool] = lambda: False,
+    split: bool = False,
 ) -> tuple[ReplayResult, list[dict[str, str]], list[str]]:
     """One worker's part: the result, bad-input errors (the stream stops there for every worker) and
-    warnings met on the way. ``interrupted_before``: a Ctrl-C came while the worker was starting."""
+    warnings met on the way. ``interrupted_before``: a Ctrl-C came while the worker was starting.
+    ``split``: an in-process authority runs in a process of its own (runtime.split), which reads the
+    corpus and steps only this worker's slots."""
+    notices: list[str] = []
+    with contextlib.ExitStack() as stack:
+        shares: Iterable[tuple[bool, LogItem]]
+        if split and authoritative is not None:
+            relay = stack.enter_context(Relay(corpora, authoritative, worker, workers))
+            authoritative = relay.authority
+            shares = ((item is not SKIPPED, item) for item in relay.items(notices.append))
+        else:
+            shares = owned(read_items(corpora, notices=notices.append), worker, workers)
+        result, errors = _replay_share(shares, shadow, authoritative, options, on_finding, on_progress,
+                                       interrupted_before)  # fmt: skip
+    return result, errors, notices
+
+
+def _replay_share(
+    shares: Iterable[tuple[bool, LogItem]],
+    shadow: Reducer,
+    authoritative: Reducer | None,
+    options: ReplayOptions,
+    on_finding: Callable[[dict[str, Any]], None] | None,
+    on_progress: Progress | None,
+    interrupted_before: Callable[[], bool],
+) -> tuple[ReplayResult, list[dict[str, str]]]:
     errors: list[dict[str, str]] = []
     replay = Replay(shadow, authoritative, options, on_finding)
     fed = 0
-    notices: list[str] = []
     with stop_on_interrupt(replay.stop, escalate=False):
         if interrupted_before():
             replay.stop()
         try:
-            for mine, item in owned(read_items(corpora, notices=notices.append), worker, workers):
+            for mine, item in shares:
                 if replay.stopped:
                     break
                 if mine:
@@ -93,7 +105,7 @@ def replay_share(
         result = replay.finish()
     if on_progress is not None:
         on_progress(fed)
-    return result, errors, notices
+    return result, errors
 
 
 def run_parallel(
@@ -104,8 +116,10 @@ def run_parallel(
     workers: int,
     findings: Path | None = None,
     on_progress: Progress | None = None,
+    split: bool = False,
 ) -> tuple[ReplayResult, list[dict[str, str]], list[str]]:
-    """Replay with ``workers`` processes; the merged result, errors and warnings."""
+    """Replay with ``workers`` processes; the merged result, errors and warnings. ``split``: each
+    worker's in-process authority runs in a process of its own (N authority/checker pairs)."""
     context = multiprocessing.get_context("fork")  # the workers inherit the factories, nothing pickled
     started = time.perf_counter()
     progress = context.Array("q", workers, lock=False)
@@ -118,7 +132,7 @@ def run_parallel(
             proc = context.Process(
                 target=_worker,
                 args=(send, corpora, make_shadow, make_authoritative, options, k, workers,
-                      parts[k] if findings else None, progress),
+                      parts[k] if findings else None, progress, split),
                 name=f"shadowdiff-worker-{k}",
                 daemon=True,
             )  # fmt: skip
@@ -162,6 +176,7 @@ def _worker(
     workers: int,
     findings: Path | None,
     progress: Any,
+    split: bool,
 ) -> None:
     def on_progress(fed: int) -> None:
         progress[worker] = fed
@@ -180,7 +195,7 @@ def _worker(
             with shadow:
                 outcome = replay_share(corpora, shadow, make_authoritative(), options, worker, workers,
                                        on_finding if sink else None, on_progress,
-                                       lambda: bool(early))  # fmt: skip
+                                       lambda: bool(early), split)  # fmt: skip
         finally:
             if sink is not None:
                 sink.close()

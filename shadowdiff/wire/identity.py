@@ -13,6 +13,8 @@ import dataclasses
 import math
 import operator
 from collections.abc import Callable, Mapping
+from itertools import compress
+from operator import is_, is_not
 from types import ModuleType
 from typing import Any
 
@@ -93,6 +95,7 @@ class IdentityWire:
         self._defaults: dict[type, dict[str, Any]] = {}
         self._getters: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
         self._default_values: dict[type, tuple[Any, ...]] = {}
+        self._positions: dict[type, tuple[int, ...]] = {}
         self.generic_ok: bool | None = None
 
     def fields(self, value: Any) -> tuple[str, ...]:
@@ -130,38 +133,48 @@ class IdentityWire:
             return {}
         if self.generic_ok is None:
             self.state(pre)
-        if not self.generic_ok or type(pre) is not type(post):
+        cls = type(pre)
+        if not self.generic_ok or cls is not type(post):
             return compute_delta(self.module.to_dict(pre), self.module.to_dict(post))
         sets: dict[str, Any] = {}
         appends: dict[str, Any] = {}
         item = self.item
-        try:  # a dataclass with an instance dict: walk it (far cheaper than two getattr per field)
+        try:  # a dataclass with an instance dict: walk it (far cheaper than two getattr per field; this
+            # list comprehension measured faster than attrgetter tuples compared by map(is_not) in C,
+            # whose getattr per field costs more than a dict walk)
             before, after = vars(pre), vars(post)
             changed = [(n, before[n], v) for n, v in after.items() if v is not before[n]]
-        except (TypeError, KeyError):  # slotted dataclasses
-            changed = [(n, getattr(pre, n), getattr(post, n)) for n in self.fields(post)]
+        except (TypeError, KeyError):  # slotted dataclasses: two attrgetter calls, compared in C
+            old_values, new_values = self.values(pre), self.values(post)
+            names = self._fields[cls]
+            moved = compress(self._positions[cls], map(is_not, old_values, new_values))
+            changed = [(names[i], old_values[i], new_values[i]) for i in moved]
         for name, old, new in changed:
-            if old is new:
-                continue
-            if isinstance(new, tuple) and isinstance(old, tuple):
+            kind = type(new)
+            if kind is tuple and type(old) is tuple:
                 n = len(old)
-                # the old items still there at the front: compared in C, where an item that is the
-                # very same object costs one pointer test (a generator here cost 3x as much a history item)
-                if len(new) >= n and new[:n] == old and self._same_items(new[:n], old):
+                # the old items still there at the front, the very same objects: one C pass (map stops
+                # at old's end), no slice; a tuple rebuilt of equal items takes the slower look below
+                if len(new) >= n and all(map(is_, new, old)):
                     if len(new) > n:
                         appends[name] = [item(x) for x in new[n:]]
+                    continue
+                if len(new) > n and new[:n] == old and self._same_items(new[:n], old):
+                    appends[name] = [item(x) for x in new[n:]]
                     continue
                 if new == old and self._same_items(new, old):
                     continue
                 sets[name] = [item(x) for x in new]
-            elif not same_value(old, new):  # type for type: 0 -> 0.0 and -0.0 -> 0.0 are changes
+            # a new value of the same type (not NaN), or else type for type: 0 -> 0.0 and -0.0 -> 0.0
+            # are changes
+            elif (kind is type(old) and old != new and old == old) or not same_value(old, new):
                 sets[name] = new
         return make_delta(sets, appends)
 
     def _same_items(self, new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
         """Given ``new == old`` (by value): the same wire values type for type. Items still the very
         same objects (one C pass) need no look; a rebuilt item is compared as its wire map."""
-        if all(map(operator.is_, new, old)):
+        if all(map(is_, new, old)):
             return True
         return all(x is y or same_value(self.item(x), self.item(y)) for x, y in zip(new, old, strict=True))
 
@@ -174,6 +187,7 @@ class IdentityWire:
                 return ()
             defaults = self._defaults[type(value)]
             self._default_values[type(value)] = tuple(defaults.get(n, _NO_DEFAULT) for n in names)
+            self._positions[type(value)] = tuple(range(len(names)))
             many = operator.attrgetter(*names)
             getter = self._getters[type(value)] = many if len(names) > 1 else lambda v: (many(v),)
         out: tuple[Any, ...] = getter(value)
