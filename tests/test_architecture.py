@@ -165,3 +165,26 @@ def test_the_domain_is_installed_under_its_own_name(tmp_path: Path) -> None:
     assert Path(where) == ROOT / "adapters" / "doge"
     assert adapters == "None"
     assert not (ROOT / "adapters" / "__init__.py").exists()
+
+
+def test_the_architecture_page_names_what_exists() -> None:
+    """docs/architecture.md matches the code: every module it names exists, and every ``module.name``
+    it names is defined there (the walk of one record must not walk through a room that was moved)."""
+    import importlib
+    import re
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    layers = {p.parent.name for p in PKG.glob("*/__init__.py")}
+    for layer in re.findall(r"`([a-z]+)/`", page):
+        assert layer in layers | {"adapters", "shadowdiff"}, f"docs/architecture.md: no layer {layer}/"
+    assert layers <= set(re.findall(r"`([a-z]+)/`", page)), "a layer is missing from docs/architecture.md"
+    named = [
+        (p, r)
+        for p, r in re.findall(r"`([a-z]+/[a-z_]+)(\.py|\.[A-Za-z_]+)?", page)
+        if p.split("/")[0] in layers
+    ]
+    assert len(named) > 20
+    for path, rest in named:
+        module = importlib.import_module("shadowdiff." + path.replace("/", "."))
+        if rest and rest != ".py":
+            assert hasattr(module, rest[1:]), f"docs/architecture.md: {path}{rest} is not defined"
