@@ -338,7 +338,6 @@ class Checker:
         log = self.log
         try:
             while True:
-                log.refresh()
                 if stopping() and drain_until is None:
                     drain_until = time.monotonic() + self.options.drain_seconds
                 if drain_until is not None and time.monotonic() > drain_until:
@@ -370,6 +369,7 @@ class Checker:
                     self._position = Position(index, whole_at, self._consumed, records_here)
                     return
                 # too far behind: jump to a fresh file start (its header resyncs every slot)
+                log.refresh()
                 if log.total_bytes - self._consumed > self.options.max_lag_bytes and drain_until is None:
                     target = log.rotate()  # closes every earlier file: their counts are final
                     log.refresh()
