@@ -89,7 +89,7 @@ class LogView(Protocol):
     @property
     def total_bytes(self) -> int: ...
 
-    def rotate(self) -> int: ...
+    def rotate(self) -> int | None: ...
 
     def wait(self, timeout: float) -> None: ...
 
@@ -110,7 +110,7 @@ class LocalLog:
     def total_bytes(self) -> int:
         return self.log.total_bytes
 
-    def rotate(self) -> int:
+    def rotate(self) -> int | None:
         return self.log.rotate()
 
     def wait(self, timeout: float) -> None:
@@ -163,13 +163,17 @@ class RemoteLog:
         if self._receive(timeout):
             self.refresh()
 
-    def rotate(self) -> int:
+    def rotate(self) -> int | None:
         self._rotated = None
         self.conn.send(("rotate",))
         deadline = time.monotonic() + 30.0
-        while self._rotated is None and not self.gone and time.monotonic() < deadline:
+        while (self._rotated is None or len(self.files) <= self._rotated) and not self.gone:
+            if time.monotonic() > deadline:
+                break
             self._receive(0.1)
-        rotated: int = self._rotated if self._rotated is not None else len(self.files) - 1
+        if self._rotated is None or len(self.files) <= self._rotated:
+            return None  # the sidecar did not answer: no jump this time
+        rotated: int = self._rotated
         return rotated
 
 
@@ -372,7 +376,8 @@ class Checker:
                 log.refresh()
                 if log.total_bytes - self._consumed > self.options.max_lag_bytes and drain_until is None:
                     target = log.rotate()  # closes every earlier file: their counts are final
-                    log.refresh()
+                    if target is None or target <= index:
+                        continue
                     skipped = log.files[index].records - records_here
                     for between in log.files[index + 1 : target]:
                         skipped += between.records

@@ -33,6 +33,7 @@ import functools
 import hmac
 import os
 import pickle
+import select
 import socket
 import stat
 import subprocess
@@ -165,12 +166,25 @@ class _Channel:
         self.alive = True
         self.sent_closed = 0  # the leading files already sent as closed (not sent again)
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def writable(self, timeout: float) -> bool:
+        """Room in the socket for a message (a stopped checker must not block a sender for ever)."""
+        try:
+            return bool(select.select([], [self.conn.fileno()], [], timeout)[1])
+        except (OSError, ValueError):
+            self.alive = False
+            return False
+
+    def send(self, message: tuple[Any, ...], wait: float = 1.0) -> bool:
+        """Sent (False: no room within ``wait``, or the checker is gone)."""
         with self.lock:
+            if not self.writable(wait):
+                return False
             try:
                 self.conn.send(message)
             except (OSError, ValueError):
                 self.alive = False
+                return False
+            return True
 
 
 class Sidecar:
@@ -496,11 +510,13 @@ class Sidecar:
         feeder = threading.Thread(target=self._feed, args=(channel,), name="sidecar-feeder", daemon=True)
         feeder.start()
         deadline: float | None = None
+        stop_sent = False
         try:
             while True:
                 if self._stop.is_set() and deadline is None:
-                    channel.send(("stop",))
                     deadline = time.monotonic() + self.options.drain_seconds + 2.0
+                if deadline is not None and not stop_sent:
+                    stop_sent = channel.send(("stop",), wait=0.1)
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 try:
@@ -540,13 +556,16 @@ class Sidecar:
                 log.changed.wait(0.05)
                 tail = log.files[-1]
                 key = (len(log.files), tail.size, tail.closed, log.total_bytes)
-            if key != last:
-                self._send_files(channel)
+            if key != last and self._send_files(channel):
                 last = key
                 time.sleep(0.002)  # a few frames per message when the tap is flat out
 
-    def _send_files(self, channel: _Channel) -> None:
+    def _send_files(self, channel: _Channel) -> bool:
+        """The log's files from the first not yet sent closed (False: no room, or the checker is gone:
+        the next message says it all again)."""
         with channel.lock:
+            if not channel.writable(0.05):
+                return False
             with self.log.lock:
                 start = channel.sent_closed
                 rows = [(str(f.path), f.size, f.records, f.closed) for f in self.log.files[start:]]
@@ -555,10 +574,11 @@ class Sidecar:
                 channel.conn.send(("files", start, rows, total))
             except (OSError, ValueError):
                 channel.alive = False
-                return
+                return False
             while rows and rows[0][3]:
                 rows.pop(0)
                 channel.sent_closed += 1
+            return True
 
     def _finding(self, record: dict[str, Any]) -> None:
         kind = str(record.get("kind"))
