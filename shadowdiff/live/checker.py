@@ -50,6 +50,7 @@ from shadowdiff.wire.codec import apply_delta, make_unpacker
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 SNAPSHOT_SECONDS = 0.2  # how often a busy checker drains and publishes
+IDLE_SNAPSHOT_SECONDS = 0.02  # a checker caught up publishes this long after its last snapshot at most
 READ_BYTES = 1 << 16
 # the snapshot's fields that count: a checker started again adds to what the ones before it counted
 ADDITIVE = ("taken", "checked", "calls_checked", "restarts", "gave_up", "skipped", "unchecked_by",
@@ -209,7 +210,7 @@ class Latency:
     def __init__(self) -> None:
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.sum = 0.0
-        self.recent: collections.deque[float] = collections.deque(maxlen=20_000)
+        self.recent: collections.deque[float] = collections.deque(maxlen=4096)
 
     def observe(self, seconds: float) -> None:
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -338,7 +339,7 @@ class Checker:
             offset = whole_at = origin = self._fast_forward(stream, reader, start.offset)
         self._new_shadow()
         drain_until: float | None = None
-        last_snapshot = time.monotonic()
+        last_snapshot, dirty = time.monotonic(), True
         log = self.log
         try:
             while True:
@@ -394,13 +395,18 @@ class Checker:
                 if dead and time.monotonic() >= self._next_shadow_attempt:
                     self._new_shadow()
                 now = time.monotonic()
-                if not progressed:
+                if progressed:
+                    dirty = True
+                    if now - last_snapshot > SNAPSHOT_SECONDS:
+                        self._snapshot()
+                        last_snapshot, dirty = now, False
+                elif dirty and now - last_snapshot > IDLE_SNAPSHOT_SECONDS:
+                    # caught up with what the log holds: publish (a drain per record trickling in
+                    # would take the shadow's pipelining away)
                     self._snapshot()
-                    last_snapshot = now
-                    log.wait(0.05)
-                elif now - last_snapshot > SNAPSHOT_SECONDS:
-                    self._snapshot()
-                    last_snapshot = now
+                    last_snapshot, dirty = now, False
+                else:
+                    log.wait(IDLE_SNAPSHOT_SECONDS if dirty else 0.05)
         finally:
             stream.close()
 
