@@ -259,7 +259,7 @@ class Sidecar:
             self._spawn(functools.partial(self._check_in_thread, checker), "checker")
         else:
             self._spawn(functools.partial(self._supervise, checker), "supervisor")
-            self._ready.wait(30.0)  # its first snapshot: the shadow is up (or said why not)
+        self._ready.wait(30.0)  # the checker's first snapshot: its shadow is up (or it said why not)
         self._spawn(self._accept_loop, "accept")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
@@ -454,6 +454,7 @@ class Sidecar:
         finally:
             self._checker["state"] = "stopped"
             self._checker_done.set()
+            self._ready.set()
 
     def _take(self, snapshot: dict[str, Any], findings: list[dict[str, Any]]) -> None:
         """A checker's snapshot: its findings first (the counts include them), then its figures."""
