@@ -63,10 +63,15 @@ class Side:
             time.sleep(0.1)
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        """The sidecar's resident memory and its checker's (a process of its own by default)."""
+        checker = self.status()["checker"]["pid"]
+        pids = {self.proc.pid} | ({checker} if checker else set())
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -49,7 +49,7 @@ from shadowdiff.runtime.recordlog import LogFile, RotatingLog
 from shadowdiff.wire.codec import apply_delta, make_unpacker
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
-SNAPSHOT_SECONDS = 0.2  # how often a busy checker drains and publishes
+SNAPSHOT_SECONDS = 0.5  # how often a busy checker drains and publishes (a drain idles the shadow)
 IDLE_SNAPSHOT_SECONDS = 0.02  # a checker caught up publishes this long after its last snapshot at most
 READ_BYTES = 1 << 16
 # the snapshot's fields that count: a checker started again adds to what the ones before it counted
