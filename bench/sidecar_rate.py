@@ -1,15 +1,21 @@
-"""The sidecar's checking rate, each part in its own process as in production.
+"""The sidecar's checking rate, each part in its own process as in production, in both of its shapes.
 
-    python bench/sidecar_rate.py [--loops 20000]
+    python bench/sidecar_rate.py [--loops 20000] [--modes one,two]
 
 1. The simulated bot flat out with no tap: the reducer's own rate (transitions/s).
-2. `shadowdiff sidecar` with the Haskell port, and the same bot flat out under the tap
-   (`python -m shadowdiff.tap`): the sidecar's checked records per second, from the bot's first
-   record until the sidecar has caught up, next to the rate of step 1. Target (issue 8): >= 0.7x.
-   This rate is bounded by the tapped bot (the tap's sender shares the bot's interpreter, and the
-   bot, the sidecar and the shadow share the machine's cores), so:
-3. the sidecar's own capacity: the records step 2 recorded, pumped into a fresh sidecar over its
-   socket as fast as it takes them (no bot running), until it has checked them all.
+2. For each shape of the sidecar, `--one-process` (the checker a thread of the receiving process) and
+   `--two-process` (the checker a child process reading the log from disk; the default), with the
+   Haskell port, and the same bot flat out under the tap (`python -m shadowdiff.tap`): the sidecar's
+   checked records per second, from the bot's first record until the sidecar has caught up, next to
+   the rate of step 1. Target (issue 8): >= 0.7x. This rate is bounded by the tapped bot (the tap's
+   sender shares the bot's interpreter, and the bot, the sidecar and the shadow share the machine's
+   cores), so:
+3. the sidecar's own capacity: the records step 2 recorded, pumped into a fresh sidecar of the same
+   shape over its socket as fast as it takes them (no bot running), until it has checked them all;
+   also the rate at which it *received* them (recorded to disk), which the two-process shape keeps
+   apart from the checking. Target (issue 16): capacity >= 0.5x the reducer alone.
+
+Both shapes are measured in one run, so their ratios share the machine's load.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ROOT / "adapters" / "doge" / "haskell" / "build" / "doge-core-exe"
 MODULE = "shadowdiff_doge.reference.state_machine"
+MODES = {"one": ("one process", "--one-process"), "two": ("two processes", "--two-process")}
 
 
 def bot(loops: int, env: dict[str, str] | None = None, tap: bool = False) -> tuple[dict, float]:
@@ -49,64 +56,92 @@ def bot(loops: int, env: dict[str, str] | None = None, tap: bool = False) -> tup
     return summary, max(1e-3, elapsed - startup)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--loops", type=int, default=20_000, help="bot loops (each steps every slot)")
-    args = parser.parse_args()
-    alone, alone_s = bot(args.loops)
-    alone_rate = alone["transitions"] / alone_s
-    with tempfile.TemporaryDirectory() as tmp:
-        sock = Path(tmp) / "tap.sock"
-        argv = [sys.executable, "-m", "shadowdiff", "sidecar", "--listen", f"unix:{sock}", "--shadow",
-                f"{EXE} --msgpack", "--http", "127.0.0.1:0", "--record", str(Path(tmp) / "rec")]  # fmt: skip
-        side = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert side.stdout is not None
-        http = json.loads(side.stdout.readline())["http"]
+def status(http: str) -> dict:
+    with urllib.request.urlopen(http + "/api/status", timeout=10) as response:
+        return json.loads(response.read())
 
-        def status() -> dict:
-            with urllib.request.urlopen(http + "/api/status", timeout=5) as response:
-                return json.loads(response.read())
 
+def tapped_run(loops: int, flag: str, tmp: Path) -> dict:
+    """The bot flat out under the tap into a sidecar of one shape; its figures."""
+    sock = tmp / "tap.sock"
+    side, http = start_sidecar(sock, tmp / "rec", flag)
+    try:
         env = {**os.environ, "DOGE_CORE_SHADOW": "1", "SHADOWDIFF_TAP": f"unix:{sock}"}
         started = time.perf_counter()
-        tapped, bot_elapsed = bot(args.loops, env, tap=True)
+        tapped, bot_elapsed = bot(loops, env, tap=True)
         deadline = time.monotonic() + 600
         while True:
-            cov = status()["coverage"]
+            cov = status(http)["coverage"]
             if cov["lag_records"] == 0 and cov["received"] > 0:
                 break
             if time.monotonic() > deadline:
                 sys.exit(f"the sidecar did not catch up: {cov}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        final = status()
+        final = status(http)
+    finally:
         side.send_signal(signal.SIGTERM)
-        side.wait(timeout=30)
-        capacity, pumped = pump_recording(Path(tmp) / "rec", Path(tmp))
-    checked = final["coverage"]["checked"]
-    print(f"{'reducer alone (simulated bot, no tap)':<40}{alone_rate:>10,.0f} transitions/s")
-    print(f"{'bot under the tap':<40}{tapped['transitions'] / bot_elapsed:>10,.0f} transitions/s")
-    print(f"{'sidecar checked (own process)':<40}{checked / elapsed:>10,.0f} records/s  "
-          f"({checked:,} records, {final['state_machine_shadow']['total_divergences']} divergences, "
-          f"dropped by the tap {final['coverage'].get('dropped_by_tap', 0)})")  # fmt: skip
-    print(f"ratio sidecar / reducer alone: {checked / elapsed / alone_rate:.2f}x   (target >= 0.7x)")
-    print(f"{'sidecar capacity (recording pumped in)':<40}{capacity:>10,.0f} records/s  ({pumped:,} records)")
-    print(f"ratio capacity / reducer alone: {capacity / alone_rate:.2f}x")
+        side.wait(timeout=60)
+    return {"bot_rate": tapped["transitions"] / bot_elapsed, "checked": final["coverage"]["checked"],
+            "elapsed": elapsed, "final": final}  # fmt: skip
 
 
-def start_sidecar(sock: Path, record: Path) -> tuple[subprocess.Popen, str]:
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--loops", type=int, default=20_000, help="bot loops (each steps every slot)")
+    parser.add_argument("--modes", default="one,two", help="which shapes: one, two or one,two")
+    args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    alone, alone_s = bot(args.loops)
+    alone_rate = alone["transitions"] / alone_s
+    rows = {}
+    for mode in modes:
+        name, flag = MODES[mode]
+        with tempfile.TemporaryDirectory() as tmp:
+            run = tapped_run(args.loops, flag, Path(tmp))
+            run["capacity"], run["received_rate"], run["pumped"] = pump_recording(
+                Path(tmp) / "rec", Path(tmp), flag
+            )
+        rows[name] = run
+    print(f"{'reducer alone (simulated bot, no tap)':<44}{alone_rate:>10,.0f} transitions/s")
+    for name, run in rows.items():
+        final, checked = run["final"], run["checked"]
+        print(f"-- sidecar, {name}")
+        print(f"{'  bot under the tap':<44}{run['bot_rate']:>10,.0f} transitions/s")
+        print(f"{'  sidecar checked (own process)':<44}{checked / run['elapsed']:>10,.0f} records/s  "
+              f"({checked:,} records, {final['state_machine_shadow']['total_divergences']} divergences, "
+              f"dropped by the tap {final['coverage'].get('dropped_by_tap', 0)})")  # fmt: skip
+        print(
+            f"  ratio sidecar / reducer alone: {checked / run['elapsed'] / alone_rate:.2f}x  (target >= 0.7x)"
+        )
+        print(
+            f"{'  sidecar capacity (recording pumped in)':<44}{run['capacity']:>10,.0f} records/s  "
+            f"({run['pumped']:,} records; received and recorded at {run['received_rate']:,.0f}/s)"
+        )
+        print(f"  ratio capacity / reducer alone: {run['capacity'] / alone_rate:.2f}x   (target >= 0.5x)")
+    if len(rows) == 2:
+        one, two = (run["checked"] / run["elapsed"] for run in rows.values())
+        capacity = [run["capacity"] for run in rows.values()]
+        print(
+            f"two processes / one process: capacity {capacity[1] / capacity[0]:.2f}x, "
+            f"checked under the tap {two / one:.2f}x"
+        )
+
+
+def start_sidecar(sock: Path, record: Path, flag: str) -> tuple[subprocess.Popen, str]:
     argv = [sys.executable, "-m", "shadowdiff", "sidecar", "--listen", f"unix:{sock}", "--shadow",
-            f"{EXE} --msgpack", "--http", "127.0.0.1:0", "--record", str(record)]  # fmt: skip
+            f"{EXE} --msgpack", "--http", "127.0.0.1:0", "--record", str(record), flag]  # fmt: skip
     side = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert side.stdout is not None
     return side, json.loads(side.stdout.readline())["http"]
 
 
-def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
+def pump_recording(recorded: Path, tmp: Path, flag: str) -> tuple[float, float, int]:
     """Every tapped record of a recording, sent to a fresh sidecar as a tap would (frames of 256
-    records) but as fast as the socket takes them; records/s until all are checked."""
+    records) but as fast as the socket takes them; records/s until all are checked, and until all
+    are received."""
     sys.path.insert(0, str(ROOT))
     from shadowdiff.tap import recv_frame, send_frame
     from shadowdiff.wire.codec import make_unpacker, packb
@@ -118,7 +153,7 @@ def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
         records += [packb(r) for r in unpacker if r.get("kind") not in ("header", "meta")]
     steps = sum(1 for r in records if msgpack_kind(r) in ("step", "call"))
     sock = tmp / "pump.sock"
-    side, http = start_sidecar(sock, tmp / "rec2")
+    side, http = start_sidecar(sock, tmp / "rec2", flag)
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(str(sock))
@@ -127,9 +162,11 @@ def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
         started = time.perf_counter()
         for k in range(0, len(records), 256):
             send_frame(conn, b"".join(records[k : k + 256]))
+        received_at = None
         while True:
-            with urllib.request.urlopen(http + "/api/status", timeout=5) as response:
-                cov = json.loads(response.read())["coverage"]
+            cov = status(http)["coverage"]
+            if received_at is None and cov["received"] >= steps:
+                received_at = time.perf_counter() - started
             if cov["checked"] >= steps:
                 break
             time.sleep(0.02)
@@ -138,7 +175,7 @@ def pump_recording(recorded: Path, tmp: Path) -> tuple[float, int]:
     finally:
         side.send_signal(signal.SIGTERM)
         side.wait(timeout=30)
-    return steps / elapsed, steps
+    return steps / elapsed, steps / (received_at or elapsed), steps
 
 
 def msgpack_kind(raw: bytes) -> str:

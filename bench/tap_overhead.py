@@ -47,7 +47,8 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="shadowdiff-bench-"))
     options = SidecarOptions(listen=f"unix:{work / 'tap.sock'}", record_dir=work / "record",
-                             shadow=lambda: SubprocessReducer(shadow), shadow_name=shadow)  # fmt: skip
+                             shadow=lambda: SubprocessReducer(shadow), shadow_name=shadow,
+                             one_process=True)  # fmt: skip
     sidecar = Sidecar(options)
     sidecar.start()
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MISBEHAVING, PY_SERVER, ROOT, children_of
-from test_sidecar import ENV, gone, run_bot, shadow_command
+from conftest import MISBEHAVING, PY_SERVER, ROOT
+from test_sidecar import ENV, descendants_of, gone, run_bot, shadow_command
 
 from shadowdiff.model.records import Record
 from shadowdiff.runtime.corpus import read_items
@@ -43,7 +43,7 @@ class Side:
         assert line, self.proc.stderr.read()
         ready = json.loads(line)
         self.address, self.http = ready["listen"], ready["http"]
-        self.children = children_of(self.proc.pid)
+        self.children = descendants_of(self.proc.pid)  # the checker's process and the shadow
 
     def status(self) -> dict[str, Any]:
         import urllib.request
@@ -64,10 +64,15 @@ class Side:
             time.sleep(0.1)
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        """The sidecar's resident memory and its checker's (a process of its own by default)."""
+        checker = self.status()["checker"]["pid"]
+        pids = {self.proc.pid} | ({checker} if checker else set())
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -153,7 +158,7 @@ def test_shadow_sigstopped_and_resumed(tmp_path: Path) -> None:
         env = dict(ENV, DOGE_CORE_SHADOW="1", SHADOWDIFF_TAP=side.address, SHADOWDIFF_TAP_EXIT_WAIT="3")
         bot = subprocess.Popen(bot_argv(*args), stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         time.sleep(1.0)
-        [shadow] = side.children
+        [shadow] = [pid for pid in side.children if pid != side.status()["checker"]["pid"]]
         os.kill(shadow, signal.SIGSTOP)
         time.sleep(2.0)
         stopped = side.status()
@@ -253,4 +258,4 @@ def test_a_flood_faster_than_the_checker(tmp_path: Path) -> None:
 @pytest.mark.parametrize("unused", [None])
 def test_coverage_identity_is_documented(unused: None) -> None:
     text = (ROOT / "docs" / "robustness.md").read_text()
-    assert "received = checked + lag + skipped + unchecked" in text
+    assert "received = checked + lag + skipped + unchecked, where `unchecked_by`" in text

@@ -6,12 +6,10 @@ failed (nothing in flight once finished), whatever the shadow does.
 
 from __future__ import annotations
 
-import collections
 from typing import Any
 
 import pytest
 from conftest import MISBEHAVING, ROOT
-from prometheus_client import CollectorRegistry, Histogram
 from shadowdiff_doge.domain import DogeDomain
 from shadowdiff_doge.inprocess import InProcessReducer
 
@@ -25,7 +23,7 @@ from shadowdiff.core.reducer import (
     Shadow,
     as_shadow,
 )
-from shadowdiff.live.sidecar import TimedShadow
+from shadowdiff.live.checker import Latency, TimedShadow
 from shadowdiff.model.values import Failure
 from shadowdiff.runtime.corpus import read_items
 from shadowdiff.shadow.client import SubprocessReducer
@@ -97,13 +95,12 @@ def test_the_sidecars_timed_wrapper_forwards_liveness_restarts_and_sessions() ->
     # the bug: TimedShadow forwarded ``dead`` and ``sessions`` through __getattr__, which Python never
     # calls for names the base class defines, so the sidecar never saw its shadow die
     double = GivesUpAfter(0)
-    histogram = Histogram("t_seconds", "t", registry=CollectorRegistry())
-    timed = TimedShadow(double, histogram, collections.deque())
+    timed = TimedShadow(double, Latency())
     assert timed.dead is None and timed.restarts == 0 and timed.sessions is False
     timed.submit(_open())
     assert timed.dead == double.dead == "gave up after 3 restarts in a row"
     with SubprocessReducer([*MISBEHAVING], domain=DogeDomain()) as real:
-        wrapped = TimedShadow(real, histogram, collections.deque())
+        wrapped = TimedShadow(real, Latency())
         assert wrapped.sessions is real.sessions is True
         assert wrapped.describe() == real.describe()
 

@@ -90,7 +90,7 @@ class Sidecar:
         ready = json.loads(line)
         self.http = ready["http"]
         self.address = ready["listen"]
-        self.children = children_of(self.proc.pid)
+        self.children = descendants_of(self.proc.pid)  # the checker's process and the shadow
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.http + path, timeout=5) as response:
@@ -121,6 +121,16 @@ class Sidecar:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Every live process below ``pid`` (the checker's process, the shadow it started)."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def gone(pids: list[int]) -> bool:

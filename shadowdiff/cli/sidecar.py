@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from shadowdiff.cli.exits import EXIT_CLEAN, EXIT_FOUND, fail
 from shadowdiff.core.diff import Rules
 from shadowdiff.core.domain import Domain
 from shadowdiff.core.reducer import Shadow
-from shadowdiff.live.sidecar import Sidecar, SidecarOptions, check_http, check_listen
+from shadowdiff.live.sidecar import ONE_PROCESS_DEFAULT, Sidecar, SidecarOptions, check_http, check_listen
 from shadowdiff.model.errors import ShadowdiffError, ShadowSetupError
 from shadowdiff.runtime.private import read_token_file
 from shadowdiff.runtime.rulesfile import load_rules
@@ -36,10 +37,8 @@ def _shadow_factory(domain: Domain, command: str | None, codec: str, deadline: f
     from shadowdiff.shadow.client import SubprocessReducer
 
     argv: list[str] | str = domain.shadow_command(codec) if command is None else command
-
-    def make() -> Shadow:
-        return SubprocessReducer(argv, codec=codec, domain=domain, deadline=deadline)
-
+    # a partial, not a closure: the checker's process gets it pickled
+    make = functools.partial(SubprocessReducer, argv, codec=codec, domain=domain, deadline=deadline)
     return make, argv if isinstance(argv, str) else " ".join(argv)
 
 
@@ -102,16 +101,24 @@ def register(group: click.Group) -> None:
               "it covers are counted apart (status 'known'), not reported as findings.")  # fmt: skip
 @click.option("--token-file", metavar="FILE", help="A 0600 file whose first line is the secret every tap "
               "must present (taps: SHADOWDIFF_TAP_TOKEN_FILE). Required with a tcp: listener.")  # fmt: skip
+@click.option("--one-process/--two-process", default=ONE_PROCESS_DEFAULT, show_default=True,
+              help="Check in a thread of the sidecar's own process (the shape before issue 16), or "
+              "in a child process of its own (the default: receiving and recording never share an "
+              "interpreter with the checking; a checker that dies is restarted where it was).")  # fmt: skip
 @with_domain
 def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | None, record_dir: str | None,
                     findings: str | None, rules: str | None, max_lag_bytes: int, rotate_bytes: int,
                     rotate_seconds: float, deadline: float, drain_seconds: float,
                     runtime_file: str | None, known_path: str | None,
-                    token_file: str | None, *, domain: Domain) -> None:  # fmt: skip
+                    token_file: str | None, one_process: bool, *, domain: Domain) -> None:  # fmt: skip
     """Receive a live tap's records, record them, and check them against the shadow until SIGTERM.
 
     Prints one JSON line when ready: {"listen", "http", "record"}. Recorded logs and findings are written
     0600 in 0700 directories; a unix: socket's directory must be 0700 (created so if missing).
+
+    Two processes by default: this one receives, records and serves HTTP; a child process checks the
+    recorded log against the shadow, so a flat-out tap is recorded at full speed while the checker works
+    through the lag on disk. --one-process checks in a thread of this process instead.
 
     \b
     Examples:
@@ -138,6 +145,7 @@ def sidecar_command(listen: str, shadow: str | None, codec: str, http: str | Non
             http=http, findings=Path(findings) if findings else None, rules=_rules(domain, rules),
             max_lag_bytes=max_lag_bytes, rotate_bytes=rotate_bytes, rotate_seconds=rotate_seconds,
             drain_seconds=drain_seconds, slot_names=slot_names, known=read_known(known_path), token=token,
+            one_process=one_process,
         )  # fmt: skip
         sidecar = Sidecar(options)
         sidecar.start()

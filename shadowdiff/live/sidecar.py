@@ -1,16 +1,22 @@
 """The sidecar: receives a live tap's records, keeps them on disk, and checks them against the shadow.
 
-Three threads with one job each, so none of them can hold up the others:
+Two halves, by default in two processes, so a flat-out tap is received and recorded at full speed while
+the checker works through the lag on disk (``one_process`` / ``shadowdiff sidecar --one-process`` runs
+the checker as a thread of this process instead, the shape before issue 16):
 
-- the *receiver* (one thread per tap connection) validates each record and appends it to the recorded
-  log (``RotatingLog``): rotating msgpack files in the spine's recorded-outcome format, each opening
-  with a header that holds every slot's state at that point, so any file start is a resync point;
-- the *checker* reads the log back from disk and feeds it to the engine's recorded-outcome path
-  (``Replay`` with ``authoritative=None``, lockstep): if the shadow falls behind, the lag is bytes on
-  disk, never memory; past ``max_lag_bytes`` it jumps to a fresh file start and counts what it skipped;
-- the *HTTP* server answers ``/api/status`` (the bot's ``state_machine_shadow`` block and our own
-  coverage, clusters, restarts, latency), ``/metrics`` (Prometheus text) and ``/healthz`` from a
-  snapshot the checker publishes, so a status request never waits on the shadow.
+- this process *receives and records*: one thread per tap connection validates each record and appends
+  it to the recorded log (``RotatingLog``): rotating msgpack files in the spine's recorded-outcome
+  format, each opening with a header that holds every slot's state at that point, so any file start is
+  a resync point; and it serves HTTP: ``/api/status`` (the bot's ``state_machine_shadow`` block and our
+  own coverage, clusters, restarts, latency), ``/metrics`` (Prometheus text) and ``/healthz``;
+- the *checker* (``shadowdiff.live.checker``, a child process) reads the log back from disk and feeds it
+  to the engine against the shadow; it publishes drained snapshots (counts, findings, its position) over
+  a socket pair. A socket pair rather than a status file: its end of file tells either side at once that
+  the other is gone, it orders findings before the counts that include them, and it leaves nothing on
+  disk to go stale or be read by anyone else. The status combines what this process counted (received,
+  bytes, taps) with the last snapshot, so the coverage identity holds at every status:
+  ``received = checked + lag + skipped + unchecked``. A checker that dies is started again (counted,
+  ``checker.restarts``), from the last snapshot's position: what arrived meanwhile waits on disk.
 
 Tap framing and hello: ``shadowdiff/tap.py``. Safety: only loopback TCP addresses and Unix sockets
 (created 0600 in a 0700 directory) are accepted; a TCP listener needs a secret token that every tap's
@@ -26,32 +32,44 @@ import contextlib
 import functools
 import hmac
 import os
+import pickle
+import select
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 import msgpack
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from shadowdiff import __version__
 from shadowdiff.core.classify import Clusters
 from shadowdiff.core.diff import Rules
-from shadowdiff.core.engine import Replay, ReplayOptions
-from shadowdiff.core.reducer import ForwardingShadow, Request, Result, Shadow
+from shadowdiff.core.reducer import Shadow
 from shadowdiff.core.triage import Triage
+from shadowdiff.live.checker import (
+    ADDITIVE,
+    LATENCY_BUCKETS,
+    Checker,
+    CheckerOptions,
+    LocalLog,
+    Position,
+    TimedShadow,
+)
 from shadowdiff.live.http import Metrics, handler
 from shadowdiff.live.tap import parse_address, recv_frame, send_frame
-from shadowdiff.model.errors import ShadowdiffError, UsageError
-from shadowdiff.model.records import Gap, Record, Snapshot
-from shadowdiff.model.values import Context
-from shadowdiff.runtime.corpus import RecordReader
+from shadowdiff.model.errors import UsageError
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.runtime.recordlog import RotatingLog
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
@@ -65,7 +83,11 @@ BOT_KEYS = (
 )  # fmt: skip
 MAX_STATUS_SLOTS = 256  # /api/status lists at most this many slots (a tap naming thousands is the alarm)
 SLOT_COLUMNS = (("snapshot", "snapshots"), ("patch", "patches"), ("step", "steps"), ("call", "calls"))
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+ONE_PROCESS_DEFAULT = False
+"""Whether the checker runs as a thread of the sidecar by default. Measured with bench/sidecar_rate.py
+on this project's shared two cores (ratios in one run, docs/robustness.md): two processes check faster,
+as the receiving no longer shares the checker's interpreter."""
+RESTART_SECONDS = (0.2, 10.0)  # a checker that died is started again after this, doubling up to that
 
 
 @attrs.frozen
@@ -90,6 +112,12 @@ class SidecarOptions:
     known: Triage | None = None  # a triage file: what it covers is counted apart, never a finding
     token: bytes | None = None  # required for a TCP listener; every tap's hello must carry it
     hello_seconds: float = 5.0  # a connection that says nothing for this long is dropped
+    # the checker as a thread of this process (else a process of its own: ``shadow`` must pickle)
+    one_process: bool = ONE_PROCESS_DEFAULT
+
+    def checker(self) -> CheckerOptions:
+        return CheckerOptions(shadow=self.shadow, rules=self.rules, known=self.known, window=self.window,
+                              max_lag_bytes=self.max_lag_bytes, drain_seconds=self.drain_seconds)  # fmt: skip
 
 
 def check_listen(address: str) -> tuple[str, Any]:
@@ -108,45 +136,55 @@ def check_http(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-# -- a shadow that times its answers -------------------------------------------------------------------
-class TimedShadow(ForwardingShadow):
-    """Forwards the shadow interface to the real shadow (its liveness, restarts and sessions included)
-    and observes, per request, the time from submit to answer."""
+class _LatencyMetric(Collector):
+    """The shadow's answer times as a Prometheus histogram, from the checker's snapshots."""
 
-    def __init__(self, inner: Shadow, histogram: Histogram, recent: collections.deque[float]) -> None:
-        super().__init__(inner)
-        self._sent: dict[int, float] = {}
-        self._histogram = histogram
-        self._recent = recent
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.figures = figures
 
-    def submit(self, request: Request) -> int:
-        ticket = self.inner.submit(request)
-        self._sent[ticket] = time.perf_counter()
-        return ticket
-
-    def poll(self, wait: bool = False) -> list[tuple[int, Result]]:
-        got = self.inner.poll(wait)
-        now = time.perf_counter()
-        for ticket, _ in got:
-            sent = self._sent.pop(ticket, None)
-            if sent is not None:
-                self._histogram.observe(now - sent)
-                self._recent.append(now - sent)
-        return got
+    def collect(self) -> Any:
+        latency = self.figures()
+        counts = latency.get("buckets") or [0] * (len(LATENCY_BUCKETS) + 1)
+        running, buckets = 0, []
+        for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+            running += n
+            buckets.append((bound, running))
+        yield HistogramMetricFamily(
+            "shadowdiff_sidecar_shadow_latency_seconds",
+            "Time from sending a request to the shadow to its answer (queueing included)",
+            buckets=buckets,
+            sum_value=latency.get("sum", 0.0),
+        )
 
 
-# -- the sidecar ---------------------------------------------------------------------------------------
-@attrs.define
-class _Totals:
-    """What earlier checker runs counted (the checker restarts with a fresh shadow if one gives up)."""
+class _Channel:
+    """This side of a checker process's socket pair; sends from several threads, one at a time."""
 
-    fed: int = 0
-    checked: int = 0
-    calls_checked: int = 0
-    unchecked: int = 0
-    failed: int = 0
-    restarts: int = 0
-    gave_up: int = 0  # shadows that died for good (too many restarts in a row) and were replaced
+    def __init__(self, conn: Connection, proc: subprocess.Popen[bytes]) -> None:
+        self.conn, self.proc = conn, proc
+        self.lock = threading.Lock()
+        self.alive = True
+        self.sent_closed = 0  # the leading files already sent as closed (not sent again)
+
+    def writable(self, timeout: float) -> bool:
+        """Room in the socket for a message (a stopped checker must not block a sender for ever)."""
+        try:
+            return bool(select.select([], [self.conn.fileno()], [], timeout)[1])
+        except (OSError, ValueError):
+            self.alive = False
+            return False
+
+    def send(self, message: tuple[Any, ...], wait: float = 1.0) -> bool:
+        """Sent (False: no room within ``wait``, or the checker is gone)."""
+        with self.lock:
+            if not self.writable(wait):
+                return False
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):
+                self.alive = False
+                return False
+            return True
 
 
 class Sidecar:
@@ -169,17 +207,10 @@ class Sidecar:
             options.record_dir, options.rotate_bytes, options.rotate_seconds, options.synthetic
         )
         self.registry = CollectorRegistry()
-        self.latency = Histogram(
-            "shadowdiff_sidecar_shadow_latency_seconds",
-            "Time from sending a request to the shadow to its answer (queueing included)",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.registry.register(_LatencyMetric(lambda: self._checked_figures()[0]["latency"]))
         self.registry.register(Metrics(self.status))
-        self.recent: collections.deque[float] = collections.deque(maxlen=20_000)
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
-        self._known_before: collections.Counter[str] = collections.Counter()
         self.divergences_by: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures_by: collections.Counter[str] = collections.Counter()
         self.bot: dict[str, Any] = {key: 0 for key in BOT_KEYS}
@@ -196,30 +227,40 @@ class Sidecar:
         self._http: ThreadingHTTPServer | None = None
         self.http_url: str | None = None
         self._findings: IO[str] | None = None
-        self._shadow: TimedShadow | None = None
-        self._replay: Replay | None = None
-        self._totals = _Totals()
-        self._published: dict[str, Any] = {}
-        self._reading = (0, 0)
-        self._consumed_bytes = 0
+        # the checker: its last snapshot, what the checkers before it counted, where a new one starts
+        self._snapshot: dict[str, Any] | None = None
+        self._base: dict[str, Any] = {}
+        self._errors_seen = 0
+        self._resume = Position()
+        self._checker: dict[str, Any] = {"mode": "thread" if options.one_process else "process", "pid": None,
+                         "state": "not started", "restarts": 0, "last_exit": None}  # fmt: skip
         self._checker_done = threading.Event()
-        self._next_shadow_attempt = 0.0
+        self._ready = threading.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
+        checker = self.options.checker()
+        if not self.options.one_process:
+            try:
+                pickle.dumps(checker)
+            except Exception as exc:
+                raise UsageError(f"the checker's process needs options that pickle ({exc}); run it as a "
+                                 "thread with one_process=True") from None  # fmt: skip
         if self.options.findings is not None:
             self._findings = open_private(self.options.findings, "a")
         self._server = self._bind()
-        self._new_checker(first=True)
         if self.options.http:
             host, port = check_http(self.options.http)
             self._http = ThreadingHTTPServer((host, port), handler(self.status, self.registry))
             self._http.daemon_threads = True
             self.http_url = f"http://{host}:{self._http.server_address[1]}"
             self._spawn(self._http.serve_forever, "http")
+        if self.options.one_process:
+            self._spawn(functools.partial(self._check_in_thread, checker), "checker")
+        else:
+            self._spawn(functools.partial(self._supervise, checker), "supervisor")
+        self._ready.wait(30.0)  # the checker's first snapshot: its shadow is up (or it said why not)
         self._spawn(self._accept_loop, "accept")
-        self._spawn(self._check_loop, "checker")
-        self._publish()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"sidecar-{name}", daemon=True)
@@ -280,16 +321,14 @@ class Sidecar:
                 conn.shutdown(socket.SHUT_RDWR)
         self.log.close()
         self._stop.set()
-        self._checker_done.wait(self.options.drain_seconds + 1.0)
-        if self._shadow is not None:
-            self._shadow.close()
+        if self._threads:
+            self._checker_done.wait(self.options.drain_seconds + 5.0)
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
         if self._findings is not None:
             self._findings.close()
             self._findings = None
-        self._publish()
 
     # -- receiving -----------------------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -407,163 +446,140 @@ class Sidecar:
         self.log.append(records)
 
     # -- checking ------------------------------------------------------------------------------------
-    def _new_checker(self, first: bool = False) -> bool:
-        if self._replay is not None:
-            result = self._replay.result
-            done = self._replay.coverage()  # drained: nothing in flight
-            self._totals.fed += done.fed
-            self._totals.checked += done.checked
-            self._totals.unchecked += done.unchecked + done.in_flight
-            self._totals.failed += done.failed
-            self._totals.calls_checked += result.shadow_checks["call"]
-            self._known_before.update(
-                {k: result.counts[k] for k in ("known_divergences", "known_failures") if result.counts[k]}
-            )
-            if self._shadow is not None:
-                self._totals.restarts += self._shadow.restarts + 1
-                self._totals.gave_up += self._shadow.dead is not None
-                self._shadow.close()
-        self._replay = None
+    def _check_in_thread(self, options: CheckerOptions) -> None:
+        """``one_process``: the checker as a thread of this process, on the log itself."""
+        self._checker.update(state="running", pid=os.getpid())
         try:
-            inner = self.options.shadow()
-        except ShadowdiffError as exc:
-            self.bot["executable_available"] = False
-            self.bot["last_shadow_error"] = f"setup: {exc}"
-            self._shadow = None
-            return False
-        self._shadow = TimedShadow(inner, self.latency, self.recent)
-        self.bot["executable_available"] = True
-        options = ReplayOptions(mode="lockstep", rules=self.options.rules, window=self.options.window,
-                                verify_final=False, known=self.options.known)  # fmt: skip
-        self._replay = Replay(self._shadow, None, options, on_finding=self._finding)
-        return True
-
-    def _check_loop(self) -> None:
-        try:
-            self._check_files()
-        except Exception as exc:  # pragma: no cover - reported, never silent
-            with self.lock:
-                self.counts["checker_errors"] += 1
-            self.bot["last_shadow_error"] = f"checker stopped: {type(exc).__name__}: {exc}"
+            Checker(options, LocalLog(self.log), self._take).run(self._stop.is_set)
         finally:
-            self._publish()
+            self._checker["state"] = "stopped"
             self._checker_done.set()
+            self._ready.set()
 
-    def _check_files(self) -> None:
-        index, offset = 0, 0
-        reader = RecordReader(str(self.log.files[0].path))
-        unpacker, whole_at = make_unpacker(), 0
-        stream = self.log.files[0].path.open("rb")
-        records_here = 0
-        drain_until: float | None = None
-        last_publish = 0.0
+    def _take(self, snapshot: dict[str, Any], findings: list[dict[str, Any]]) -> None:
+        """A checker's snapshot: its findings first (the counts include them), then its figures."""
+        for finding in findings:
+            self._finding(finding)
+        count, error = snapshot["error"]
+        with self.lock:
+            if count > self._errors_seen:
+                self.bot["last_shadow_error"] = error
+            self._errors_seen = count
+            self._snapshot = snapshot
+        self._ready.set()
+
+    def _supervise(self, options: CheckerOptions) -> None:
+        """The checker's process: started, served, and started again from the last snapshot's position
+        if it dies on its own (after a pause that doubles while it keeps dying young)."""
+        pause = RESTART_SECONDS[0]
+        try:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                code = self._run_checker(options)
+                if self._stop.is_set():
+                    break
+                with self.lock:  # what it counted up to its last snapshot stays counted
+                    if self._snapshot is not None:
+                        self._base = _fold(self._base, self._snapshot)
+                        self._resume = Position(*self._snapshot["position"])
+                    self._snapshot, self._errors_seen = None, 0
+                    self._checker.update(state="down", pid=None, last_exit=code)
+                    self._checker["restarts"] += 1
+                    self.bot["last_shadow_error"] = f"the checker's process ended ({_exit(code)}); restarting"
+                self._ready.set()
+                pause = RESTART_SECONDS[0] if time.monotonic() - began > 10 else pause
+                self._stop.wait(pause)
+                pause = min(pause * 2, RESTART_SECONDS[1])
+        finally:
+            self._checker["state"] = "stopped"
+            self._checker_done.set()
+            self._ready.set()
+
+    def _run_checker(self, options: CheckerOptions) -> int | None:
+        """One checker process, from start to end; its exit code."""
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "shadowdiff.live.checker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            theirs.close()
+            channel = _Channel(Connection(os.dup(ours.fileno())), proc)
+        with self.lock:
+            self._checker.update(state="running", pid=proc.pid)
+        channel.send((options, attrs.astuple(self._resume)))
+        feeder = threading.Thread(target=self._feed, args=(channel,), name="sidecar-feeder", daemon=True)
+        feeder.start()
+        deadline: float | None = None
+        stop_sent = False
         try:
             while True:
-                if self._stop.is_set() and drain_until is None:
-                    drain_until = time.monotonic() + self.options.drain_seconds
-                if drain_until is not None and time.monotonic() > drain_until:
-                    return
-                current = self.log.files[index]
-                size = current.size
-                progressed = False
-                if offset < size:
-                    stream.seek(offset)
-                    chunk = stream.read(min(size - offset, 1 << 16))
-                    offset += len(chunk)
-                    # tell() counts the bytes of a record cut short too: measure from the last whole one
-                    base, told = self._consumed_bytes, whole_at
-                    unpacker.feed(chunk)
-                    for value in unpacker:
-                        records_here += (
-                            value.get("kind") in ("step", "call") if isinstance(value, dict) else 0
-                        )
-                        whole_at = unpacker.tell()
-                        self._consumed_bytes = base + whole_at - told
-                        self._check_value(reader, value, current.path)
-                    progressed = True
-                elif current.closed and index + 1 < len(self.log.files):
-                    stream.close()
-                    index, offset, records_here = index + 1, 0, 0
-                    stream = self.log.files[index].path.open("rb")
-                    reader = RecordReader(str(self.log.files[index].path))
-                    unpacker, whole_at = make_unpacker(), 0
-                    progressed = True
-                elif current.closed and self._stop.is_set():
-                    self._drain()
-                    return
-                # too far behind: jump to a fresh file start (its header resyncs every slot)
-                lag = self.log.total_bytes - self._consumed_bytes
-                if lag > self.options.max_lag_bytes and drain_until is None:
-                    target = self.log.rotate()  # closes every earlier file: their counts are final
-                    skipped = current.records - records_here
-                    for between in self.log.files[index + 1 : target]:
-                        skipped += between.records
-                        self._consumed_bytes += between.size
-                    self._consumed_bytes += current.size - whole_at  # a record cut short counts too
-                    with self.lock:
-                        self.counts["skipped"] += max(0, skipped)
-                    self._drain()
-                    stream.close()
-                    index, offset, records_here = target, 0, 0
-                    stream = self.log.files[index].path.open("rb")
-                    reader = RecordReader(str(self.log.files[index].path))
-                    unpacker, whole_at = make_unpacker(), 0
-                self._reading = (index, offset)
-                if (self._shadow is None or self._shadow.dead) and now_ok(self):
-                    self._replace_shadow()
-                now = time.monotonic()
-                if not progressed:
-                    self._drain()
-                    self._publish()
-                    last_publish = now
-                    with self.log.lock:
-                        self.log.changed.wait(0.05)
-                elif now - last_publish > 0.1:
-                    self._publish()
-                    last_publish = now
+                if self._stop.is_set() and deadline is None:
+                    deadline = time.monotonic() + self.options.drain_seconds + 2.0
+                if deadline is not None and not stop_sent:
+                    stop_sent = channel.send(("stop",), wait=0.1)
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                try:
+                    if not channel.conn.poll(0.1):
+                        if proc.poll() is not None:
+                            break
+                        continue
+                    message = channel.conn.recv()
+                except (EOFError, OSError):
+                    break
+                if message[0] == "snapshot":
+                    self._take(message[1], message[2])
+                elif message[0] == "rotate":  # past the lag budget: a new file to jump to
+                    index = self.log.rotate()
+                    self._send_files(channel)
+                    channel.send(("rotated", index))
+                elif message[0] == "done":
+                    break
         finally:
-            stream.close()
-
-    def _check_value(self, reader: RecordReader, value: Any, path: Path) -> None:
-        replay = self._replay
-        try:  # turning a record into items never warns: no warnings filter per record
-            items = list(reader.item(value, str(path)))
-        except ShadowdiffError:
-            with self.lock:
-                self.counts["unreadable"] += 1
-                self.counts["unreadable_steps"] += _is_step(value)
-            return
-        for item in items:
-            if replay is None:
-                if isinstance(item, Record):
-                    with self.lock:
-                        self.counts["unchecked_no_shadow"] += 1
-                continue
-            if isinstance(item, Gap):
-                continue  # counted when received
+            channel.alive = False
+            feeder.join(1.0)
+            with contextlib.suppress(OSError):
+                channel.conn.close()
             try:
-                if isinstance(item, Snapshot):
-                    self._drain()  # the engine must not apply older in-flight deltas to the new mirror
-                replay.feed(item)
-            except ShadowdiffError as exc:
-                with self.lock:
-                    self.counts["unreadable"] += 1
-                    self.counts["unreadable_steps"] += isinstance(item, Record)
-                self.bot["last_shadow_error"] = f"record skipped: {exc}"
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
 
-    def _drain(self) -> None:
-        if self._replay is not None:  # the window must be empty before a slot is reopened
-            self._replay.drain()
+    def _feed(self, channel: _Channel) -> None:
+        """Tell the checker's process of the log's growth (its files, sizes, closes): a thread of its
+        own, so a checker slow to read never holds up a receiver."""
+        log, last = self.log, None
+        while channel.alive:
+            with log.lock:
+                log.changed.wait(0.05)
+                tail = log.files[-1]
+                key = (len(log.files), tail.size, tail.closed, log.total_bytes)
+            if key != last and self._send_files(channel):
+                last = key
+                time.sleep(0.002)  # a few frames per message when the tap is flat out
 
-    def _replace_shadow(self) -> None:
-        """The shadow gave up (too many restarts in a row), or never started: a fresh one, resynced."""
-        self._next_shadow_attempt = time.monotonic() + 2.0
-        self._drain()
-        self._new_checker()
-        if self._replay is not None:
-            # the log's mirrors are the resync point: replay every slot from a new file's header
-            for name, spec in list(self.log.slots.items()):
-                self._replay.feed(Snapshot(name, dict(spec["state"]), Context().updated(spec["context"])))
+    def _send_files(self, channel: _Channel) -> bool:
+        """The log's files from the first not yet sent closed (False: no room, or the checker is gone:
+        the next message says it all again)."""
+        with channel.lock:
+            if not channel.writable(0.05):
+                return False
+            with self.log.lock:
+                start = channel.sent_closed
+                rows = [(str(f.path), f.size, f.records, f.closed) for f in self.log.files[start:]]
+                total = self.log.total_bytes
+            try:
+                channel.conn.send(("files", start, rows, total))
+            except (OSError, ValueError):
+                channel.alive = False
+                return False
+            while rows and rows[0][3]:
+                rows.pop(0)
+                channel.sent_closed += 1
+            return True
 
     def _finding(self, record: dict[str, Any]) -> None:
         kind = str(record.get("kind"))
@@ -598,65 +614,39 @@ class Sidecar:
                     self.counts["findings_unwritten"] += 1
 
     # -- status --------------------------------------------------------------------------------------
-    def _publish(self) -> None:
-        """Compute the live figures. Called by the checker (the one thread that moves the engine, so the
-        figures agree with each other), and by ``status`` only once no checker runs."""
-        replay, shadow = self._replay, self._shadow
-        totals = self._totals
-        now = replay.coverage() if replay is not None else None
-        fed = totals.fed + (now.fed if now else 0)
-        checked = totals.checked + (now.checked if now else 0)
-        failed = totals.failed + (now.failed if now else 0)
-        inflight = now.in_flight if now else 0
-        call_checks = totals.calls_checked + (replay.result.shadow_checks["call"] if replay else 0)
+    def _checked_figures(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What every checker so far counted (the earlier ones' last snapshots and the current one's),
+        and the current one's snapshot (None while none runs)."""
         with self.lock:
-            counts = self.counts
-            self.bot["transition_checks"] = checked - call_checks
-            self.bot["invariant_checks"] = checked - call_checks
-            self.bot["executable_available"] = shadow is not None and not shadow.dead
-            # every step or call received is, at any moment, exactly one of: checked, waiting (on disk,
-            # or in flight to the shadow), skipped (the checker jumped ahead), or unchecked, by reason;
-            # ``status`` adds what was received (or not written) since, so a busy checker shows as lag
-            unchecked_by = {
-                "shadow_failed": failed,  # the shadow failed on the step (each one a finding)
-                "not_compared": totals.unchecked + (now.unchecked if now else 0),  # shadow dead, slot
-                # diverged (free mode), or refused its state
-                "no_shadow": counts["unchecked_no_shadow"],  # no shadow running (it did not start)
-                "unreadable": counts["unreadable_steps"],
-            }
-            # the received steps the checker has taken from disk, less those still in flight
-            taken = fed + counts["skipped"] + unchecked_by["no_shadow"] + unchecked_by["unreadable"]
-            self._published = {
-                "taken": taken - inflight,
-                "checked": checked,
-                "calls_checked": call_checks,
-                "restarts": totals.restarts + (shadow.restarts if shadow is not None else 0),
-                "gave_up": totals.gave_up + (shadow is not None and shadow.dead is not None),
-                "state": _shadow_state(shadow),
-                "dead": shadow.dead if shadow is not None else None,
-                "skipped": counts["skipped"],
-                "unchecked_by": unchecked_by,
-            }
+            snapshot = self._snapshot
+            figures = _fold(self._base, snapshot) if snapshot is not None else _fold(self._base, {})
+        return figures, snapshot
 
     def status(self) -> dict[str, Any]:
-        if self._checker_done.is_set() or not self._threads:
-            self._publish()
         unrecorded = self.log.unrecorded  # before ``received``: a step is received before it is written
         total_bytes = self.log.total_bytes
+        pub, snapshot = self._checked_figures()  # before ``received``: it took only what was received
         with self.lock:
-            pub = dict(self._published)
             received = self.counts["received"]
             bot = dict(self.bot)
             counts = dict(self.counts)
             clusters = self.clusters.live()
-            recent = sorted(_copy(self.recent))
             slots = {
                 name: {plural: kinds[kind] for kind, plural in SLOT_COLUMNS}
                 for name, kinds in sorted(self.slot_counts.items())[:MAX_STATUS_SLOTS]
             }
             slot_count = len(self.slot_counts)
-        unchecked_by = {**pub.get("unchecked_by", {}), "unrecorded": unrecorded}  # disk full
+            checker = dict(self._checker)
+        current = snapshot or {}
+        checked, calls_checked = pub["checked"], pub["calls_checked"]
+        bot["transition_checks"] = bot["invariant_checks"] = checked - calls_checked
+        bot["executable_available"] = bool(current.get("executable_available", False))
+        # every step or call received is, at any moment, exactly one of: checked, waiting (on disk, or
+        # in flight to the shadow), skipped (the checker jumped ahead), or unchecked, by reason
+        unchecked_by = {**pub["unchecked_by"], "unrecorded": unrecorded}  # disk full
         unchecked = sum(unchecked_by.values())
+        consumed = current.get("consumed", self._resume.consumed)
+        latency = pub["latency"]
         return {
             "mode": "sidecar",
             "version": __version__,
@@ -672,31 +662,36 @@ class Sidecar:
             "coverage": {
                 # received == checked + lag_records + skipped_by_sidecar + unchecked, always
                 "received": received,
-                "checked": pub.get("checked", 0),
-                "calls_checked": pub.get("calls_checked", 0),
-                "lag_records": received - unrecorded - pub.get("taken", 0),
-                "lag_bytes": max(0, total_bytes - self._consumed_bytes),
+                "checked": checked,
+                "calls_checked": calls_checked,
+                "lag_records": received - unrecorded - pub["taken"],
+                "lag_bytes": max(0, total_bytes - consumed),
                 "dropped_by_tap": counts.get("dropped_by_tap", 0),
-                "skipped_by_sidecar": pub.get("skipped", 0),
+                "skipped_by_sidecar": pub["skipped"],
                 "unchecked": unchecked,
                 "unchecked_by": unchecked_by,
                 "unrecorded": unrecorded,  # could not be written (disk full): never checked
-                "malformed": counts.get("malformed", 0)
-                + counts.get("oversized", 0)
-                + counts.get("unreadable", 0),
+                "malformed": counts.get("malformed", 0) + counts.get("oversized", 0) + pub["unreadable"],
             },
             "divergences_by_kind": _by_first(self.divergences_by),
             "failures_by_kind": dict(self.failures_by),
             "clusters": clusters,
-            "known": self._known_counts(),
+            "known": {
+                "entries": len(self.options.known) if self.options.known is not None else 0,
+                "divergences": pub["known_divergences"],
+                "failures": pub["known_failures"],
+            },
             "shadow": {
                 "command": self.options.shadow_name,
-                "state": pub.get("state", "not started"),  # running, dead (gave up) or not started
-                "dead": pub.get("dead"),  # why it gave up, while it stays so (a new one is tried)
-                "restarts": pub.get("restarts", 0),
-                "gave_up": pub.get("gave_up", 0),  # shadows that died for good and were replaced
-                "latency_ms": {"p50": _quantile(recent, 0.5) * 1000, "p99": _quantile(recent, 0.99) * 1000},
+                "state": current.get("state", "not started"),  # running, dead (gave up) or not started
+                "dead": current.get("dead"),  # why it gave up, while it stays so (a new one is tried)
+                "restarts": pub["restarts"],
+                "gave_up": pub["gave_up"],  # shadows that died for good and were replaced
+                "latency_ms": {"p50": latency["p50"] * 1000, "p99": latency["p99"] * 1000},
             },
+            # the checking half: a thread of this process (--one-process) or a process of its own, which
+            # is started again (restarts) from where it was if it dies
+            "checker": checker,
             "taps": {
                 "connected": len(self._connections),
                 "connections": counts.get("tap_connections", 0),
@@ -716,16 +711,6 @@ class Sidecar:
                 "findings_unwritten": counts.get("findings_unwritten", 0),
             },
             "uptime_s": round(time.time() - self.started, 3),
-        }
-
-    def _known_counts(self) -> dict[str, int]:
-        """Divergences and failures the triage file (--known) covered: counted, not findings."""
-        replay = self._replay
-        now = replay.result.counts if replay is not None else collections.Counter()
-        return {
-            "entries": len(self.options.known) if self.options.known is not None else 0,
-            "divergences": self._known_before["known_divergences"] + now["known_divergences"],
-            "failures": self._known_before["known_failures"] + now["known_failures"],
         }
 
     def wait_caught_up(self, timeout: float) -> bool:
@@ -753,20 +738,6 @@ def _private_socket_dir(directory: Path) -> None:
             f"(chmod 700 {directory}, or use a new directory: it is created 0700)",
             str(directory),
         )
-
-
-def _shadow_state(shadow: Shadow | None) -> str:
-    if shadow is None:
-        return "not started"
-    return "running" if shadow.dead is None else "dead"
-
-
-def _is_step(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("kind") in ("step", "call")
-
-
-def now_ok(sidecar: Sidecar) -> bool:
-    return time.monotonic() >= sidecar._next_shadow_attempt
 
 
 def _invalid(record: Any, knows: Callable[[str], bool]) -> str | None:
@@ -808,19 +779,36 @@ def _delta_ok(delta: Any) -> bool:
     return all(isinstance(items, list) for items in appends.values())
 
 
-def _copy(values: collections.deque[float]) -> list[float]:
-    for _ in range(5):
-        try:
-            return list(values)
-        except RuntimeError:  # appended to while being copied
-            continue
-    return []
+def _fold(base: Mapping[str, Any], snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` (what earlier checkers counted) plus a snapshot's counts; the quantiles are the
+    snapshot's own."""
+    out: dict[str, Any] = {}
+    for key in ADDITIVE:
+        a, b = base.get(key), snapshot.get(key)
+        if key == "unchecked_by":
+            names = ("shadow_failed", "not_compared", "no_shadow", "unreadable")
+            out[key] = {n: (a or {}).get(n, 0) + (b or {}).get(n, 0) for n in names}
+        elif key == "latency":
+            a, b = a or {}, b or {}
+            zero = [0] * (len(LATENCY_BUCKETS) + 1)
+            out[key] = {
+                "buckets": [
+                    x + y for x, y in zip(a.get("buckets", zero), b.get("buckets", zero), strict=True)
+                ],
+                "sum": a.get("sum", 0.0) + b.get("sum", 0.0),
+                "count": a.get("count", 0) + b.get("count", 0),
+                "p50": b.get("p50", a.get("p50", 0.0)),
+                "p99": b.get("p99", a.get("p99", 0.0)),
+            }
+        else:
+            out[key] = (a or 0) + (b or 0)
+    return out
 
 
-def _quantile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    return f"killed by signal {-code}" if code < 0 else f"exit {code}"
 
 
 def _by_first(counter: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
@@ -830,4 +818,12 @@ def _by_first(counter: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int
     return out
 
 
-__all__ = ["RotatingLog", "Sidecar", "SidecarOptions", "check_http", "check_listen"]
+__all__ = [
+    "ONE_PROCESS_DEFAULT",
+    "RotatingLog",
+    "Sidecar",
+    "SidecarOptions",
+    "TimedShadow",
+    "check_http",
+    "check_listen",
+]
