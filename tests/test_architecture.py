@@ -165,3 +165,16 @@ def test_the_domain_is_installed_under_its_own_name(tmp_path: Path) -> None:
     assert Path(where) == ROOT / "adapters" / "doge"
     assert adapters == "None"
     assert not (ROOT / "adapters" / "__init__.py").exists()
+
+
+def test_no_domain_parameter_is_named_under_shadowdiff() -> None:
+    """A step's context is ``Context(config, params)`` with the names the domain declares: nothing under
+    shadowdiff/ names DOGE's call parameters (its order size and per-trade sizes)."""
+    named = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted(PKG.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if "order_size" in line
+    ]
+    assert named == []
