@@ -126,9 +126,14 @@ def context_start(domain: Domain | None = None) -> Context:
     """The context a slot read from a corpus starts from, before the corpus says otherwise: ``domain``'s
     blank context (its call parameters at their defaults, ``Domain.blank_context``); without one, that of
     the domain last given to ``use_domain``, else a context of no parameters."""
-    if domain is None:
-        domain = _domains[-1] if _domains else Domain()
-    return domain.blank_context()
+    return _domain(domain).blank_context()
+
+
+def _domain(domain: Domain | None) -> Domain:
+    """``domain``, else the one last given to ``use_domain``, else a domain of no parameters."""
+    if domain is not None:
+        return domain
+    return _domains[-1] if _domains else Domain()
 
 
 def read_items(
@@ -215,8 +220,7 @@ def scenario_from_wire(
     if not isinstance(data["events"], list):
         raise BadInput("'events' must be a list", where)
     start = context_start(domain)
-    maps = (domain if domain is not None else _domains[-1] if _domains else Domain()).context_maps()
-    for key in ("config", *maps):
+    for key in ("config", *_domain(domain).context_maps()):
         if data.get(key) is not None and not isinstance(data[key], Mapping):
             raise BadInput(f"{key!r} must be an object", where)
     inputs = []
