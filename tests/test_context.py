@@ -17,6 +17,7 @@ from shadowdiff.core.reducer import Open, Request, Result, Step
 from shadowdiff.model.errors import BadInput
 from shadowdiff.model.records import Snapshot
 from shadowdiff.model.values import Event, Scenario, StepResult
+from shadowdiff.runtime import corpus
 from shadowdiff.runtime.corpus import RecordReader, context_start, scenario_from_wire
 from shadowdiff.shadow.client import SubprocessReducer
 from shadowdiff.wire.format import CallView, ContextParam
@@ -125,3 +126,19 @@ def test_context_round_trips_through_its_wire_form() -> None:
     assert Context.from_wire(context.to_wire()) == context
     assert context.updated({"z": 2, "unknown": 1}) == Context({"a": 1}, {"z": 2, "a": None})
     assert Scenario("n", context, {}, ()).to_wire()["z"] == 1.5
+
+
+def test_without_a_known_domain_a_context_is_taken_as_the_corpus_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library caller that names no domain (and no command registered one) loses no parameter: a
+    record's context keeps every key, a scenario every top-level key its format does not name."""
+    monkeypatch.setattr(corpus, "_domains", [])
+    assert context_start() is None
+    reader = RecordReader("log")
+    slots = {"a": {"state": {}, "context": {"leverage": 2, "config": {"k": 1}}}}
+    header = {"kind": "header", "format": "shadowdiff-log", "version": 1, "provenance": {}, "slots": slots}
+    snap = list(reader.item(header, "h"))
+    assert snap == [Snapshot("a", {}, Context({"k": 1}, {"leverage": 2}), "h")]
+    data = {"name": "s", "leverage": 3, "initial_state": {}, "events": [], "expected": {}, "shadowdiff": {}}
+    assert scenario_from_wire(data, "s.json").context == Context({}, {"leverage": 3})

@@ -50,7 +50,7 @@ from shadowdiff.live.http import Metrics, handler
 from shadowdiff.live.tap import parse_address, recv_frame, send_frame
 from shadowdiff.model.errors import ShadowdiffError, UsageError
 from shadowdiff.model.records import Gap, Record, Snapshot
-from shadowdiff.runtime.corpus import RecordReader, context_start
+from shadowdiff.runtime.corpus import RecordReader, context_start, slot_context
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.runtime.recordlog import RotatingLog
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
@@ -563,7 +563,7 @@ class Sidecar:
             # the log's mirrors are the resync point: replay every slot from a new file's header
             start = context_start()  # the domain's parameters at their defaults
             for name, spec in list(self.log.slots.items()):
-                self._replay.feed(Snapshot(name, dict(spec["state"]), start.updated(spec["context"])))
+                self._replay.feed(Snapshot(name, dict(spec["state"]), slot_context(spec["context"], start)))
 
     def _finding(self, record: dict[str, Any]) -> None:
         kind = str(record.get("kind"))

@@ -122,11 +122,23 @@ def use_domain(domain: Domain) -> None:
     _domains[:] = [d for d in _domains if type(d) is not type(domain)] + [domain]
 
 
-def context_start(domain: Domain | None = None) -> Context:
+def context_start(domain: Domain | None = None) -> Context | None:
     """The context a slot read from a corpus starts from, before the corpus says otherwise: ``domain``'s
     blank context (its call parameters at their defaults, ``Domain.blank_context``); without one, that of
-    the domain last given to ``use_domain``, else a context of no parameters."""
+    the domain last given to ``use_domain`` (every command gives its own). None when no domain is known:
+    a context is then taken as the corpus has it (``slot_context``)."""
+    if domain is None and not _domains:
+        return None
     return _domain(domain).blank_context()
+
+
+def slot_context(value: Mapping[str, Any] | None, start: Context | None) -> Context:
+    """A slot's context from a corpus' context map: ``start`` with the keys it declares replaced (a
+    config of the slot's own), or, with no ``start`` (no domain known), every key as the map has it."""
+    value = {} if value is None else value
+    if start is None:
+        return Context.from_wire(value)
+    return start.updated({"config": {}, **value})
 
 
 def _domain(domain: Domain | None) -> Domain:
@@ -134,6 +146,10 @@ def _domain(domain: Domain | None) -> Domain:
     if domain is not None:
         return domain
     return _domains[-1] if _domains else Domain()
+
+
+# a scenario file's own keys; the rest of its top level is the context (the config and the parameters)
+SCENARIO_KEYS = frozenset({"name", "config", "initial_state", "events", "expected", "shadowdiff"})
 
 
 def read_items(
@@ -220,7 +236,7 @@ def scenario_from_wire(
     if not isinstance(data["events"], list):
         raise BadInput("'events' must be a list", where)
     start = context_start(domain)
-    for key in ("config", *_domain(domain).context_maps()):
+    for key in ("config", *(_domain(domain).context_maps() if start is not None else ())):
         if data.get(key) is not None and not isinstance(data[key], Mapping):
             raise BadInput(f"{key!r} must be an object", where)
     inputs = []
@@ -229,9 +245,11 @@ def scenario_from_wire(
             inputs.append(input_from_wire(raw))
         except ValueError as exc:
             raise BadInput(str(exc), f"{where}: events[{i}]") from exc
-    context = Context(
-        dict(data.get("config") or {}), {key: data.get(key, value) for key, value in start.params.items()}
-    )
+    if start is None:  # no domain known: every key the scenario format does not name
+        params = {key: value for key, value in data.items() if key not in SCENARIO_KEYS}
+    else:
+        params = {key: data.get(key, value) for key, value in start.params.items()}
+    context = Context(dict(data.get("config") or {}), params)
     meta = data.get("shadowdiff")
     return Scenario(
         name=str(data.get("name") or default_name),
@@ -342,7 +360,8 @@ class RecordReader:
     one's shape (``item`` raises ``BadInput`` naming ``where``). One reader per file: the first record
     must be the header. Used by the file readers here and by whatever reads records from elsewhere (the
     sidecar reads its own log as it grows). ``start``: the context a slot's record fills in (the domain's
-    parameters at their defaults; default: ``context_start()``)."""
+    parameters at their defaults; default: ``context_start()``, which is None, every key as the record
+    has it, when no domain is known)."""
 
     def __init__(self, name: str, start: Context | None = None) -> None:
         self.name = name
@@ -399,11 +418,9 @@ class RecordReader:
             raise BadInput(str(exc), where) from exc
 
     def _context(self, value: Any) -> Context:
-        if value is None:
-            value = {}
-        if not isinstance(value, Mapping):
+        if value is not None and not isinstance(value, Mapping):
             raise ValueError("'context' must be a map")
-        return self.start.updated({"config": {}, **value})  # each slot a config of its own
+        return slot_context(value, self.start)
 
     def _finding(self, value: Mapping[str, Any], where: str) -> Iterator[LogItem]:
         self.findings += 1
