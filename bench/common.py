@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shadowdiff_doge import corpusgen  # noqa: E402
+from shadowdiff_doge.context import size_of, sizes_of  # noqa: E402
 from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
 from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
 
@@ -54,7 +55,7 @@ def walk_module(items: list, before_step: BeforeStep | None = None) -> int:
                     break
                 event = adapter.module_event(item.input)
                 post, _ = sm.transition(
-                    state, event, adapter.module_config(ctx.config), ctx.order_size_usd, ctx.order_sizes
+                    state, event, adapter.module_config(ctx.config), size_of(ctx), sizes_of(ctx)
                 )
                 sm.check_invariants(post)
             adapter.hold(item.slot, post)
@@ -107,9 +108,7 @@ def synchronous_jsonl(items: list, command: list[str], limit: int | None = None)
             "method": "transition",
             "state": sm.to_dict(state),
             "event": item.input.payload,
-            "config": ctx.config,
-            "order_size_usd": ctx.order_size_usd,
-            "order_sizes": ctx.order_sizes,
+            **ctx.to_wire(),
         }
         proc.stdin.write(json.dumps(request).encode() + b"\n")
         proc.stdin.flush()

@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from shadowdiff_doge.domain import DOGE
+
+from shadowdiff.runtime.corpus import use_domain
+
+# the suite is DOGE's: a corpus read without naming a domain gets DOGE's call parameters, as every command
+# does (cli.domains registers the domain it runs with)
+use_domain(DOGE)
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_DEFAULT = ROOT.parent / "shared" / "upstream-fixtures"

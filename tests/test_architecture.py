@@ -188,3 +188,16 @@ def test_the_architecture_page_names_what_exists() -> None:
         module = importlib.import_module("shadowdiff." + path.replace("/", "."))
         if rest and rest != ".py":
             assert hasattr(module, rest[1:]), f"docs/architecture.md: {path}{rest} is not defined"
+
+
+def test_no_domain_parameter_is_named_under_shadowdiff() -> None:
+    """A step's context is ``Context(config, params)`` with the names the domain declares: nothing under
+    shadowdiff/ names DOGE's call parameters (its order size and per-trade sizes)."""
+    named = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted(PKG.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if "order_size" in line
+    ]
+    assert named == []

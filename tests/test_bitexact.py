@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shadowdiff_doge.context import doge_context
 from shadowdiff_doge.domain import DogeDomain
 from shadowdiff_doge.reference import state_machine as sm
 
-from shadowdiff.model import Context, Event
+from shadowdiff.model import Event
 from shadowdiff.shadow.client import SubprocessReducer
 
 NAN = math.nan
@@ -533,7 +534,7 @@ def port(request: pytest.FixtureRequest, haskell_exe: Path) -> Any:
 
 def run_port(shadow: SubprocessReducer, c: Case) -> dict[str, Any]:
     st, ev, cfg, size, sizes = copy.deepcopy(c)
-    out = shadow.transition(st, ev, Context(cfg, size, sizes), with_invariants=True)
+    out = shadow.transition(st, ev, doge_context(cfg, size, sizes), with_invariants=True)
     return {"state": out.state, "actions": out.actions, "violations": out.violations}
 
 

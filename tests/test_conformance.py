@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 import pytest
 from conftest import ROOT
+from shadowdiff_doge.context import doge_context
 from shadowdiff_doge.domain import DogeDomain
 from shadowdiff_doge.inprocess import InProcessReducer
 from test_bitexact import first_difference, same
@@ -94,7 +95,7 @@ def recorded_steps(path: Path) -> Iterator[tuple[dict[str, Any], Event, Context,
         if kind == "snapshot":
             states[rec["slot"]] = rec["state"]
             c = rec.get("context") or {}
-            contexts[rec["slot"]] = Context(
+            contexts[rec["slot"]] = doge_context(
                 c.get("config") or {}, c.get("order_size_usd", 0.0), c.get("order_sizes")
             )
         elif kind == "patch":

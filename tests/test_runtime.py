@@ -121,7 +121,7 @@ def test_slots_are_named_by_id_and_alias_and_configured_from_the_file_and_the_en
     assert config["price_decimals"] == 5 and config["min_cost_usd"] == 0.0  # the bot's default
     assert [s.context.config["sticky_mode_enabled"] for s in snaps] == [False, False, True]
     profit = doc["slots"]["2"]["total_profit"]
-    assert snaps[2].context.order_size_usd == max(4.0, 4.0 + profit)
+    assert snaps[2].context.params["order_size_usd"] == max(4.0, 4.0 + profit)
     defaults = load_env(environ={})
     plain = slot_context(doc, "0", doc["slots"]["0"], defaults, "f").config
     assert {field: plain[field] for field, _k, _d in ENV_FIELDS.values()} == {

@@ -28,6 +28,7 @@ from shadowdiff.model.errors import BadInput, ShadowSetupError
 from shadowdiff.wire.codec import apply_delta
 from shadowdiff.wire.identity import IdentityWire
 
+from .context import SIZE, SIZES, size_of, sizes_of
 from .domain import EVENT_TYPES
 
 REQUIRED = (
@@ -134,8 +135,9 @@ class InProcessReducer(Reducer):
             return StepResult([], self._delta(pre, post), None)
         ctx = request.context
         event = self._event(item)
+        params = ctx.params
         post, actions = self._transition(
-            pre, event, self._config(ctx.config), ctx.order_size_usd, ctx.order_sizes
+            pre, event, self._config(ctx.config), params.get(SIZE, 0.0), params.get(SIZES)
         )
         self.answered["transition"] += 1
         violations = None
@@ -202,8 +204,8 @@ class InProcessReducer(Reducer):
         self, state: WireMap, event: Event, context: Context, with_invariants: bool = False
     ) -> Outcome:
         post, actions = self._transition(
-            self._load(state), self._event(event), self._config(context.config), context.order_size_usd,
-            context.order_sizes,
+            self._load(state), self._event(event), self._config(context.config), size_of(context),
+            sizes_of(context),
         )  # fmt: skip
         violations = list(self._check(post)) if with_invariants else None
         return Outcome(self.module.to_dict(post), [self._wire_action(a) for a in actions], violations)

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return serve_jsonl(
             JsonLinesServer(reducer, DogeDomain()), iter(sys.stdin.buffer.readline, b""), write
         )
-    return serve_msgpack(MsgpackServer(reducer, not args.no_sessions), sys.stdin.buffer, sys.stdout.buffer)
+    return serve_msgpack(
+        MsgpackServer(reducer, not args.no_sessions, DogeDomain()), sys.stdin.buffer, sys.stdout.buffer
+    )
 
 
 if __name__ == "__main__":

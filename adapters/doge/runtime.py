@@ -58,6 +58,8 @@ from shadowdiff.model import Context, Event, WireMap
 from shadowdiff.model.errors import BadInput
 from shadowdiff.model.records import LogItem, Record, Snapshot
 
+from .context import doge_context
+
 VERSION_PREFIX = "doge-"
 
 # environment name -> (EngineConfig field, converter, the bot's default)
@@ -199,7 +201,7 @@ def slot_context(data: Mapping[str, Any], slot_id: str, state: Mapping[str, Any]
         profit = float(state.get("total_profit", 0.0))
     except (TypeError, ValueError):
         profit = 0.0  # the authority's from_dict will say what is wrong with it
-    return Context(config=config, order_size_usd=max(size, size + profit), order_sizes=None)
+    return doge_context(config, max(size, size + profit), None)
 
 
 def runtime_items(data: Mapping[str, Any], where: str, env: Mapping[str, Any] | None = None,
@@ -290,4 +292,3 @@ def holds_runtime(paths: list[str]) -> bool:
         except (OSError, BadInput):
             continue
     return False
-

@@ -29,11 +29,13 @@ import math
 from fractions import Fraction
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 from shadowdiff.model import Call, Context, Event, Input, Scenario, WireMap
 from shadowdiff.search.generate import Draw, Strategies
 
+from .context import doge_context, size_of
 from .domain import DEFAULT_CONFIG
 
 __all__ = [
@@ -171,7 +173,7 @@ def contexts(draw: Any, config: WireMap | None = None) -> Context:
         sizes = {"A": draw(st.sampled_from([size, 3.0, 2.5])), "B": draw(st.sampled_from([size, 4.0, 1.0]))}
     elif pick == 1:
         sizes = draw(raw_order_sizes(size))
-    return Context(config, size, sizes)
+    return doge_context(config, size, sizes)
 
 
 @st.composite
@@ -494,7 +496,7 @@ def scenarios(draw: Any) -> Scenario:
         aimed: Scenario = draw(cap_scenarios())
         return aimed
     context = draw(contexts())
-    state = draw(states(context.config, context.order_size_usd))
+    state = draw(states(context.config, size_of(context)))
     if draw(st.integers(0, 4)) == 0:
         state = draw(raw_states(state))
     if draw(st.integers(0, 4)) == 0:
@@ -569,7 +571,7 @@ def _markets(state: WireMap, context: Context) -> list[float]:
     if entry < 100:
         out += [target / (1 - entry / 100), target / (1 + entry / 100)]
     # a new entry whose volume lands on an .5 tie
-    size = context.order_size_usd
+    size = size_of(context)
     if isinstance(size, int | float) and size > 0 and entry < 100:
         for nice in NICE_PRICES:
             if (size / nice) % 1 == 0.5:
@@ -819,7 +821,7 @@ def _volume_tie_inputs(
     try:
         vd = max(0, int(cfg(config, "volume_decimals")))
         pd = max(0, min(int(cfg(config, "price_decimals")), 8))
-        size = float(context.order_size_usd)
+        size = float(size_of(context))
     except (TypeError, ValueError):
         return []
     candidates = [*NICE_PRICES, *(round(market * k, pd) for k in (0.5, 0.8, 1.0, 1.25, 2.0))]
@@ -852,9 +854,9 @@ def cap_scenarios(draw: Any) -> Scenario:
     # the config may carry the cap as 2.0 or "2" (section 9: int() reads both)
     written: int | float | str = draw(st.sampled_from([cap, cap, float(cap), str(cap)]))
     config = {**context.config, "max_recovery_slots": written}
-    context = Context(config, context.order_size_usd, context.order_sizes)
+    context = attrs.evolve(context, config=config)
     decimals = int(cfg(config, "price_decimals"))
-    state = draw(states(config, context.order_size_usd))
+    state = draw(states(config, size_of(context)))
     market = float(state["market_price"]) if state["market_price"] else 0.1
     if draw(st.integers(0, 2)) == 0:
         market = state["market_price"] = draw(exact_ties(decimals, market))

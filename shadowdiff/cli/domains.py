@@ -72,9 +72,13 @@ def current_domain() -> Domain:
     root = ctx.find_root() if ctx is not None else None
     name = root.params.get("domain_name") if root is not None else None
     try:
-        return load_domain(name)
+        domain = load_domain(name)
     except UsageError as exc:
         fail(exc)
+    from shadowdiff.runtime.corpus import use_domain
+
+    use_domain(domain)  # its formats and its contexts' parameters, for every corpus the command reads
+    return domain
 
 
 def with_domain(command: F) -> F:

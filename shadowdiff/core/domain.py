@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from shadowdiff.core.reducer import Reducer
     from shadowdiff.core.shrink import ShrinkHooks
     from shadowdiff.model.records import LogItem
-    from shadowdiff.model.values import WireMap
+    from shadowdiff.model.values import Context, WireMap
 
 __all__ = ["Domain"]
 
@@ -79,6 +79,17 @@ class Domain:
     def context_defaults(self) -> dict[str, Any]:
         """The context parameters a step carries besides ``config``, in wire order, with defaults."""
         return self.tap_calls.context_defaults()
+
+    def context_maps(self) -> tuple[str, ...]:
+        """The context parameters that hold a map (or null), besides ``config``: what a reader checks."""
+        return tuple(p.key for p in self.tap_calls.context if p.kind == "mapping")
+
+    def blank_context(self) -> Context:
+        """The context a slot starts from where a corpus says nothing: an empty config and every
+        parameter at its default, in wire order."""
+        from shadowdiff.model.values import Context
+
+        return Context({}, self.context_defaults())
 
     # -- corpora ------------------------------------------------------------------------------------
     def json_corpus(self, data: Any, where: str) -> Iterable[LogItem] | None:

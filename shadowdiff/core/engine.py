@@ -219,6 +219,11 @@ class Replay:
         """The context a slot's next step runs with (raises ``ShadowdiffError`` for a slot never seen)."""
         return self._slot(slot, slot).context
 
+    def slot_states(self) -> dict[str, tuple[WireMap, Context]]:
+        """Every slot's authoritative state (a copy of the mirror) and context as of the last compared
+        step: after ``drain``, the point every item fed has reached. A resync point for a new shadow."""
+        return {name: (copy_state(slot.mirror), slot.context) for name, slot in self._slots.items()}
+
     def skip_step(self) -> None:
         """A step of a slot another worker replays: counted, so step numbers stay those of the stream."""
         self._steps += 1

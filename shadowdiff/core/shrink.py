@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -251,18 +251,25 @@ def _domain_states(shrinker: Shrinker[Scenario], hooks: ShrinkHooks) -> None:
 
 
 def _simplify_context(shrinker: Shrinker[Scenario]) -> None:
-    """No per-trade sizes, config keys left out (a config may omit any field), rounder sizes."""
-    context = shrinker.best.context
-    if context.order_sizes is not None:
-        shrinker.consider(attrs.evolve(shrinker.best, context=attrs.evolve(context, order_sizes=None)))
+    """The context's parameters: maps left out (null), then config keys left out (a config may omit any
+    field), then rounder numbers (e.g. the DOGE domain's per-trade sizes, then its order size)."""
+    for key, value in shrinker.best.context.params.items():
+        if isinstance(value, Mapping):
+            _consider_param(shrinker, key, None)
     for key in sorted(shrinker.best.context.config):
         context = shrinker.best.context
         config = {k: v for k, v in context.config.items() if k != key}
         shrinker.consider(attrs.evolve(shrinker.best, context=attrs.evolve(context, config=config)))
-    for value in simpler_values(shrinker.best.context.order_size_usd):
-        context = attrs.evolve(shrinker.best.context, order_size_usd=value)
-        if shrinker.consider(attrs.evolve(shrinker.best, context=context)):
-            break
+    for key in list(shrinker.best.context.params):
+        for value in simpler_values(shrinker.best.context.params[key]):
+            if _consider_param(shrinker, key, value):
+                break
+
+
+def _consider_param(shrinker: Shrinker[Scenario], key: str, value: Any) -> bool:
+    context = shrinker.best.context
+    params = {**context.params, key: value}
+    return shrinker.consider(attrs.evolve(shrinker.best, context=attrs.evolve(context, params=params)))
 
 
 def simpler_values(value: Any) -> Iterator[Any]:

@@ -44,7 +44,7 @@ from shadowdiff.model.errors import ShadowdiffError
 from shadowdiff.model.records import Gap, Record, Snapshot
 from shadowdiff.model.values import Context
 from shadowdiff.runtime.authority import die_with
-from shadowdiff.runtime.corpus import RecordReader
+from shadowdiff.runtime.corpus import RecordReader, slot_context
 from shadowdiff.runtime.recordlog import LogFile, RotatingLog
 from shadowdiff.wire.codec import apply_delta, make_unpacker
 
@@ -67,6 +67,9 @@ class CheckerOptions:
     window: int = 256
     max_lag_bytes: int = 256 << 20
     drain_seconds: float = 10.0
+    start: Context | None = None
+    """The context a slot starts from (the domain's parameters at their defaults, ``context_start()`` in
+    the sidecar's process, where the command named the domain); None: contexts as the log has them."""
 
 
 @attrs.frozen
@@ -306,11 +309,11 @@ class Checker:
     def _states(self) -> dict[str, Any]:
         """Every slot's (state, context) at the point reached (drained first)."""
         if self._replay is None:
-            return {name: (spec["state"], Context().updated(spec["context"]))
+            start = self.options.start
+            return {name: (spec["state"], slot_context(spec["context"], start))
                     for name, spec in self._follow.items()}  # fmt: skip
         self._replay.drain()
-        slots = self._replay._slots  # the engine's mirrors: the states as of the last record fed
-        return {name: (dict(slot.mirror), slot.context) for name, slot in slots.items()}
+        return self._replay.slot_states()  # the engine's mirrors: the states as of the last record fed
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, stopping: Callable[[], bool]) -> None:
@@ -328,7 +331,7 @@ class Checker:
 
     def _open(self, index: int) -> tuple[Any, RecordReader, Any]:
         path = self.log.files[index].path
-        return path.open("rb"), RecordReader(str(path)), make_unpacker()
+        return path.open("rb"), RecordReader(str(path), self.options.start), make_unpacker()
 
     def _check_files(self, stopping: Callable[[], bool]) -> None:
         start = self.start

@@ -70,6 +70,7 @@ from shadowdiff.live.checker import (
 from shadowdiff.live.http import Metrics, handler
 from shadowdiff.live.tap import parse_address, recv_frame, send_frame
 from shadowdiff.model.errors import UsageError
+from shadowdiff.runtime.corpus import context_start
 from shadowdiff.runtime.private import open_private, private_dir
 from shadowdiff.runtime.recordlog import RotatingLog
 from shadowdiff.wire.codec import dumps_json, make_unpacker, packb
@@ -117,7 +118,8 @@ class SidecarOptions:
 
     def checker(self) -> CheckerOptions:
         return CheckerOptions(shadow=self.shadow, rules=self.rules, known=self.known, window=self.window,
-                              max_lag_bytes=self.max_lag_bytes, drain_seconds=self.drain_seconds)  # fmt: skip
+                              max_lag_bytes=self.max_lag_bytes, drain_seconds=self.drain_seconds,
+                              start=context_start())  # fmt: skip
 
 
 def check_listen(address: str) -> tuple[str, Any]:

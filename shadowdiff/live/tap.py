@@ -14,8 +14,8 @@ pulling in the engine (no attrs-heavy modules, numpy, hypothesis or click).
 Naming slots: a bot that can, wraps its per-slot calls in ``with tap.slot(name):`` (a contextvar read,
 the only cost on the bot's thread); a bot whose state carries an id needs no change:
 ``--slot-key module:function`` (or ``SHADOWDIFF_TAP_SLOT_KEY``) names a function that receives each
-call's arguments exactly as the bot passed them (DOGE's ``transition(state, event, cfg,
-order_size_usd, order_sizes)``, ``apply_order_regime_at_entry(state, local_id, regime)``) and returns the
+call's arguments exactly as the bot passed them (DOGE's ``transition(state, event, cfg, ...)``,
+``apply_order_regime_at_entry(state, local_id, regime)``) and returns the
 slot's name, or None to let the tap infer it. It runs on the tap's thread after the call, so it must
 depend on its arguments only. Without either, the tap infers the slots (below).
 

@@ -61,24 +61,43 @@ def input_from_wire(value: Any) -> Input:
     return Event(kind, dict(payload))
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Context:
-    """What a transition needs besides state and event: the config and the order sizes."""
+    """What a step needs besides state and event: the config and the domain's other call parameters.
 
-    config: WireMap = attrs.field(factory=dict)
-    order_size_usd: float = 0.0
-    order_sizes: WireMap | None = None
+    ``params`` maps the names of those parameters to their values, in wire order; the domain declares
+    the names and their defaults (``Domain.context_defaults()``, ``Domain.blank_context()``), so a context
+    read from a corpus carries every one of them. Built as ``Context(config, params)``; the keyword form
+    of the parameters (``Context(config, name=value)``) is refused with a TypeError naming them.
+    """
+
+    config: WireMap
+    params: WireMap
+
+    def __init__(self, config: WireMap | None = None, params: WireMap | None = None, **named: Any) -> None:
+        if named:
+            raise TypeError(
+                f"Context takes (config, params): pass {', '.join(map(repr, named))} in params, e.g. "
+                f"Context(config, {{{', '.join(f'{k!r}: ...' for k in named)}}})"
+            )
+        self.__attrs_init__({} if config is None else config, {} if params is None else params)
 
     def to_wire(self) -> WireMap:
-        return {"config": self.config, "order_size_usd": self.order_size_usd, "order_sizes": self.order_sizes}
+        return {"config": self.config, **self.params}
 
     def updated(self, changes: Mapping[str, Any]) -> Context:
-        """This context with the keys present in ``changes`` replaced."""
-        return Context(
-            config=dict(changes["config"]) if "config" in changes else self.config,
-            order_size_usd=changes.get("order_size_usd", self.order_size_usd),
-            order_sizes=changes.get("order_sizes", self.order_sizes),
-        )
+        """This context with ``config`` and the parameters it has replaced where ``changes`` has them
+        (other keys are not this domain's: left out)."""
+        params = self.params
+        if any(key in changes for key in params):
+            params = {key: changes.get(key, value) for key, value in params.items()}
+        return Context(dict(changes["config"]) if "config" in changes else self.config, params)
+
+    @classmethod
+    def from_wire(cls, value: Mapping[str, Any]) -> Context:
+        """A context as ``to_wire`` wrote it: ``config`` and every other key a parameter, in order."""
+        config = dict(value["config"]) if "config" in value else {}
+        return cls(config, {key: item for key, item in value.items() if key != "config"})
 
 
 @attrs.frozen
@@ -128,8 +147,7 @@ class Scenario:
             "name": self.name,
             "config": self.context.config,
             "initial_state": self.initial_state,
-            "order_size_usd": self.context.order_size_usd,
-            "order_sizes": self.context.order_sizes,
+            **self.context.params,
             "events": [item.to_wire() for item in self.inputs],
         }
         if self.expected is not None:

@@ -122,6 +122,36 @@ def use_domain(domain: Domain) -> None:
     _domains[:] = [d for d in _domains if type(d) is not type(domain)] + [domain]
 
 
+def context_start(domain: Domain | None = None) -> Context | None:
+    """The context a slot read from a corpus starts from, before the corpus says otherwise: ``domain``'s
+    blank context (its call parameters at their defaults, ``Domain.blank_context``); without one, that of
+    the domain last given to ``use_domain`` (every command gives its own). None when no domain is known:
+    a context is then taken as the corpus has it (``slot_context``)."""
+    if domain is None and not _domains:
+        return None
+    return _domain(domain).blank_context()
+
+
+def slot_context(value: Mapping[str, Any] | None, start: Context | None) -> Context:
+    """A slot's context from a corpus' context map: ``start`` with the keys it declares replaced (a
+    config of the slot's own), or, with no ``start`` (no domain known), every key as the map has it."""
+    value = {} if value is None else value
+    if start is None:
+        return Context.from_wire(value)
+    return start.updated({"config": {}, **value})
+
+
+def _domain(domain: Domain | None) -> Domain:
+    """``domain``, else the one last given to ``use_domain``, else a domain of no parameters."""
+    if domain is not None:
+        return domain
+    return _domains[-1] if _domains else Domain()
+
+
+# a scenario file's own keys; the rest of its top level is the context (the config and the parameters)
+SCENARIO_KEYS = frozenset({"name", "config", "initial_state", "events", "expected", "shadowdiff"})
+
+
 def read_items(
     paths: Iterable[str | Path], domain: Domain | None = None, notices: Notices | None = None
 ) -> Iterator[LogItem]:
@@ -141,12 +171,12 @@ def read_items(
                     yield from _unique_slots(items, names, str(path))
                     break
             else:
-                scenario = scenario_from_wire(data, str(path), default_name=path.stem)
+                scenario = scenario_from_wire(data, str(path), default_name=path.stem, domain=domain)
                 slot = scenario.name if scenario.name not in names else f"{scenario.name}@{path}"
                 names.add(slot)
                 yield from scenario_items(scenario, str(path), slot)
         else:
-            yield from read_file(path, notices)
+            yield from read_file(path, notices, domain)
 
 
 def _unique_slots(items: Iterable[LogItem], names: set[str], where: str) -> Iterator[LogItem]:
@@ -162,20 +192,20 @@ def _unique_slots(items: Iterable[LogItem], names: set[str], where: str) -> Iter
         yield item if renamed[slot] == slot else attrs.evolve(item, slot=renamed[slot])
 
 
-def read_file(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
+def read_file(path: Path, notices: Notices | None = None, domain: Domain | None = None) -> Iterator[LogItem]:
     if path.name.endswith((".msgpack", ".msgpack.gz", ".mpk", ".mpk.gz")):
-        yield from read_msgpack_log(path, notices)
+        yield from read_msgpack_log(path, notices, domain)
     elif path.name.endswith((".jsonl", ".jsonl.gz")):
-        yield from read_jsonl(path, notices)
+        yield from read_jsonl(path, notices, domain)
     elif path.suffix == ".json":
-        yield from read_items([path])
+        yield from read_items([path], domain)
     else:
         raise BadInput("unknown corpus type (expected .json, .jsonl[.gz] or .msgpack[.gz])", str(path))
 
 
 # -- scenarios ---------------------------------------------------------------------------------------
-def load_scenario(path: Path) -> Scenario:
-    return scenario_from_wire(_read_json(path), str(path), default_name=path.stem)
+def load_scenario(path: Path, domain: Domain | None = None) -> Scenario:
+    return scenario_from_wire(_read_json(path), str(path), default_name=path.stem, domain=domain)
 
 
 def _read_json(path: Path) -> Any:
@@ -191,7 +221,11 @@ def _read_json(path: Path) -> Any:
     return parse_json(raw, str(path))
 
 
-def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") -> Scenario:
+def scenario_from_wire(
+    data: Any, where: str, default_name: str = "scenario", domain: Domain | None = None
+) -> Scenario:
+    """A scenario file's content; its context holds ``config`` and the domain's call parameters, each
+    from the file or at its default (``context_start``)."""
     if not isinstance(data, Mapping):
         raise BadInput("a scenario must be a JSON object", where)
     for key in ("initial_state", "events"):
@@ -201,7 +235,8 @@ def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") ->
         raise BadInput("'initial_state' must be an object", where)
     if not isinstance(data["events"], list):
         raise BadInput("'events' must be a list", where)
-    for key in ("config", "order_sizes"):
+    start = context_start(domain)
+    for key in ("config", *(_domain(domain).context_maps() if start is not None else ())):
         if data.get(key) is not None and not isinstance(data[key], Mapping):
             raise BadInput(f"{key!r} must be an object", where)
     inputs = []
@@ -210,11 +245,11 @@ def scenario_from_wire(data: Any, where: str, default_name: str = "scenario") ->
             inputs.append(input_from_wire(raw))
         except ValueError as exc:
             raise BadInput(str(exc), f"{where}: events[{i}]") from exc
-    context = Context(
-        config=dict(data.get("config") or {}),
-        order_size_usd=data.get("order_size_usd", 0.0),
-        order_sizes=data.get("order_sizes"),
-    )
+    if start is None:  # no domain known: every key the scenario format does not name
+        params = {key: value for key, value in data.items() if key not in SCENARIO_KEYS}
+    else:
+        params = {key: data.get(key, value) for key, value in start.params.items()}
+    context = Context(dict(data.get("config") or {}), params)
     meta = data.get("shadowdiff")
     return Scenario(
         name=str(data.get("name") or default_name),
@@ -251,10 +286,10 @@ def _open_binary(path: Path) -> IO[bytes]:
     return raw
 
 
-def read_jsonl(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
+def read_jsonl(path: Path, notices: Notices | None = None, domain: Domain | None = None) -> Iterator[LogItem]:
     """A JSONL log, or a findings file (lines with ``pre_state``)."""
     with _open_binary(path) as stream:
-        reader = RecordReader(str(path))
+        reader = RecordReader(str(path), context_start(domain))
         number = 0
         while True:
             try:
@@ -284,10 +319,12 @@ def read_jsonl(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
             yield from reader.item(value, where)
 
 
-def read_msgpack_log(path: Path, notices: Notices | None = None) -> Iterator[LogItem]:
+def read_msgpack_log(
+    path: Path, notices: Notices | None = None, domain: Domain | None = None
+) -> Iterator[LogItem]:
     with _open_binary(path) as stream:
         unpacker = make_unpacker(MAX_RECORD_BYTES)
-        reader = RecordReader(str(path))
+        reader = RecordReader(str(path), context_start(domain))
         offset = 0
         boundary = 0  # where the next record starts (unpacker.tell() moves into a record cut short)
         while True:
@@ -322,10 +359,13 @@ class RecordReader:
     """Turns log (or findings) records, one decoded value at a time, into replay items, checking each
     one's shape (``item`` raises ``BadInput`` naming ``where``). One reader per file: the first record
     must be the header. Used by the file readers here and by whatever reads records from elsewhere (the
-    sidecar reads its own log as it grows)."""
+    sidecar reads its own log as it grows). ``start``: the context a slot's record fills in (the domain's
+    parameters at their defaults; default: ``context_start()``, which is None, every key as the record
+    has it, when no domain is known)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, start: Context | None = None) -> None:
         self.name = name
+        self.start = context_start() if start is None else start
         self.findings = 0
         self.first = True
 
@@ -346,9 +386,9 @@ class RecordReader:
                     raise BadInput(problem, where)
                 for slot, spec in _map(value, "slots").items():
                     spec = spec if isinstance(spec, Mapping) else {}
-                    yield Snapshot(str(slot), _map(spec, "state"), _context(spec.get("context")), where)
+                    yield Snapshot(str(slot), _map(spec, "state"), self._context(spec.get("context")), where)
             elif kind == "snapshot":
-                yield Snapshot(_slot(value), _map(value, "state"), _context(value.get("context")), where)
+                yield Snapshot(_slot(value), _map(value, "state"), self._context(value.get("context")), where)
             elif kind == "context":
                 yield ContextChange(_slot(value), _map(value, "context"), where)
             elif kind in ("step", "call"):
@@ -377,6 +417,11 @@ class RecordReader:
                 raise
             raise BadInput(str(exc), where) from exc
 
+    def _context(self, value: Any) -> Context:
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError("'context' must be a map")
+        return slot_context(value, self.start)
+
     def _finding(self, value: Mapping[str, Any], where: str) -> Iterator[LogItem]:
         self.findings += 1
         if value.get("event") is None:
@@ -384,7 +429,7 @@ class RecordReader:
         slot = f"{self.name}#{self.findings}"
         try:
             item = input_from_wire(value["event"])
-            yield Snapshot(slot, _map(value, "pre_state"), _context(value.get("context")), where)
+            yield Snapshot(slot, _map(value, "pre_state"), self._context(value.get("context")), where)
         except ValueError as exc:
             raise BadInput(str(exc), where) from exc
         yield Record(slot, item, value.get("seq"), None, None, where)
@@ -402,14 +447,6 @@ def _map(value: Mapping[str, Any], key: str) -> WireMap:
     if not isinstance(got, Mapping):
         raise ValueError(f"'{key}' must be a map")
     return dict(got)
-
-
-def _context(value: Any) -> Context:
-    if value is None:
-        return Context()
-    if not isinstance(value, Mapping):
-        raise ValueError("'context' must be a map")
-    return Context().updated(value)
 
 
 def _outcome(value: Any) -> StepResult | None:

@@ -138,7 +138,7 @@ class RotatingLog:
     def _follow(self, record: Mapping[str, Any]) -> None:
         kind = record["kind"]
         if kind == "snapshot":
-            context = Context().updated(record.get("context") or {}).to_wire()
+            context = Context.from_wire(record.get("context") or {}).to_wire()
             self.slots[record["slot"]] = {"context": context, "state": dict(record["state"])}
             return
         spec = self.slots.get(record.get("slot"))  # type: ignore[arg-type]

@@ -196,7 +196,7 @@ class Relay:
 
 
 def _snapshot(record: Mapping[str, Any]) -> Snapshot:
-    return Snapshot(record["slot"], record["state"], Context().updated(record["context"]), "", record["raw"])
+    return Snapshot(record["slot"], record["state"], Context.from_wire(record["context"]), "", record["raw"])
 
 
 def _record(record: Mapping[str, Any]) -> LogItem:

@@ -136,7 +136,7 @@ class SubprocessReducer(ReducerShadow):
         self._entries: collections.deque[_Entry] = collections.deque()
         self._wires: collections.deque[_Wire] = collections.deque()
         self._session_ids: dict[str, int] = {}
-        self._packed_contexts: dict[int, tuple[Context, bytes]] = {}
+        self._packed_contexts: dict[int, tuple[Context, bytes, bytes]] = {}
         self._next_session = 1
         self._next_ticket = 0
         self._next_id = 1
@@ -346,17 +346,16 @@ class SubprocessReducer(ReducerShadow):
             return
         packed = self._packed_contexts.get(id(ctx))
         if packed is None or packed[0] is not ctx:
-            tail = packb("config") + packb(ctx.config) + packb("order_size_usd") + packb(ctx.order_size_usd)
-            tail += packb("order_sizes") + packb(ctx.order_sizes)
+            tail = b"".join(packb(key) + packb(value) for key, value in ctx.to_wire().items())
             if len(self._packed_contexts) > 256:
                 self._packed_contexts.clear()
-            packed = self._packed_contexts[id(ctx)] = (ctx, tail)
+            packed = self._packed_contexts[id(ctx)] = (ctx, _step_head(1 + len(ctx.params)), tail)
         rid = self._next_id
         self._next_id += 1
         self.process.send_raw(
             b"".join((
-                _STEP_HEAD, packb(rid), _SESSION_KEY, packb(sid), _EVENT_KEY,
-                packb({"type": item.type, "payload": item.payload}), packed[1],
+                packed[1], packb(rid), _SESSION_KEY, packb(sid), _EVENT_KEY,
+                packb({"type": item.type, "payload": item.payload}), packed[2],
                 _WITH_INVARIANTS_TRUE if with_invariants else _WITH_INVARIANTS_FALSE,
             ))
         )  # fmt: skip
@@ -400,12 +399,7 @@ class SubprocessReducer(ReducerShadow):
             op = "call"
         else:
             ctx = request.context
-            msg = {
-                "state": sent,
-                "config": ctx.config,
-                "order_size_usd": ctx.order_size_usd,
-                "order_sizes": ctx.order_sizes,
-            }
+            msg = {"state": sent, **ctx.to_wire()}
             if self.codec == "msgpack":
                 msg.update(op="transition", event=item.to_wire(), with_invariants=request.with_invariants)
             else:
@@ -799,9 +793,21 @@ class SubprocessReducer(ReducerShadow):
         return state
 
 
-# a step request is an 8-entry map: op, id, session, event, config, order_size_usd, order_sizes,
-# with_invariants
-_STEP_HEAD = b"\x88" + packb("op") + packb("step") + packb("id")
+def _step_head(context_entries: int) -> bytes:
+    """The start of a step request, a map of op, id, session, event, the context's entries (config and
+    the domain's parameters) and with_invariants, up to the id's value."""
+    entries = 5 + context_entries
+    if entries < 16:
+        size = bytes([0x80 | entries])
+    else:
+        size = (
+            b"\xde" + entries.to_bytes(2, "big")
+            if entries < 1 << 16
+            else b"\xdf" + entries.to_bytes(4, "big")
+        )
+    return size + packb("op") + packb("step") + packb("id")
+
+
 _SESSION_KEY = packb("session")
 _EVENT_KEY = packb("event")
 _WITH_INVARIANTS_TRUE = packb("with_invariants") + packb(True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from shadowdiff.core.domain import Domain
@@ -34,15 +34,25 @@ def _need(request: dict[str, Any], key: str, kind: type) -> Any:
     return value
 
 
-def _context(request: dict[str, Any]) -> Context:
-    return Context(
-        request.get("config") or {}, request.get("order_size_usd", 0.0), request.get("order_sizes")
-    )
+# what a request holds besides its context (PROTOCOL.md and the JSON-lines transport)
+_REQUEST_KEYS = frozenset({"op", "id", "session", "event", "state", "with_invariants", "method", "params"})
+
+
+def _context(request: dict[str, Any], defaults: Mapping[str, Any] | None) -> Context:
+    """The context of a step or transition request: its config and the domain's parameters, each at its
+    default when the request leaves it out (``defaults``: ``Domain.context_defaults()``); without a
+    domain, every other key of the request, as sent."""
+    config = request.get("config") or {}
+    if defaults is None:
+        return Context(config, {k: v for k, v in request.items() if k not in _REQUEST_KEYS and k != "config"})
+    return Context(config, {key: request.get(key, value) for key, value in defaults.items()})
 
 
 class MsgpackServer:
-    def __init__(self, reducer: Reducer, sessions: bool = True) -> None:
+    def __init__(self, reducer: Reducer, sessions: bool = True, domain: Domain | None = None) -> None:
+        """``domain``: whose call parameters a step carries (default: whatever a request sends)."""
         self.reducer = reducer
+        self.defaults = domain.context_defaults() if domain is not None else None
         self.sessions = sessions
         self.open_sessions: set[str] = set()
 
@@ -74,7 +84,7 @@ class MsgpackServer:
             event = _need(req, "event", dict)
             outcome = r.transition(
                 _need(req, "state", dict), Event(event.get("type", ""), event.get("payload") or {}),
-                _context(req), bool(req.get("with_invariants")),
+                _context(req, self.defaults), bool(req.get("with_invariants")),
             )  # fmt: skip
             out: dict[str, Any] = {"state": outcome.state, "actions": outcome.actions}
             if outcome.violations is not None:
@@ -104,7 +114,12 @@ class MsgpackServer:
                 event = _need(req, "event", dict)
                 wi = bool(req.get("with_invariants"))
                 res = r.step(
-                    Step(slot, Event(event.get("type", ""), event.get("payload") or {}), _context(req), wi)
+                    Step(
+                        slot,
+                        Event(event.get("type", ""), event.get("payload") or {}),
+                        _context(req, self.defaults),
+                        wi,
+                    )
                 )
                 return res.to_wire() if wi else {"actions": res.actions, "delta": res.delta}
             if op == "patch":
@@ -144,6 +159,7 @@ class JsonLinesServer:
     def __init__(self, reducer: Reducer, domain: Domain) -> None:
         self.reducer = reducer
         self.domain = domain
+        self.defaults = domain.context_defaults()
 
     def handle(self, req: Any) -> dict[str, Any]:
         try:
@@ -155,7 +171,9 @@ class JsonLinesServer:
                 kind = self.domain.event_type_of(payload)
                 if kind is None:
                     raise BadRequest(f"cannot tell the event type from keys {sorted(payload)}")
-                out = self.reducer.transition(_need(req, "state", dict), Event(kind, payload), _context(req))
+                out = self.reducer.transition(
+                    _need(req, "state", dict), Event(kind, payload), _context(req, self.defaults)
+                )
                 return {"state": out.state, "actions": [a["payload"] for a in out.actions]}
             if method == "check_invariants":
                 return {"violations": self.reducer.check_invariants(_need(req, "state", dict))}

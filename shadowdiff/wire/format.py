@@ -54,7 +54,7 @@ def header_error(header: Mapping[str, Any]) -> str | None:
 class ContextParam:
     """One context value a step call carries besides the state and the event.
 
-    ``key`` is its name in records and requests (``order_size_usd``), ``parameter`` the reducer's
+    ``key`` is its name in records and requests (e.g. ``size_usd``), ``parameter`` the reducer's
     parameter that holds it (``size``), ``kind`` how the tap records it: ``"config"`` (the config object,
     recorded through the identity wire), ``"float"`` (a number, recorded as a float) or ``"mapping"``
     (a mapping recorded as a dict, anything else as None); ``default`` its value when a call or a corpus
