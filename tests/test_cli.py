@@ -82,6 +82,22 @@ def test_missing_shadow_and_bad_options_are_one_line_usage_errors(upstream) -> N
     assert out.exit_code == 2 and "no such file or directory" in out.output
 
 
+@pytest.mark.parametrize("attempt", range(5))
+def test_a_shadow_that_exits_at_once_is_one_line_and_exit_2(upstream, haskell_exe, attempt) -> None:
+    """A shadow that refuses its arguments and exits before the hello is written (a broken pipe) or after
+    (no answer) is the same one line, in a real process: the production port refuses --mutant."""
+    shadow = f"{haskell_exe} --msgpack --mutant x"
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowdiff", "replay", str(upstream), "--shadow", shadow],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shadowdiff: error:") and "handshake failed" in lines[0]
+    assert "doge-core-mutants" in lines[0]  # the shadow's own last words say where the mutants are
+
+
 def test_a_shadow_that_answers_nothing_is_never_a_pass(tmp_path) -> None:
     # a shadow that handshakes then dies on every request: no transition answered
     log = ROOT / "corpora" / "sample" / "doge-recorded-2slots.jsonl.gz"

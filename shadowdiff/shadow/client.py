@@ -164,9 +164,9 @@ class SubprocessReducer(ReducerShadow):
         # The hello carries a newline inside a string: a msgpack server ignores the unknown key, and a
         # JSON-lines server (the real doge-core-exe --server) sees a whole, bad line and answers
         # {"error": ...} at once, instead of waiting for a newline that never comes.
-        self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION, "client": HELLO_CLIENT})
-        self.process.flush()
-        try:
+        try:  # a shadow that exits at once (refusing its arguments) may be gone before the hello is written
+            self.process.send({"op": "hello", "id": 0, "protocol": PROTOCOL_VERSION, "client": HELLO_CLIENT})
+            self.process.flush()
             reply = self._receive_one(max(self.deadline, HANDSHAKE_SECONDS))
         except (ProcessGone, FramingError) as exc:
             tail = " | ".join(self.process.tail()[-3:])
