@@ -46,8 +46,7 @@ def kinship(wire: Any, pre: Any, known: Any) -> int:
     if type(pre) is not type(known):
         return 0
     score = 0
-    wire.fields(pre)
-    defaults = wire._defaults.get(type(pre)) or {}
+    defaults = wire.defaults(pre)
     for name in wire.fields(pre):
         a, b = getattr(pre, name), getattr(known, name)
         if isinstance(a, tuple) and isinstance(b, tuple):

@@ -190,7 +190,7 @@ def thirty_days_split(events: int) -> None:
                 if isinstance(item, Record):
                     seen += 1
                     if seen % tenth == 0 and len(rates) < 10:
-                        replay._drain(block=True, until_empty=True)
+                        replay.drain()
                         now, cpu_now = time.perf_counter(), time.process_time()
                         rates.append(tenth / (now - started))
                         cpu.append((cpu_now - cpu_started) / tenth * 1e6)

@@ -201,3 +201,18 @@ def test_no_domain_parameter_is_named_under_shadowdiff() -> None:
         if "order_size" in line
     ]
     assert named == []
+
+
+def test_the_benches_use_public_seams_only() -> None:
+    """bench/ measures through the engine's public names (``Replay.drain``, ``IdentityWire.defaults``...):
+    a bench that reaches into a private name breaks silently when the engine changes inside."""
+    import re
+
+    reach = re.compile(r"\b(?!self\b|os\b|sys\b)[a-z_][a-z_0-9]*\._[a-z][a-z_0-9]*")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {match.group(0)}"
+        for path in sorted((ROOT / "bench").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for match in reach.finditer(line.split("#", 1)[0])
+    ]
+    assert found == []

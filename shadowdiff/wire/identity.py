@@ -107,6 +107,12 @@ class IdentityWire:
             self._defaults[cls] = {f.name: f.default for f in found if f.default is not dataclasses.MISSING}
         return names
 
+    def defaults(self, value: Any) -> dict[str, Any]:
+        """The fields of ``value``'s class that have a default, with it (a class no value was read of
+        yet: none)."""
+        self.fields(value)
+        return self._defaults.get(type(value), {})
+
     def item(self, value: Any) -> Any:
         if not dataclasses.is_dataclass(value) or isinstance(value, type):
             return value
