@@ -6,7 +6,10 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from shadowdiff_doge.domain import DOGE
@@ -93,8 +96,6 @@ def children_of(pid: int) -> list[int]:
 def wait_for_shadows(pid: int, count: int, marker: str = "misbehaving.py", timeout: float = 60.0) -> None:
     """Block until ``count`` descendants of ``pid`` run a command containing ``marker`` (the shadows
     are up, so an interrupt lands mid-replay however loaded the machine is)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found, todo = 0, [pid]
@@ -107,3 +108,17 @@ def wait_for_shadows(pid: int, count: int, marker: str = "misbehaving.py", timeo
             return
         time.sleep(0.05)
     raise AssertionError(f"{count} shadow(s) of {pid} did not start within {timeout:g} s")
+
+
+def caught_up(status: Callable[[], dict[str, Any]], received: int, timeout: float) -> dict[str, Any]:
+    """A sidecar's status once it has received ``received`` records and has no lag (or at ``timeout``:
+    the caller's assertions then say what was missing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = status()
+        coverage = now["coverage"]
+        if coverage["received"] >= received and coverage["lag_records"] == 0 and coverage["lag_bytes"] == 0:
+            return now
+        if time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MISBEHAVING, PY_SERVER, ROOT
+from conftest import MISBEHAVING, PY_SERVER, ROOT, caught_up
 from test_sidecar import ENV, descendants_of, gone, run_bot, shadow_command
 
 from shadowdiff.model.records import Record
@@ -53,15 +53,7 @@ class Side:
         return loaded
 
     def caught_up(self, received: int, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            cov = status["coverage"]
-            if cov["received"] >= received and cov["lag_records"] == 0 and cov["lag_bytes"] == 0:
-                return status
-            if time.monotonic() > deadline:
-                return status
-            time.sleep(0.1)
+        return caught_up(self.status, received, timeout)
 
     def rss_kb(self) -> int:
         """The sidecar's resident memory and its checker's (a process of its own by default)."""

@@ -25,6 +25,23 @@ FILL = "transition.state|FillEvent|orders[*].price"
 Shape = Callable[[int], dict[str, Any]]
 
 
+def shadow_block(minute: int) -> dict[str, Any]:
+    """The bot's ``state_machine_shadow`` block of a healthy shadow, ``minute`` minutes in."""
+    return {
+        "enabled": True,
+        "executable_available": True,
+        "transition_checks": 1000 + 50 * minute,
+        "invariant_checks": 1000 + 50 * minute,
+        "total_divergences": 0,
+        "transition_divergences": 0,
+        "invariant_divergences": 0,
+        "shadow_failures": 0,
+        "last_divergence_kind": None,
+        "last_divergence_event": None,
+        "last_shadow_error": None,
+    }
+
+
 def window(hours: float = 48, shape: Shape | None = None, gaps: range = range(0)) -> list[dict[str, Any]]:
     """One sample a minute for ``hours``; ``shape(minute)`` overrides counters; ``gaps`` are failed polls."""
     samples = []
@@ -33,19 +50,7 @@ def window(hours: float = 48, shape: Shape | None = None, gaps: range = range(0)
         if minute in gaps:
             samples.append({"ts": ts, "seq": minute + 1, "source": "s", "gap": True, "error": "HTTP 500"})
             continue
-        shadow: dict[str, Any] = {
-            "enabled": True,
-            "executable_available": True,
-            "transition_checks": 1000 + 50 * minute,
-            "invariant_checks": 1000 + 50 * minute,
-            "total_divergences": 0,
-            "transition_divergences": 0,
-            "invariant_divergences": 0,
-            "shadow_failures": 0,
-            "last_divergence_kind": None,
-            "last_divergence_event": None,
-            "last_shadow_error": None,
-        }
+        shadow = shadow_block(minute)
         shadow.update(shape(minute) if shape else {})
         samples.append(
             {

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shadowdiff_doge import simbot
 from shadowdiff_doge.inprocess import load_module
+from test_gate import shadow_block
 
 from shadowdiff.cli import runbook as runbook_cli
 from shadowdiff.runbook.gate import judge, read_samples
@@ -43,19 +44,7 @@ def bot_status(minute: int, *, shadow: bool = True) -> dict[str, Any]:
         "uptime_sec": minute * 60,
     }
     if shadow:
-        status["state_machine_shadow"] = {
-            "enabled": True,
-            "executable_available": True,
-            "transition_checks": 1000 + 50 * minute,
-            "invariant_checks": 1000 + 50 * minute,
-            "total_divergences": 0,
-            "transition_divergences": 0,
-            "invariant_divergences": 0,
-            "shadow_failures": 0,
-            "last_divergence_kind": None,
-            "last_divergence_event": None,
-            "last_shadow_error": None,
-        }
+        status["state_machine_shadow"] = shadow_block(minute)
     return status
 
 

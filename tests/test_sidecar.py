@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXE, MISBEHAVING, MUTANT_EXE, PY_SERVER, ROOT, children_of
+from conftest import EXE, MISBEHAVING, MUTANT_EXE, PY_SERVER, ROOT, caught_up, children_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from shadowdiff.model.records import Record
@@ -102,15 +102,7 @@ class Sidecar:
         return loaded
 
     def caught_up(self, received: int, timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            cov = status["coverage"]
-            if cov["received"] >= received and cov["lag_records"] == 0 and cov["lag_bytes"] == 0:
-                return status
-            if time.monotonic() > deadline:
-                return status
-            time.sleep(0.1)
+        return caught_up(self.status, received, timeout)
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
