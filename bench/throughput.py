@@ -34,14 +34,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import prefix_of, steps_of, synchronous_jsonl, thirty_day_items, walk_module  # noqa: E402
+from common import (  # noqa: E402
+    prefix_of,
+    replay_by_tenths,
+    steps_of,
+    synchronous_jsonl,
+    tenths,
+    thirty_day_items,
+    walk_module,
+)
 from shadowdiff_doge import corpusgen  # noqa: E402
 from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
 from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
 from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
 
 from shadowdiff.core.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.model.records import Record, Snapshot  # noqa: E402
+from shadowdiff.model.records import Record  # noqa: E402
 from shadowdiff.runtime.corpus import LogWriter, read_items  # noqa: E402
 from shadowdiff.shadow.client import SubprocessReducer  # noqa: E402
 
@@ -123,27 +131,16 @@ def peak_rss_mb(corpus: Path, *flags: str) -> float:
 
 def thirty_days(events: int) -> None:
     items = thirty_day_items(events)
-    steps = [i for i, item in enumerate(items) if isinstance(item, Record)]
-    cuts = [0] + [steps[len(steps) * k // 10] for k in range(1, 10)] + [len(items)]
+    steps, cuts = tenths(items)
     shadow = SubprocessReducer([str(DEFAULT_EXE), "--msgpack"], domain=DogeDomain())
     auth = InProcessReducer(sm)
     replay = Replay(shadow, auth, ReplayOptions())
-    rates, cpu = [], []
     with shadow:
-        for k in range(10):
-            chunk = items[cuts[k] : cuts[k + 1]]
-            started, cpu_started = time.perf_counter(), time.process_time()
-            for item in chunk:
-                replay.feed(item)
-            replay.drain()
-            rates.append(steps_of(chunk) / (time.perf_counter() - started))
-            cpu.append((time.process_time() - cpu_started) / steps_of(chunk) * 1e6)
-            if k == 8:  # where the last tenth starts: its state (the whole history) and context
-                at_last = Snapshot("slot-0", auth.get("slot-0"), replay.context_of("slot-0"))
+        rates, cpu, at_last = replay_by_tenths(replay, auth, items, cuts)
         result = replay.finish()
     history = len(auth.get("slot-0")["completed_cycles"])
     print(
-        f"\n30-day stream: {len(steps):,} events, history {history:,} completed cycles, "
+        f"\n30-day stream: {steps:,} events, history {history:,} completed cycles, "
         f"{result.divergence_count} divergences"
     )
     for k, rate in enumerate(rates):

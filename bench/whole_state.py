@@ -25,13 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import day_items, prefix_of, steps_of, synchronous_jsonl  # noqa: E402
+from common import day_items, prefix_of, replay_by_tenths, steps_of, synchronous_jsonl, tenths  # noqa: E402
 from shadowdiff_doge.domain import DEFAULT_EXE, DogeDomain  # noqa: E402
 from shadowdiff_doge.inprocess import InProcessReducer  # noqa: E402
 from shadowdiff_doge.reference import state_machine as sm  # noqa: E402
 
 from shadowdiff.core.engine import Replay, ReplayOptions  # noqa: E402
-from shadowdiff.model.records import Record, Snapshot  # noqa: E402
 from shadowdiff.shadow.client import SubprocessReducer  # noqa: E402
 
 PORT = [str(DEFAULT_EXE), "--server"]
@@ -69,31 +68,20 @@ def main() -> None:
         sys.exit(f"build the port first: bash {ROOT / 'adapters/doge/haskell/build.sh'}")
     events = 14_000 if args.quick else 70_000
     items = day_items(events, 7, seed=7)
-    steps = [i for i, item in enumerate(items) if isinstance(item, Record)]
-    cuts = [0] + [steps[len(steps) * k // 10] for k in range(1, 10)] + [len(items)]
+    steps, cuts = tenths(items)
     auth = InProcessReducer(sm)
-    rates, cpu = [], []
     with shadow("trim") as port:
         replay = Replay(port, auth, ReplayOptions())
         whole_started = time.perf_counter()
-        for k in range(10):
-            chunk = items[cuts[k] : cuts[k + 1]]
-            started, cpu_started = time.perf_counter(), time.process_time()
-            for item in chunk:
-                replay.feed(item)
-            replay.drain()
-            rates.append(steps_of(chunk) / (time.perf_counter() - started))
-            cpu.append((time.process_time() - cpu_started) / steps_of(chunk) * 1e6)
-            if k == 8:
-                at_last = Snapshot("slot-0", auth.get("slot-0"), replay.context_of("slot-0"))
+        rates, cpu, at_last = replay_by_tenths(replay, auth, items, cuts)
         result = replay.finish()
         total = time.perf_counter() - whole_started
         history_line = port.describe_history()
     history = len(auth.get("slot-0")["completed_cycles"])
     print(
-        f"7-day stream over jsonl against {DEFAULT_EXE.name} --server: {len(steps):,} events, history "
+        f"7-day stream over jsonl against {DEFAULT_EXE.name} --server: {steps:,} events, history "
         f"{history:,} completed cycles, {result.divergence_count} divergences, {result.failure_count} "
-        f"failures, {total:.1f} s in all ({len(steps) / total:,.0f} events/s)"
+        f"failures, {total:.1f} s in all ({steps / total:,.0f} events/s)"
     )
     print(f"  history: {history_line}")
     for k, rate in enumerate(rates):
